@@ -1,0 +1,354 @@
+"""Pydantic v2 models of the tml optimizer config, validated at construction, and their loading.
+
+Field names are tml's (``optimizers/config.py`` and recap's ``MultiTaskLearningRates``), so a tml
+training YAML loads unchanged: ``load_config("train.yaml", section="optimizer")``. Unlike tml, every
+rule is checked when a model is built (see DESIGN.md, "The seed semantics"); a broken config raises
+pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field and the value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import pydantic
+import yaml
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+
+__all__ = [
+    "AdagradConfig",
+    "AdamConfig",
+    "LearningRate",
+    "LinearRampToConstant",
+    "LinearRampToCosine",
+    "MultiTaskLearningRates",
+    "OptimizerConfig",
+    "PiecewiseConstant",
+    "SgdConfig",
+    "dump_config",
+    "load_config",
+]
+
+
+# --- field types -------------------------------------------------------------------------------
+
+
+def _no_bool(value: Any, info: ValidationInfo) -> Any:
+    # pydantic's lax mode turns True into 1 / 1.0; a bool in a numeric field is always a mistake.
+    if isinstance(value, bool):
+        raise ValueError(f"{info.field_name} must be a number, not a bool, got {value!r}")
+    return value
+
+
+def _rate(value: float, info: ValidationInfo) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{info.field_name} ({value!r}) must be finite and >= 0")
+    return value
+
+
+def _beta(value: float, info: ValidationInfo) -> float:
+    if not 0 <= value < 1:  # also rejects NaN
+        raise ValueError(f"{info.field_name} ({value!r}) must be in [0, 1)")
+    return value
+
+
+def _at_least_one(value: int, info: ValidationInfo) -> int:
+    if value < 1:
+        raise ValueError(f"{info.field_name} ({value}) must be >= 1")
+    return value
+
+
+#: A learning rate (or eps, momentum): a finite float >= 0.
+Rate = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_rate)]
+#: An integer step count; 1.0 coerces to 1, 1.5 and bools are rejected.
+StepInt = Annotated[int, BeforeValidator(_no_bool)]
+Beta = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_beta)]
+
+
+class _Config(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+def _exactly_one(model: _Config, names: tuple[str, ...]) -> str:
+    """The one field of ``names`` that is not None; raise naming all that are set otherwise."""
+    chosen = [name for name in names if getattr(model, name) is not None]
+    if len(chosen) != 1:
+        raise ValueError(
+            f"exactly one of {', '.join(names)} must be set, got: {', '.join(chosen) or 'none'}"
+        )
+    return chosen[0]
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+class PiecewiseConstant(_Config):
+    """``lr(s) = v[bisect_right(b, s)]``: ``v[0]`` before ``b[0]``, ``v[i]`` from ``b[i-1]`` on."""
+
+    learning_rate_boundaries: list[StepInt]
+    learning_rate_values: list[Rate]
+
+    @pydantic.field_validator("learning_rate_boundaries")
+    @classmethod
+    def _boundaries(cls, b: list[int]) -> list[int]:
+        for i, value in enumerate(b):
+            if value < 0:
+                raise ValueError(f"learning_rate_boundaries[{i}] ({value}) must be >= 0")
+            if i and value <= b[i - 1]:
+                raise ValueError(
+                    f"learning_rate_boundaries must be strictly increasing, "
+                    f"got {b[i - 1]} then {value} at index {i}"
+                )
+        return b
+
+    @pydantic.model_validator(mode="after")
+    def _lengths(self) -> PiecewiseConstant:
+        nb, nv = len(self.learning_rate_boundaries), len(self.learning_rate_values)
+        if nv != nb + 1:
+            raise ValueError(
+                f"learning_rate_values has {nv} entries but learning_rate_boundaries has {nb}: "
+                f"need len(learning_rate_values) == len(learning_rate_boundaries) + 1 ({nb + 1})"
+            )
+        return self
+
+
+class LinearRampToConstant(_Config):
+    """``lr(s) = min(L, (L / R) * s)``: from 0 to ``learning_rate`` L over ``num_ramp_steps`` R."""
+
+    learning_rate: Rate
+    num_ramp_steps: Annotated[StepInt, AfterValidator(_at_least_one)]
+
+
+class LinearRampToCosine(_Config):
+    """Linear ramp from 0 to L over R steps, cosine decay to F at step T, then F.
+
+    ``s < R``: ``(L / R) * s``;
+    ``R <= s <= T``: ``F + (L - F) * 0.5 * (1 + cos(pi * (s - R) / (T - R)))``;
+    ``s > T``: ``F``, with L = ``learning_rate``, F = ``final_learning_rate``,
+    R = ``num_ramp_steps``, T = ``final_num_steps`` (T > R).
+    """
+
+    learning_rate: Rate
+    final_learning_rate: Rate
+    num_ramp_steps: Annotated[StepInt, AfterValidator(_at_least_one)]
+    final_num_steps: StepInt
+
+    @pydantic.model_validator(mode="after")
+    def _end_after_ramp(self) -> LinearRampToCosine:
+        if self.final_num_steps <= self.num_ramp_steps:
+            raise ValueError(
+                f"final_num_steps ({self.final_num_steps}) must be greater than "
+                f"num_ramp_steps ({self.num_ramp_steps})"
+            )
+        return self
+
+
+class LearningRate(_Config):
+    """A learning-rate schedule: exactly one of the four kinds is set (the others None/null)."""
+
+    constant: Rate | None = None
+    piecewise_constant: PiecewiseConstant | None = None
+    linear_ramp_to_constant: LinearRampToConstant | None = None
+    linear_ramp_to_cosine: LinearRampToCosine | None = None
+
+    KINDS: ClassVar[tuple[str, ...]] = (
+        "constant",
+        "piecewise_constant",
+        "linear_ramp_to_constant",
+        "linear_ramp_to_cosine",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_kind(self) -> LearningRate:
+        _exactly_one(self, self.KINDS)
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The name of the field that is set, e.g. ``"linear_ramp_to_cosine"``."""
+        return _exactly_one(self, self.KINDS)
+
+    @property
+    def schedule(self) -> float | PiecewiseConstant | LinearRampToConstant | LinearRampToCosine:
+        """The value of the field that is set (a float for ``constant``)."""
+        return getattr(self, self.kind)
+
+
+# --- optimizers --------------------------------------------------------------------------------
+
+
+class AdamConfig(_Config):
+    lr: Rate
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Rate = 1e-7
+
+
+class SgdConfig(_Config):
+    lr: Rate
+    momentum: Rate = 0.0
+
+
+class AdagradConfig(_Config):
+    lr: Rate
+    eps: Rate = 0.0
+
+
+class MultiTaskLearningRates(_Config):
+    """tml recap's per-tower schedules: one per tower name, plus one for the shared backbone."""
+
+    tower_learning_rates: dict[str, LearningRate]
+    backbone_learning_rate: LearningRate
+
+    @pydantic.field_validator("tower_learning_rates")
+    @classmethod
+    def _towers(cls, towers: dict[str, LearningRate]) -> dict[str, LearningRate]:
+        if not towers:
+            raise ValueError("tower_learning_rates must name at least one tower, got {}")
+        for name in towers:
+            if not name or "." in name:
+                raise ValueError(
+                    f"tower_learning_rates: tower name {name!r} must be non-empty, without '.'"
+                )
+        return towers
+
+
+class OptimizerConfig(_Config):
+    """One optimizer (exactly one of adam / sgd / adagrad) and at most one way to schedule its lr.
+
+    ``learning_rate`` schedules every param group; ``multi_task_learning_rates`` gives each tower
+    and the backbone its own schedule. With neither, the lr is the chosen optimizer's ``lr``.
+    """
+
+    learning_rate: LearningRate | None = None
+    adam: AdamConfig | None = None
+    sgd: SgdConfig | None = None
+    adagrad: AdagradConfig | None = None
+    multi_task_learning_rates: MultiTaskLearningRates | None = None
+
+    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("adam", "sgd", "adagrad")
+
+    @pydantic.model_validator(mode="after")
+    def _one_optimizer(self) -> OptimizerConfig:
+        _exactly_one(self, self.OPTIMIZERS)
+        if self.learning_rate is not None and self.multi_task_learning_rates is not None:
+            raise ValueError(
+                "learning_rate and multi_task_learning_rates are mutually exclusive, got both"
+            )
+        return self
+
+    @property
+    def optimizer_name(self) -> Literal["adam", "sgd", "adagrad"]:
+        return _exactly_one(self, self.OPTIMIZERS)  # type: ignore[return-value]
+
+    @property
+    def optimizer(self) -> AdamConfig | SgdConfig | AdagradConfig:
+        return getattr(self, self.optimizer_name)
+
+
+# --- loading and dumping -----------------------------------------------------------------------
+
+C = TypeVar("C", bound=pydantic.BaseModel)
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _parse(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)  # JSON first: PyYAML (YAML 1.1) reads 1e-07 as a string
+    except json.JSONDecodeError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"cannot parse {where} as YAML or JSON: {_one_line(e)}") from None
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return "\n" not in text and Path(text).is_file()
+    except (OSError, ValueError):  # name too long, NUL byte
+        return False
+
+
+def load_config(
+    source: Mapping[str, Any] | str | Path,
+    cls: type[C] = OptimizerConfig,
+    section: str | None = None,
+) -> C:
+    """Build ``cls`` from a dict, a .yaml/.yml/.json file, or YAML/JSON text.
+
+    Args:
+        source: a mapping; a ``Path`` or path string to a file; or the text itself (a string that
+            names an existing file is read as that file, anything else is parsed as YAML/JSON).
+        cls: the model to build (``OptimizerConfig``, ``LearningRate``, ...).
+        section: a dotted key path to descend first, e.g. ``"optimizer"`` for a tml training YAML.
+
+    Raises:
+        ValueError: the file is missing, the text does not parse, the document (or section) is not
+            a mapping, or the section is missing; ``pydantic.ValidationError`` (a ``ValueError``)
+            when the config itself is invalid.
+    """
+    if isinstance(source, Mapping):
+        where, data = "config dict", source
+    elif isinstance(source, (str, Path)):
+        looks_like_path = isinstance(source, Path) or (
+            "\n" not in source and source.strip().lower().endswith(_SUFFIXES)
+        )
+        if isinstance(source, Path) or _is_file(source):
+            path = Path(source)
+            if not path.is_file():
+                raise ValueError(f"config file not found: {path}")
+            where = f"config file {path}"
+            data = _parse(path.read_text(encoding="utf-8"), where)
+        elif looks_like_path:
+            raise ValueError(f"config file not found: {source}")
+        else:
+            where, data = "config text", _parse(source, "config text")
+    else:
+        raise TypeError(
+            "load_config: source must be a dict, a path or YAML/JSON text, "
+            f"got {type(source).__name__}"
+        )
+    if data is None:
+        raise ValueError(f"{where} is empty")
+    if section:
+        for depth, key in enumerate(section.split(".")):
+            if not isinstance(data, Mapping) or key not in data:
+                found = (
+                    ", ".join(map(str, data)) if isinstance(data, Mapping) else type(data).__name__
+                )
+                at = ".".join(section.split(".")[:depth]) or "top level"
+                raise ValueError(
+                    f"{where}: section {section!r} not found "
+                    f"(no key {key!r} at {at}; found: {found})"
+                )
+            data = data[key]
+    if not isinstance(data, Mapping):
+        what = f"section {section!r}" if section else "document"
+        raise ValueError(
+            f"{where}: {what} must be a mapping, got {type(data).__name__}: {data!r:.60}"
+        )
+    return cls.model_validate(dict(data))
+
+
+def dump_config(
+    cfg: pydantic.BaseModel, fmt: Literal["dict", "yaml", "json"] = "dict"
+) -> dict[str, Any] | str:
+    """``cfg`` as plain data (lists, no tuples), unset (None) fields dropped.
+
+    ``load_config(dump_config(cfg, fmt), type(cfg)) == cfg`` for every ``fmt``.
+    """
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    if fmt == "dict":
+        return data
+    if fmt == "yaml":
+        return yaml.safe_dump(data, sort_keys=False)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    raise ValueError(f"dump_config: fmt must be 'dict', 'yaml' or 'json', got {fmt!r}")

@@ -1,0 +1,146 @@
+r"""The float64 reference: each schedule kind's formula, evaluated directly; the tests' oracle.
+
+With ``s`` the integer step (``s >= 0``, torch's ``last_epoch``):
+
+.. math::
+
+   \text{constant:}\quad & lr(s) = c \\
+   \text{piecewise\_constant:}\quad & lr(s) = v[\mathrm{bisect\_right}(b, s)] \\
+   \text{linear\_ramp\_to\_constant:}\quad & lr(s) = \min(L, (L / R) \cdot s) \\
+   \text{linear\_ramp\_to\_cosine:}\quad & lr(s) = \begin{cases}
+       (L / R) \cdot s & s < R \\
+       F + (L - F) \cdot 0.5 \cdot (1 + \cos(\pi (s - R) / (T - R))) & R \le s \le T \\
+       F & s > T
+   \end{cases}
+
+Every expression is evaluated in exactly the order written (DESIGN.md, "The seed semantics"), in
+float64, with ``s`` kept an exact integer until it meets a float. Other backends are judged against
+``float32(compute_lr(cfg, s))``.
+
+>>> from fusedsched.config import LearningRate
+>>> cfg = LearningRate(linear_ramp_to_cosine=dict(
+...     learning_rate=1.0, final_learning_rate=0.25, num_ramp_steps=4, final_num_steps=12))
+>>> [compute_lr(cfg, s) for s in (0, 2, 4, 8, 12, 13)]
+[0.0, 0.5, 1.0, 0.625, 0.25, 0.25]
+>>> schedule_marks(cfg)
+[4, 12]
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from fusedsched.config import LearningRate
+
+__all__ = ["compute_lr", "compute_lr_array", "schedule_marks"]
+
+
+def _check_step(step: object) -> int:
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step must be an integer, got {step!r} ({type(step).__name__})")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    return int(step)
+
+
+def _check_lr_config(lr_config: object) -> LearningRate:
+    if not isinstance(lr_config, LearningRate):
+        raise TypeError(f"lr_config must be a LearningRate, got {type(lr_config).__name__}")
+    return lr_config
+
+
+def compute_lr(lr_config: LearningRate, step: int) -> float:
+    """The learning rate of ``lr_config`` at ``step``, in float64 (see the module docstring).
+
+    Args:
+        lr_config: a validated ``LearningRate``.
+        step: a Python or numpy integer ``>= 0``; any size (``2**40``, ``10**10``) is exact.
+
+    Raises:
+        TypeError: ``step`` is a bool, a float or not a number.
+        ValueError: ``step`` is negative.
+
+    >>> ramp = LearningRate(linear_ramp_to_constant=dict(learning_rate=0.5, num_ramp_steps=4))
+    >>> [compute_lr(ramp, s) for s in (0, 1, 4, 10**10)]
+    [0.0, 0.125, 0.5, 0.5]
+    """
+    cfg, s = _check_lr_config(lr_config).schedule, _check_step(step)
+    kind = lr_config.kind
+    if kind == "constant":
+        return cfg
+    if kind == "piecewise_constant":
+        return cfg.learning_rate_values[bisect.bisect_right(cfg.learning_rate_boundaries, s)]
+    if kind == "linear_ramp_to_constant":
+        L, R = cfg.learning_rate, cfg.num_ramp_steps
+        return min(L, (L / R) * s)
+    # linear_ramp_to_cosine
+    L, F = cfg.learning_rate, cfg.final_learning_rate
+    R, T = cfg.num_ramp_steps, cfg.final_num_steps
+    if s < R:
+        return (L / R) * s
+    if s <= T:
+        return F + (L - F) * 0.5 * (1 + math.cos(math.pi * (s - R) / (T - R)))
+    return F
+
+
+def compute_lr_array(lr_config: LearningRate, steps: npt.ArrayLike) -> np.ndarray:
+    """``compute_lr`` over an integer array of steps, vectorized: a float64 array of the same shape.
+
+    Same formulas and operation order as ``compute_lr``, so the results are identical, except
+    that ``np.cos`` may differ from ``math.cos`` in the last bit on some platforms.
+
+    Raises:
+        TypeError: ``steps`` does not have an integer dtype (bools included).
+        ValueError: a step is negative or does not fit in int64.
+    """
+    cfg = _check_lr_config(lr_config).schedule
+    arr = np.asarray(steps)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"steps must have an integer dtype, got {arr.dtype}")
+    if arr.size:
+        if arr.dtype.kind == "i" and arr.min() < 0:
+            first = np.flatnonzero(arr.reshape(-1) < 0)[0]
+            raise ValueError(
+                f"steps must be >= 0, got {arr.reshape(-1)[first]} at flat index {first}"
+            )
+        if arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"steps must fit in int64, got {arr.max()}")
+    s = arr.astype(np.int64)
+    kind = lr_config.kind
+    if kind == "constant":
+        return np.full(s.shape, cfg, dtype=np.float64)
+    if kind == "piecewise_constant":
+        b = np.asarray(cfg.learning_rate_boundaries, dtype=np.int64)
+        v = np.asarray(cfg.learning_rate_values, dtype=np.float64)
+        return v[np.searchsorted(b, s, side="right")]
+    if kind == "linear_ramp_to_constant":
+        L, R = cfg.learning_rate, cfg.num_ramp_steps
+        return np.minimum(L, (L / R) * s)
+    L, F = cfg.learning_rate, cfg.final_learning_rate
+    R, T = cfg.num_ramp_steps, cfg.final_num_steps
+    out = np.full(s.shape, F, dtype=np.float64)
+    ramp, decay = s < R, (s >= R) & (s <= T)
+    out[ramp] = (L / R) * s[ramp]
+    out[decay] = F + (L - F) * 0.5 * (1 + np.cos(np.pi * (s[decay] - R) / (T - R)))
+    return out
+
+
+def schedule_marks(lr_config: LearningRate) -> list[int]:
+    """The steps where the schedule changes shape, worth marking on a plot.
+
+    Piecewise boundaries; the ramp end ``R``; for cosine ``R`` and the decay end ``T``.
+    A constant has none.
+    """
+    cfg = _check_lr_config(lr_config).schedule
+    kind = lr_config.kind
+    if kind == "piecewise_constant":
+        return list(cfg.learning_rate_boundaries)
+    if kind == "linear_ramp_to_constant":
+        return [cfg.num_ramp_steps]
+    if kind == "linear_ramp_to_cosine":
+        return [cfg.num_ramp_steps, cfg.final_num_steps]
+    return []

@@ -1,0 +1,381 @@
+"""Config models: each validation rule fails naming the field and the value; loading, dumping."""
+
+import json
+import math
+from pathlib import Path
+
+import pydantic
+import pytest
+import yaml
+
+import fusedsched
+from fusedsched.config import (
+    AdagradConfig,
+    AdamConfig,
+    LearningRate,
+    LinearRampToConstant,
+    LinearRampToCosine,
+    MultiTaskLearningRates,
+    OptimizerConfig,
+    PiecewiseConstant,
+    SgdConfig,
+    dump_config,
+    load_config,
+)
+
+EXAMPLE = Path(fusedsched.__file__).parent / "examples" / "recap_multitask.yaml"
+
+COSINE = dict(learning_rate=0.1, final_learning_rate=0.01, num_ramp_steps=10, final_num_steps=100)
+RAMP = dict(learning_rate=0.1, num_ramp_steps=10)
+PIECEWISE = dict(learning_rate_boundaries=[10, 20], learning_rate_values=[0.1, 0.01, 0.001])
+
+
+def _with(base, **changes):
+    return {**base, **changes}
+
+
+# (model, kwargs, field named in the message, value named in the message)
+INVALID = [
+    # learning rates: finite and >= 0
+    (LearningRate, dict(constant=-0.1), "constant", "-0.1"),
+    (LearningRate, dict(constant=math.nan), "constant", "nan"),
+    (LearningRate, dict(constant=math.inf), "constant", "inf"),
+    (LinearRampToConstant, _with(RAMP, learning_rate=-1.0), "learning_rate", "-1.0"),
+    (LinearRampToCosine, _with(COSINE, learning_rate=math.inf), "learning_rate", "inf"),
+    (LinearRampToCosine, _with(COSINE, final_learning_rate=-0.5), "final_learning_rate", "-0.5"),
+    (
+        PiecewiseConstant,
+        _with(PIECEWISE, learning_rate_values=[0.1, math.nan, 0.001]),
+        "learning_rate_values",
+        "nan",
+    ),
+    (AdamConfig, dict(lr=-1e-3), "lr", "-0.001"),
+    (SgdConfig, dict(lr=math.nan), "lr", "nan"),
+    (AdagradConfig, dict(lr=-2.0), "lr", "-2.0"),
+    # num_ramp_steps >= 1, final_num_steps > num_ramp_steps
+    (LinearRampToConstant, _with(RAMP, num_ramp_steps=0), "num_ramp_steps", "0"),
+    (LinearRampToCosine, _with(COSINE, num_ramp_steps=-3), "num_ramp_steps", "-3"),
+    (LinearRampToCosine, _with(COSINE, final_num_steps=10), "final_num_steps", "(10)"),
+    (LinearRampToCosine, _with(COSINE, final_num_steps=5), "final_num_steps", "(5)"),
+    # integer fields: no bools, no fractions
+    (LinearRampToConstant, _with(RAMP, num_ramp_steps=1.5), "num_ramp_steps", "1.5"),
+    (LinearRampToConstant, _with(RAMP, num_ramp_steps=True), "num_ramp_steps", "True"),
+    (LinearRampToCosine, _with(COSINE, final_num_steps=100.5), "final_num_steps", "100.5"),
+    (
+        PiecewiseConstant,
+        _with(PIECEWISE, learning_rate_boundaries=[10, 20.5]),
+        "learning_rate_boundaries",
+        "20.5",
+    ),
+    (
+        PiecewiseConstant,
+        _with(PIECEWISE, learning_rate_boundaries=[True, 20]),
+        "learning_rate_boundaries",
+        "True",
+    ),
+    # boundaries strictly increasing and >= 0; one more value than boundaries
+    (
+        PiecewiseConstant,
+        _with(PIECEWISE, learning_rate_boundaries=[-5, 20]),
+        "learning_rate_boundaries",
+        "-5",
+    ),
+    (
+        PiecewiseConstant,
+        _with(PIECEWISE, learning_rate_boundaries=[20, 20]),
+        "learning_rate_boundaries",
+        "20",
+    ),
+    (
+        PiecewiseConstant,
+        _with(PIECEWISE, learning_rate_boundaries=[20, 10]),
+        "learning_rate_boundaries",
+        "10",
+    ),
+    (
+        PiecewiseConstant,
+        _with(PIECEWISE, learning_rate_values=[0.1, 0.01]),
+        "learning_rate_values has 2",
+        "learning_rate_boundaries has 2",
+    ),
+    (
+        PiecewiseConstant,
+        dict(learning_rate_boundaries=[], learning_rate_values=[]),
+        "learning_rate_values has 0",
+        "learning_rate_boundaries has 0",
+    ),
+    # optimizer hyper-parameters
+    (AdamConfig, dict(lr=0.1, betas=(1.0, 0.999)), "betas", "1.0"),
+    (AdamConfig, dict(lr=0.1, betas=(0.9, -0.1)), "betas", "-0.1"),
+    (AdamConfig, dict(lr=0.1, eps=-1e-8), "eps", "-1e-08"),
+    (AdagradConfig, dict(lr=0.1, eps=math.inf), "eps", "inf"),
+    (SgdConfig, dict(lr=0.1, momentum=-0.9), "momentum", "-0.9"),
+    # exactly one kind / optimizer, named
+    (LearningRate, dict(), "exactly one of constant", "got: none"),
+    (
+        LearningRate,
+        dict(constant=0.1, linear_ramp_to_constant=RAMP),
+        "exactly one of constant",
+        "got: constant, linear_ramp_to_constant",
+    ),
+    (OptimizerConfig, dict(), "exactly one of adam, sgd, adagrad", "got: none"),
+    (
+        OptimizerConfig,
+        dict(adam=dict(lr=0.1), sgd=dict(lr=0.1)),
+        "exactly one of adam, sgd, adagrad",
+        "got: adam, sgd",
+    ),
+    (
+        OptimizerConfig,
+        dict(
+            sgd=dict(lr=0.1),
+            learning_rate=dict(constant=0.1),
+            multi_task_learning_rates=dict(
+                tower_learning_rates={"a": dict(constant=0.1)},
+                backbone_learning_rate=dict(constant=0.1),
+            ),
+        ),
+        "learning_rate and multi_task_learning_rates",
+        "mutually exclusive",
+    ),
+    # towers
+    (
+        MultiTaskLearningRates,
+        dict(tower_learning_rates={}, backbone_learning_rate=dict(constant=0.1)),
+        "tower_learning_rates",
+        "at least one tower",
+    ),
+    (
+        MultiTaskLearningRates,
+        dict(
+            tower_learning_rates={"": dict(constant=0.1)}, backbone_learning_rate=dict(constant=0.1)
+        ),
+        "tower_learning_rates",
+        "''",
+    ),
+    (
+        MultiTaskLearningRates,
+        dict(
+            tower_learning_rates={"is.clicked": dict(constant=0.1)},
+            backbone_learning_rate=dict(constant=0.1),
+        ),
+        "tower_learning_rates",
+        "'is.clicked'",
+    ),
+    # nested errors surface with their path
+    (
+        OptimizerConfig,
+        dict(
+            adam=dict(lr=0.1),
+            learning_rate=dict(linear_ramp_to_cosine=_with(COSINE, final_num_steps=10)),
+        ),
+        "final_num_steps (10) must be greater than num_ramp_steps (10)",
+        "learning_rate.linear_ramp_to_cosine",
+    ),
+]
+
+
+@pytest.mark.parametrize("model, kwargs, field, value", INVALID)
+def test_invalid_config_names_field_and_value(model, kwargs, field, value):
+    with pytest.raises(pydantic.ValidationError) as info:
+        model(**kwargs)
+    message = str(info.value)
+    assert field in message
+    assert value in message
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("model", [LearningRate, LinearRampToCosine, AdamConfig, OptimizerConfig])
+def test_unknown_field_rejected(model):
+    valid = {
+        LearningRate: dict(constant=0.1),
+        LinearRampToCosine: COSINE,
+        AdamConfig: dict(lr=0.1),
+        OptimizerConfig: dict(sgd=dict(lr=0.1)),
+    }[model]
+    with pytest.raises(pydantic.ValidationError, match="learning_rat"):
+        model(**valid, learning_rat=0.1)
+
+
+def test_unknown_nested_field_rejected():
+    with pytest.raises(pydantic.ValidationError, match="warmup"):
+        LearningRate(linear_ramp_to_constant=dict(RAMP, warmup=3))
+
+
+def test_integral_float_coerces_to_int():
+    cfg = LinearRampToCosine(**_with(COSINE, num_ramp_steps=10.0, final_num_steps=100.0))
+    assert (cfg.num_ramp_steps, cfg.final_num_steps) == (10, 100)
+    assert type(cfg.num_ramp_steps) is int
+
+
+def test_explicit_nulls_accepted():
+    lr = LearningRate(
+        constant=None,
+        piecewise_constant=None,
+        linear_ramp_to_constant=None,
+        linear_ramp_to_cosine=COSINE,
+    )
+    assert lr.kind == "linear_ramp_to_cosine"
+    assert lr.schedule == LinearRampToCosine(**COSINE)
+    cfg = OptimizerConfig(
+        learning_rate=None,
+        adam=None,
+        sgd=dict(lr=0.1),
+        adagrad=None,
+        multi_task_learning_rates=None,
+    )
+    assert cfg.optimizer_name == "sgd"
+    assert cfg.optimizer == SgdConfig(lr=0.1)
+
+
+def test_nested_dicts_coerce():
+    lr = LearningRate(piecewise_constant=PIECEWISE)
+    assert isinstance(lr.piecewise_constant, PiecewiseConstant)
+    assert lr.kind == "piecewise_constant"
+    assert lr.schedule.learning_rate_values == [0.1, 0.01, 0.001]
+    assert LearningRate(constant=0.5).schedule == 0.5
+    cfg = OptimizerConfig(adagrad=dict(lr=0.01), learning_rate=dict(linear_ramp_to_constant=RAMP))
+    assert cfg.optimizer_name == "adagrad"
+    assert cfg.optimizer == AdagradConfig(lr=0.01, eps=0.0)
+    assert cfg.learning_rate.schedule == LinearRampToConstant(learning_rate=0.1, num_ramp_steps=10)
+
+
+def test_defaults_match_tml():
+    assert AdamConfig(lr=0.1).betas == (0.9, 0.999)
+    assert AdamConfig(lr=0.1).eps == 1e-7
+    assert SgdConfig(lr=0.1).momentum == 0.0
+    assert AdagradConfig(lr=0.1).eps == 0.0
+    assert OptimizerConfig(adam=dict(lr=0.1)).learning_rate is None
+
+
+def test_piecewise_with_no_boundaries_is_a_constant():
+    assert PiecewiseConstant(
+        learning_rate_boundaries=[], learning_rate_values=[0.3]
+    ).learning_rate_values == [0.3]
+
+
+def example_configs():
+    return [
+        OptimizerConfig(adam=dict(lr=1e-3, betas=[0.8, 0.95], eps=1e-8)),
+        OptimizerConfig(
+            sgd=dict(lr=0.1, momentum=0.9), learning_rate=dict(piecewise_constant=PIECEWISE)
+        ),
+        OptimizerConfig(adagrad=dict(lr=0.01), learning_rate=dict(linear_ramp_to_cosine=COSINE)),
+        load_config(EXAMPLE, section="optimizer"),
+        LearningRate(constant=1e-7),
+        MultiTaskLearningRates(
+            tower_learning_rates={"t": dict(linear_ramp_to_constant=RAMP)},
+            backbone_learning_rate=dict(constant=0.0),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["dict", "yaml", "json"])
+@pytest.mark.parametrize("cfg", example_configs(), ids=lambda c: type(c).__name__)
+def test_round_trip(cfg, fmt):
+    dumped = dump_config(cfg, fmt)
+    assert isinstance(dumped, dict if fmt == "dict" else str)
+    assert load_config(dumped, type(cfg)) == cfg
+
+
+def test_dump_drops_unset_fields():
+    cfg = OptimizerConfig(sgd=dict(lr=0.1), learning_rate=dict(constant=0.1))
+    assert dump_config(cfg) == {
+        "learning_rate": {"constant": 0.1},
+        "sgd": {"lr": 0.1, "momentum": 0.0},
+    }
+    assert json.loads(dump_config(cfg, "json")) == dump_config(cfg)
+    assert yaml.safe_load(dump_config(cfg, "yaml")) == dump_config(cfg)
+    with pytest.raises(ValueError, match="toml"):
+        dump_config(cfg, "toml")
+
+
+def test_round_trip_through_files(tmp_path):
+    cfg = example_configs()[2]
+    for name, fmt in [("c.yaml", "yaml"), ("c.yml", "yaml"), ("c.json", "json")]:
+        path = tmp_path / name
+        path.write_text(dump_config(cfg, fmt))
+        assert load_config(path) == cfg
+        assert load_config(str(path)) == cfg
+
+
+def test_load_example_yaml():
+    cfg = load_config(EXAMPLE, section="optimizer")
+    assert cfg.optimizer_name == "adam"
+    assert cfg.optimizer == AdamConfig(lr=0.001, betas=(0.9, 0.999), eps=1e-7)
+    assert cfg.learning_rate is None
+    mt = cfg.multi_task_learning_rates
+    assert mt.backbone_learning_rate.kind == "linear_ramp_to_cosine"
+    kinds = {name: lr.kind for name, lr in mt.tower_learning_rates.items()}
+    assert kinds == {
+        "is_clicked": "linear_ramp_to_cosine",
+        "is_replied": "linear_ramp_to_constant",
+        "is_favorited": "piecewise_constant",
+    }
+
+
+def test_load_whole_training_yaml_with_dotted_section():
+    text = "training:\n  optimizer:\n    sgd: {lr: 0.5}\n    adam: null\nmodel: {}\n"
+    assert load_config(text, section="training.optimizer") == OptimizerConfig(sgd=dict(lr=0.5))
+    assert load_config(
+        "learning_rate:\n  constant: 1.0e-3\n", LearningRate, section="learning_rate"
+    ) == (LearningRate(constant=1e-3))
+
+
+def test_load_json_text_and_dict():
+    assert load_config('{"sgd": {"lr": 1e-07}}') == OptimizerConfig(sgd=dict(lr=1e-7))
+    assert load_config({"optimizer": {"sgd": {"lr": 0.1}}}, section="optimizer") == OptimizerConfig(
+        sgd=dict(lr=0.1)
+    )
+
+
+def test_load_invalid_config_raises_validation_error():
+    with pytest.raises(pydantic.ValidationError, match="exactly one of adam, sgd, adagrad"):
+        load_config("adam: {lr: 0.1}\nsgd: {lr: 0.1}\n")
+
+
+@pytest.mark.parametrize(
+    "source, section, words",
+    [
+        ("missing/dir/none.yaml", None, ["not found", "none.yaml"]),
+        (Path("missing/none.json"), None, ["not found", "none.json"]),
+        ("adam: [lr: 0.1\n", None, ["cannot parse", "YAML"]),
+        ("- 1\n- 2\n", None, ["must be a mapping", "list"]),
+        ("just a sentence", None, ["must be a mapping", "str"]),
+        ("", None, ["empty"]),
+        ("model: {}\n", "optimizer", ["section 'optimizer' not found", "model"]),
+        (
+            "training: {model: 1}\n",
+            "training.optimizer",
+            ["'training.optimizer' not found", "'optimizer'"],
+        ),
+        ("optimizer: 3\n", "optimizer", ["section 'optimizer' must be a mapping", "int"]),
+        ({"model": {}}, "optimizer", ["section 'optimizer' not found"]),
+    ],
+)
+def test_load_errors_name_the_problem(source, section, words):
+    with pytest.raises(ValueError) as info:
+        load_config(source, section=section)
+    assert not isinstance(info.value, pydantic.ValidationError)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_load_error_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optimizer: [\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_config(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match="list.yaml.*must be a mapping"):
+        load_config(str(listed))
+    with pytest.raises(ValueError, match="list.yaml.*section 'optimizer' not found"):
+        load_config(listed, section="optimizer")
+
+
+def test_load_rejects_other_source_types():
+    with pytest.raises(TypeError, match="int"):
+        load_config(3)
