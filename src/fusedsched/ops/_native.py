@@ -1,0 +1,57 @@
+"""The ``native`` backend: guarded load of the extension ``fusedsched._C`` (C++ on CPU, CUDA where built).
+
+``fusedsched._C`` (csrc/, built by setup.py) registers ``fusedsched::advance_native_(step, table,
+lrs, increment)`` with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
+(meta) implementation so it traces under ``torch.compile`` and passes ``torch.library.opcheck``.
+
+Importing fusedsched never fails because of it: without the extension the ``native`` backend is
+unavailable, ``REASON`` says why, and one warning says so at import. ``FUSEDSCHED_DISABLE_NATIVE=1``
+skips the load without a warning.
+"""
+
+import os
+import warnings
+
+import torch
+
+SKIP_ENV = "FUSEDSCHED_DISABLE_NATIVE"
+OP_NAME = "fusedsched::advance_native_"
+
+_C = None
+REASON: str | None = None
+
+if os.environ.get(SKIP_ENV, "0") == "1":
+    REASON = f"disabled by {SKIP_ENV}=1"
+else:
+    try:
+        from .. import _C  # noqa: F811  (registers torch.ops.fusedsched.advance_native_)
+    except ImportError as exc:
+        REASON = f"the extension fusedsched._C is not built or failed to load ({exc})"
+        warnings.warn(
+            f"fusedsched: the native backend is unavailable: {REASON}. fusedsched falls back to "
+            f"the other backends (see fusedsched.ops.explain(device)); to build it, reinstall with "
+            f"FUSEDSCHED_BUILD_NATIVE=1 pip install --no-build-isolation -e . ; to silence this "
+            f"warning, set {SKIP_ENV}=1.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+if _C is not None:
+
+    @torch.library.register_fake(OP_NAME)
+    def _(step, table, lrs, increment):
+        return None
+
+
+def unavailable_reason(device: torch.device) -> str | None:
+    """None when the native op can run on ``device``, else why not."""
+    if _C is None:
+        return REASON
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device.type)
+    if key is None or not torch._C._dispatch_has_kernel_for_dispatch_key(OP_NAME, key):
+        return f"fusedsched._C has no {device.type} kernel (built without it)"
+    return None
+
+
+def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+    torch.ops.fusedsched.advance_native_(step, table, lrs, increment)

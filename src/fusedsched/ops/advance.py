@@ -1,0 +1,69 @@
+"""The op ``fusedsched::advance_``: advance the device step counter and evaluate every group.
+
+``advance_(step, table, lrs, increment, backend)`` reads the int64 counter ``step``, adds
+``increment`` (0 or 1), evaluates every group's schedule from ``table`` in float64 at the new step,
+writes float32 into ``lrs`` (one element per group) and writes the counter back. ``backend`` is a
+concrete backend name (see :mod:`fusedsched.ops.dispatch`); the op mutates ``step`` and ``lrs`` and
+returns nothing, so it traces under ``torch.compile(fullgraph=True)`` and replays in CUDA graphs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..program import NUM_COLUMNS
+from . import _native, _reference
+from .dispatch import resolve_backend
+
+
+def _launch_triton(step, table, lrs, increment):
+    from . import _triton  # imported on first use so TRITON_INTERPRET can be set before it
+
+    _triton.launch(step, table, lrs, increment)
+
+
+_LAUNCHERS = {"reference": _reference.launch, "triton": _launch_triton, "native": _native.launch}
+
+
+@torch.library.custom_op("fusedsched::advance_", mutates_args=("step", "lrs"))
+def advance_op(
+    step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int, backend: str
+) -> None:
+    _LAUNCHERS[backend](step, table, lrs, increment)
+
+
+@advance_op.register_fake
+def _(step, table, lrs, increment, backend):
+    return None
+
+
+def check_advance_args(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+    """Raise ``ValueError`` naming the argument unless the tensors fit the op's contract."""
+    if step.dtype != torch.int64 or step.numel() != 1:
+        raise ValueError(f"step must be a one-element int64 tensor, got {step.dtype} of shape {tuple(step.shape)}")
+    if table.dtype != torch.float64 or table.dim() != 3 or table.shape[1] != NUM_COLUMNS:
+        raise ValueError(
+            f"table must be float64 of shape [segments, {NUM_COLUMNS}, groups], "
+            f"got {table.dtype} of shape {tuple(table.shape)}"
+        )
+    if not table.is_contiguous():
+        raise ValueError("table must be contiguous")
+    if lrs.dtype != torch.float32 or lrs.dim() != 1 or lrs.shape[0] != table.shape[2] or not lrs.is_contiguous():
+        raise ValueError(
+            f"lrs must be a contiguous float32 vector of {table.shape[2]} elements (one per group), "
+            f"got {lrs.dtype} of shape {tuple(lrs.shape)}"
+        )
+    if not (step.device == table.device == lrs.device):
+        raise ValueError(f"step, table and lrs must share a device, got {step.device}, {table.device}, {lrs.device}")
+    if increment not in (0, 1):
+        raise ValueError(f"increment must be 0 or 1, got {increment!r}")
+
+
+def advance_(
+    step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int = 1, backend: str | None = None
+) -> str:
+    """Check the arguments, resolve ``backend`` for their device, run the op; returns the backend used."""
+    check_advance_args(step, table, lrs, increment)
+    name = resolve_backend(step.device, backend)
+    advance_op(step, table, lrs, increment, name)
+    return name

@@ -1,0 +1,103 @@
+"""The ``advance_`` op on every backend that runs here, against ``float32(compute_lr)``.
+
+The Triton kernel runs through the interpreter (``TRITON_INTERPRET=1``, set by conftest.py) on CPU
+tensors: the only way a machine without a GPU can execute it.
+"""
+
+import numpy as np
+import pytest
+import torch
+from _compare import BIG_STEPS, assert_lrs_match, configs_for, expected_f32
+
+from fusedsched.ops import BackendUnavailable, advance_, explain, resolve_backend, unavailable_reason
+from fusedsched.program import ScheduleTable
+
+HOST_BACKENDS = [b for b in ("reference", "triton", "native") if unavailable_reason(b, "cpu") is None]
+
+
+def _run(backend, configs, steps, start=-1):
+    """Advance from ``start`` through ``steps`` (consecutive) and check every group after each step."""
+    table = ScheduleTable.build(configs).table
+    step = torch.tensor(start, dtype=torch.int64)
+    lrs = torch.full((len(configs),), float("nan"), dtype=torch.float32)
+    off_by_one = 0
+    for s in steps:
+        advance_(step, table, lrs, 1, backend)
+        assert step.item() == s
+        off_by_one += assert_lrs_match(lrs, expected_f32(configs, s), f"{backend} step {s}")
+    return off_by_one
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("num_groups", [1, 3, 11, 1023, 1025])
+def test_every_group_every_step_matches_reference(backend, num_groups):
+    configs = configs_for(num_groups)
+    steps = range(0, 210)
+    off = _run(backend, configs, steps)
+    assert off <= 1e-4 * num_groups * len(steps), f"{off} values 1 ulp off: more than 0.01%"
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_steps_near_2_pow_40(backend):
+    configs = configs_for(27)
+    for big in BIG_STEPS:
+        _run(backend, configs, range(big, big + 3), start=big - 1)
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_increment_zero_re_evaluates_without_advancing(backend):
+    configs = configs_for(5)
+    table = ScheduleTable.build(configs).table
+    step = torch.tensor(41, dtype=torch.int64)
+    lrs = torch.zeros(5, dtype=torch.float32)
+    advance_(step, table, lrs, 0, backend)
+    assert step.item() == 41
+    assert_lrs_match(lrs, expected_f32(configs, 41))
+
+
+def test_backends_agree_with_each_other():
+    configs = configs_for(37)
+    table = ScheduleTable.build(configs).table
+    results = {}
+    for backend in HOST_BACKENDS:
+        step, lrs = torch.tensor(-1), torch.zeros(37, dtype=torch.float32)
+        out = []
+        for _ in range(160):
+            advance_(step, table, lrs, 1, backend)
+            out.append(lrs.clone())
+        results[backend] = torch.stack(out).numpy()
+    first = results[HOST_BACKENDS[0]]
+    for backend, values in results.items():
+        ulps = np.abs(values.view(np.int32).astype(np.int64) - first.view(np.int32).astype(np.int64))
+        assert ulps.max() <= 1, f"{backend} vs {HOST_BACKENDS[0]}: {ulps.max()} ulp apart"
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_opcheck(backend):
+    configs = configs_for(4)
+    table = ScheduleTable.build(configs).table
+    args = (torch.tensor(7), table, torch.zeros(4, dtype=torch.float32), 1, backend)
+    torch.library.opcheck(torch.ops.fusedsched.advance_.default, args)
+
+
+def test_bad_arguments_name_the_argument():
+    table = ScheduleTable.build(configs_for(2)).table
+    with pytest.raises(ValueError, match="step must be a one-element int64"):
+        advance_(torch.tensor(1.0), table, torch.zeros(2), 1)
+    with pytest.raises(ValueError, match="lrs must be a contiguous float32 vector of 2"):
+        advance_(torch.tensor(1), table, torch.zeros(3), 1)
+    with pytest.raises(ValueError, match="table must be float64"):
+        advance_(torch.tensor(1), table.float(), torch.zeros(2), 1)
+    with pytest.raises(ValueError, match="increment must be 0 or 1, got 2"):
+        advance_(torch.tensor(1), table, torch.zeros(2), 2)
+
+
+def test_dispatcher_explains_itself():
+    status = explain("cpu")
+    assert status["reference"] == "available"
+    assert resolve_backend("cpu", "reference") == "reference"
+    assert resolve_backend("cpu", "auto") in ("native", "reference")  # auto never picks the interpreter
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("cpu", "cudnn")
+    with pytest.raises(BackendUnavailable, match="triton"):
+        resolve_backend("meta", "triton")
