@@ -379,3 +379,16 @@ def test_load_error_names_the_file(tmp_path):
 def test_load_rejects_other_source_types():
     with pytest.raises(TypeError, match="int"):
         load_config(3)
+
+
+@pytest.mark.parametrize(
+    "model, fields",
+    [
+        (LinearRampToConstant, {"learning_rate": 0.1, "num_ramp_steps": 2**53}),
+        (LinearRampToCosine, {"learning_rate": 0.1, "final_learning_rate": 0.0, "num_ramp_steps": 1, "final_num_steps": 2**60}),
+        (PiecewiseConstant, {"learning_rate_boundaries": [1, 2**54], "learning_rate_values": [0.1, 0.2, 0.3]}),
+    ],
+)
+def test_steps_beyond_float64_exactness_are_rejected(model, fields):
+    with pytest.raises(pydantic.ValidationError, match=r"must be <= 2\*\*53 - 2"):
+        model(**fields)

@@ -61,10 +61,20 @@ def _at_least_one(value: int, info: ValidationInfo) -> int:
     return value
 
 
+#: Step counts and boundaries live in a float64 device table: keep them (and T + 1) exact there.
+MAX_STEP = 2**53 - 2
+
+
+def _exact_step(value: int, info: ValidationInfo) -> int:
+    if value > MAX_STEP:
+        raise ValueError(f"{info.field_name} ({value}) must be <= 2**53 - 2 (exact in float64)")
+    return value
+
+
 #: A learning rate (or eps, momentum): a finite float >= 0.
 Rate = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_rate)]
 #: An integer step count; 1.0 coerces to 1, 1.5 and bools are rejected.
-StepInt = Annotated[int, BeforeValidator(_no_bool)]
+StepInt = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_exact_step)]
 Beta = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_beta)]
 
 
