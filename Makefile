@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q "$(TRITON_SPEC)" setuptools wheel
+	@# FUSEDSCHED_BUILD_NATIVE from the environment: 0 skips fusedsched._C, 1 requires it, unset tries.
 	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
 	touch $@
 

@@ -33,7 +33,6 @@ else:
             f"FUSEDSCHED_BUILD_NATIVE=1 pip install --no-build-isolation -e . ; to silence this "
             f"warning, set {SKIP_ENV}=1.",
             RuntimeWarning,
-            stacklevel=2,
         )
 
 if _C is not None:

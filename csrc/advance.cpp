@@ -1,0 +1,82 @@
+// fusedsched::advance_native_: the schema (declared once, here) and its CPU implementation.
+//
+// advance_native_(step, table, lrs, increment): read the int64 counter `step`, add `increment`
+// (0 or 1), evaluate every group's schedule from the float64 `table` [segments, NUM_COLUMNS,
+// groups] at the new step, store float32 into `lrs` (one element per group), write the counter
+// back. The CUDA implementation is in cuda/advance.cu; the math for both is schedule_math.h.
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include "schedule_math.h"
+
+extern "C" {
+// `import fusedsched._C` loads this library, which runs the static registrations below; the
+// module itself is empty (the pytorch/extension-cpp pattern).
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT,
+      "_C",  // name
+      "fusedsched native op: registers torch.ops.fusedsched.advance_native_",  // doc
+      -1,  // size of per-interpreter state
+      nullptr,  // methods
+  };
+  return PyModule_Create(&module_def);
+}
+}
+
+namespace fusedsched {
+
+// The argument checks, with messages naming the argument; cuda/advance.cu declares and calls it too.
+void check_advance_args(const at::Tensor& step, const at::Tensor& table, const at::Tensor& lrs, int64_t increment) {
+  TORCH_CHECK(
+      step.scalar_type() == at::kLong && step.numel() == 1,
+      "advance_native_: step must be a one-element int64 tensor, got ", step.scalar_type(), " of shape ",
+      step.sizes());
+  TORCH_CHECK(
+      table.scalar_type() == at::kDouble && table.dim() == 3 && table.size(1) == NUM_COLUMNS,
+      "advance_native_: table must be float64 of shape [segments, ", NUM_COLUMNS, ", groups], got ",
+      table.scalar_type(), " of shape ", table.sizes());
+  TORCH_CHECK(table.size(0) >= 1, "advance_native_: table must have at least one segment, got shape ", table.sizes());
+  TORCH_CHECK(table.is_contiguous(), "advance_native_: table must be contiguous");
+  TORCH_CHECK(
+      lrs.scalar_type() == at::kFloat && lrs.dim() == 1 && lrs.size(0) == table.size(2) && lrs.is_contiguous(),
+      "advance_native_: lrs must be a contiguous float32 vector of ", table.size(2),
+      " elements (one per group), got ", lrs.scalar_type(), " of shape ", lrs.sizes());
+  TORCH_CHECK(
+      step.device() == table.device() && table.device() == lrs.device(),
+      "advance_native_: step, table and lrs must share a device, got ", step.device(), ", ", table.device(), ", ",
+      lrs.device());
+  TORCH_CHECK(increment == 0 || increment == 1, "advance_native_: increment must be 0 or 1, got ", increment);
+}
+
+namespace {
+
+void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
+  check_advance_args(step, table, lrs, increment);
+  TORCH_CHECK(step.is_cpu(), "advance_native_ (CPU): step, table and lrs must be CPU tensors, got ", step.device());
+  int64_t* step_ptr = step.data_ptr<int64_t>();
+  const double* table_ptr = table.const_data_ptr<double>();
+  float* lrs_ptr = lrs.data_ptr<float>();
+  const int64_t num_segments = table.size(0);
+  const int64_t num_groups = table.size(2);
+  const int64_t new_step = *step_ptr + increment;
+  const double s = static_cast<double>(new_step);
+  for (int64_t g = 0; g < num_groups; ++g) {
+    lrs_ptr[g] = static_cast<float>(evaluate_group(table_ptr, num_segments, num_groups, g, s));
+  }
+  *step_ptr = new_step;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fusedsched, m) {
+  m.def("advance_native_(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment) -> ()");
+}
+
+TORCH_LIBRARY_IMPL(fusedsched, CPU, m) {
+  m.impl("advance_native_", &advance_cpu);
+}
+
+}  // namespace fusedsched

@@ -1,0 +1,62 @@
+// fusedsched::advance_native_ on CUDA (the schema is declared in ../advance.cpp).
+//
+// One block strides over the groups: every thread reads the counter first, evaluates its groups,
+// and after __syncthreads() thread 0 writes the new counter back, so no thread can read a counter
+// that was already advanced. Launched on the current stream with every per-step value read from
+// device memory, no allocation and no host sync, so the launch can be captured in a CUDA graph
+// and each replay advances the schedule.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>  // at::cuda::getCurrentCUDAStream() is this c10 one; ATen/cuda would pull in cuSPARSE headers
+#include <torch/library.h>
+
+#include "../schedule_math.h"
+
+namespace fusedsched {
+
+void check_advance_args(const at::Tensor& step, const at::Tensor& table, const at::Tensor& lrs, int64_t increment);
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void advance_kernel(
+    int64_t* __restrict__ step,
+    const double* __restrict__ table,
+    float* __restrict__ lrs,
+    int64_t increment,
+    int64_t num_segments,
+    int64_t num_groups) {
+  const int64_t new_step = *step + increment;
+  const double s = static_cast<double>(new_step);
+  for (int64_t g = threadIdx.x; g < num_groups; g += blockDim.x) {
+    lrs[g] = static_cast<float>(evaluate_group(table, num_segments, num_groups, g, s));
+  }
+  __syncthreads();  // every thread has read the old counter
+  if (threadIdx.x == 0) {
+    *step = new_step;
+  }
+}
+
+void advance_cuda(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
+  check_advance_args(step, table, lrs, increment);
+  TORCH_CHECK(step.is_cuda(), "advance_native_ (CUDA): step, table and lrs must be CUDA tensors, got ", step.device());
+  const c10::cuda::CUDAGuard device_guard(step.device());
+  advance_kernel<<<1, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      step.data_ptr<int64_t>(),
+      table.const_data_ptr<double>(),
+      lrs.data_ptr<float>(),
+      increment,
+      table.size(0),
+      table.size(2));
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fusedsched, CUDA, m) {
+  m.impl("advance_native_", &advance_cuda);
+}
+
+}  // namespace fusedsched

@@ -1,0 +1,45 @@
+"""The shape and column codes of csrc/schedule_math.h equal those of fusedsched.program.
+
+program.py is the single source of truth; the Triton launcher passes its codes as constexprs taken
+from program.py, so only the C++/CUDA header can drift, and this test reads it as text (it needs
+no compiler and no built extension).
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from fusedsched.program import NUM_COLUMNS, Column, Shape
+
+HEADER = Path(__file__).resolve().parents[1] / "csrc" / "schedule_math.h"
+
+
+def _header_text() -> str:
+    if not HEADER.is_file():
+        pytest.skip(f"{HEADER} is not in this checkout (installed without the sources)")
+    # drop comments so a commented-out code cannot count
+    text = re.sub(r"//[^\n]*", "", HEADER.read_text())
+    return re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+
+
+def _enum(name: str) -> dict[str, int]:
+    match = re.search(rf"enum\s+class\s+{name}\s*(?::\s*\w+\s*)?\{{([^}}]*)\}}", _header_text())
+    assert match, f"enum class {name} not found in {HEADER}"
+    members = {}
+    for item in filter(None, (part.strip() for part in match.group(1).split(","))):
+        member = re.fullmatch(r"(\w+)\s*=\s*(\d+)", item)
+        assert member, f"enum class {name} in {HEADER}: give every member an explicit value, got {item!r}"
+        members[member.group(1)] = int(member.group(2))
+    return members
+
+
+@pytest.mark.parametrize("enum", [Shape, Column], ids=lambda e: e.__name__)
+def test_header_enum_matches_program(enum):
+    assert _enum(enum.__name__) == {member.name: int(member) for member in enum}
+
+
+def test_header_num_columns_matches_program():
+    match = re.search(r"constexpr\s+int\s+NUM_COLUMNS\s*=\s*(\d+)\s*;", _header_text())
+    assert match, f"constexpr int NUM_COLUMNS not found in {HEADER}"
+    assert int(match.group(1)) == NUM_COLUMNS == len(Column)

@@ -1,0 +1,425 @@
+"""The native backend (``fusedsched._C``: csrc/advance.cpp on CPU, csrc/cuda/advance.cu on CUDA).
+
+Judged against the float64 references: ``evaluate_table`` (the segment math) and ``compute_lr``
+(the seed formulas), to the precision goal of DESIGN.md: identical float32 on >= 99.99% of
+(group, step) pairs and never more than one float32 ulp apart. Skipped with a reason when the
+extension is not built; CI builds it with ``FUSEDSCHED_BUILD_NATIVE=1`` and then nothing skips.
+"""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before fusedsched (conftest.py does it first in a session)
+
+import random
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from fusedsched.config import LearningRate
+from fusedsched.ops import _native, unavailable_reason
+from fusedsched.program import ScheduleTable, evaluate_table
+from fusedsched.schedules import compute_lr
+
+# torch.compile / opcheck's inductor path warns about torch.jit internals; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
+needs_native = pytest.mark.skipif(
+    _native._C is None, reason=f"native extension not available: {_native.REASON}"
+)
+
+GROUP_COUNTS = (1, 3, 11, 1023, 1025)
+BIG = 2**40
+# 0..200 one step at a time, then a jump to just below 2**40 and on across it.
+STEP_RUNS = ((0, 201), (BIG - 3, BIG + 4))
+
+
+def advance_native(step, table, lrs, increment):
+    torch.ops.fusedsched.advance_native_.default(step, table, lrs, increment)
+
+
+# --- configs and references ----------------------------------------------------------------------
+
+
+def _rate(rng: random.Random) -> float:
+    return rng.choice([0.0, 0.1, 1.0, 3e-4, 10 ** rng.uniform(-7, 0.5)])
+
+
+def config_pool(seed: int = 0, size: int = 48) -> list[LearningRate]:
+    """Configs of every kind whose boundaries fall inside the tested steps (0..200, ~2**40)."""
+    rng = random.Random(seed)
+    pool = []
+    for i in range(size):
+        kind = LearningRate.KINDS[i % 4]
+        if kind == "constant":
+            pool.append(LearningRate(constant=_rate(rng)))
+        elif kind == "piecewise_constant":
+            bounds = sorted(rng.sample(range(0, 220), rng.randint(0, 5)))
+            if rng.random() < 0.25:
+                bounds.append(BIG + rng.randint(-2, 2))
+            values = [_rate(rng) for _ in range(len(bounds) + 1)]
+            pool.append(LearningRate(piecewise_constant=dict(
+                learning_rate_boundaries=bounds, learning_rate_values=values)))
+        elif kind == "linear_ramp_to_constant":
+            ramp = rng.choice([1, 7, rng.randint(1, 250), BIG + 1])
+            pool.append(LearningRate(linear_ramp_to_constant=dict(
+                learning_rate=_rate(rng), num_ramp_steps=ramp)))
+        else:
+            if rng.random() < 0.25:  # the cosine decay still running at 2**40
+                ramp, final = rng.randint(1, 100), BIG + rng.randint(-1, 5)
+            else:
+                ramp = rng.randint(1, 120)
+                final = ramp + rng.randint(1, 120)
+            pool.append(LearningRate(linear_ramp_to_cosine=dict(
+                learning_rate=_rate(rng), final_learning_rate=_rate(rng),
+                num_ramp_steps=ramp, final_num_steps=final)))
+    return pool
+
+
+def group_configs(num_groups: int, seed: int = 0) -> tuple[list[LearningRate], list[int]]:
+    """``num_groups`` configs drawn from a pool, and each group's index into the pool."""
+    pool = config_pool(seed)
+    rng = random.Random(seed + num_groups)
+    index = [g % len(pool) if g < len(pool) else rng.randrange(len(pool)) for g in range(num_groups)]
+    return pool, index
+
+
+def sweep(advance, table: torch.Tensor, runs=STEP_RUNS) -> tuple[list[int], torch.Tensor]:
+    """Run ``advance`` over the steps of ``runs``: increment 0 at each run's first step, then 1.
+
+    Returns the steps and the float32 learning rates, one row per step.
+    """
+    steps, rows = [], []
+    lrs = torch.full((table.shape[-1],), float("nan"), dtype=torch.float32, device=table.device)
+    step = torch.zeros(1, dtype=torch.int64, device=table.device)
+    for first, stop in runs:
+        step.fill_(first)
+        for s in range(first, stop):
+            advance(step, table, lrs, 0 if s == first else 1)
+            steps.append(s)
+            rows.append(lrs.clone())
+        assert int(step) == stop - 1, f"counter at {int(step)} after advancing to {stop - 1}"
+    return steps, torch.stack(rows).cpu()
+
+
+def table_reference(table: torch.Tensor, steps: list[int]) -> torch.Tensor:
+    table = table.cpu()
+    return torch.stack([evaluate_table(table, torch.tensor(s)) for s in steps])
+
+
+def config_reference(pool, index, steps: list[int]) -> torch.Tensor:
+    per_config = torch.tensor([[compute_lr(cfg, s) for cfg in pool] for s in steps], dtype=torch.float64)
+    return per_config[:, index]
+
+
+def _ordered(x: torch.Tensor) -> torch.Tensor:
+    """float32 bit patterns as integers ordered like the floats (adjacent floats differ by 1)."""
+    bits = x.contiguous().view(torch.int32).to(torch.int64)
+    return torch.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def assert_precision_goal(actual: torch.Tensor, expected: torch.Tensor, steps: list[int], what: str) -> None:
+    """float32 ``actual`` vs ``expected`` (rounded to float32): >= 99.99% identical, <= 1 ulp apart."""
+    expected = expected.to(torch.float32)
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    both_nan = actual.isnan() & expected.isnan()
+    same = (actual == expected) | both_nan
+    nan_mismatch = actual.isnan() ^ expected.isnan()
+    ulps = (_ordered(actual) - _ordered(expected)).abs()
+    ulps = torch.where(same, 0, ulps)
+    bad = nan_mismatch | (ulps > 1)
+    n_diff, total = int((~same).sum()), same.numel()
+    if bad.any() or n_diff > total * 1e-4:
+        where = (bad if bad.any() else ~same).nonzero().tolist()[:8]
+        details = "; ".join(
+            f"step {steps[i]} group {g}: got {actual[i, g].item()!r} expected {expected[i, g].item()!r}"
+            f" ({'NaN mismatch' if nan_mismatch[i, g] else f'{int(ulps[i, g])} ulp'})"
+            for i, g in where
+        )
+        pytest.fail(
+            f"{what}: {n_diff} of {total} (step, group) values differ "
+            f"({int(bad.sum())} by more than 1 ulp or NaN, {int(nan_mismatch.sum())} NaN mismatches); "
+            f"first: {details}"
+        )
+
+
+# --- the extension itself --------------------------------------------------------------------------
+
+
+def test_native_built_when_required():
+    if os.environ.get("FUSEDSCHED_BUILD_NATIVE") == "1":
+        assert _native._C is not None, f"FUSEDSCHED_BUILD_NATIVE=1 but {_native.REASON}"
+    elif _native._C is None:
+        pytest.skip(f"native extension not available: {_native.REASON}")
+
+
+@needs_native
+def test_schema_and_kernels():
+    schema = str(torch.ops.fusedsched.advance_native_.default._schema)
+    assert schema == "fusedsched::advance_native_(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment) -> ()"
+    assert unavailable_reason("native", "cpu") is None
+    # the Python op fusedsched::advance_ lives in the same namespace (a FRAGMENT beside TORCH_LIBRARY)
+    assert hasattr(torch.ops.fusedsched, "advance_")
+
+
+@needs_native
+@pytest.mark.parametrize("num_groups", GROUP_COUNTS)
+def test_cpu_matches_evaluate_table(num_groups):
+    pool, index = group_configs(num_groups)
+    table = ScheduleTable.build([pool[i] for i in index]).table
+    steps, got = sweep(advance_native, table)
+    assert_precision_goal(got, table_reference(table, steps), steps, f"native CPU vs evaluate_table, G={num_groups}")
+
+
+@needs_native
+@pytest.mark.parametrize("num_groups", GROUP_COUNTS)
+def test_cpu_matches_compute_lr(num_groups):
+    pool, index = group_configs(num_groups, seed=1)
+    assert {pool[i].kind for i in index} == set(LearningRate.KINDS) or num_groups < 4
+    table = ScheduleTable.build([pool[i] for i in index]).table
+    steps, got = sweep(advance_native, table)
+    assert_precision_goal(got, config_reference(pool, index, steps), steps, f"native CPU vs compute_lr, G={num_groups}")
+
+
+@needs_native
+def test_every_kind_alone_matches_compute_lr():
+    pool = config_pool(seed=2, size=8)
+    for cfg in pool:
+        table = ScheduleTable.build([cfg]).table
+        steps, got = sweep(advance_native, table)
+        assert_precision_goal(got, config_reference([cfg], [0], steps), steps, f"native CPU vs compute_lr for {cfg}")
+
+
+@needs_native
+@pytest.mark.skipif(
+    unavailable_reason("triton", "cpu") is not None,
+    reason=f"Triton interpreter not available: {unavailable_reason('triton', 'cpu')}",
+)
+@pytest.mark.parametrize("num_groups", GROUP_COUNTS)
+def test_cpu_matches_triton_interpreter(num_groups):
+    pool, index = group_configs(num_groups, seed=3)
+    table = ScheduleTable.build([pool[i] for i in index]).table
+    runs = ((0, 41), (150, 161), (BIG - 1, BIG + 2))
+
+    def advance_triton(step, table, lrs, increment):
+        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "triton")
+
+    steps, native = sweep(advance_native, table, runs)
+    steps_t, triton = sweep(advance_triton, table, runs)
+    assert steps == steps_t
+    assert_precision_goal(native, triton, steps, f"native CPU vs Triton interpreter, G={num_groups}")
+
+
+@needs_native
+def test_increment_zero_reevaluates_without_advancing():
+    pool, index = group_configs(11)
+    table = ScheduleTable.build([pool[i] for i in index]).table
+    step = torch.tensor([57], dtype=torch.int64)
+    lrs = torch.full((11,), float("nan"))
+    advance_native(step, table, lrs, 0)
+    assert int(step) == 57
+    first = lrs.clone()
+    lrs.fill_(float("nan"))
+    advance_native(step, table, lrs, 0)
+    assert int(step) == 57
+    torch.testing.assert_close(lrs, first, rtol=0, atol=0)
+    assert_precision_goal(lrs[None], evaluate_table(table, step)[None], [57], "increment 0")
+    advance_native(step, table, lrs, 1)
+    assert int(step) == 58
+
+
+@needs_native
+def test_zero_dim_step_counter():
+    table = ScheduleTable.build([LearningRate(constant=0.5)]).table
+    step, lrs = torch.tensor(4), torch.zeros(1)
+    advance_native(step, table, lrs, 1)
+    assert step.shape == () and int(step) == 5 and lrs.item() == 0.5
+
+
+def _sample_args(num_groups=3, device="cpu"):
+    pool, index = group_configs(num_groups)
+    table = ScheduleTable.build([pool[i] for i in index], device=device).table
+    step = torch.tensor([9], dtype=torch.int64, device=device)
+    lrs = torch.zeros(num_groups, dtype=torch.float32, device=device)
+    return step, table, lrs
+
+
+@needs_native
+@pytest.mark.parametrize("increment", [0, 1])
+def test_opcheck(increment):
+    step, table, lrs = _sample_args(11)
+    torch.library.opcheck(torch.ops.fusedsched.advance_native_.default, (step, table, lrs, increment))
+
+
+@needs_native
+def test_torch_compile_fullgraph():
+    step, table, lrs = _sample_args(11)
+
+    @torch.compile(fullgraph=True)
+    def compiled(step, table, lrs):
+        torch.ops.fusedsched.advance_native_(step, table, lrs, 1)
+
+    for expected_step in range(10, 14):
+        compiled(step, table, lrs)
+        assert int(step) == expected_step
+        assert_precision_goal(
+            lrs[None], evaluate_table(table, step)[None], [expected_step], "torch.compile(fullgraph=True)"
+        )
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "change, argument",
+    [
+        (lambda a: {**a, "step": a["step"].to(torch.int32)}, "step"),
+        (lambda a: {**a, "step": torch.zeros(2, dtype=torch.int64)}, "step"),
+        (lambda a: {**a, "table": a["table"].float()}, "table"),
+        (lambda a: {**a, "table": a["table"][:, :5].contiguous()}, "table"),
+        (lambda a: {**a, "table": a["table"][0]}, "table"),
+        (lambda a: {**a, "table": a["table"][:0]}, "table"),
+        (lambda a: {**a, "table": a["table"].transpose(0, 2).contiguous().transpose(0, 2)}, "table"),
+        (lambda a: {**a, "lrs": a["lrs"].double()}, "lrs"),
+        (lambda a: {**a, "lrs": torch.zeros(4)}, "lrs"),
+        (lambda a: {**a, "lrs": torch.zeros(3, 1)}, "lrs"),
+        (lambda a: {**a, "increment": 2}, "increment"),
+        (lambda a: {**a, "increment": -1}, "increment"),
+    ],
+)
+def test_bad_inputs_name_the_argument(change, argument):
+    step, table, lrs = _sample_args(3)
+    args = change({"step": step, "table": table, "lrs": lrs, "increment": 1})
+    with pytest.raises(RuntimeError, match=rf"advance_native_.*\b{argument}\b"):
+        torch.ops.fusedsched.advance_native_.default(args["step"], args["table"], args["lrs"], args["increment"])
+    assert int(step) == 9, "a rejected call must not advance the counter"
+
+
+# --- without the extension -------------------------------------------------------------------------
+
+
+def _run_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_disable_switch_falls_back_to_reference_without_warning():
+    proc = _run_python(
+        """
+        import fusedsched, torch
+        from fusedsched.ops import explain, resolve_backend
+        print(explain("cpu")["native"])
+        print(resolve_backend("cpu"))
+        print(hasattr(torch.ops.fusedsched, "advance_native_"))
+        """,
+        FUSEDSCHED_DISABLE_NATIVE="1",
+        FUSEDSCHED_BACKEND="auto",
+    )
+    assert proc.returncode == 0, proc.stderr
+    reason, backend, registered = proc.stdout.strip().splitlines()
+    assert reason == "disabled by FUSEDSCHED_DISABLE_NATIVE=1"
+    assert backend == "reference"
+    assert registered == "False"
+
+
+def test_missing_extension_warns_once_and_falls_back():
+    proc = _run_python(
+        """
+        import importlib.abc, sys, warnings
+
+        class NoNative(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "fusedsched._C":
+                    raise ImportError("simulated: no fusedsched._C")
+
+        sys.meta_path.insert(0, NoNative())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import fusedsched.ops
+            import fusedsched.ops._native
+        from fusedsched.ops import explain, resolve_backend
+        native = [w for w in caught if "native backend is unavailable" in str(w.message)]
+        print(len(native))
+        print(explain("cpu")["native"])
+        print(resolve_backend("cpu"))
+        """,
+        FUSEDSCHED_DISABLE_NATIVE="0",
+        FUSEDSCHED_BACKEND="auto",
+    )
+    assert proc.returncode == 0, proc.stderr
+    count, reason, backend = proc.stdout.strip().splitlines()
+    assert count == "1", proc.stdout
+    assert "simulated: no fusedsched._C" in reason
+    assert backend == "reference"
+
+
+@needs_native
+def test_both_registration_orders_coexist():
+    # Python's FRAGMENT (fusedsched::advance_) first, then TORCH_LIBRARY from _C.
+    proc = _run_python(
+        """
+        import fusedsched.ops, torch
+        assert not hasattr(torch.ops.fusedsched, "advance_native_")
+        import fusedsched._C
+        step, lrs = torch.zeros(1, dtype=torch.int64), torch.zeros(1)
+        table = torch.tensor([[[0.0], [0.0], [1.0], [0.25], [0.0], [0.0]]], dtype=torch.float64)
+        torch.ops.fusedsched.advance_native_(step, table, lrs, 1)
+        torch.ops.fusedsched.advance_(step, table, lrs, 1, "reference")
+        print(int(step), lrs.item())
+        """,
+        FUSEDSCHED_DISABLE_NATIVE="1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "0.25"]
+
+
+# --- CUDA --------------------------------------------------------------------------------------------
+
+
+def _needs_native_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    reason = unavailable_reason("native", "cuda")
+    if reason is not None:
+        pytest.skip(f"native CUDA kernel not available: {reason}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("num_groups", GROUP_COUNTS)
+def test_cuda_matches_reference(num_groups):
+    _needs_native_cuda()
+    pool, index = group_configs(num_groups, seed=4)
+    table = ScheduleTable.build([pool[i] for i in index], device="cuda").table
+    steps, got = sweep(advance_native, table)
+    assert_precision_goal(got, table_reference(table, steps), steps, f"native CUDA vs evaluate_table, G={num_groups}")
+    assert_precision_goal(got, config_reference(pool, index, steps), steps, f"native CUDA vs compute_lr, G={num_groups}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("start", [0, BIG - 50])
+def test_cuda_graph_replays_advance(start):
+    _needs_native_cuda()
+    step, table, lrs = _sample_args(1025, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up off the capture stream
+        for _ in range(3):
+            advance_native(step, table, lrs, 1)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        advance_native(step, table, lrs, 1)
+    step.fill_(start)
+    rows = []
+    for _ in range(100):
+        graph.replay()
+        rows.append(lrs.clone())
+    torch.cuda.synchronize()
+    assert int(step) == start + 100
+    steps = list(range(start + 1, start + 101))
+    assert_precision_goal(torch.stack(rows).cpu(), table_reference(table, steps), steps, "CUDA graph replays")
