@@ -91,4 +91,5 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         LINEAR=int(Shape.LINEAR),
         COSINE=int(Shape.COSINE),
         BLOCK=BLOCK,
+        enable_fp_fusion=False,  # no FMA: round like the reference, operation by operation
     )
