@@ -20,6 +20,14 @@ ALL_PARAMS = "ALL_PARAMS"
 BACKBONE = "backbone"
 
 
+# Not traced by torch.compile, like torch's own ``_fused_<name>`` functions: aten::_fused_adagrad_
+# has no fake (meta) kernel, so tracing it fails; the compiled step graph-breaks here instead.
+@torch.compiler.disable
+def _fused_adagrad(params, grads, state_sums, state_steps, **kwargs: Any) -> None:
+    torch._foreach_add_(state_steps, 1)
+    torch._fused_adagrad_(params, grads, state_sums, state_steps, **kwargs)
+
+
 class FusedAdagrad(torch.optim.Adagrad):
     """Adagrad whose step runs ``torch._fused_adagrad_`` with a device step count and tensor lr.
 
@@ -52,13 +60,11 @@ class FusedAdagrad(torch.optim.Adagrad):
             if any(p.grad.is_sparse or p.is_complex() for p in params):
                 raise RuntimeError("FusedAdagrad does not support sparse gradients or complex parameters")
             states = [self.state[p] for p in params]
-            steps = [s["step"] for s in states]
-            torch._foreach_add_(steps, 1)
-            torch._fused_adagrad_(
+            _fused_adagrad(
                 params,
                 [p.grad for p in params],
                 [s["sum"] for s in states],
-                steps,
+                [s["step"] for s in states],
                 lr=group["lr"],
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],

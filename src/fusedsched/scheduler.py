@@ -27,7 +27,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from .config import LearningRate
 from .ops import advance_op, check_advance_args, resolve_backend
 from .program import ScheduleTable
-from .schedules import compute_lr
+from .schedules import _check_step, compute_lr
 
 
 class _CombinedGroups(Optimizer):
@@ -128,6 +128,10 @@ class LRShim(LRScheduler):
         self._device_ahead = False  # device counter moved without the host (graph replay, compile)
         self._last_epoch = last_epoch
         if self.device_schedule:
+            if last_epoch == -1:  # as torch records it, before binding points the groups at the (empty) buffer
+                for group in groups:
+                    lr = group["lr"]
+                    group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
             self._setup_device(optimizer, torch.device(device) if device else _params_device(groups), backend)
         super().__init__(optimizer, last_epoch)
 
@@ -195,6 +199,8 @@ class LRShim(LRScheduler):
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one step (or jump to ``epoch``, deprecated as in torch) and update every group."""
+        if epoch is not None:
+            epoch = _check_step(epoch)  # before any state changes: a negative step is rejected in both modes
         if not self.device_schedule:
             return super().step(epoch)
         if epoch is not None:
@@ -259,7 +265,11 @@ class LRShim(LRScheduler):
         self.lr_dict, self.group_names = lr_dict, list(lr_dict)
         self.last_epoch = last_epoch
         if self.device_schedule:
-            self._table = ScheduleTable.build(list(lr_dict.values()), self._table.device).table
+            table = ScheduleTable.build(list(lr_dict.values()), self._table.device).table
+            if table.shape == self._table.shape:  # in place: a captured graph keeps reading this address
+                self._table.copy_(table)
+            else:
+                self._table = table
             self._step.fill_(last_epoch if device_step is None else device_step)
             self._advance_device(0)
             self._bind(self.optimizer)
