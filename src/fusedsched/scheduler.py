@@ -27,7 +27,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from .config import LearningRate
 from .ops import advance_op, check_advance_args, resolve_backend
 from .program import ScheduleTable
-from .schedules import _check_step, compute_lr
+from .schedules import check_step, compute_lr
 
 
 class _CombinedGroups(Optimizer):
@@ -200,7 +200,7 @@ class LRShim(LRScheduler):
     def step(self, epoch: int | None = None) -> None:
         """Advance one step (or jump to ``epoch``, deprecated as in torch) and update every group."""
         if epoch is not None:
-            epoch = _check_step(epoch)  # before any state changes: a negative step is rejected in both modes
+            epoch = check_step(epoch)  # before any state changes: a negative step is rejected in both modes
         if not self.device_schedule:
             return super().step(epoch)
         if epoch is not None:

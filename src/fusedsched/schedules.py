@@ -39,7 +39,7 @@ from fusedsched.config import LearningRate
 __all__ = ["compute_lr", "compute_lr_array", "schedule_marks"]
 
 
-def _check_step(step: object) -> int:
+def check_step(step: object) -> int:
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
         raise TypeError(f"step must be an integer, got {step!r} ({type(step).__name__})")
     if step < 0:
@@ -68,7 +68,7 @@ def compute_lr(lr_config: LearningRate, step: int) -> float:
     >>> [compute_lr(ramp, s) for s in (0, 1, 4, 10**10)]
     [0.0, 0.125, 0.5, 0.5]
     """
-    cfg, s = _check_lr_config(lr_config).schedule, _check_step(step)
+    cfg, s = _check_lr_config(lr_config).schedule, check_step(step)
     kind = lr_config.kind
     if kind == "constant":
         return cfg
