@@ -1,0 +1,609 @@
+"""Measurements shared by ``fusedsched bench``, the demo's report and the ``benchmarks/`` suites.
+
+Method: every comparison runs in one process on one machine; the candidates are alternated
+round-robin over several rounds (so drift and noisy neighbours hit all of them alike), each round
+timing a batch of calls sized to a target duration; a result is the median over rounds with the
+p10-p90 spread, per call. On CUDA every clock read follows a synchronize (or uses CUDA events).
+Every row carries :func:`stamp`: device name, torch / triton / python versions, git commit.
+
+The stock alternative is ``torch.optim.lr_scheduler.LambdaLR`` with, per group, the closure a user
+would write for the same schedule (:func:`stock_lambda`, checked against ``compute_lr``), once with
+float learning rates and once with tensor ones (the ``torch.compile`` recipe).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import math
+import platform
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .config import LearningRate, load_config
+from .models import mlp, regression_batches
+from .ops import BACKENDS, resolve_backend, unavailable_reason
+from .ops.dispatch import AUTO_ORDER
+from .schedules import compute_lr, schedule_marks
+from .scheduler import LRShim
+
+__all__ = [
+    "DEFAULT_GROUPS",
+    "SyncCounter",
+    "Timing",
+    "alternate",
+    "calibrate",
+    "count_host_syncs",
+    "cycled_schedules",
+    "device_backends",
+    "example_config_path",
+    "example_schedules",
+    "format_report",
+    "fused_name",
+    "run",
+    "scheduler_candidates",
+    "schedule_node_candidates",
+    "schedule_node_rows",
+    "scheduler_step_rows",
+    "stamp",
+    "stock_lambda",
+    "synchronize",
+    "targets",
+    "training_candidates",
+    "training_step_rows",
+]
+
+DEFAULT_GROUPS = (1, 10, 100, 1000, 10000)
+SYNC_OPS = ("aten::_local_scalar_dense", "aten::item")
+TARGETS = {"fixed_us": 20.0, "per_group_ns": 50.0, "vs_lambdalr_float_at_1000": 50.0, "vs_lambdalr_tensor_at_1000": 500.0}
+LAMBDA_FLOAT, LAMBDA_TENSOR, HOST = "LambdaLR float", "LambdaLR tensor", "LRShim host"
+GRAPH_FUSED, GRAPH_FLOOR, GRAPH_HOST_FILL, EAGER_LAMBDA = (
+    "graph + fusedsched", "graph, constant LR (floor)", "graph + host fill_ per group", "eager + LambdaLR")
+NODE_FLOOR = "one tiny kernel (floor)"
+
+
+# --- environment -------------------------------------------------------------------------------
+
+
+def example_config_path() -> Path:
+    """The bundled tml optimizer YAML (``fusedsched/examples/recap_multitask.yaml``)."""
+    return Path(str(resources.files("fusedsched") / "examples" / "recap_multitask.yaml"))
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def stamp(device: torch.device | str) -> dict[str, Any]:
+    """Device name, versions and git commit (``dirty``: the working tree differs from it, new files included)."""
+    device = torch.device(device)
+    try:
+        triton_version = metadata.version("triton")
+    except metadata.PackageNotFoundError:
+        triton_version = None
+    status = _git("status", "--porcelain")
+    return {
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model(),
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "python": platform.python_version(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": None if status is None else bool(status),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device (a no-op on CPU): call before reading a clock."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_backends(device: torch.device | str) -> list[str]:
+    """The ``advance_`` backends that really run on ``device``, best first (no Triton interpreter on CPU)."""
+    device = torch.device(device)
+    order = list(AUTO_ORDER.get(device.type, ())) + [b for b in BACKENDS if b not in AUTO_ORDER.get(device.type, ())]
+    return [
+        b for b in order
+        if unavailable_reason(b, device) is None and not (b == "triton" and device.type != "cuda")
+    ]
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def example_schedules() -> list[LearningRate]:
+    """The bundled example's four schedules (one of each kind), towers first, backbone last."""
+    rates = load_config(example_config_path(), section="optimizer").multi_task_learning_rates
+    return [*rates.tower_learning_rates.values(), rates.backbone_learning_rate]
+
+
+def stock_lambda(cfg: LearningRate) -> Callable[[int], float]:
+    """The closure a ``LambdaLR`` user writes for ``cfg``: ``compute_lr``'s formulas, constants bound once."""
+    kind, c = cfg.kind, cfg.schedule
+    if kind == "constant":
+        return lambda s: c
+    if kind == "piecewise_constant":
+        b, v = list(c.learning_rate_boundaries), list(c.learning_rate_values)
+        return lambda s: v[bisect.bisect_right(b, s)]
+    if kind == "linear_ramp_to_constant":
+        L, R = c.learning_rate, c.num_ramp_steps
+        return lambda s: min(L, (L / R) * s)
+    L, Fin, R, T = c.learning_rate, c.final_learning_rate, c.num_ramp_steps, c.final_num_steps
+
+    def ramp_to_cosine(s: int) -> float:
+        if s < R:
+            return (L / R) * s
+        if s <= T:
+            return Fin + (L - Fin) * 0.5 * (1 + math.cos(math.pi * (s - R) / (T - R)))
+        return Fin
+
+    return ramp_to_cosine
+
+
+def _check_stock(schedules: Sequence[LearningRate]) -> None:
+    for cfg in {id(c): c for c in schedules}.values():
+        f = stock_lambda(cfg)
+        for s in {0, 1, 10**6, *schedule_marks(cfg), *(m - 1 for m in schedule_marks(cfg) if m)}:
+            if f(s) != compute_lr(cfg, s):
+                raise AssertionError(f"stock_lambda differs from compute_lr for {cfg.kind} at step {s}")
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: median and p10 / p90 over rounds; ``calls`` per round."""
+
+    median: float
+    p10: float
+    p90: float
+    rounds: int
+    calls: int
+
+    @classmethod
+    def of(cls, samples: Sequence[float], calls: int) -> Timing:
+        p10, p50, p90 = np.percentile(np.asarray(samples), [10, 50, 90])
+        return cls(float(p50), float(p10), float(p90), len(samples), calls)
+
+    def as_us(self) -> dict[str, Any]:
+        return {
+            "median_us": self.median * 1e6, "p10_us": self.p10 * 1e6, "p90_us": self.p90 * 1e6,
+            "rounds": self.rounds, "calls_per_round": self.calls,
+        }
+
+
+def wall_time(fn: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Seconds per call over ``calls`` calls, synchronized before each clock read."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / calls
+
+
+def cuda_event_time(fn: Callable[[], object], calls: int, device: torch.device) -> float:
+    """GPU seconds per call between two CUDA events around ``calls`` calls."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    synchronize(device)
+    start.record()
+    for _ in range(calls):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1e-3 / calls
+
+
+def calibrate(fn: Callable[[], object], device: torch.device | str, target_s: float = 0.01, timer=None) -> int:
+    """How many calls of ``fn`` take about ``target_s`` (``fn`` should be warmed up already)."""
+    device, timer = torch.device(device), timer or wall_time
+    n = 1
+    per_call = timer(fn, n, device)
+    while per_call * n < target_s / 8 and n < 1 << 20:
+        n *= 8
+        per_call = timer(fn, n, device)
+    return max(1, min(1 << 22, round(target_s / max(per_call, 1e-9))))
+
+
+def alternate(
+    candidates: dict[str, Callable[[], object]],
+    device: torch.device | str,
+    rounds: int = 9,
+    target_s: float = 0.01,
+    warmup: int = 2,
+    timer: Callable[[Callable[[], object], int, torch.device], float] = wall_time,
+) -> dict[str, Timing]:
+    """Time every candidate round-robin (round r starts at candidate r), batches of about ``target_s``."""
+    device = torch.device(device)
+    calls: dict[str, int] = {}
+    for name, fn in candidates.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # LambdaLR warns once that optimizer.step() was not called
+            for _ in range(warmup):
+                fn()
+        calls[name] = calibrate(fn, device, target_s, timer)
+    names = list(candidates)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            samples[name].append(timer(candidates[name], calls[name], device))
+    return {name: Timing.of(samples[name], calls[name]) for name in names}
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts dispatched ops and host syncs (``aten::_local_scalar_dense`` / ``aten::item``).
+
+    A custom op's Python implementation runs below the mode, where its ops would be invisible; it
+    is re-dispatched to its backend kernel with the mode pushed back, so they are counted too.
+    """
+
+    _KEYS = {"cpu": "CPU", "cuda": "CUDA"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.syncs = 0
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        self.ops += 1
+        if func.name() in SYNC_OPS:
+            self.syncs += 1
+        if func.namespace != "aten":
+            device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+            key = self._KEYS.get(device.type) if device is not None else None
+            if key and torch._C._dispatch_has_computed_kernel_for_dispatch_key(func.name(), key):
+                with self:
+                    return func.redispatch(torch._C.DispatchKeySet(getattr(torch._C.DispatchKey, key)), *args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def count_host_syncs(fn: Callable[[], object], calls: int = 5) -> tuple[float, float]:
+    """(host syncs, dispatched ops) per call of ``fn``, counted over ``calls`` calls."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with SyncCounter() as counter:
+            for _ in range(calls):
+                fn()
+    return counter.syncs / calls, counter.ops / calls
+
+
+# --- scheduler.step() --------------------------------------------------------------------------
+
+
+def _one_group_each(params: list[torch.Tensor], lrs: list[Any]) -> torch.optim.SGD:
+    """SGD with one param group per param. Groups are appended directly: the constructor's overlap
+    check is quadratic in the group count (about 10 s at 10,000 groups)."""
+    opt = torch.optim.SGD([{"params": [params[0]], "lr": lrs[0]}], lr=0.0)
+    template = {k: v for k, v in opt.param_groups[0].items() if k not in ("params", "lr")}
+    opt.param_groups.extend({**template, "params": [p], "lr": lr} for p, lr in zip(params[1:], lrs[1:]))
+    return opt
+
+
+def fused_name(backend: str) -> str:
+    return f"fusedsched[{backend}]"
+
+
+def scheduler_candidates(
+    schedules: Sequence[LearningRate], device: torch.device | str, names: Sequence[str] | None = None
+) -> dict[str, tuple[str, Callable[[], object]]]:
+    """``name -> (backend, scheduler.step)`` for one group per schedule on ``device``.
+
+    Names: ``fusedsched[<backend>]`` for each of :func:`device_backends` (device mode),
+    ``LRShim host``, ``LambdaLR float``, ``LambdaLR tensor``; ``names`` picks a subset.
+    """
+    device = torch.device(device)
+    _check_stock(schedules)
+    groups = len(schedules)
+    lr_dict = {f"g{i}": cfg for i, cfg in enumerate(schedules)}
+    wanted = list(names) if names is not None else [fused_name(b) for b in device_backends(device)] + [HOST, LAMBDA_FLOAT, LAMBDA_TENSOR]
+    out: dict[str, tuple[str, Callable[[], object]]] = {}
+    for name in wanted:
+        params = [torch.nn.Parameter(torch.zeros(1, device=device)) for _ in range(groups)]
+        if name.startswith("fusedsched["):
+            backend = name[len("fusedsched["):-1]
+            shim = LRShim(_one_group_each(params, [0.0] * groups), lr_dict, device_schedule=True, backend=backend, device=device)
+            out[name] = (shim.backend, shim.step)
+        elif name == HOST:
+            shim = LRShim(_one_group_each(params, [0.0] * groups), lr_dict, device_schedule=False)
+            out[name] = ("host", shim.step)
+        elif name in (LAMBDA_FLOAT, LAMBDA_TENSOR):
+            tensor = name == LAMBDA_TENSOR
+            lrs = [torch.ones((), device=device) if tensor else 1.0 for _ in range(groups)]
+            sched = torch.optim.lr_scheduler.LambdaLR(_one_group_each(params, lrs), [stock_lambda(c) for c in schedules])
+            out[name] = (device.type if tensor else "host", sched.step)
+        else:
+            raise ValueError(f"unknown candidate {name!r}")
+    return out
+
+
+def cycled_schedules(groups: int) -> list[LearningRate]:
+    """``groups`` schedules: the example's four kinds, repeated."""
+    base = example_schedules()
+    return [base[i % len(base)] for i in range(groups)]
+
+
+def _settings(quick: bool, rounds: int | None) -> tuple[int, float]:
+    return (rounds or (3 if quick else 11)), (0.002 if quick else 0.02)
+
+
+def scheduler_step_rows(
+    groups_list: Sequence[int], device: torch.device | str, quick: bool = False, rounds: int | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> list[dict[str, Any]]:
+    """One row per (groups, candidate): per-call time of ``scheduler.step()``, ratios vs fusedsched."""
+    device = torch.device(device)
+    rounds, target = _settings(quick, rounds)
+    base_name, env, rows = fused_name(resolve_backend(device)), stamp(device), []
+    for groups in groups_list:
+        log(f"scheduler.step(): {groups} groups")
+        cands = scheduler_candidates(cycled_schedules(groups), device)
+        timings = alternate({n: fn for n, (_, fn) in cands.items()}, device, rounds, target)
+        base = timings[base_name].median if base_name in timings else float("nan")
+        for name, (backend, fn) in cands.items():
+            syncs, ops = count_host_syncs(fn, calls=2)
+            rows.append({
+                "suite": "scheduler_step", "candidate": name, "backend": backend, "groups": groups,
+                **timings[name].as_us(), "ratio_vs_fusedsched": timings[name].median / base,
+                "syncs_per_step": syncs, "ops_per_step": ops, **env,
+            })
+        del cands
+        gc.collect()
+    return rows
+
+
+def targets(rows: Sequence[dict[str, Any]], device: torch.device | str) -> dict[str, Any]:
+    """The issue's targets for the auto backend, as measured (reported, never asserted)."""
+    base = fused_name(resolve_backend(device))
+    fused = {r["groups"]: r["median_us"] for r in rows if r["candidate"] == base}
+    at = {(r["candidate"], r["groups"]): r["ratio_vs_fusedsched"] for r in rows}
+    out: dict[str, Any] = {"candidate": base}
+    if fused:
+        lo, hi = min(fused), max(fused)
+        out["fixed_us"] = fused[lo]
+        if hi > lo:
+            out["per_group_ns"] = (fused[hi] - fused[lo]) / (hi - lo) * 1e3
+    for key, cand in (("vs_lambdalr_float_at_1000", LAMBDA_FLOAT), ("vs_lambdalr_tensor_at_1000", LAMBDA_TENSOR)):
+        if (cand, 1000) in at:
+            out[key] = at[(cand, 1000)]
+    for key, goal in TARGETS.items():
+        if key in out:
+            out[f"{key}_target"] = goal
+            out[f"{key}_met"] = bool(out[key] < goal) if key in ("fixed_us", "per_group_ns") else bool(out[key] >= goal)
+    return out
+
+
+# --- CUDA: whole training steps and the schedule node alone ------------------------------------
+
+
+def _capture(body: Callable[[], object], warmup: int = 3) -> torch.cuda.CUDAGraph:
+    """Warm ``body`` up on a side stream (compiles and loads every kernel), then capture it alone.
+
+    For graphs that hold only a scheduler step; whole training steps use ``CapturedTrainingStep``.
+    """
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            body()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    return graph
+
+
+def training_candidates(device: torch.device | str, width: int = 256, depth: int = 8) -> tuple[int, dict[str, tuple[str, Callable[[], object]]]]:
+    """Four ways to train the same MLP (one Adam group per tensor, the example schedules cycled).
+
+    The three graph variants share :class:`fusedsched.graphs.CapturedTrainingStep`, so they differ
+    only in how the learning rates move: on the device inside the graph, not at all, or by the host.
+    """
+    from .graphs import CapturedTrainingStep
+
+    device = torch.device(device)
+    xs, ys = regression_batches(width, device=device)
+    groups = 2 * depth
+    schedules = cycled_schedules(groups)
+    lambdas = [stock_lambda(c) for c in schedules]
+
+    def setup(tensor_lr: bool):
+        torch.manual_seed(0)
+        model = mlp(width, depth).to(device)
+        lr = (lambda: torch.tensor(1e-3, device=device)) if tensor_lr else (lambda: 1.0)
+        opt = torch.optim.Adam([{"params": [p], "lr": lr()} for p in model.parameters()], lr=0.0,
+                               fused=True, capturable=tensor_lr)
+        return (lambda x, y: F.mse_loss(model(x), y)), opt
+
+    def replayer(captured):
+        i = [0]
+
+        def replay():
+            i[0] += 1
+            captured.replay(xs[i[0] % len(xs)], ys[i[0] % len(ys)])
+
+        return replay
+
+    out: dict[str, tuple[str, Callable[[], object]]] = {}
+    loss_fn, opt = setup(True)
+    shim = LRShim(opt, {f"g{k}": c for k, c in enumerate(schedules)}, device_schedule=True, device=device)
+    out[GRAPH_FUSED] = (shim.backend, replayer(CapturedTrainingStep(loss_fn, opt, shim, (xs[0], ys[0]))))
+    loss_fn, opt = setup(True)
+    out[GRAPH_FLOOR] = ("none", replayer(CapturedTrainingStep(loss_fn, opt, None, (xs[0], ys[0]))))
+    loss_fn, opt = setup(True)
+    lr_tensors = [g["lr"] for g in opt.param_groups]
+    fill_replay, step = replayer(CapturedTrainingStep(loss_fn, opt, None, (xs[0], ys[0]))), [0]
+
+    def host_fill_then_replay():
+        step[0] += 1
+        for t, f in zip(lr_tensors, lambdas):
+            t.fill_(f(step[0]))
+        fill_replay()
+
+    out[GRAPH_HOST_FILL] = ("host", host_fill_then_replay)
+    loss_fn, opt = setup(False)
+    sched, j = torch.optim.lr_scheduler.LambdaLR(opt, lambdas), [0]
+
+    def eager():
+        j[0] += 1
+        opt.zero_grad(set_to_none=True)
+        loss_fn(xs[j[0] % len(xs)], ys[j[0] % len(ys)]).backward()
+        opt.step()
+        sched.step()
+
+    out[EAGER_LAMBDA] = ("host", eager)
+    return groups, out
+
+
+def training_step_rows(device: torch.device | str, quick: bool = False, rounds: int | None = None,
+                       width: int = 256, depth: int = 8) -> list[dict[str, Any]]:
+    """CUDA only: one replayed training step (MLP, one Adam group per tensor) per variant."""
+    device = torch.device(device)
+    rounds, target = _settings(quick, rounds)
+    groups, cands = training_candidates(device, width, depth)
+    timings = alternate({n: fn for n, (_, fn) in cands.items()}, device, rounds, target)
+    floor, env = timings[GRAPH_FLOOR].median, stamp(device)
+    return [{
+        "suite": "training_step", "candidate": name, "backend": backend, "groups": groups,
+        "model": f"mlp width {width} depth {depth}", **timings[name].as_us(),
+        "ratio_vs_fusedsched": timings[name].median / timings[GRAPH_FUSED].median,
+        "over_floor_us": (timings[name].median - floor) * 1e6, **env,
+    } for name, (backend, _) in cands.items()]
+
+
+def schedule_node_candidates(groups: int, device: torch.device | str) -> dict[str, tuple[str, Callable[[], object]]]:
+    """CUDA only: ``name -> (backend, replay)`` of graphs holding only ``scheduler.step()``, one per
+    backend, and a graph of one tiny kernel (the floor of a replay)."""
+    device = torch.device(device)
+    lr_dict = {f"g{i}": c for i, c in enumerate(cycled_schedules(groups))}
+    out: dict[str, tuple[str, Callable[[], object]]] = {}
+    for backend in device_backends(device):
+        params = [torch.nn.Parameter(torch.zeros(1, device=device)) for _ in range(groups)]
+        shim = LRShim(_one_group_each(params, [0.0] * groups), lr_dict, device_schedule=True, backend=backend, device=device)
+        out[fused_name(backend)] = (backend, _capture(shim.step).replay)
+    tiny = torch.zeros(1, device=device)
+    out[NODE_FLOOR] = ("none", _capture(lambda: tiny.add_(1)).replay)
+    return out
+
+
+def schedule_node_rows(groups_list: Sequence[int], device: torch.device | str, quick: bool = False,
+                       rounds: int | None = None) -> list[dict[str, Any]]:
+    """CUDA only: GPU time (CUDA events) of a graph holding only ``scheduler.step()``, per backend."""
+    device = torch.device(device)
+    rounds, target = _settings(quick, rounds)
+    env, rows = stamp(device), []
+    for groups in groups_list:
+        cands = schedule_node_candidates(groups, device)
+        timings = alternate({n: fn for n, (_, fn) in cands.items()}, device, rounds, target, timer=cuda_event_time)
+        rows += [{"suite": "schedule_node", "candidate": n, "backend": b, "groups": groups,
+                  **timings[n].as_us(), **env} for n, (b, _) in cands.items()]
+    return rows
+
+
+# --- the whole run and its table ---------------------------------------------------------------
+
+
+def run(groups_list: Sequence[int] = DEFAULT_GROUPS, device: torch.device | str = "cpu", quick: bool = False,
+        rounds: int | None = None, log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    """Everything ``fusedsched bench`` measures, as plain data (see :func:`format_report`)."""
+    device = torch.device(device)
+    rows = scheduler_step_rows(groups_list, device, quick, rounds, log)
+    result: dict[str, Any] = {
+        "stamp": stamp(device),
+        "settings": {"quick": quick, "groups": list(groups_list), "rounds": _settings(quick, rounds)[0],
+                     "batch_target_s": _settings(quick, rounds)[1], "auto_backend": resolve_backend(device),
+                     "backends": device_backends(device)},
+        "scheduler_step": rows,
+        "targets": targets(rows, device),
+        "training_step": [],
+        "schedule_node": [],
+        "skipped": {},
+    }
+    if device.type == "cuda":
+        log("training step (CUDA graphs)")
+        result["training_step"] = training_step_rows(device, quick, rounds)
+        log("schedule node alone (CUDA events)")
+        result["schedule_node"] = schedule_node_rows(groups_list, device, quick, rounds)
+    else:
+        reason = f"needs CUDA; ran on {device.type}"
+        result["skipped"] = {"training_step": reason, "schedule_node": reason}
+    return result
+
+
+def _num(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _table(rows: Sequence[dict[str, Any]], ratio: str | None, extra: Sequence[str] = ()) -> list[str]:
+    head = ["groups", "candidate", "backend", "median us", "p10-p90 us"] + ([ratio] if ratio else []) + list(extra)
+    body = []
+    for r in rows:
+        cells = [str(r["groups"]), r["candidate"], r["backend"], _num(r["median_us"]),
+                 f"{_num(r['p10_us'])}-{_num(r['p90_us'])}"]
+        if ratio:
+            cells.append(f"{_num(r['ratio_vs_fusedsched'])}x")
+        cells += [_num(r[k]) for k in extra]
+        body.append(cells)
+    widths = [max(len(x) for x in col) for col in zip(head, *body)]
+    return ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in [head, *body]]
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The human-readable tables of :func:`run`'s result."""
+    s = result["stamp"]
+    lines = [
+        f"device {s['device']} ({s['device_name']}), torch {s['torch']}, triton {s['triton']}, "
+        f"python {s['python']}, commit {s['commit']}{' (dirty tree)' if s['dirty'] else ''}, "
+        f"{s['threads']} threads",
+        f"{result['settings']['rounds']} alternated rounds per candidate, median and p10-p90 per call; "
+        f"ratio = candidate time / {result['targets']['candidate']} time",
+        "",
+        "scheduler.step()",
+        *_table(result["scheduler_step"], "x vs fusedsched", ("syncs_per_step", "ops_per_step")),
+    ]
+    t = result["targets"]
+    labels = {"fixed_us": ("fixed cost (1 group)", "us", "<"), "per_group_ns": ("per group", "ns", "<"),
+              "vs_lambdalr_float_at_1000": ("vs LambdaLR float at 1000 groups", "x cheaper", ">="),
+              "vs_lambdalr_tensor_at_1000": ("vs LambdaLR tensor at 1000 groups", "x cheaper", ">=")}
+    lines += ["", f"targets ({t['candidate']})"]
+    for key, (label, unit, op) in labels.items():
+        if key in t:
+            verdict = "met" if t[f"{key}_met"] else "NOT met"
+            lines.append(f"  {label}: {t[key]:.3g} {unit} (target {op} {t[f'{key}_target']:g}): {verdict}")
+    if result["training_step"]:
+        lines += ["", "whole training step, replayed CUDA graph (eager for LambdaLR)",
+                  *_table(result["training_step"], "x vs fusedsched", ("over_floor_us",))]
+    if result["schedule_node"]:
+        lines += ["", "GPU time of a graph holding only scheduler.step() (CUDA events)", *_table(result["schedule_node"], None)]
+    for suite, reason in result["skipped"].items():
+        lines.append(f"{suite}: not measured ({reason})")
+    return "\n".join(lines)
