@@ -11,12 +11,14 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
+$(STAMP): pyproject.toml setup.py requirements-torchrec.txt $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q "$(TRITON_SPEC)" setuptools wheel
+	@# torchrec and its needs, pinned, without their metadata's fbgemm-gpu and unpinned torch.
+	$(PY) -m pip install -q --no-deps -r requirements-torchrec.txt
 	@# FUSEDSCHED_BUILD_NATIVE from the environment: 0 skips fusedsched._C, 1 requires it, unset tries.
-	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,plot]"
 	touch $@
 
 test: $(STAMP)
