@@ -2,8 +2,10 @@
 //
 // advance_native_(step, table, lrs, increment): read the int64 counter `step`, add `increment`
 // (0 or 1), evaluate every group's schedule from the float64 `table` [segments, NUM_COLUMNS,
-// groups] at the new step, store float32 into `lrs` (one element per group), write the counter
-// back. The CUDA implementation is in cuda/advance.cu; the math for both is schedule_math.h.
+// groups] at the new step, store into `lrs` (one element per group), write the counter back.
+// `lrs` is float32 (what fused optimizers read); on CPU it may also be float64, which host mode
+// uses to get compute_lr's values bit for bit. The CUDA implementation is in cuda/advance.cu;
+// the math for both is schedule_math.h.
 #include <Python.h>
 
 #include <ATen/ATen.h>
@@ -41,8 +43,9 @@ void check_advance_args(const at::Tensor& step, const at::Tensor& table, const a
   TORCH_CHECK(table.size(0) >= 1, "advance_native_: table must have at least one segment, got shape ", table.sizes());
   TORCH_CHECK(table.is_contiguous(), "advance_native_: table must be contiguous");
   TORCH_CHECK(
-      lrs.scalar_type() == at::kFloat && lrs.dim() == 1 && lrs.size(0) == table.size(2) && lrs.is_contiguous(),
-      "advance_native_: lrs must be a contiguous float32 vector of ", table.size(2),
+      (lrs.scalar_type() == at::kFloat || lrs.scalar_type() == at::kDouble) && lrs.dim() == 1 &&
+          lrs.size(0) == table.size(2) && lrs.is_contiguous(),
+      "advance_native_: lrs must be a contiguous float32 (or, on CPU, float64) vector of ", table.size(2),
       " elements (one per group), got ", lrs.scalar_type(), " of shape ", lrs.sizes());
   TORCH_CHECK(
       step.device() == table.device() && table.device() == lrs.device(),
@@ -53,18 +56,26 @@ void check_advance_args(const at::Tensor& step, const at::Tensor& table, const a
 
 namespace {
 
+template <typename out_t>
+void evaluate_all(const double* table, int64_t num_segments, int64_t num_groups, double s, out_t* lrs) {
+  for (int64_t g = 0; g < num_groups; ++g) {
+    lrs[g] = static_cast<out_t>(evaluate_group(table, num_segments, num_groups, g, s));
+  }
+}
+
 void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
   check_advance_args(step, table, lrs, increment);
   TORCH_CHECK(step.is_cpu(), "advance_native_ (CPU): step, table and lrs must be CPU tensors, got ", step.device());
   int64_t* step_ptr = step.data_ptr<int64_t>();
   const double* table_ptr = table.const_data_ptr<double>();
-  float* lrs_ptr = lrs.data_ptr<float>();
   const int64_t num_segments = table.size(0);
   const int64_t num_groups = table.size(2);
   const int64_t new_step = *step_ptr + increment;
   const double s = static_cast<double>(new_step);
-  for (int64_t g = 0; g < num_groups; ++g) {
-    lrs_ptr[g] = static_cast<float>(evaluate_group(table_ptr, num_segments, num_groups, g, s));
+  if (lrs.scalar_type() == at::kDouble) {
+    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<double>());
+  } else {
+    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<float>());
   }
   *step_ptr = new_step;
 }

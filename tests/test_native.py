@@ -23,6 +23,8 @@ from fusedsched.ops import _native, unavailable_reason
 from fusedsched.program import ScheduleTable, evaluate_table
 from fusedsched.schedules import compute_lr
 
+from _compare import BIG_STEPS, CONFIGS, configs_for
+
 # torch.compile / opcheck's inductor path warns about torch.jit internals; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
@@ -280,7 +282,7 @@ def test_torch_compile_fullgraph():
         (lambda a: {**a, "table": a["table"][0]}, "table"),
         (lambda a: {**a, "table": a["table"][:0]}, "table"),
         (lambda a: {**a, "table": a["table"].transpose(0, 2).contiguous().transpose(0, 2)}, "table"),
-        (lambda a: {**a, "lrs": a["lrs"].double()}, "lrs"),
+        (lambda a: {**a, "lrs": a["lrs"].half()}, "lrs"),
         (lambda a: {**a, "lrs": torch.zeros(4)}, "lrs"),
         (lambda a: {**a, "lrs": torch.zeros(3, 1)}, "lrs"),
         (lambda a: {**a, "increment": 2}, "increment"),
@@ -293,6 +295,21 @@ def test_bad_inputs_name_the_argument(change, argument):
     with pytest.raises(RuntimeError, match=rf"advance_native_.*\b{argument}\b"):
         torch.ops.fusedsched.advance_native_.default(args["step"], args["table"], args["lrs"], args["increment"])
     assert int(step) == 9, "a rejected call must not advance the counter"
+
+
+@needs_native
+def test_float64_lrs_on_cpu_are_compute_lr_bit_for_bit():
+    """Host mode's path: the CPU kernel writing float64 gives ``compute_lr``'s values exactly."""
+    configs = configs_for(len(CONFIGS) * 3)
+    table = ScheduleTable.build(configs).table
+    step = torch.full((), -1, dtype=torch.int64)
+    lrs = torch.full((len(configs),), float("nan"), dtype=torch.float64)
+    steps = list(range(0, 160)) + BIG_STEPS
+    for s in steps:
+        step.fill_(s - 1)
+        torch.ops.fusedsched.advance_native_.default(step, table, lrs, 1)
+        assert int(step) == s
+        assert lrs.tolist() == [compute_lr(c, s) for c in configs], f"step {s}"
 
 
 # --- without the extension -------------------------------------------------------------------------

@@ -42,6 +42,7 @@ __global__ void advance_kernel(
 void advance_cuda(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
   check_advance_args(step, table, lrs, increment);
   TORCH_CHECK(step.is_cuda(), "advance_native_ (CUDA): step, table and lrs must be CUDA tensors, got ", step.device());
+  TORCH_CHECK(lrs.scalar_type() == at::kFloat, "advance_native_ (CUDA): lrs must be float32, got ", lrs.scalar_type());
   const c10::cuda::CUDAGuard device_guard(step.device());
   advance_kernel<<<1, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       step.data_ptr<int64_t>(),

@@ -13,9 +13,7 @@ float learning rates and once with tensor ones (the ``torch.compile`` recipe).
 
 from __future__ import annotations
 
-import bisect
 import gc
-import math
 import platform
 import subprocess
 import time
@@ -35,7 +33,7 @@ from .config import LearningRate, load_config
 from .models import mlp, regression_batches
 from .ops import BACKENDS, resolve_backend, unavailable_reason
 from .ops.dispatch import AUTO_ORDER
-from .schedules import compute_lr, schedule_marks
+from .schedules import compute_lr, prepare_lr, schedule_marks
 from .scheduler import LRShim
 
 __all__ = [
@@ -146,26 +144,8 @@ def example_schedules() -> list[LearningRate]:
 
 
 def stock_lambda(cfg: LearningRate) -> Callable[[int], float]:
-    """The closure a ``LambdaLR`` user writes for ``cfg``: ``compute_lr``'s formulas, constants bound once."""
-    kind, c = cfg.kind, cfg.schedule
-    if kind == "constant":
-        return lambda s: c
-    if kind == "piecewise_constant":
-        b, v = list(c.learning_rate_boundaries), list(c.learning_rate_values)
-        return lambda s: v[bisect.bisect_right(b, s)]
-    if kind == "linear_ramp_to_constant":
-        L, R = c.learning_rate, c.num_ramp_steps
-        return lambda s: min(L, (L / R) * s)
-    L, Fin, R, T = c.learning_rate, c.final_learning_rate, c.num_ramp_steps, c.final_num_steps
-
-    def ramp_to_cosine(s: int) -> float:
-        if s < R:
-            return (L / R) * s
-        if s <= T:
-            return Fin + (L - Fin) * 0.5 * (1 + math.cos(math.pi * (s - R) / (T - R)))
-        return Fin
-
-    return ramp_to_cosine
+    """The closure a ``LambdaLR`` user writes for ``cfg``: ``compute_lr``'s formula, constants bound once."""
+    return prepare_lr(cfg)
 
 
 def _check_stock(schedules: Sequence[LearningRate]) -> None:

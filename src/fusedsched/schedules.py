@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from fusedsched.config import LearningRate
 
-__all__ = ["compute_lr", "compute_lr_array", "schedule_marks"]
+__all__ = ["check_step", "compute_lr", "compute_lr_array", "prepare_lr", "schedule_marks"]
 
 
 def check_step(step: object) -> int:
@@ -53,6 +54,40 @@ def _check_lr_config(lr_config: object) -> LearningRate:
     return lr_config
 
 
+def prepare_lr(lr_config: LearningRate) -> Callable[[int], float]:
+    """``lr_config``'s formula with its constants bound once: ``prepare_lr(cfg)(s) == compute_lr(cfg, s)``.
+
+    The returned function does no checking (``s`` must be a Python int ``>= 0``); it is what host
+    mode calls every step, and ``compute_lr`` is this plus the checks.
+
+    >>> f = prepare_lr(LearningRate(piecewise_constant=dict(
+    ...     learning_rate_boundaries=[2], learning_rate_values=[1.0, 0.5])))
+    >>> [f(s) for s in (0, 1, 2, 3)]
+    [1.0, 1.0, 0.5, 0.5]
+    """
+    kind, cfg = _check_lr_config(lr_config).kind, lr_config.schedule
+    if kind == "constant":
+        return lambda s: cfg
+    if kind == "piecewise_constant":
+        b, v = tuple(cfg.learning_rate_boundaries), tuple(cfg.learning_rate_values)
+        return lambda s: v[bisect.bisect_right(b, s)]
+    if kind == "linear_ramp_to_constant":
+        L, R = cfg.learning_rate, cfg.num_ramp_steps
+        return lambda s: min(L, (L / R) * s)
+    # linear_ramp_to_cosine
+    L, F = cfg.learning_rate, cfg.final_learning_rate
+    R, T = cfg.num_ramp_steps, cfg.final_num_steps
+
+    def linear_ramp_to_cosine(s: int) -> float:
+        if s < R:
+            return (L / R) * s
+        if s <= T:
+            return F + (L - F) * 0.5 * (1 + math.cos(math.pi * (s - R) / (T - R)))
+        return F
+
+    return linear_ramp_to_cosine
+
+
 def compute_lr(lr_config: LearningRate, step: int) -> float:
     """The learning rate of ``lr_config`` at ``step``, in float64 (see the module docstring).
 
@@ -61,30 +96,15 @@ def compute_lr(lr_config: LearningRate, step: int) -> float:
         step: a Python or numpy integer ``>= 0``; any size (``2**40``, ``10**10``) is exact.
 
     Raises:
-        TypeError: ``step`` is a bool, a float or not a number.
+        TypeError: ``lr_config`` is not a ``LearningRate``; ``step`` is a bool, a float or not a number.
         ValueError: ``step`` is negative.
 
     >>> ramp = LearningRate(linear_ramp_to_constant=dict(learning_rate=0.5, num_ramp_steps=4))
     >>> [compute_lr(ramp, s) for s in (0, 1, 4, 10**10)]
     [0.0, 0.125, 0.5, 0.5]
     """
-    cfg, s = _check_lr_config(lr_config).schedule, check_step(step)
-    kind = lr_config.kind
-    if kind == "constant":
-        return cfg
-    if kind == "piecewise_constant":
-        return cfg.learning_rate_values[bisect.bisect_right(cfg.learning_rate_boundaries, s)]
-    if kind == "linear_ramp_to_constant":
-        L, R = cfg.learning_rate, cfg.num_ramp_steps
-        return min(L, (L / R) * s)
-    # linear_ramp_to_cosine
-    L, F = cfg.learning_rate, cfg.final_learning_rate
-    R, T = cfg.num_ramp_steps, cfg.final_num_steps
-    if s < R:
-        return (L / R) * s
-    if s <= T:
-        return F + (L - F) * 0.5 * (1 + math.cos(math.pi * (s - R) / (T - R)))
-    return F
+    formula = prepare_lr(lr_config)
+    return formula(check_step(step))
 
 
 def compute_lr_array(lr_config: LearningRate, steps: npt.ArrayLike) -> np.ndarray:
