@@ -250,14 +250,14 @@ def _demo(args: argparse.Namespace) -> int:
     backend = _backend(args.backend)
     device = _device(args.device)
     out, skipped = args.out, None
+    if out is None:  # without matplotlib the report still runs; an explicit -o fails below
+        try:
+            plotting.output_format(DEMO_PICTURE)
+            out = DEMO_PICTURE
+        except ImportError as e:
+            skipped = str(e)
     if out is not None:
         _figure_path(out)
-    else:
-        try:
-            _figure_path(DEMO_PICTURE)
-            out = DEMO_PICTURE
-        except CliError as e:  # no matplotlib: the report still runs; an explicit -o would have failed
-            skipped = str(e)
     if args.csv:
         _check_writable(args.csv, "--csv")
     config = args.config or bench.example_config_path()
