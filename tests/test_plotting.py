@@ -223,3 +223,11 @@ def test_without_matplotlib_the_error_says_what_to_install():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "plotting needs matplotlib, which cannot be imported: pip install 'fusedsched[plot]' (or: pip install matplotlib)"
+
+
+def test_names_are_shown_as_written_even_with_dollars_and_underscores(tmp_path):
+    fig, (ax,) = new_figure()
+    plot_schedules({"_hidden": LearningRate(constant=0.1), "a$b$c": LearningRate(constant=0.2)}, 1, ax=ax)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [" _hidden (constant)", r"a\$b\$c (constant)"]
+    save_figure(fig, tmp_path / "odd.png")  # drawn: no mathtext error, a one-step run drawn as dots
+    assert all(line.get_marker() == "o" for line in group_lines(ax).values())

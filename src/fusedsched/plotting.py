@@ -141,6 +141,12 @@ def _pyplot_figure(rows: int, width: float, height: float) -> tuple[Figure, list
     return fig, list(axes[:, 0])
 
 
+def _label(name: str, cfg: LearningRate) -> str:
+    """``name (kind)``, shown as written: ``$`` escaped (no mathtext), a leading ``_`` kept in the legend."""
+    text = f"{name} ({cfg.kind})".replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
 def _style(i: int, n: int) -> dict[str, Any]:
     """Line ``i`` of ``n``: the axes' own colour cycle up to 10 lines; beyond, 20 colours x 4 dash styles."""
     if n <= 10:
@@ -161,7 +167,8 @@ def _draw_rates(ax: Axes, x: np.ndarray, rates: Mapping[str, np.ndarray], config
     marked = {name: [m for m in schedule_marks(cfg) if x[0] <= m <= x[-1]] for name, cfg in configs.items()}
     lines_too = sum(map(len, marked.values())) <= _MARKED_LINES
     for i, (name, y) in enumerate(rates.items()):
-        (line,) = ax.plot(x, y, lw=1.8, label=f"{name} ({configs[name].kind})", **_style(i, len(rates)))
+        (line,) = ax.plot(x, y, lw=1.8, label=_label(name, configs[name]), marker="o" if len(x) == 1 else None,
+                          **_style(i, len(rates)))
         at = np.searchsorted(x, marked[name])
         ok = at < len(x)
         at, ms = at[ok], np.asarray(marked[name])[ok]
@@ -187,6 +194,10 @@ def _draw_rates(ax: Axes, x: np.ndarray, rates: Mapping[str, np.ndarray], config
 def _step_axis(ax: Axes, first: int, last: int) -> None:
     ax.set_xlabel("step")
     ax.set_xlim(first, max(last, first + 1))
+    if last - first < 10:  # no ticks between steps on a short run
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 6), useMathText=True)
 
 
