@@ -1,45 +1,43 @@
-"""The command line: ``demo``, ``plot`` and ``bench`` run, write valid PNG / JSON, and fail in one line."""
+"""The command line: ``demo``, ``plot`` and ``bench`` run, write pictures (by extension), CSV and JSON, and fail in one line."""
 
 from __future__ import annotations
 
+import csv
 import json
-import struct
+import os
 import subprocess
 import sys
-import zlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import fusedsched
 from fusedsched import LearningRate, LRShim, bench, compute_lr
-from fusedsched.cli import load_schedules, main, schedule_curve
+from fusedsched.cli import load_schedules, main
 
 EXAMPLE = bench.example_config_path()
+SRC = Path(fusedsched.__file__).parent.parent
 TOWERS = ["is_clicked", "is_replied", "is_favorited", "backbone"]
 
 
-def read_png(path: Path) -> dict:
-    """Check a PNG chunk by chunk (signature, CRCs, IHDR first, IEND last, IDAT size); return its parts."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "bad signature"
-    pos, chunks = 8, []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
-        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, f"bad CRC in {kind!r}"
-        chunks.append((kind, body))
-        pos += 12 + length
-    assert pos == len(data)
-    assert chunks[0][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
-    width, height, depth, color, *_ = struct.unpack(">IIBBBBB", chunks[0][1])
-    assert (depth, color) == (8, 2), "expected 8-bit RGB"
-    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
-    assert len(raw) == height * (1 + 3 * width)
-    texts = dict(body.split(b"\0", 1) for kind, body in chunks if kind == b"tEXt")
-    return {"width": width, "height": height, "meta": json.loads(texts[b"fusedsched"])}
+SIGNATURES = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml", "pdf": b"%PDF-", "jpg": b"\xff\xd8\xff"}
+NO_MATPLOTLIB = "import sys; sys.modules['matplotlib'] = None\nfrom fusedsched.cli import main\nraise SystemExit(main(sys.argv[1:]))\n"
+
+
+def read_csv(path: Path) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    steps = np.array([int(r[0]) for r in rows])
+    return header, steps, {name: np.array([float(r[k]) for r in rows]) for k, name in enumerate(header[1:], 1)}
+
+
+def one_error_line(code: int, err: str, message: str) -> None:
+    assert code == 2, err
+    assert err.startswith("fusedsched: error:") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err and "Warning" not in err
 
 
 def run_main(args: list[str], capsys) -> tuple[int, str, str]:
@@ -60,53 +58,91 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 # --- demo --------------------------------------------------------------------------------------
 
 
-def test_demo_trains_reports_and_plots(tmp_path, capsys):
-    png = tmp_path / "demo.png"
-    code, out, err = run_main(["demo", "--steps", "20", "-o", str(png)], capsys)
+def test_demo_trains_reports_plots_and_records(tmp_path, capsys):
+    png, data = tmp_path / "demo.png", tmp_path / "demo.csv"
+    code, out, err = run_main(["demo", "--steps", "20", "-o", str(png), "--csv", str(data)], capsys)
     assert code == 0, err
-    for expected in ("steps/s", "scheduler.step()", "LambdaLR", "host syncs", "backend", str(png)):
+    for expected in ("steps/s", "scheduler.step()", "LambdaLR", "host syncs", "backend", str(png), str(data)):
         assert expected in out
     assert "0 per scheduler.step()" in out  # device mode never syncs
-    assert "training [" in err and "20/20" in err  # the progress bar
-    meta = read_png(png)["meta"]
-    names = [c["name"] for c in meta["curves"]]
-    assert names == TOWERS + ["loss"]  # one curve per param group, and the loss
-    lrs = {c["name"]: c for c in meta["curves"]}
+    assert err == ""  # stderr is not a terminal here: no progress bar unless asked
+    assert png.read_bytes().startswith(SIGNATURES["png"])
+    header, steps, columns = read_csv(data)
+    assert header == ["step", *TOWERS, "loss"]  # one column per param group, and the loss
+    assert steps.tolist() == list(range(20))
     cfgs, _ = load_schedules(EXAMPLE)
-    for name in TOWERS:  # the recorded rates follow each tower's own schedule
-        got = np.array(lrs[name]["y"])
-        want = np.float32([compute_lr(cfgs[name], int(s)) for s in lrs[name]["x"]])
-        np.testing.assert_allclose(got, want, rtol=1e-5)
-    assert all(np.isfinite(lrs["loss"]["y"]))
+    for name in TOWERS:  # the recorded rates follow each tower's own schedule, within one float32 ulp
+        got = np.float32(columns[name])
+        want = np.float32([compute_lr(cfgs[name], int(s)) for s in steps])
+        assert np.abs(got.view(np.int32) - want.view(np.int32)).max() <= 1, name
+    assert np.isfinite(columns["loss"]).all() and columns["loss"][-1] < columns["loss"][0]
 
 
-def test_demo_with_a_single_schedule(tmp_path, capsys):
+def test_demo_progress_bar_when_asked(tmp_path, capsys):
     cfg = write(tmp_path, "sgd.yaml", "optimizer:\n  sgd: {lr: 0.1, momentum: 0.9}\n")
-    code, out, err = run_main(["demo", "--config", str(cfg), "--steps", "5", "-q", "-o", str(tmp_path / "d.png")], capsys)
+    code, out, err = run_main(["demo", "--config", str(cfg), "--steps", "5", "--progress", "-o", str(tmp_path / "d.svg")], capsys)
     assert code == 0, err
-    assert [c["name"] for c in read_png(tmp_path / "d.png")["meta"]["curves"]] == ["ALL_PARAMS", "loss"]
+    assert "training" in err and "5/5" in err  # tqdm's bar
+    assert (tmp_path / "d.svg").read_bytes().startswith(SIGNATURES["svg"])
+    assert "1 param group(s): ALL_PARAMS" in out
+    code, out, err = run_main(["demo", "--config", str(cfg), "--steps", "5", "--progress", "-q", "-o", str(tmp_path / "d.svg")], capsys)
+    assert code == 0 and err == ""  # the last of --progress / -q wins
+
+
+def test_demo_without_matplotlib_reports_and_skips_the_picture(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", NO_MATPLOTLIB, "demo", "--steps", "3"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "plot              skipped: plotting needs matplotlib" in proc.stdout and "pip install 'fusedsched[plot]'" in proc.stdout
+    assert "steps/s" in proc.stdout and not (tmp_path / "demo.png").exists()
+    proc = subprocess.run([sys.executable, "-c", NO_MATPLOTLIB, "demo", "--steps", "3", "-o", "mine.png"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    one_error_line(proc.returncode, proc.stderr, "plotting needs matplotlib")  # asked for a picture: refused before training
+    assert proc.stdout == ""
 
 
 # --- plot --------------------------------------------------------------------------------------
 
 
-def test_plot_example_draws_every_group(tmp_path, capsys):
-    png = tmp_path / "lr.png"
-    code, out, err = run_main(["plot", str(EXAMPLE), "--steps", "400", "-o", str(png)], capsys)
+@pytest.mark.parametrize("ext", ["png", "svg", "pdf", "jpg"])
+def test_plot_writes_the_format_of_the_extension(tmp_path, capsys, ext):
+    out = tmp_path / f"lr.{ext}"
+    code, stdout, err = run_main(["plot", str(EXAMPLE), "-o", str(out)], capsys)
     assert code == 0, err
-    curves = read_png(png)["meta"]["curves"]
-    assert [c["name"] for c in curves] == TOWERS
-    marks = {c["name"]: c["marks"] for c in curves}
-    assert marks["is_favorited"] == [60, 150, 240] and marks["is_clicked"] == [30, 220]
-    assert all(c["x"][0] == 0 and c["x"][-1] == 399 for c in curves)
+    assert out.read_bytes().startswith(SIGNATURES[ext])
+    assert f"wrote {out}" in stdout and "is_favorited: piecewise_constant" in stdout
 
 
-def test_plot_bare_learning_rate(tmp_path, capsys):
+def test_plot_csv_is_compute_lr(tmp_path, capsys):
+    data = tmp_path / "lr.csv"
+    code, out, err = run_main(["plot", str(EXAMPLE), "--steps", "400", "-o", str(tmp_path / "lr.png"), "--csv", str(data)], capsys)
+    assert code == 0, err
+    header, steps, columns = read_csv(data)
+    assert header == ["step", *TOWERS] and steps.tolist() == list(range(400))
+    cfgs, _ = load_schedules(EXAMPLE)
+    for name in TOWERS:
+        assert columns[name].tolist() == [compute_lr(cfgs[name], s) for s in range(400)], name
+
+
+def test_plot_csv_of_a_long_run_keeps_every_change(tmp_path, capsys):
+    cfg = write(tmp_path, "lr.yaml", "piecewise_constant: {learning_rate_boundaries: [10, 500000, 500001], learning_rate_values: [1, 4, 2, 3]}\n")
+    data = tmp_path / "lr.csv"
+    code, out, err = run_main(["plot", str(cfg), "--steps", "1_000_000", "-o", str(tmp_path / "x.png"), "--csv", str(data)], capsys)
+    assert code == 0, err
+    header, steps, columns = read_csv(data)
+    assert header == ["step", "ALL_PARAMS"] and "sampled" in out
+    assert steps[0] == 0 and steps[-1] == 999_999 and len(steps) < 10_100
+    assert {9, 10, 499_999, 500_000, 500_001} <= set(steps.tolist())
+    assert columns["ALL_PARAMS"][steps == 500_000].tolist() == [2.0]
+
+
+def test_config_shapes_plot_by_name(tmp_path, capsys):
     cfg = write(tmp_path, "lr.yaml", "linear_ramp_to_constant: {learning_rate: 0.5, num_ramp_steps: 10}\n")
-    code, out, err = run_main(["plot", str(cfg), "-o", str(tmp_path / "x.png")], capsys)
+    code, out, err = run_main(["plot", str(cfg), "-o", str(tmp_path / "x.png"), "--csv", str(tmp_path / "x.csv")], capsys)
     assert code == 0, err
-    (curve,) = read_png(tmp_path / "x.png")["meta"]["curves"]
-    assert curve["marks"] == [10] and max(curve["y"]) == 0.5
+    header, steps, columns = read_csv(tmp_path / "x.csv")
+    assert header == ["step", "ALL_PARAMS"] and len(steps) == 100 and columns["ALL_PARAMS"].max() == 0.5
 
 
 @pytest.mark.parametrize(
@@ -121,13 +157,13 @@ def test_config_shapes(tmp_path, text, groups):
     assert len(schedules) == groups
 
 
-def test_schedule_curve_keeps_every_jump_at_a_million_steps():
-    cfg = LearningRate(piecewise_constant={"learning_rate_boundaries": [10, 500_000, 500_001], "learning_rate_values": [1, 4, 2, 3]})
-    x, y = schedule_curve(cfg, 1_000_000)
-    assert len(x) <= 4000 and np.all(np.diff(x) >= 0)
-    assert set(np.unique(y)) == {1.0, 2.0, 3.0, 4.0}  # the one-step value 2 (step 500,000 only) survives
-    x, y = schedule_curve(cfg, 10**12)  # beyond full evaluation: a grid plus the marks
-    assert 500_000 in x and y[x == 500_000][0] == 2.0
+def test_plot_without_matplotlib_says_what_to_install(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", NO_MATPLOTLIB, "plot", str(EXAMPLE), "-o", str(tmp_path / "lr.png")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.stderr == ("fusedsched: error: plotting needs matplotlib, which cannot be imported: "
+                           "pip install 'fusedsched[plot]' (or: pip install matplotlib)\n")
+    assert proc.returncode == 2 and not (tmp_path / "lr.png").exists()
 
 
 # --- bench -------------------------------------------------------------------------------------
@@ -202,19 +238,96 @@ def test_bad_config_is_one_line(tmp_path, capsys, case, command):
     assert not (tmp_path / "x.png").exists()
 
 
+NO_CUDA_DEVICE = "cuda:0" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+BAD_OPTIONS = {
+    # plot
+    "plot steps 2**63 - 1": (["plot", "{ex}", "--steps", "9223372036854775807"],
+                             "argument --steps: expected an integer from 1 to 9007199254740991, got 9223372036854775807"),
+    "plot steps 2**53": (["plot", "{ex}", "--steps", str(2**53)], "--steps: expected an integer from 1 to 9007199254740991, got 9007199254740992"),
+    "plot steps negative": (["plot", "{ex}", "--steps", "-3"], "--steps: expected an integer from 1 to 9007199254740991, got -3"),
+    "plot steps zero": (["plot", "{ex}", "--steps", "0"], "--steps: expected an integer from 1 to 9007199254740991, got 0"),
+    "plot steps float": (["plot", "{ex}", "--steps", "1.5"], "--steps: expected an integer from 1 to 9007199254740991, got '1.5'"),
+    "plot steps words": (["plot", "{ex}", "--steps", "many"], "--steps: expected an integer from 1 to 9007199254740991, got 'many'"),
+    "plot steps 1e3": (["plot", "{ex}", "--steps", "-1e3"], "argument --steps: expected one argument"),
+    "plot unknown format": (["plot", "{ex}", "-o", "{tmp}/lr.jpg2"], "matplotlib cannot write .jpg2 files (it writes"),
+    "plot no extension": (["plot", "{ex}", "-o", "{tmp}/lr"], "has no file extension"),
+    "plot out is a folder": (["plot", "{ex}", "-o", "{tmp}/folder.png"], "-o {tmp}/folder.png: is a directory"),
+    "plot out in no folder": (["plot", "{ex}", "-o", "{tmp}/nowhere/lr.png"], "-o {tmp}/nowhere/lr.png: folder {tmp}/nowhere does not exist"),
+    "plot csv in no folder": (["plot", "{ex}", "-o", "{tmp}/lr.png", "--csv", "{tmp}/nowhere/lr.csv"], "--csv {tmp}/nowhere/lr.csv: folder"),
+    "plot config is a folder": (["plot", "{tmp}", "-o", "{tmp}/lr.png"], "cannot read config file {tmp}"),
+    "plot config is empty": (["plot", "{tmp}/empty.yaml", "-o", "{tmp}/lr.png"], "expected a mapping at the top level, got nothing"),
+    "plot config not UTF-8": (["plot", "{tmp}/latin1.yaml", "-o", "{tmp}/lr.png"], "cannot read config file {tmp}/latin1.yaml"),
+    "plot no config": (["plot"], "the following arguments are required: config"),
+    # demo
+    "demo steps zero": (["demo", "--steps", "0"], "argument --steps: expected an integer from 1 to 10000000, got 0"),
+    "demo steps huge": (["demo", "--steps", str(2**63 - 1)], "argument --steps: expected an integer from 1 to 10000000, got 9223372036854775807"),
+    "demo backend": (["demo", "--backend", "bogus"], "argument --backend: invalid choice: 'bogus' (choose from 'auto', 'native', 'triton', 'reference')"),
+    "demo device tpu": (["demo", "--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+    "demo device meta": (["demo", "--device", "meta"], "--device 'meta': expected cpu, cuda or cuda:N"),
+    "demo device nonsense": (["demo", "--device", "gpu please"], "--device 'gpu please': expected cpu, cuda or cuda:N"),
+    "demo device cuda": (["demo", "--device", NO_CUDA_DEVICE], f"--device {NO_CUDA_DEVICE!r}: "),
+    "demo unknown format": (["demo", "-o", "{tmp}/demo.jpg2"], "matplotlib cannot write .jpg2 files"),
+    "demo csv in no folder": (["demo", "--csv", "{tmp}/nowhere/d.csv", "-o", "{tmp}/d.png"], "--csv {tmp}/nowhere/d.csv: folder"),
+    "demo reserved tower": (["demo", "--config", "{tmp}/backbone.yaml", "-o", "{tmp}/d.png"], "tower name 'backbone' is reserved"),
+    "demo unknown option": (["demo", "--stpes", "3"], "unrecognized arguments: --stpes 3"),
+    # bench
+    "bench groups word": (["bench", "--groups", "1,x"], "argument --groups: expected an integer from 1 to 1000000, got 'x'"),
+    "bench groups zero": (["bench", "--groups", "0"], "argument --groups: expected an integer from 1 to 1000000, got 0"),
+    "bench groups empty": (["bench", "--groups", ""], "argument --groups: expected an integer from 1 to 1000000, got ''"),
+    "bench groups huge": (["bench", "--groups", "10,10000001"], "argument --groups: expected an integer from 1 to 1000000, got 10000001"),
+    "bench rounds zero": (["bench", "--rounds", "0"], "argument --rounds: expected an integer from 1 to 10000, got 0"),
+    "bench threads": (["bench", "--threads", "5000"], "argument --threads: expected an integer from 1 to 1024, got 5000"),
+    "bench json in no folder": (["bench", "--json", "{tmp}/nowhere/b.json"], "--json {tmp}/nowhere/b.json: folder"),
+    "bench device": (["bench", "--device", "tpu"], "--device 'tpu': expected cpu, cuda or cuda:N"),
+    # the command
+    "no command": ([], "the following arguments are required: command"),
+    "unknown command": (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+    "unknown option": (["bench", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OPTIONS))
+def test_bad_options_are_one_line(tmp_path, capsys, case):
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "latin1.yaml").write_bytes("constant: 0.1 # caf\xe9\n".encode("latin-1"))
+    write(tmp_path, "backbone.yaml", "tower_learning_rates: {backbone: {constant: 0.1}}\nbackbone_learning_rate: {constant: 0.2}\n")
+    before = set(tmp_path.iterdir())
+    args, message = BAD_OPTIONS[case]
+    fill = lambda text: text.replace("{ex}", str(EXAMPLE)).replace("{tmp}", str(tmp_path))  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_main([fill(a) for a in args], capsys)
+    one_error_line(code, err, fill(message))
+    assert caught == [] and out == ""
+    assert set(tmp_path.iterdir()) == before  # refused before anything was written
+
+
+@pytest.mark.parametrize("value", ["bogus", "", "Native"])
+@pytest.mark.parametrize("command", [["demo", "--steps", "2"], ["bench", "--quick", "--groups", "1"]])
+def test_bad_backend_environment_is_one_line(tmp_path, capsys, monkeypatch, command, value):
+    monkeypatch.setenv("FUSEDSCHED_BACKEND", value)
+    code, out, err = run_main(command + (["-o", str(tmp_path / "d.png")] if command[0] == "demo" else ["--json", str(tmp_path / "b.json")]), capsys)
+    one_error_line(code, err, f"FUSEDSCHED_BACKEND={value!r} is not a backend: expected one of auto, native, triton, reference")
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
-    "args, message",
+    "args, env, message",
     [
-        (["plot", str(EXAMPLE), "--steps", "-3"], "--steps"),
-        (["bench", "--groups", "1,x"], "--groups"),
-        (["demo", "--backend", "fast"], "--backend"),
-        (["demo", "--device", "cuda:0" if not torch.cuda.is_available() else "tpu"], "--device"),
-        (["frobnicate"], "invalid choice"),
+        (["plot", str(EXAMPLE), "--steps", "9223372036854775807"], {},
+         "argument --steps: expected an integer from 1 to 9007199254740991, got 9223372036854775807"),
+        (["demo"], {"FUSEDSCHED_BACKEND": "bogus"},
+         "FUSEDSCHED_BACKEND='bogus' is not a backend: expected one of auto, native, triton, reference"),
     ],
 )
-def test_bad_options_are_one_line(capsys, args, message):
-    code, out, err = run_main(args, capsys)
-    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+def test_python_dash_m_bad_input_exits_2_in_one_line(tmp_path, args, env, message):
+    proc = subprocess.run([sys.executable, "-W", "error", "-m", "fusedsched", *args], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={**os.environ, **env})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"fusedsched: error: {message} (see fusedsched {args[0]} --help)"
+                                        if "argument" in message else f"fusedsched: error: {message}"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_python_dash_m_entry_point(tmp_path):

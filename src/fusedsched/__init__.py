@@ -26,6 +26,7 @@ from .optim import (
     get_optimizer_class,
     multi_task_param_groups,
 )
+from .plotting import plot_schedules  # imports matplotlib only when called
 from .schedules import compute_lr, compute_lr_array
 from .scheduler import LRShim
 
@@ -52,4 +53,5 @@ __all__ = [
     "get_optimizer_class",
     "load_config",
     "multi_task_param_groups",
+    "plot_schedules",
 ]

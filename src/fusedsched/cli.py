@@ -3,11 +3,16 @@
 Bad input (a missing file, YAML that does not parse, an unknown schedule kind, an invalid value, a
 bad option) exits with status 2 and one line on stderr naming the problem; any other failure exits
 with status 1, also in one line. ``FUSEDSCHED_DEBUG=1`` re-raises instead, with the traceback.
+
+Pictures are drawn by matplotlib (:mod:`fusedsched.plotting`, ``pip install 'fusedsched[plot]'``)
+outside pyplot, with the Agg canvas, in the format the output's extension names; ``plot`` without
+matplotlib is bad input. The demo's progress bar is tqdm's.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -20,17 +25,20 @@ import numpy as np
 import pydantic
 import torch
 import yaml
+from tqdm import tqdm
 
-from . import _png, bench
+from . import bench, plotting
 from .config import AdamConfig, LearningRate, MultiTaskLearningRates, OptimizerConfig
 from .models import MultiTaskModel, multi_task_batches
 from .ops import BACKENDS, BackendUnavailable
+from .ops.dispatch import BACKEND_ENV
 from .optim import ALL_PARAMS, BACKBONE, build_optimizer
-from .schedules import compute_lr_array, schedule_marks
 
-__all__ = ["CliError", "load_schedules", "main", "schedule_curve"]
+__all__ = ["CliError", "load_schedules", "main"]
 
 DEBUG_ENV = "FUSEDSCHED_DEBUG"
+DEMO_PICTURE = "demo.png"
+DEMO_MAX_STEPS = 10_000_000  # its per-step record of every group's rate and the loss stays small
 _OPTIMIZERS, _MULTI_TASK = set(OptimizerConfig.OPTIMIZERS), {"tower_learning_rates", "backbone_learning_rate"}
 
 
@@ -133,80 +141,76 @@ def load_schedules(path: str | Path) -> tuple[dict[str, LearningRate], Optimizer
     return {ALL_PARAMS: model.learning_rate or LearningRate(constant=model.optimizer.lr)}, model
 
 
-# --- plot --------------------------------------------------------------------------------------
-
-FULL_EVALUATION_LIMIT = 5_000_000
+# --- output files ------------------------------------------------------------------------------
 
 
-def schedule_curve(cfg: LearningRate, steps: int, bins: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """``compute_lr_array`` over steps ``0 .. steps - 1``, reduced for drawing.
-
-    Up to ``FULL_EVALUATION_LIMIT`` steps every step is evaluated and each of ``bins`` bins keeps
-    its first, min, max and last value (so no jump or peak is lost). Beyond, the schedule is
-    evaluated on a grid of ``8 * bins`` steps plus each mark and the step before it.
-    """
-    if steps > FULL_EVALUATION_LIMIT:
-        marks = np.array([m for mark in schedule_marks(cfg) for m in (mark - 1, mark) if 0 <= m < steps], np.int64)
-        grid = np.unique(np.concatenate([np.linspace(0, steps - 1, 8 * bins).astype(np.int64), marks]))
-        return grid, compute_lr_array(cfg, grid)
-    s = np.arange(steps, dtype=np.int64)
-    y = compute_lr_array(cfg, s)
-    if steps <= 4 * bins:
-        return s, y
-    starts = np.unique(np.linspace(0, steps, bins, endpoint=False).astype(np.int64))
-    ends = np.append(starts[1:], steps) - 1
-    lo, hi = np.minimum.reduceat(y, starts), np.maximum.reduceat(y, starts)
-    rising = y[ends] >= y[starts]
-    mid = (starts + ends) / 2
-    xs = np.stack([starts, mid, mid, ends], axis=1).reshape(-1)
-    ys = np.stack([y[starts], np.where(rising, lo, hi), np.where(rising, hi, lo), y[ends]], axis=1).reshape(-1)
-    return xs, ys
+def _check_writable(path: str, option: str) -> None:
+    """Fail before any work when ``path`` cannot be a new file: a directory, or no such folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise CliError(f"{option} {path}: is a directory")
+    folder = p.parent
+    if not folder.is_dir():
+        raise CliError(f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"{option} {path}: folder {folder} is not writable")
 
 
-def _plot(args: argparse.Namespace) -> int:
-    schedules, _ = load_schedules(args.config)
-    steps = args.steps or max(100, int(1.25 * max((m for c in schedules.values() for m in schedule_marks(c)), default=80)))
-    start = time.perf_counter()
-    curves = [_png.Curve(name, *schedule_curve(cfg, steps), marks=[m for m in schedule_marks(cfg) if m < steps])
-              for name, cfg in schedules.items()]
-    title = f"{Path(args.config).name}: {len(curves)} schedule(s), {steps} steps"
-    _save(args.out, [_png.Panel("learning rate", curves)], title)
-    kinds = ", ".join(f"{name}: {cfg.kind}" for name, cfg in schedules.items())
-    print(f"wrote {args.out}: {title} ({kinds}) in {time.perf_counter() - start:.2f} s")
-    return 0
-
-
-def _save(out: str, panels: list[_png.Panel], title: str) -> None:
+def _figure_path(path: str, option: str = "-o") -> str:
+    """``path`` checked as a picture matplotlib can write here, by its extension; returns the format."""
     try:
-        _png.save_plot(out, panels, title)
+        fmt = plotting.output_format(path)
+    except ImportError as e:
+        raise CliError(str(e)) from None
+    except ValueError as e:
+        raise CliError(f"{option} {_one_line(e)}") from None
+    _check_writable(path, option)
+    return fmt
+
+
+def _save(fig: Any, out: str) -> None:
+    try:
+        plotting.save_figure(fig, out)
     except OSError as e:
         raise CliError(f"cannot write {out}: {e.strerror or _one_line(e)}") from None
 
 
+def _write_csv(path: str, steps: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    """``step`` and one column per name; floats in their shortest exact form (``repr``)."""
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", *columns])
+            writer.writerows(zip(steps.tolist(), *(np.asarray(c, dtype=np.float64).tolist() for c in columns.values())))
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or _one_line(e)}") from None
+
+
+# --- plot --------------------------------------------------------------------------------------
+
+
+def _plot(args: argparse.Namespace) -> int:
+    _figure_path(args.out)
+    if args.csv:
+        _check_writable(args.csv, "--csv")
+    schedules, _ = load_schedules(args.config)
+    steps = args.steps or plotting.default_steps(schedules)
+    start = time.perf_counter()
+    fig, (ax,) = plotting.new_figure()
+    title = f"{Path(args.config).name}: {len(schedules)} schedule(s), steps 0-{steps - 1:,}"
+    plotting.plot_schedules(schedules, steps, ax=ax, title=title, legend="outside")
+    _save(fig, args.out)
+    kinds = ", ".join(f"{name}: {cfg.kind}" for name, cfg in schedules.items())
+    print(f"wrote {args.out}: {title} ({kinds}) in {time.perf_counter() - start:.2f} s")
+    if args.csv:
+        x, rates = plotting.schedule_table(schedules, steps)
+        _write_csv(args.csv, x, rates)
+        print(f"wrote {args.csv}: {len(x)} steps x {len(rates)} group(s)"
+              + ("" if len(x) == steps else f" (sampled: every schedule change and {plotting.SAMPLE_POINTS:,} even steps)"))
+    return 0
+
+
 # --- demo --------------------------------------------------------------------------------------
-
-
-class _Progress:
-    """A plain text progress bar on stderr, redrawn at most every ``interval`` seconds."""
-
-    def __init__(self, total: int, label: str, width: int = 30, interval: float = 0.1, stream=None) -> None:
-        self.total, self.label, self.width, self.interval = total, label, width, interval
-        self.stream = stream or sys.stderr
-        self.start = self.last = time.perf_counter()
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if done < self.total and now - self.last < self.interval:
-            return
-        self.last = now
-        filled = self.width * done // self.total
-        rate = done / max(now - self.start, 1e-9)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} {rate:.0f} steps/s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
 
 
 def _device(name: str | None) -> torch.device:
@@ -214,24 +218,55 @@ def _device(name: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as e:
-        raise CliError(f"invalid --device {name!r}: {_one_line(e)}") from None
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise CliError(f"--device {name!r}: expected cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise CliError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__})")
-    if device.type not in ("cpu", "cuda"):
-        raise CliError(f"--device {name}: only cpu and cuda are supported")
+        raise CliError(f"--device {name!r}: CUDA is not available on this machine (torch {torch.__version__})")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CliError(f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
+def _backend(option: str | None) -> str | None:
+    """``--backend`` (argparse checked it), else ``$FUSEDSCHED_BACKEND`` checked here; None: the default."""
+    if option is not None:
+        return option
+    value = os.environ.get(BACKEND_ENV)
+    if value is not None and value not in ("auto", *BACKENDS):
+        raise CliError(f"{BACKEND_ENV}={value!r} is not a backend: expected one of auto, {', '.join(BACKENDS)}")
+    return value
+
+
+def _progress_wanted(option: bool | None) -> bool:
+    """``--progress`` / ``--no-progress``; by default on only when stdout and stderr are terminals."""
+    if option is not None:
+        return option
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
 def _demo(args: argparse.Namespace) -> int:
+    backend = _backend(args.backend)
+    device = _device(args.device)
+    out, skipped = args.out, None
+    if out is None:  # without matplotlib the report still runs; an explicit -o fails below
+        try:
+            plotting.output_format(DEMO_PICTURE)
+            out = DEMO_PICTURE
+        except ImportError as e:
+            skipped = str(e)
+    if out is not None:
+        _figure_path(out)
+    if args.csv:
+        _check_writable(args.csv, "--csv")
     config = args.config or bench.example_config_path()
     schedules, opt_cfg = load_schedules(config)
-    device = _device(args.device)
     rates = opt_cfg.multi_task_learning_rates
     towers = list(rates.tower_learning_rates) if rates is not None else ["task_a", "task_b"]
     torch.manual_seed(0)
     model = MultiTaskModel(towers).to(device)
-    optimizer, shim = build_optimizer(model, opt_cfg, device_schedule=True, backend=args.backend)
+    optimizer, shim = build_optimizer(model, opt_cfg, device_schedule=True, backend=backend)
     names = shim.group_names
     xs, ys = multi_task_batches(len(towers), device=device)
     lr_hist = torch.zeros(args.steps, len(names), device=device)
@@ -258,24 +293,23 @@ def _demo(args: argparse.Namespace) -> int:
             loss_hist[i].copy_(loss.detach())
 
     first_step = int(shim.step_tensor.item())  # after the graph's warm-up steps, if any
-    bar = _Progress(args.steps, "training") if not args.quiet else None
     threads = torch.get_num_threads()
     if device.type == "cpu":  # a model this small gains nothing from intra-op threads, and they
         torch.set_num_threads(1)  # stall for whole time slices when other processes share the cores
         mode += ", 1 CPU thread"
+    bar = tqdm(total=args.steps, desc="training", unit="step", file=sys.stderr, mininterval=0.1,
+               dynamic_ncols=True, disable=not _progress_wanted(args.progress))
     try:
         bench.synchronize(device)
         start = time.perf_counter()
         for i in range(args.steps):
             train_step(i)
-            if bar:
-                bar.update(i + 1)
+            bar.update()
         bench.synchronize(device)
         elapsed = time.perf_counter() - start
     finally:
-        torch.set_num_threads(threads)
-    if bar:
         bar.close()
+        torch.set_num_threads(threads)
 
     # The scheduler's own cost, against LambdaLR doing the same schedules, on fresh instances.
     ordered = [shim.lr_dict[n] for n in names]
@@ -285,11 +319,14 @@ def _demo(args: argparse.Namespace) -> int:
     syncs, ops = bench.count_host_syncs(cands[ours][1], calls=5)
 
     lrs, losses = lr_hist.cpu().numpy(), loss_hist.cpu().numpy()
-    x = np.arange(first_step, first_step + args.steps)
-    lr_curves = [_png.Curve(n, x, lrs[:, k], marks=schedule_marks(shim.lr_dict[n])) for k, n in enumerate(names)]
-    title = f"fusedsched demo: {device.type}, {mode.split(',')[0]}, backend {shim.backend}"
-    _save(args.out, [_png.Panel("learning rate per param group", lr_curves),
-                     _png.Panel("training loss", [_png.Curve("loss", x, losses)])], title)
+    recorded = {n: lrs[:, k] for k, n in enumerate(names)}
+    last_step = first_step + args.steps - 1
+    if out is not None:
+        title = f"fusedsched demo: {device.type}, {mode.split(',')[0]}, backend {shim.backend}"
+        fig = plotting.plot_training(first_step, recorded, losses, shim.lr_dict, title=title, pyplot=False)
+        _save(fig, out)
+    if args.csv:
+        _write_csv(args.csv, np.arange(first_step, last_step + 1), {**recorded, "loss": losses})
 
     t_ours, t_stock = timing[ours], timing[bench.LAMBDA_FLOAT]
     ratio = t_stock.median / t_ours.median
@@ -306,7 +343,12 @@ def _demo(args: argparse.Namespace) -> int:
           f"[median of {t_ours.rounds} alternated rounds, p10-p90 {t_ours.p10 * 1e6:.2f}-{t_ours.p90 * 1e6:.2f} us]")
     print(f"  host syncs        {syncs:g} per scheduler.step() (aten::_local_scalar_dense / aten::item over 5 steps; "
           f"{ops:g} op(s) dispatched per step)")
-    print(f"  plot              {args.out}: {len(names)} LR curve(s) + loss, schedule steps {first_step}-{first_step + args.steps - 1}")
+    if out is not None:
+        print(f"  plot              {out}: {len(names)} LR curve(s) + loss, schedule steps {first_step}-{last_step}")
+    else:
+        print(f"  plot              skipped: {skipped}")
+    if args.csv:
+        print(f"  data              {args.csv}: step, {len(names)} recorded LR column(s), loss")
     return 0
 
 
@@ -314,7 +356,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    _backend(None)  # the run reports the default backend: a bad $FUSEDSCHED_BACKEND fails now, not after it
     device = _device(args.device)
+    _check_writable(args.json, "--json")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     threads = torch.get_num_threads()
     if args.threads:
@@ -341,47 +385,65 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{message} (see {self.prog} --help)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_in(low: int, high: int) -> Any:
+    """An argparse ``type``: an integer in ``[low, high]``; the error names the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text!r:.60}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {value}")
+        return value
+
+    return parse
 
 
 def _groups(text: str) -> list[int]:
-    return [_positive_int(part) for part in text.split(",") if part.strip()] or [_positive_int(text)]
+    parse = _int_in(1, MAX_BENCH_GROUPS)
+    return [parse(part) for part in text.split(",") if part.strip()] or [parse(text)]
+
+
+MAX_BENCH_GROUPS = 1_000_000
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fusedsched", description="fusedsched: learning-rate schedules evaluated on the device. Commands: demo, plot, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     backends = ["auto", *BACKENDS]
+    formats = "the format follows the extension: .png, .svg, .pdf, ... (needs matplotlib: pip install 'fusedsched[plot]')"
 
     demo = sub.add_parser("demo", help="train a small multi-task model, one schedule per tower; report and plot")
     demo.add_argument("--config", help="tml optimizer YAML (default: the bundled recap_multitask.yaml)")
-    demo.add_argument("--steps", type=_positive_int, default=300, help="training steps (default 300)")
+    demo.add_argument("--steps", type=_int_in(1, DEMO_MAX_STEPS), default=300, help=f"training steps, 1 to {DEMO_MAX_STEPS:,} (default 300)")
     demo.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    demo.add_argument("--backend", choices=backends, help="advance_ backend (default: $FUSEDSCHED_BACKEND or auto)")
-    demo.add_argument("-o", "--out", default="demo.png", help="PNG to write (default demo.png)")
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--backend", choices=backends, help=f"advance_ backend (default: ${BACKEND_ENV} or auto)")
+    demo.add_argument("-o", "--out", help=f"picture of every group's learning rate and the loss (default {DEMO_PICTURE}, "
+                                          f"skipped when matplotlib is missing); {formats}")
+    demo.add_argument("--csv", help="also write the recorded data: step, every group's learning rate, loss")
+    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="a progress bar on stderr (default: only when stdout and stderr are terminals)")
+    demo.add_argument("-q", "--quiet", dest="progress", action="store_false", help="no progress bar (--no-progress)")
     demo.set_defaults(func=_demo)
 
     plot = sub.add_parser("plot", help="draw every group's schedule from a config (compute_lr_array)")
     plot.add_argument("config", help="tml optimizer YAML, its optimizer section, a multi-task section or a LearningRate")
-    plot.add_argument("--steps", type=_positive_int, help="steps to draw (default: past the last mark)")
-    plot.add_argument("-o", "--out", default="lr.png", help="PNG to write (default lr.png)")
+    plot.add_argument("--steps", type=_int_in(1, plotting.MAX_PLOT_STEPS),
+                      help=f"draw steps 0 .. STEPS - 1, STEPS from 1 to {plotting.MAX_PLOT_STEPS} (default: past the last schedule change)")
+    plot.add_argument("-o", "--out", default="lr.png", help=f"picture to write (default lr.png); {formats}")
+    plot.add_argument("--csv", help=f"also write the curves: step, every group's learning rate (every step up to "
+                                    f"{plotting.SAMPLE_POINTS:,} steps; beyond, the steps drawn)")
     plot.set_defaults(func=_plot)
 
     b = sub.add_parser("bench", help="time scheduler.step() against torch's LambdaLR (and whole steps on CUDA)")
     b.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     b.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")
-    b.add_argument("--groups", type=_groups, default=list(bench.DEFAULT_GROUPS), help="comma-separated group counts")
-    b.add_argument("--rounds", type=_positive_int, help="alternated rounds per candidate (default 11, quick 3)")
+    b.add_argument("--groups", type=_groups, default=list(bench.DEFAULT_GROUPS),
+                   help=f"comma-separated group counts, each 1 to {MAX_BENCH_GROUPS:,}")
+    b.add_argument("--rounds", type=_int_in(1, 10_000), help="alternated rounds per candidate (default 11, quick 3)")
     b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    b.add_argument("--threads", type=_positive_int, help="torch intra-op CPU threads (default: torch's)")
+    b.add_argument("--threads", type=_int_in(1, 1024), help="torch intra-op CPU threads (default: torch's)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     b.set_defaults(func=_bench)
     return parser
