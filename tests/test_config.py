@@ -341,7 +341,8 @@ def test_load_invalid_config_raises_validation_error():
         (Path("missing/none.json"), None, ["not found", "none.json"]),
         ("adam: [lr: 0.1\n", None, ["cannot parse", "YAML"]),
         ("- 1\n- 2\n", None, ["must be a mapping", "list"]),
-        ("just a sentence", None, ["must be a mapping", "str"]),
+        ("just a sentence", None, ["'just a sentence'", "not found", "text of a mapping", "str"]),
+        ("/no/such/file", None, ["'/no/such/file'", "not found"]),
         ("", None, ["empty"]),
         ("model: {}\n", "optimizer", ["section 'optimizer' not found", "model"]),
         (
@@ -372,7 +373,7 @@ def test_load_error_names_the_file(tmp_path):
     listed.write_text("[1, 2]\n")
     with pytest.raises(ValueError, match="list.yaml.*must be a mapping"):
         load_config(str(listed))
-    with pytest.raises(ValueError, match="list.yaml.*section 'optimizer' not found"):
+    with pytest.raises(ValueError, match="list.yaml.*must be a mapping, got list"):
         load_config(listed, section="optimizer")
 
 

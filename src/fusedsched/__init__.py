@@ -8,15 +8,21 @@ training step captured in a CUDA graph advances its schedule on every replay.
 from .config import (
     AdagradConfig,
     AdamConfig,
+    EmbeddingOptimizerConfig,
     LearningRate,
     LinearRampToConstant,
     LinearRampToCosine,
     MultiTaskLearningRates,
     OptimizerConfig,
     PiecewiseConstant,
+    RecapAdamConfig,
+    RecapMultiTaskLearningRates,
+    RecapOptimizerConfig,
     SgdConfig,
     dump_config,
     load_config,
+    read_config_file,
+    validate_optimizer_config,
 )
 from .optim import (
     ALL_PARAMS,
@@ -25,6 +31,8 @@ from .optim import (
     build_optimizer,
     get_optimizer_class,
     multi_task_param_groups,
+    recap_param_groups,
+    schedules_by_group,
 )
 from .schedules import compute_lr, compute_lr_array
 from .scheduler import LRShim
@@ -35,6 +43,7 @@ __all__ = [
     "ALL_PARAMS",
     "AdagradConfig",
     "AdamConfig",
+    "EmbeddingOptimizerConfig",
     "FusedAdagrad",
     "LRShim",
     "LearningRate",
@@ -43,6 +52,9 @@ __all__ = [
     "MultiTaskLearningRates",
     "OptimizerConfig",
     "PiecewiseConstant",
+    "RecapAdamConfig",
+    "RecapMultiTaskLearningRates",
+    "RecapOptimizerConfig",
     "SgdConfig",
     "build_multi_task_optimizer",
     "build_optimizer",
@@ -52,4 +64,8 @@ __all__ = [
     "get_optimizer_class",
     "load_config",
     "multi_task_param_groups",
+    "read_config_file",
+    "recap_param_groups",
+    "schedules_by_group",
+    "validate_optimizer_config",
 ]
