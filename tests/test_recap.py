@@ -8,6 +8,7 @@ The model below is recap-shaped: towers in a ``ModuleDict`` keyed by sanitized t
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pydantic
@@ -550,3 +551,13 @@ def test_build_optimizer_rejects_other_config_types(bad):
 def test_build_optimizer_rejects_a_non_module():
     with pytest.raises(TypeError, match="model must be a torch.nn.Module, got dict"):
         build_optimizer({"w": torch.zeros(2)}, {"sgd": {"lr": 0.1}})
+
+
+def test_a_sharded_models_fused_optimizer_is_refused():
+    """recap appends ``model.fused_optimizer`` to its CombinedOptimizer; fusedsched says it does not."""
+    model = _Outer(embeddings=False)
+    model.fused_optimizer = SimpleNamespace(optimizers=[("ebc", object())])
+    with pytest.raises(ValueError, match="fused_optimizer.*before sharding"):
+        build_optimizer(model, _recap_config())
+    model.fused_optimizer = SimpleNamespace(optimizers=[])  # a dense model's: empty, as recap checks
+    build_optimizer(model, _recap_config())

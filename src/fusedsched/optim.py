@@ -25,6 +25,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import pydantic
 import torch
 from torch.optim import Optimizer
 
@@ -283,9 +284,12 @@ def _build(
 
 def _core_groups(optimizer_config: OptimizerConfig, named: dict[str, dict[str, torch.nn.Parameter]]) -> list[_Group]:
     name, cfg = optimizer_config.optimizer_name, optimizer_config.optimizer
-    hyper = {"adam": lambda: {"betas": cfg.betas, "eps": cfg.eps},
-             "sgd": lambda: {"momentum": cfg.momentum},
-             "adagrad": lambda: {"eps": cfg.eps}}[name]()
+    if name == "adam":
+        hyper = {"betas": cfg.betas, "eps": cfg.eps}
+    elif name == "sgd":
+        hyper = {"momentum": cfg.momentum}
+    else:
+        hyper = {"eps": cfg.eps}
     cls = get_optimizer_class(optimizer_config)
     return [_Group(group, params, cls, hyper, cfg.lr) for group, params in named.items()]
 
@@ -405,9 +409,9 @@ def build_multi_task_optimizer(
     rates = multi_task_learning_rates or optimizer_config.multi_task_learning_rates
     if rates is None:
         raise ValueError("build_multi_task_optimizer needs multi_task_learning_rates (argument or config)")
-    if isinstance(rates, (MultiTaskLearningRates, RecapMultiTaskLearningRates)):
-        rates = rates.model_dump()
-    rates = (RecapMultiTaskLearningRates if recap else MultiTaskLearningRates).model_validate(dict(rates))
+    schema = RecapMultiTaskLearningRates if recap else MultiTaskLearningRates
+    if not isinstance(rates, schema):  # the other schema's model, or a mapping
+        rates = schema.model_validate(rates.model_dump() if isinstance(rates, pydantic.BaseModel) else dict(rates))
     towers = list(rates.tower_learning_rates)
     reserved = [name for name in ((BACKBONE, DENSE_EBC) if recap else (BACKBONE,)) if name in towers]
     if reserved:
@@ -421,6 +425,13 @@ def build_multi_task_optimizer(
         return _build(_core_groups(optimizer_config, groups), lr_dict,
                       device_schedule=device_schedule, backend=backend, combined=combined)
 
+    fused = getattr(model, "fused_optimizer", None)
+    if fused is not None and getattr(fused, "optimizers", None):
+        raise ValueError(
+            "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables), which recap "
+            "appends to its CombinedOptimizer with the embedding schedule; fusedsched does not schedule it: "
+            "build the optimizer before sharding the model, as recap's training script does"
+        )
     named_groups = recap_param_groups(model, towers)
     lr_dict = dict(rates.tower_learning_rates)
     if BACKBONE in named_groups:
