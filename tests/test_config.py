@@ -380,6 +380,10 @@ def test_load_error_names_the_file(tmp_path):
 def test_load_rejects_other_source_types():
     with pytest.raises(TypeError, match="int"):
         load_config(3)
+    with pytest.raises(TypeError, match="cls must be a config model class or None, got <class 'dict'>"):
+        load_config({"sgd": {"lr": 0.1}}, dict)
+    with pytest.raises(TypeError, match="section must be a dotted key path"):
+        load_config({"optimizer": {"sgd": {"lr": 0.1}}}, section=["optimizer"])
 
 
 @pytest.mark.parametrize(

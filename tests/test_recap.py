@@ -133,8 +133,19 @@ def test_adam_defaults_are_recaps():
     cfg = load_config(text, section="optimizer")
     assert type(cfg) is RecapOptimizerConfig
     assert (cfg.adam.beta_1, cfg.adam.beta_2, cfg.adam.epsilon) == (0.9, 0.999, 1e-7)
+    optimizer, _ = build_optimizer(_Outer(), cfg)
+    assert tuple(optimizer.param_groups[0]["betas"]) == (0.9, 0.999) and optimizer.param_groups[0]["eps"] == 1e-7
+    # YAML 1.1 reads 1e-8 (no dot) as a string; it still means the number.
     partial = load_config("adam: {beta_2: 0.98, epsilon: 1e-8}\nsingle_task_learning_rate: {constant: 0.1}\n")
     assert (partial.adam.beta_1, partial.adam.beta_2, partial.adam.epsilon) == (0.9, 0.98, 1e-8)
+
+
+@pytest.mark.parametrize("fmt", ["dict", "yaml", "json"])
+def test_recap_configs_round_trip_through_dump_config(fmt):
+    single = load_config({"adam": {"epsilon": 1e-6}, "single_task_learning_rate": {"constant": 0.1}})
+    no_backbone = load_config({"adam": {}, "multi_task_learning_rates": {"tower_learning_rates": {"a.b": {"constant": 0.1}}}})
+    for cfg in (_recap_config(), single, no_backbone):
+        assert load_config(fusedsched.dump_config(cfg, fmt)) == cfg
 
 
 def test_single_task_yaml_loads():
@@ -362,6 +373,11 @@ def test_build_multi_task_optimizer_takes_recap_configs_and_rates():
     single = load_config({"adam": {}, "single_task_learning_rate": {"constant": 0.1}})
     with pytest.raises(ValueError, match="needs multi_task_learning_rates"):
         build_multi_task_optimizer(model, single)
+    # tml core's multi-task model is read as recap's when the config is recap's.
+    core_rates = fusedsched.MultiTaskLearningRates(
+        tower_learning_rates={"t": {"constant": 0.2}}, backbone_learning_rate={"constant": 0.3})
+    optimizer, scheduler = build_multi_task_optimizer(_Outer(tasks=["t"], embeddings=False), single, core_rates)
+    assert [g["name"] for g in optimizer.param_groups] == ["t", BACKBONE] and scheduler.get_last_lr() == [0.2, 0.3]
 
 
 def test_null_backbone_learning_rate_with_backbone_parameters_is_an_error():

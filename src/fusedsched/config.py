@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
 import pydantic
 import yaml
@@ -520,6 +520,16 @@ def _section(data: Any, section: str, where: str) -> Any:
     return data
 
 
+@overload
+def load_config(
+    source: Mapping[str, Any] | str | Path, cls: None = None, section: str | None = None
+) -> OptimizerConfig | RecapOptimizerConfig: ...
+
+
+@overload
+def load_config(source: Mapping[str, Any] | str | Path, cls: type[C], section: str | None = None) -> C: ...
+
+
 def load_config(
     source: Mapping[str, Any] | str | Path,
     cls: type[C] | None = None,
@@ -541,6 +551,10 @@ def load_config(
             section is missing or not a mapping, the schema is mixed or unknown;
             ``pydantic.ValidationError`` (a ``ValueError``) when the config itself is invalid.
     """
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)):
+        raise TypeError(f"load_config: cls must be a config model class or None, got {cls!r}")
+    if section is not None and not isinstance(section, str):
+        raise TypeError(f"load_config: section must be a dotted key path (str), got {type(section).__name__}")
     if isinstance(source, Mapping):
         where, data = "config dict", source
     elif isinstance(source, Path) or (isinstance(source, str) and _names_a_path(source)):
