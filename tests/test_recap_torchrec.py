@@ -13,12 +13,11 @@ import io
 
 import pytest
 import torch
+import torchrec.optim.keyed as keyed  # a test dependency (make test installs it): missing, these tests fail
 from test_recap import TASKS, _batch, _embedding_config, _Outer, _recap_config, _schedules
 
 from fusedsched import LRShim, build_optimizer, compute_lr, recap_param_groups
 from fusedsched.optim import BACKBONE, DENSE_EBC
-
-keyed = pytest.importorskip("torchrec.optim.keyed", reason="torchrec is a test dependency (make test installs it)")
 
 
 def _recaps_own_layout(model, cfg, schedules):
