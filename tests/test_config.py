@@ -341,7 +341,8 @@ def test_load_invalid_config_raises_validation_error():
         (Path("missing/none.json"), None, ["not found", "none.json"]),
         ("adam: [lr: 0.1\n", None, ["cannot parse", "YAML"]),
         ("- 1\n- 2\n", None, ["must be a mapping", "list"]),
-        ("just a sentence", None, ["must be a mapping", "str"]),
+        ("just a sentence", None, ["'just a sentence'", "not found", "text of a mapping", "str"]),
+        ("/no/such/file", None, ["'/no/such/file'", "not found"]),
         ("", None, ["empty"]),
         ("model: {}\n", "optimizer", ["section 'optimizer' not found", "model"]),
         (
@@ -372,13 +373,17 @@ def test_load_error_names_the_file(tmp_path):
     listed.write_text("[1, 2]\n")
     with pytest.raises(ValueError, match="list.yaml.*must be a mapping"):
         load_config(str(listed))
-    with pytest.raises(ValueError, match="list.yaml.*section 'optimizer' not found"):
+    with pytest.raises(ValueError, match="list.yaml.*must be a mapping, got list"):
         load_config(listed, section="optimizer")
 
 
 def test_load_rejects_other_source_types():
     with pytest.raises(TypeError, match="int"):
         load_config(3)
+    with pytest.raises(TypeError, match="cls must be a config model class or None, got <class 'dict'>"):
+        load_config({"sgd": {"lr": 0.1}}, dict)
+    with pytest.raises(TypeError, match="section must be a dotted key path"):
+        load_config({"optimizer": {"sgd": {"lr": 0.1}}}, section=["optimizer"])
 
 
 @pytest.mark.parametrize(
@@ -392,3 +397,108 @@ def test_load_rejects_other_source_types():
 def test_steps_beyond_float64_exactness_are_rejected(model, fields):
     with pytest.raises(pydantic.ValidationError, match=r"must be <= 2\*\*53 - 2"):
         model(**fields)
+
+
+# --- reading files: every failure a ValueError naming the path, duplicate keys named -------------
+
+
+def test_a_directory_is_not_a_config_file(tmp_path):
+    for source in (tmp_path, str(tmp_path)):
+        with pytest.raises(ValueError, match=f"config path {tmp_path} is a directory, not a file"):
+            load_config(source)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    missing = tmp_path / "nope"
+    for source in (missing, str(missing)):
+        with pytest.raises(ValueError, match=f"not found.*{missing}|{missing}.*not found"):
+            load_config(source)
+
+
+def test_a_non_utf8_file_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("sgd:\n  lr: 0.1  # caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.yaml is not UTF-8 text: byte 0xe9 at offset 21"):
+        load_config(path)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    for name in ("bom.yaml", "bom.json"):
+        path = tmp_path / name
+        text = "sgd: {lr: 0.1}\n" if name.endswith("yaml") else '{"sgd": {"lr": 0.1}}'
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert load_config(path) == OptimizerConfig(sgd=dict(lr=0.1))
+
+
+@pytest.mark.parametrize(
+    "text, key, line",
+    [
+        ("sgd: {lr: 0.1}\nsgd: {lr: 0.2}\n", "'sgd'", 2),
+        ("optimizer:\n  sgd:\n    lr: 0.1\n    momentum: 0.5\n    lr: 0.2\n", "'lr'", 5),
+        ("sgd: {lr: 0.1, lr: 0.2}\n", "'lr'", 1),
+        ("tables:\n  - name: a\n    name: b\n", "'name'", 3),
+        ("base: &b {x: 1}\nuse:\n  <<: *b\n  y: 1\n  y: 2\n", "'y'", 5),
+        ("1: a\n1.0: b\n", "1.0", 2),
+    ],
+)
+def test_duplicate_yaml_keys_are_errors_naming_the_key(text, key, line):
+    with pytest.raises(ValueError, match=rf"duplicate key {key} at line {line}") as info:
+        load_config(text)
+    assert not isinstance(info.value, pydantic.ValidationError)
+
+
+def test_duplicate_keys_in_a_file_name_the_file(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("optimizer:\n  sgd: {lr: 0.1}\n  sgd: {lr: 0.2}\n")
+    with pytest.raises(ValueError, match=r"twice.yaml: duplicate key 'sgd' at line 3 \(first at line 2\)"):
+        load_config(path, section="optimizer")
+
+
+@pytest.mark.parametrize("text", ['{"sgd": {"lr": 0.1, "lr": 0.2}}', '{"sgd": {"lr": 0.1}, "sgd": {"lr": 0.1}}'])
+def test_duplicate_json_keys_are_errors_naming_the_key(text, tmp_path):
+    key = "'lr'" if '"lr": 0.2' in text else "'sgd'"
+    with pytest.raises(ValueError, match=f"config text: duplicate key {key}"):
+        load_config(text)
+    path = tmp_path / "twice.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"twice.json: duplicate key {key}"):
+        load_config(path)
+
+
+def test_the_same_key_in_different_mappings_and_merge_overrides_are_fine():
+    text = """
+base: &base {lr: 0.5, momentum: 0.1}
+mid: &mid
+  <<: *base
+  momentum: 0.2
+deep:
+  inner: &inner
+    <<: {lr: 0.7}
+    lr: 0.8
+optimizer:
+  sgd:
+    <<: *mid
+    lr: 0.1
+other:
+  <<: *inner
+  lr: 0.9
+"""
+    assert load_config(text, section="optimizer") == OptimizerConfig(sgd=dict(lr=0.1, momentum=0.2))
+    from fusedsched.config import parse_config_text
+
+    data = parse_config_text(text)
+    assert data["other"] == {"lr": 0.9} and data["deep"]["inner"] == {"lr": 0.8} and data["mid"]["lr"] == 0.5
+
+
+def test_read_config_file_is_the_file_part_of_load_config(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("training: {steps: 3}\noptimizer:\n  sgd: {lr: 0.1}\n")
+    data = fusedsched.read_config_file(path)
+    assert data == {"training": {"steps": 3}, "optimizer": {"sgd": {"lr": 0.1}}}
+    assert fusedsched.read_config_file(str(path)) == data
+    (tmp_path / "empty.yaml").write_text("# nothing\n")
+    with pytest.raises(ValueError, match="empty.yaml is empty"):
+        fusedsched.read_config_file(tmp_path / "empty.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1\n")
+    with pytest.raises(ValueError, match="cannot parse config file .*bad.yaml"):
+        fusedsched.read_config_file(tmp_path / "bad.yaml")

@@ -8,15 +8,21 @@ training step captured in a CUDA graph advances its schedule on every replay.
 from .config import (
     AdagradConfig,
     AdamConfig,
+    EmbeddingOptimizerConfig,
     LearningRate,
     LinearRampToConstant,
     LinearRampToCosine,
     MultiTaskLearningRates,
     OptimizerConfig,
     PiecewiseConstant,
+    RecapAdamConfig,
+    RecapMultiTaskLearningRates,
+    RecapOptimizerConfig,
     SgdConfig,
     dump_config,
     load_config,
+    read_config_file,
+    validate_optimizer_config,
 )
 from .optim import (
     ALL_PARAMS,
@@ -25,6 +31,8 @@ from .optim import (
     build_optimizer,
     get_optimizer_class,
     multi_task_param_groups,
+    recap_param_groups,
+    schedules_by_group,
 )
 from .plotting import plot_schedules  # imports matplotlib only when called
 from .schedules import compute_lr, compute_lr_array
@@ -36,6 +44,7 @@ __all__ = [
     "ALL_PARAMS",
     "AdagradConfig",
     "AdamConfig",
+    "EmbeddingOptimizerConfig",
     "FusedAdagrad",
     "LRShim",
     "LearningRate",
@@ -44,6 +53,9 @@ __all__ = [
     "MultiTaskLearningRates",
     "OptimizerConfig",
     "PiecewiseConstant",
+    "RecapAdamConfig",
+    "RecapMultiTaskLearningRates",
+    "RecapOptimizerConfig",
     "SgdConfig",
     "build_multi_task_optimizer",
     "build_optimizer",
@@ -54,4 +66,8 @@ __all__ = [
     "load_config",
     "multi_task_param_groups",
     "plot_schedules",
+    "read_config_file",
+    "recap_param_groups",
+    "schedules_by_group",
+    "validate_optimizer_config",
 ]

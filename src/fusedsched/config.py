@@ -1,7 +1,8 @@
 """Pydantic v2 models of the tml optimizer config, validated at construction, and their loading.
 
-Field names are tml's (``optimizers/config.py`` and recap's ``MultiTaskLearningRates``), so a tml
-training YAML loads unchanged: ``load_config("train.yaml", section="optimizer")``. Unlike tml, every
+Field names are tml's: its core schema (``optimizers/config.py``, :class:`OptimizerConfig`) and
+recap's (``RecapOptimizerConfig``), so a tml training YAML loads unchanged, in either schema:
+``load_config("train.yaml", section="optimizer")``. Unlike tml, every
 rule is checked when a model is built (see DESIGN.md, "The seed semantics"); a broken config raises
 pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field and the value.
 """
@@ -12,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
 
 import pydantic
 import yaml
@@ -21,15 +22,23 @@ from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 __all__ = [
     "AdagradConfig",
     "AdamConfig",
+    "EmbeddingOptimizerConfig",
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
     "MultiTaskLearningRates",
     "OptimizerConfig",
     "PiecewiseConstant",
+    "RecapAdamConfig",
+    "RecapMultiTaskLearningRates",
+    "RecapOptimizerConfig",
     "SgdConfig",
     "dump_config",
     "load_config",
+    "optimizer_schema",
+    "parse_config_text",
+    "read_config_file",
+    "validate_optimizer_config",
 ]
 
 
@@ -258,6 +267,126 @@ class OptimizerConfig(_Config):
         return getattr(self, self.optimizer_name)
 
 
+# --- recap's optimizer schema -----------------------------------------------------------------
+
+
+class RecapAdamConfig(_Config):
+    """Recap's Adam: ``betas=(beta_1, beta_2)``, ``eps=epsilon``. No ``lr``: every rate is scheduled."""
+
+    beta_1: Beta = 0.9
+    beta_2: Beta = 0.999
+    epsilon: Rate = 1e-7
+
+
+class RecapMultiTaskLearningRates(_Config):
+    """Recap's per-task schedules; task names are arbitrary strings (dots included).
+
+    ``backbone_learning_rate`` may be null when no parameter falls to the backbone.
+    """
+
+    tower_learning_rates: dict[str, LearningRate]
+    backbone_learning_rate: LearningRate | None = None
+
+    @pydantic.field_validator("tower_learning_rates")
+    @classmethod
+    def _tasks(cls, tasks: dict[str, LearningRate]) -> dict[str, LearningRate]:
+        if not tasks:
+            raise ValueError("tower_learning_rates must name at least one task, got {}")
+        if "" in tasks:
+            raise ValueError("tower_learning_rates: a task name must be non-empty, got ''")
+        return tasks
+
+
+class RecapOptimizerConfig(_Config):
+    """Recap's optimizer section (``RecapOptimizerConfig``): Adam, and exactly one of
+    ``multi_task_learning_rates`` (one schedule per task, plus the backbone) and
+    ``single_task_learning_rate`` (one schedule for every parameter)."""
+
+    adam: RecapAdamConfig
+    multi_task_learning_rates: RecapMultiTaskLearningRates | None = None
+    single_task_learning_rate: LearningRate | None = None
+
+    LEARNING_RATES: ClassVar[tuple[str, ...]] = ("multi_task_learning_rates", "single_task_learning_rate")
+
+    @pydantic.model_validator(mode="after")
+    def _one_learning_rate(self) -> RecapOptimizerConfig:
+        _exactly_one(self, self.LEARNING_RATES)
+        return self
+
+    @property
+    def optimizer_name(self) -> Literal["adam"]:
+        return "adam"
+
+    @property
+    def optimizer(self) -> RecapAdamConfig:
+        return self.adam
+
+
+class EmbeddingOptimizerConfig(_Config):
+    """Recap's ``large_embeddings.optimizer``: ``learning_rate`` schedules the SGD group ``dense_ebc``
+    (parameters whose name contains ``embedding_bags``); ``init_learning_rate`` is kept as recap has it."""
+
+    learning_rate: LearningRate | None = None
+    init_learning_rate: Rate
+
+
+# Fields that only one of the two optimizer schemas has: they tell a section's schema.
+_CORE_FIELDS = ("learning_rate", "sgd", "adagrad")
+_CORE_ADAM_FIELDS = ("lr", "betas", "eps")
+_RECAP_FIELDS = ("single_task_learning_rate",)
+_RECAP_ADAM_FIELDS = ("beta_1", "beta_2", "epsilon")
+
+
+def optimizer_schema(data: Mapping[str, Any]) -> type[OptimizerConfig] | type[RecapOptimizerConfig]:
+    """Which schema an optimizer section is written in, told apart by its fields.
+
+    tml core (``OptimizerConfig``) has ``learning_rate``, ``sgd``, ``adagrad`` and
+    ``adam: {lr, betas, eps}``; recap (``RecapOptimizerConfig``) has ``single_task_learning_rate``
+    and ``adam: {beta_1, beta_2, epsilon}``. A field counts when written, even as null. An ``adam``
+    with none of these fields is recap's (tml core's needs ``lr``).
+
+    Raises:
+        ValueError: the section mixes the two schemas, or has fields of neither (names them).
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"an optimizer section must be a mapping, got {type(data).__name__}")
+    adam = data.get("adam")
+    adam_keys = list(adam) if isinstance(adam, Mapping) else []
+    core = [k for k in _CORE_FIELDS if k in data] + [f"adam.{k}" for k in _CORE_ADAM_FIELDS if k in adam_keys]
+    recap = [k for k in _RECAP_FIELDS if k in data] + [f"adam.{k}" for k in _RECAP_ADAM_FIELDS if k in adam_keys]
+    if core and recap:
+        raise ValueError(
+            f"the optimizer section mixes tml core fields ({', '.join(core)}) with recap fields "
+            f"({', '.join(recap)}); write one schema: tml core (adam: {{lr, betas, eps}}, sgd, adagrad, "
+            "learning_rate) or recap (adam: {beta_1, beta_2, epsilon}, single_task_learning_rate)"
+        )
+    if core:
+        return OptimizerConfig
+    if recap or isinstance(adam, Mapping):
+        return RecapOptimizerConfig
+    raise ValueError(
+        "cannot tell the optimizer schema: tml core needs adam: {lr, ...}, sgd or adagrad; recap needs "
+        f"adam: {{beta_1, beta_2, epsilon}} (all optional); found fields: {', '.join(map(str, data)) or 'none'}"
+    )
+
+
+def validate_optimizer_config(
+    data: OptimizerConfig | RecapOptimizerConfig | Mapping[str, Any],
+) -> OptimizerConfig | RecapOptimizerConfig:
+    """A config model from a mapping in either optimizer schema (see :func:`optimizer_schema`).
+
+    A model is returned as it is; anything else but a mapping is a ``TypeError``.
+    """
+    if isinstance(data, (OptimizerConfig, RecapOptimizerConfig)):
+        return data
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            "an optimizer config must be an OptimizerConfig, a RecapOptimizerConfig or a mapping, "
+            f"got {type(data).__name__}"
+        )
+    return optimizer_schema(data).model_validate(dict(data))
+
+
 # --- loading and dumping -----------------------------------------------------------------------
 
 C = TypeVar("C", bound=pydantic.BaseModel)
@@ -268,82 +397,196 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def _parse(text: str, where: str) -> Any:
+class _DuplicateKey(ValueError):
+    """A mapping key written twice; the message names the key (and the line, for YAML)."""
+
+
+def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping.
+
+    Keys brought in by a merge (``<<: *anchor``) may be overridden, as YAML allows.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Runs before any merge rewrites node.value (and merges rewrite only through here), so the
+        # first visit sees the keys as written.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: construct_mapping reports it
+                    continue
+                if first is not None:
+                    raise _DuplicateKey(f"duplicate key {key!r} at line {line} (first at line {first})")
+                seen[key] = line
+        super().flatten_mapping(node)
+
+
+def parse_config_text(text: str, where: str = "config text") -> Any:
+    """The document in ``text`` (JSON, else YAML); a key written twice in a mapping is an error.
+
+    Raises:
+        ValueError: the text parses as neither, or repeats a key (named, with its line in YAML).
+    """
     try:
-        return json.loads(text)  # JSON first: PyYAML (YAML 1.1) reads 1e-07 as a string
+        return json.loads(text, object_pairs_hook=_unique_json_object)  # JSON first: PyYAML reads 1e-07 as a string
+    except _DuplicateKey as e:
+        raise ValueError(f"{where}: {e}") from None
     except json.JSONDecodeError:
         pass
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as e:
+        raise ValueError(f"{where}: {e}") from None
     except yaml.YAMLError as e:
         raise ValueError(f"cannot parse {where} as YAML or JSON: {_one_line(e)}") from None
 
 
-def _is_file(text: str) -> bool:
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON config file, every failure a ``ValueError`` naming the path.
+
+    Raises:
+        ValueError: the path is missing or a directory, the file cannot be read, is not UTF-8, does
+            not parse, repeats a key in a mapping (named), is empty, or does not hold a mapping.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config path {path} is a directory, not a file")
     try:
-        return "\n" not in text and Path(text).is_file()
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ValueError(f"cannot read config file {path}: {e.strerror or _one_line(e)}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"config file {path} is not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}"
+        ) from None
+    where = f"config file {path}"
+    data = parse_config_text(text, where)
+    if data is None:
+        raise ValueError(f"{where} is empty")
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: the document must be a mapping, got {type(data).__name__}: {data!r:.60}")
+    return data
+
+
+def _names_a_path(text: str) -> bool:
+    try:
+        return bool(text.strip()) and "\n" not in text and (
+            Path(text).exists() or text.strip().lower().endswith(_SUFFIXES)
+        )
     except (OSError, ValueError):  # name too long, NUL byte
         return False
 
 
+def _section(data: Any, section: str, where: str) -> Any:
+    """Descend the dotted key path ``section``; a digit indexes a list (``tables.0.optimizer``)."""
+    parts = section.split(".")
+    for depth, key in enumerate(parts):
+        at = ".".join(parts[:depth]) or "top level"
+        if isinstance(data, Mapping) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
+            data = data[int(key)]
+        else:
+            if isinstance(data, Mapping):
+                found = f"found: {', '.join(map(str, data)) or 'nothing'}"
+            elif isinstance(data, list):
+                found = f"a list of {len(data)}"
+            else:
+                found = f"a {type(data).__name__}"
+            raise ValueError(f"{where}: section {section!r} not found (no key {key!r} at {at}; {found})")
+    return data
+
+
+@overload
+def load_config(
+    source: Mapping[str, Any] | str | Path, cls: None = None, section: str | None = None
+) -> OptimizerConfig | RecapOptimizerConfig: ...
+
+
+@overload
+def load_config(source: Mapping[str, Any] | str | Path, cls: type[C], section: str | None = None) -> C: ...
+
+
 def load_config(
     source: Mapping[str, Any] | str | Path,
-    cls: type[C] = OptimizerConfig,
+    cls: type[C] | None = None,
     section: str | None = None,
-) -> C:
-    """Build ``cls`` from a dict, a .yaml/.yml/.json file, or YAML/JSON text.
+) -> Any:
+    """Build a config model from a dict, a .yaml/.yml/.json file, or YAML/JSON text.
 
     Args:
-        source: a mapping; a ``Path`` or path string to a file; or the text itself (a string that
-            names an existing file is read as that file, anything else is parsed as YAML/JSON).
-        cls: the model to build (``OptimizerConfig``, ``LearningRate``, ...).
-        section: a dotted key path to descend first, e.g. ``"optimizer"`` for a tml training YAML.
+        source: a mapping; a ``Path`` or path string to a file; or the text itself (a one-line
+            string that names no file and is no mapping as text is reported as a missing file).
+        cls: the model to build (``OptimizerConfig``, ``LearningRate``, ...). ``None`` (default):
+            an optimizer section in either schema, tml core's ``OptimizerConfig`` or recap's
+            ``RecapOptimizerConfig``, told apart by its fields (:func:`optimizer_schema`).
+        section: a dotted key path to descend first, e.g. ``"optimizer"`` for a tml training YAML;
+            a number indexes a list (``"model.embeddings.tables.0.optimizer"``).
 
     Raises:
-        ValueError: the file is missing, the text does not parse, the document (or section) is not
-            a mapping, or the section is missing; ``pydantic.ValidationError`` (a ``ValueError``)
-            when the config itself is invalid.
+        ValueError: see :func:`read_config_file`; the text does not parse or repeats a key, the
+            section is missing or not a mapping, the schema is mixed or unknown;
+            ``pydantic.ValidationError`` (a ``ValueError``) when the config itself is invalid.
     """
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)):
+        raise TypeError(f"load_config: cls must be a config model class or None, got {cls!r}")
+    if section is not None and not isinstance(section, str):
+        raise TypeError(f"load_config: section must be a dotted key path (str), got {type(section).__name__}")
     if isinstance(source, Mapping):
         where, data = "config dict", source
-    elif isinstance(source, (str, Path)):
-        looks_like_path = isinstance(source, Path) or (
-            "\n" not in source and source.strip().lower().endswith(_SUFFIXES)
-        )
-        if isinstance(source, Path) or _is_file(source):
-            path = Path(source)
-            if not path.is_file():
-                raise ValueError(f"config file not found: {path}")
-            where = f"config file {path}"
-            data = _parse(path.read_text(encoding="utf-8"), where)
-        elif looks_like_path:
-            raise ValueError(f"config file not found: {source}")
-        else:
-            where, data = "config text", _parse(source, "config text")
+    elif isinstance(source, Path) or (isinstance(source, str) and _names_a_path(source)):
+        where, data = f"config file {source}", read_config_file(source)
+    elif isinstance(source, str):
+        where, data = "config text", parse_config_text(source)
+        if data is None:
+            raise ValueError("config text is empty")
+        if "\n" not in source and not isinstance(data, Mapping):
+            raise ValueError(
+                f"config source {source!r} is neither a file (not found) nor YAML/JSON text of a "
+                f"mapping (it parses as {type(data).__name__})"
+            )
     else:
         raise TypeError(
             "load_config: source must be a dict, a path or YAML/JSON text, "
             f"got {type(source).__name__}"
         )
-    if data is None:
-        raise ValueError(f"{where} is empty")
     if section:
-        for depth, key in enumerate(section.split(".")):
-            if not isinstance(data, Mapping) or key not in data:
-                found = (
-                    ", ".join(map(str, data)) if isinstance(data, Mapping) else type(data).__name__
-                )
-                at = ".".join(section.split(".")[:depth]) or "top level"
-                raise ValueError(
-                    f"{where}: section {section!r} not found "
-                    f"(no key {key!r} at {at}; found: {found})"
-                )
-            data = data[key]
+        data = _section(data, section, where)
     if not isinstance(data, Mapping):
         what = f"section {section!r}" if section else "document"
         raise ValueError(
             f"{where}: {what} must be a mapping, got {type(data).__name__}: {data!r:.60}"
         )
+    if cls is None:
+        try:
+            return validate_optimizer_config(data)
+        except pydantic.ValidationError:
+            raise
+        except ValueError as e:
+            raise ValueError(f"{where}{f' section {section!r}' if section else ''}: {e}") from None
     return cls.model_validate(dict(data))
 
 

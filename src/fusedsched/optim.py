@@ -1,5 +1,18 @@
 """Optimizers from tml configs: ``get_optimizer_class``, ``build_optimizer`` and the multi-task builder.
 
+Both of tml's optimizer schemas build here, each with its own grouping rules:
+
+- tml core (:class:`~fusedsched.config.OptimizerConfig`): one group ``ALL_PARAMS``, or with
+  ``multi_task_learning_rates`` one group per tower (trainable parameters whose dotted name contains
+  ``.<tower>.``) plus ``backbone``; Adam, SGD or Adagrad.
+- recap (:class:`~fusedsched.config.RecapOptimizerConfig`), as recap's own ``build_optimizer``: task
+  ``t`` owns the parameters whose name contains ``.{sanitize(t)}.``, the rest go to ``backbone``
+  except those named ``embedding_bags``, which form the SGD group ``dense_ebc``; Adam elsewhere.
+  ``single_task_learning_rate`` gives one group ``single_task``.
+
+With ``combined=True`` the optimizer is recap's layout: one torchrec ``KeyedOptimizerWrapper`` per
+group inside a ``CombinedOptimizer``, so its state is keyed by parameter name as in tml checkpoints.
+
 With ``device_schedule=True`` (the default when the model lives on CUDA) every optimizer is built
 so that a whole training step, ``optimizer.step()`` and ``scheduler.step()`` included, can be
 captured in a CUDA graph: float32 tensor learning rates on the params' device, Adam
@@ -8,16 +21,33 @@ captured in a CUDA graph: float32 tensor learning rates on the params' device, A
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
+import pydantic
 import torch
 from torch.optim import Optimizer
 
-from .config import LearningRate, MultiTaskLearningRates, OptimizerConfig
+from .config import (
+    EmbeddingOptimizerConfig,
+    LearningRate,
+    MultiTaskLearningRates,
+    OptimizerConfig,
+    RecapMultiTaskLearningRates,
+    RecapOptimizerConfig,
+    validate_optimizer_config,
+)
 from .scheduler import LRShim
+from .schedules import compute_lr
 
 ALL_PARAMS = "ALL_PARAMS"
 BACKBONE = "backbone"
+#: recap's SGD group for parameters whose name contains ``embedding_bags``.
+DENSE_EBC = "dense_ebc"
+EMBEDDING_BAGS = "embedding_bags"
+#: recap's group for every parameter under ``single_task_learning_rate``.
+SINGLE_TASK = "single_task"
 
 
 # Not traced by torch.compile, like torch's own ``_fused_<name>`` functions: aten::_fused_adagrad_
@@ -74,73 +104,35 @@ class FusedAdagrad(torch.optim.Adagrad):
         return loss
 
 
-def get_optimizer_class(optimizer_config: OptimizerConfig) -> type[Optimizer]:
+def get_optimizer_class(optimizer_config: OptimizerConfig | RecapOptimizerConfig) -> type[Optimizer]:
     """The torch optimizer class for the chosen optimizer (``adam``, ``sgd`` or ``adagrad``)."""
     return {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}[
         optimizer_config.optimizer_name
     ]
 
 
-def _optimizer_kwargs(optimizer_config: OptimizerConfig, device_schedule: bool, device: torch.device) -> dict:
-    name, cfg = optimizer_config.optimizer_name, optimizer_config.optimizer
-    kwargs: dict[str, Any] = {"lr": cfg.lr}
-    if name == "adam":
-        kwargs.update(betas=cfg.betas, eps=cfg.eps)
-    elif name == "sgd":
-        kwargs.update(momentum=cfg.momentum)
-    else:
-        kwargs.update(eps=cfg.eps)
-    if device_schedule:
-        kwargs["lr"] = torch.tensor(float(cfg.lr), dtype=torch.float32, device=device)
-        if name in ("adam", "sgd"):
-            kwargs["fused"] = True
-        if name == "adam" and device.type == "cuda":
-            kwargs["capturable"] = True  # Adam's capture health check demands it even when fused
-    return kwargs
+def schedules_by_group(optimizer_config: OptimizerConfig | RecapOptimizerConfig) -> dict[str, LearningRate]:
+    """Every schedule a config names, keyed by the param group it drives, in group order.
 
-
-def _make_optimizer(param_groups: list[dict], optimizer_config: OptimizerConfig, device_schedule: bool | None, device):
-    device = torch.device(device) if device is not None else param_groups[0]["params"][0].device
-    if device_schedule is None:
-        device_schedule = device.type == "cuda"
-    kwargs = _optimizer_kwargs(optimizer_config, device_schedule, device)
-    cls = get_optimizer_class(optimizer_config)
-    if device_schedule and cls is torch.optim.Adagrad:
-        cls = FusedAdagrad
-    if device_schedule:  # one float32 lr tensor per group (LRShim re-binds them to its buffer)
-        param_groups = [dict(g, lr=kwargs["lr"].clone()) for g in param_groups]
-    return cls(param_groups, **kwargs), device_schedule, device
-
-
-def build_optimizer(
-    model: torch.nn.Module,
-    optimizer_config: OptimizerConfig,
-    *,
-    device_schedule: bool | None = None,
-    backend: str | None = None,
-) -> tuple[Optimizer, LRShim]:
-    """One param group named ``ALL_PARAMS`` with the chosen optimizer, and its ``LRShim``.
-
-    The schedule is ``optimizer_config.learning_rate``, or a constant at the optimizer's ``lr`` when
-    unset. A config with ``multi_task_learning_rates`` is built by :func:`build_multi_task_optimizer`.
-    ``device_schedule`` defaults to True when the model is on CUDA.
+    tml core: ``{ALL_PARAMS: learning_rate}`` (a constant at the optimizer's ``lr`` when unset), or
+    every tower then ``backbone``. recap: ``{"single_task": ...}``, or every task then ``backbone``
+    (when its schedule is not null). ``dense_ebc``'s schedule comes from the embedding config.
     """
-    if optimizer_config.multi_task_learning_rates is not None:
-        return build_multi_task_optimizer(model, optimizer_config, device_schedule=device_schedule, backend=backend)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    schedule = optimizer_config.learning_rate or LearningRate(constant=optimizer_config.optimizer.lr)
-    optimizer, device_schedule, device = _make_optimizer(
-        [{"params": params, "name": ALL_PARAMS}], optimizer_config, device_schedule, None
-    )
-    return optimizer, LRShim(
-        optimizer, {ALL_PARAMS: schedule}, device_schedule=device_schedule, backend=backend, device=device
-    )
+    cfg = validate_optimizer_config(optimizer_config)
+    rates = cfg.multi_task_learning_rates
+    if rates is not None:
+        backbone = {} if rates.backbone_learning_rate is None else {BACKBONE: rates.backbone_learning_rate}
+        return {**rates.tower_learning_rates, **backbone}
+    if isinstance(cfg, RecapOptimizerConfig):
+        return {SINGLE_TASK: cfg.single_task_learning_rate}
+    return {ALL_PARAMS: cfg.learning_rate or LearningRate(constant=cfg.optimizer.lr)}
+
+
+# --- grouping rules ------------------------------------------------------------------------------
 
 
 def multi_task_param_groups(model: torch.nn.Module, towers: list[str]) -> dict[str, list[torch.nn.Parameter]]:
-    """Split trainable parameters: those whose dotted name contains ``.<tower>.`` go to that tower.
+    """tml core's rule: trainable parameters whose dotted name contains ``.<tower>.`` go to that tower.
 
     The rest form the ``backbone`` group. Raises if a parameter matches two towers or a group is empty.
     """
@@ -160,27 +152,316 @@ def multi_task_param_groups(model: torch.nn.Module, towers: list[str]) -> dict[s
     return groups
 
 
-def build_multi_task_optimizer(
+def sanitize(task: str) -> str:
+    """Recap's module name for a task: ``task.replace(".", "__")``."""
+    return task.replace(".", "__")
+
+
+def recap_param_groups(model: torch.nn.Module, tasks: list[str]) -> dict[str, dict[str, torch.nn.Parameter]]:
+    """Recap's rule: ``{group: {parameter name: parameter}}``, tasks first (in ``tasks`` order).
+
+    Task ``t`` owns every parameter whose name contains ``f".{sanitize(t)}."`` (the name is not
+    padded: a task module at the top level of the model matches nothing). Every other parameter
+    goes to ``backbone``, except those whose name contains ``embedding_bags``: they form
+    ``dense_ebc``. ``backbone`` and ``dense_ebc`` appear only when they have parameters. All
+    parameters count, frozen ones too, as in recap.
+
+    Raises:
+        ValueError: a parameter matches two tasks, or a task matches no parameter.
+    """
+    named = list(model.named_parameters())
+    groups: dict[str, dict[str, torch.nn.Parameter]] = {task: {} for task in tasks}
+    owner: dict[str, str] = {}
+    for task in tasks:
+        needle = f".{sanitize(task)}."
+        for name, param in named:
+            if needle in name:
+                if name in owner:
+                    raise ValueError(
+                        f"parameter {name!r} matches more than one task: {owner[name]!r} and {task!r}"
+                    )
+                owner[name] = task
+                groups[task][name] = param
+    empty = [task for task in tasks if not groups[task]]
+    if empty:
+        needles = ", ".join(repr(f".{sanitize(t)}.") for t in empty)
+        raise ValueError(f"no parameter name contains {needles}: task(s) {empty} own no parameters")
+    rest = [(name, param) for name, param in named if name not in owner]
+    for group, wanted in ((BACKBONE, False), (DENSE_EBC, True)):
+        params = {name: param for name, param in rest if (EMBEDDING_BAGS in name) == wanted}
+        if params:
+            groups[group] = params
+    return groups
+
+
+# --- optimizers --------------------------------------------------------------------------------------
+
+
+class _Group(NamedTuple):
+    """One param group to build: its name, its named parameters and the optimizer that steps it."""
+
+    name: str
+    params: dict[str, torch.nn.Parameter]
+    optimizer: type[Optimizer]
+    hyper: dict[str, Any]  # the optimizer's arguments other than lr and the graph-safe flags
+    lr: float  # the group's lr until its scheduler sets it
+
+
+def _graph_safe(cls: type[Optimizer], device: torch.device) -> tuple[type[Optimizer], dict[str, Any]]:
+    """The class and flags under which ``cls`` reads a tensor lr inside a CUDA graph."""
+    if cls is torch.optim.Adagrad:
+        return FusedAdagrad, {}
+    flags: dict[str, Any] = {"fused": True}
+    if cls is torch.optim.Adam and device.type == "cuda":
+        flags["capturable"] = True  # Adam's capture health check demands it even when fused
+    return cls, flags
+
+
+def _torch_optimizer(groups: list[_Group], device_schedule: bool, device: torch.device) -> Optimizer:
+    """One torch optimizer holding ``groups`` (all of one optimizer class), each group named."""
+    cls, hyper = groups[0].optimizer, dict(groups[0].hyper)
+    lr = lambda value: torch.tensor(float(value), dtype=torch.float32, device=device)  # noqa: E731
+    if device_schedule:
+        cls, flags = _graph_safe(cls, device)
+        hyper.update(flags)
+    param_groups = [
+        {"params": list(g.params.values()), "name": g.name, "lr": lr(g.lr) if device_schedule else g.lr}
+        for g in groups
+    ]
+    return cls(param_groups, lr=lr(groups[0].lr) if device_schedule else groups[0].lr, **hyper)
+
+
+def _combined_optimizer(groups: list[_Group], device_schedule: bool, device: torch.device) -> Optimizer:
+    """Recap's layout: a torchrec ``CombinedOptimizer`` of one ``KeyedOptimizerWrapper`` per group.
+
+    The wrappers are unnamed, so the state is keyed by parameter name exactly as recap's
+    (``CombinedOptimizer.state_dict()["state"]``); each wrapped param group carries ``"name"``.
+    """
+    try:
+        from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+    except ImportError as e:
+        raise ImportError(f"combined=True builds torchrec optimizers, and torchrec cannot be imported: {e}") from e
+    wrappers = [
+        KeyedOptimizerWrapper(group.params, functools.partial(_wrapped_optimizer, group, device_schedule, device))
+        for group in groups
+    ]
+    return CombinedOptimizer(wrappers)
+
+
+def _wrapped_optimizer(group: _Group, device_schedule: bool, device: torch.device, params: list) -> Optimizer:
+    return _torch_optimizer([group._replace(params=dict(zip(group.params, params)))], device_schedule, device)
+
+
+def _build(
+    groups: list[_Group],
+    lr_dict: dict[str, LearningRate],
+    *,
+    device_schedule: bool | None,
+    backend: str | None,
+    combined: bool,
+) -> tuple[Optimizer, LRShim]:
+    if not isinstance(combined, bool):
+        raise TypeError(f"combined must be True or False, got {combined!r}")
+    device = next(iter(groups[0].params.values())).device
+    if device_schedule is None:
+        device_schedule = device.type == "cuda"
+    if combined:
+        optimizer = _combined_optimizer(groups, device_schedule, device)
+    else:
+        by_class: dict[str, list[str]] = {}
+        for group in groups:
+            by_class.setdefault(group.optimizer.__name__, []).append(group.name)
+        if len(by_class) > 1:
+            needs = "; ".join(f"{cls} for {names if len(names) < 4 else f'{len(names)} groups'}"
+                              for cls, names in by_class.items())
+            raise ValueError(
+                f"the groups need different optimizers ({needs}) and one torch optimizer holds one kind: "
+                "pass combined=True for recap's layout (one torchrec optimizer per group)"
+            )
+        optimizer = _torch_optimizer(groups, device_schedule, device)
+    return optimizer, LRShim(optimizer, lr_dict, device_schedule=device_schedule, backend=backend, device=device)
+
+
+def _core_groups(optimizer_config: OptimizerConfig, named: dict[str, dict[str, torch.nn.Parameter]]) -> list[_Group]:
+    name, cfg = optimizer_config.optimizer_name, optimizer_config.optimizer
+    if name == "adam":
+        hyper = {"betas": cfg.betas, "eps": cfg.eps}
+    elif name == "sgd":
+        hyper = {"momentum": cfg.momentum}
+    else:
+        hyper = {"eps": cfg.eps}
+    cls = get_optimizer_class(optimizer_config)
+    return [_Group(group, params, cls, hyper, cfg.lr) for group, params in named.items()]
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def build_optimizer(
     model: torch.nn.Module,
-    optimizer_config: OptimizerConfig,
-    multi_task_learning_rates: MultiTaskLearningRates | None = None,
+    optimizer_config: OptimizerConfig | RecapOptimizerConfig | Mapping[str, Any],
+    emb_optimizer_config: EmbeddingOptimizerConfig | LearningRate | Mapping[str, Any] | None = None,
     *,
     device_schedule: bool | None = None,
     backend: str | None = None,
+    combined: bool = False,
 ) -> tuple[Optimizer, LRShim]:
-    """One param group per tower plus ``backbone``, each with its own schedule (tml recap style).
+    """The optimizer and its ``LRShim`` for either of tml's optimizer schemas.
 
-    ``multi_task_learning_rates`` defaults to the one in ``optimizer_config``.
+    tml core: one param group named ``ALL_PARAMS`` of every trainable parameter, scheduled by
+    ``learning_rate`` (a constant at the optimizer's ``lr`` when unset). recap: one group
+    ``single_task`` of every parameter under ``single_task_learning_rate``. A config with
+    ``multi_task_learning_rates`` is built by :func:`build_multi_task_optimizer`.
+
+    Args:
+        model: the module whose ``named_parameters()`` are grouped.
+        optimizer_config: a config model, or a mapping in either schema (validated as
+            :func:`fusedsched.load_config` does).
+        emb_optimizer_config: recap only: the schedule of the SGD group ``dense_ebc``
+            (``embedding_bags`` parameters under ``multi_task_learning_rates``), as recap's
+            ``EmbeddingOptimizerConfig`` (its ``learning_rate``) or a ``LearningRate``.
+        device_schedule: device mode (tensor lrs, graph-safe optimizers); default True on CUDA.
+        backend: the ``advance_`` backend for device mode.
+        combined: recap's layout, a torchrec ``CombinedOptimizer`` with one ``KeyedOptimizerWrapper``
+            per group (state keyed by parameter name); needs torchrec.
     """
+    _check_model(model)
+    optimizer_config = validate_optimizer_config(optimizer_config)
+    if optimizer_config.multi_task_learning_rates is not None:
+        return build_multi_task_optimizer(
+            model, optimizer_config, emb_optimizer_config=emb_optimizer_config,
+            device_schedule=device_schedule, backend=backend, combined=combined,
+        )
+    if isinstance(optimizer_config, RecapOptimizerConfig):
+        # As recap: every parameter in one group; an embedding config has nothing to schedule here.
+        _embedding_schedule(emb_optimizer_config)  # still checked, so a wrong argument does not pass silently
+        params = dict(model.named_parameters())
+        if not params:
+            raise ValueError("the model has no parameters")
+        schedule = optimizer_config.single_task_learning_rate
+        groups = [_Group(SINGLE_TASK, params, torch.optim.Adam, _recap_adam(optimizer_config), compute_lr(schedule, 0))]
+        return _build(groups, {SINGLE_TASK: schedule}, device_schedule=device_schedule, backend=backend, combined=combined)
+    _no_embedding_config(emb_optimizer_config)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    lr_dict = schedules_by_group(optimizer_config)
+    groups = _core_groups(optimizer_config, {ALL_PARAMS: params})
+    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined)
+
+
+def _no_embedding_config(emb_optimizer_config: Any) -> None:
+    if emb_optimizer_config is not None:
+        raise ValueError(
+            "emb_optimizer_config schedules recap's dense_ebc group and applies to a recap config "
+            "(RecapOptimizerConfig) only; this is a tml core OptimizerConfig"
+        )
+
+
+def _embedding_schedule(emb_optimizer_config: Any) -> LearningRate | None:
+    """The ``dense_ebc`` schedule from an ``EmbeddingOptimizerConfig``, a ``LearningRate`` or a mapping
+    of the former (recap's ``large_embeddings.optimizer`` section)."""
+    if emb_optimizer_config is None or isinstance(emb_optimizer_config, LearningRate):
+        return emb_optimizer_config
+    if isinstance(emb_optimizer_config, Mapping):
+        emb_optimizer_config = EmbeddingOptimizerConfig.model_validate(dict(emb_optimizer_config))
+    if not isinstance(emb_optimizer_config, EmbeddingOptimizerConfig):
+        raise TypeError(
+            "emb_optimizer_config must be an EmbeddingOptimizerConfig, a LearningRate, a mapping or None, "
+            f"got {type(emb_optimizer_config).__name__}"
+        )
+    return emb_optimizer_config.learning_rate
+
+
+def _recap_adam(optimizer_config: RecapOptimizerConfig) -> dict[str, Any]:
+    adam = optimizer_config.adam
+    return {"betas": (adam.beta_1, adam.beta_2), "eps": adam.epsilon, "maximize": False}
+
+
+def build_multi_task_optimizer(
+    model: torch.nn.Module,
+    optimizer_config: OptimizerConfig | RecapOptimizerConfig | Mapping[str, Any],
+    multi_task_learning_rates: MultiTaskLearningRates | RecapMultiTaskLearningRates | Mapping | None = None,
+    *,
+    emb_optimizer_config: EmbeddingOptimizerConfig | LearningRate | Mapping[str, Any] | None = None,
+    device_schedule: bool | None = None,
+    backend: str | None = None,
+    combined: bool = False,
+) -> tuple[Optimizer, LRShim]:
+    """One param group per tower (task) plus ``backbone``, each with its own schedule.
+
+    The grouping rules are those of the config's schema: tml core's
+    (:func:`multi_task_param_groups`) or recap's (:func:`recap_param_groups`, with ``dense_ebc``
+    scheduled by ``emb_optimizer_config``). ``multi_task_learning_rates`` defaults to the config's;
+    given, it is validated as that schema's multi-task model. Other arguments: :func:`build_optimizer`.
+
+    Raises:
+        ValueError: no multi-task rates; a tower named ``backbone`` (or ``dense_ebc`` in recap);
+            recap: backbone parameters with a null ``backbone_learning_rate``, a
+            ``backbone_learning_rate`` with no backbone parameter, or ``embedding_bags``
+            parameters without an embedding schedule.
+    """
+    _check_model(model)
+    optimizer_config = validate_optimizer_config(optimizer_config)
+    recap = isinstance(optimizer_config, RecapOptimizerConfig)
     rates = multi_task_learning_rates or optimizer_config.multi_task_learning_rates
     if rates is None:
         raise ValueError("build_multi_task_optimizer needs multi_task_learning_rates (argument or config)")
+    schema = RecapMultiTaskLearningRates if recap else MultiTaskLearningRates
+    if not isinstance(rates, schema):  # the other schema's model, or a mapping
+        rates = schema.model_validate(rates.model_dump() if isinstance(rates, pydantic.BaseModel) else dict(rates))
     towers = list(rates.tower_learning_rates)
-    if BACKBONE in towers:
-        raise ValueError(f"tower name {BACKBONE!r} is reserved for the shared parameters")
-    groups = multi_task_param_groups(model, towers)
-    lr_dict = {**rates.tower_learning_rates, BACKBONE: rates.backbone_learning_rate}
-    optimizer, device_schedule, device = _make_optimizer(
-        [{"params": ps, "name": name} for name, ps in groups.items()], optimizer_config, device_schedule, None
-    )
-    return optimizer, LRShim(optimizer, lr_dict, device_schedule=device_schedule, backend=backend, device=device)
+    reserved = [name for name in ((BACKBONE, DENSE_EBC) if recap else (BACKBONE,)) if name in towers]
+    if reserved:
+        raise ValueError(f"tower name(s) {reserved} are reserved for the shared parameters' groups")
+    if not recap:
+        _no_embedding_config(emb_optimizer_config)
+        named = {n: p for n, p in model.named_parameters()}
+        ids = {id(p): n for n, p in named.items()}
+        groups = {g: {ids[id(p)]: p for p in ps} for g, ps in multi_task_param_groups(model, towers).items()}
+        lr_dict = {**rates.tower_learning_rates, BACKBONE: rates.backbone_learning_rate}
+        return _build(_core_groups(optimizer_config, groups), lr_dict,
+                      device_schedule=device_schedule, backend=backend, combined=combined)
+
+    fused = getattr(model, "fused_optimizer", None)
+    if fused is not None and getattr(fused, "optimizers", None):
+        raise ValueError(
+            "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables), which recap "
+            "appends to its CombinedOptimizer with the embedding schedule; fusedsched does not schedule it: "
+            "build the optimizer before sharding the model, as recap's training script does"
+        )
+    named_groups = recap_param_groups(model, towers)
+    lr_dict = dict(rates.tower_learning_rates)
+    if BACKBONE in named_groups:
+        if rates.backbone_learning_rate is None:
+            example = next(iter(named_groups[BACKBONE]))
+            raise ValueError(
+                f"backbone_learning_rate is null but {len(named_groups[BACKBONE])} parameter(s) fall to the "
+                f"backbone (e.g. {example!r}): give backbone_learning_rate a schedule"
+            )
+        lr_dict[BACKBONE] = rates.backbone_learning_rate
+    elif rates.backbone_learning_rate is not None:
+        raise ValueError(
+            "backbone_learning_rate is set but no parameter falls to the backbone (every parameter belongs "
+            "to a task or to dense_ebc): set it to null"
+        )
+    embedding = _embedding_schedule(emb_optimizer_config)
+    if DENSE_EBC in named_groups:
+        if embedding is None:
+            example = next(iter(named_groups[DENSE_EBC]))
+            raise ValueError(
+                f"{len(named_groups[DENSE_EBC])} parameter(s) named {EMBEDDING_BAGS!r} (e.g. {example!r}) form "
+                f"the SGD group {DENSE_EBC!r}, which needs a schedule: pass emb_optimizer_config "
+                "(an EmbeddingOptimizerConfig with learning_rate, or a LearningRate)"
+            )
+        lr_dict[DENSE_EBC] = embedding
+    adam = _recap_adam(optimizer_config)
+    groups = [
+        _Group(name, params, torch.optim.SGD, {"momentum": 0.0, "maximize": False}, compute_lr(lr_dict[name], 0))
+        if name == DENSE_EBC
+        else _Group(name, params, torch.optim.Adam, adam, compute_lr(lr_dict[name], 0))
+        for name, params in named_groups.items()
+    ]
+    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined)
