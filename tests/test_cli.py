@@ -150,11 +150,26 @@ def test_config_shapes_plot_by_name(tmp_path, capsys):
     [
         ("adam: {lr: 0.01}\n", 1),  # the optimizer section itself, no schedule: constant at lr
         ("tower_learning_rates: {a: {constant: 0.1}, b: {constant: 0.2}}\nbackbone_learning_rate: {constant: 0.3}\n", 3),
+        # recap's schema: task names with dots, a null backbone
+        ("optimizer:\n  adam: {beta_1: 0.9}\n  multi_task_learning_rates:\n    tower_learning_rates:\n"
+         "      recap.engagement.is_replied: {constant: 0.1}\n    backbone_learning_rate: null\n", 1),
+        ("adam: {}\nsingle_task_learning_rate: {constant: 0.1}\n", 1),
     ],
 )
 def test_config_shapes(tmp_path, text, groups):
     schedules, _ = load_schedules(write(tmp_path, "c.yaml", text))
     assert len(schedules) == groups
+
+
+def test_recap_example_plots_and_trains(tmp_path, capsys):
+    recap = EXAMPLE.with_name("recap_optimizer.yaml")
+    code, out, err = run_main(["plot", str(recap), "-o", str(tmp_path / "r.png"), "--csv", str(tmp_path / "r.csv")], capsys)
+    assert code == 0, err
+    header, _, _ = read_csv(tmp_path / "r.csv")
+    assert "recap.engagement.is_favorited" in header and "backbone" in header
+    code, out, err = run_main(["demo", "--config", str(recap), "--steps", "5", "-o", str(tmp_path / "d.png")], capsys)
+    assert code == 0, err
+    assert "recap.engagement.is_favorited" in out
 
 
 def test_plot_without_matplotlib_says_what_to_install(tmp_path):
@@ -211,7 +226,7 @@ def test_sync_counter_sees_item_and_inside_custom_ops():
 
 BAD = {
     "missing file": (None, "not found"),
-    "invalid YAML": ("optimizer:\n  adam: {lr: 0.1\n  sgd: [\n", "invalid YAML"),
+    "invalid YAML": ("optimizer:\n  adam: {lr: 0.1\n  sgd: [\n", "cannot parse config file"),
     "unknown schedule kind": (
         EXAMPLE.read_text().replace("linear_ramp_to_constant:\n", "linear_ramp_to_exp:\n", 1),
         "unknown schedule kind 'linear_ramp_to_exp'",
@@ -222,6 +237,8 @@ BAD = {
         "final_num_steps (5)",
     ),
     "not a config": ("hello: 1\n", "not a schedule config"),
+    "duplicate key": ("constant: 0.1\nconstant: 0.2\n", "constant"),
+    "mixed tml schemas": ("adam: {lr: 0.1, beta_1: 0.9}\n", "mixes tml core fields"),
 }
 
 
@@ -254,9 +271,9 @@ BAD_OPTIONS = {
     "plot out is a folder": (["plot", "{ex}", "-o", "{tmp}/folder.png"], "-o {tmp}/folder.png: is a directory"),
     "plot out in no folder": (["plot", "{ex}", "-o", "{tmp}/nowhere/lr.png"], "-o {tmp}/nowhere/lr.png: folder {tmp}/nowhere does not exist"),
     "plot csv in no folder": (["plot", "{ex}", "-o", "{tmp}/lr.png", "--csv", "{tmp}/nowhere/lr.csv"], "--csv {tmp}/nowhere/lr.csv: folder"),
-    "plot config is a folder": (["plot", "{tmp}", "-o", "{tmp}/lr.png"], "cannot read config file {tmp}"),
-    "plot config is empty": (["plot", "{tmp}/empty.yaml", "-o", "{tmp}/lr.png"], "expected a mapping at the top level, got nothing"),
-    "plot config not UTF-8": (["plot", "{tmp}/latin1.yaml", "-o", "{tmp}/lr.png"], "cannot read config file {tmp}/latin1.yaml"),
+    "plot config is a folder": (["plot", "{tmp}", "-o", "{tmp}/lr.png"], "config path {tmp} is a directory"),
+    "plot config is empty": (["plot", "{tmp}/empty.yaml", "-o", "{tmp}/lr.png"], "{tmp}/empty.yaml is empty"),
+    "plot config not UTF-8": (["plot", "{tmp}/latin1.yaml", "-o", "{tmp}/lr.png"], "config file {tmp}/latin1.yaml is not UTF-8 text"),
     "plot no config": (["plot"], "the following arguments are required: config"),
     # demo
     "demo steps zero": (["demo", "--steps", "0"], "argument --steps: expected an integer from 1 to 10000000, got 0"),

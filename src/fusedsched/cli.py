@@ -28,18 +28,28 @@ import yaml
 from tqdm import tqdm
 
 from . import bench, plotting
-from .config import AdamConfig, LearningRate, MultiTaskLearningRates, OptimizerConfig
+from .config import (
+    AdamConfig,
+    LearningRate,
+    MultiTaskLearningRates,
+    OptimizerConfig,
+    RecapOptimizerConfig,
+    read_config_file,
+    validate_optimizer_config,
+)
 from .models import MultiTaskModel, multi_task_batches
 from .ops import BACKENDS, BackendUnavailable
 from .ops.dispatch import BACKEND_ENV
-from .optim import ALL_PARAMS, BACKBONE, build_optimizer
+from .optim import BACKBONE, build_optimizer, sanitize, schedules_by_group
 
 __all__ = ["CliError", "load_schedules", "main"]
 
 DEBUG_ENV = "FUSEDSCHED_DEBUG"
 DEMO_PICTURE = "demo.png"
 DEMO_MAX_STEPS = 10_000_000  # its per-step record of every group's rate and the loss stays small
-_OPTIMIZERS, _MULTI_TASK = set(OptimizerConfig.OPTIMIZERS), {"tower_learning_rates", "backbone_learning_rate"}
+#: Fields that make a section an optimizer config (either tml schema), not a bare schedule.
+_OPTIMIZER_FIELDS = {*OptimizerConfig.OPTIMIZERS, "learning_rate", "multi_task_learning_rates", "single_task_learning_rate"}
+_MULTI_TASK = {"tower_learning_rates", "backbone_learning_rate"}
 
 
 class CliError(Exception):
@@ -51,25 +61,6 @@ def _one_line(error: BaseException) -> str:
 
 
 # --- configs -----------------------------------------------------------------------------------
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise CliError(f"config file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CliError(f"cannot read config file {path}: {_one_line(e)}") from None
-    try:
-        data = json.loads(text)  # JSON first: YAML 1.1 reads 1e-07 as a string
-    except json.JSONDecodeError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise CliError(f"{path}: invalid YAML: {_one_line(e)}") from None
-    if not isinstance(data, dict):
-        raise CliError(f"{path}: expected a mapping at the top level, got {'nothing' if data is None else type(data).__name__}")
-    return data
 
 
 def _at(data: Any, loc: Sequence[Any]) -> Any:
@@ -99,46 +90,47 @@ def _describe(error: pydantic.ValidationError, data: Any, section: str | None) -
     return text + (f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else "")
 
 
-def load_schedules(path: str | Path) -> tuple[dict[str, LearningRate], OptimizerConfig]:
+def load_schedules(path: str | Path) -> tuple[dict[str, LearningRate], OptimizerConfig | RecapOptimizerConfig]:
     """Every param group's schedule, and an optimizer config, from a YAML/JSON file holding any of:
-    a tml config with a top-level ``optimizer:`` section, that section itself, a multi-task section
-    (``tower_learning_rates`` + ``backbone_learning_rate``) or a bare ``LearningRate``.
+    a training config with a top-level ``optimizer:`` section in either tml schema (core or recap),
+    that section itself, a multi-task section (``tower_learning_rates`` + ``backbone_learning_rate``)
+    or a bare ``LearningRate``.
 
     Bare schedules get an Adam optimizer (its ``lr`` is replaced by the schedule anyway).
     """
     path = Path(path)
-    data = _read_mapping(path)
+    try:
+        data = read_config_file(path)
+    except ValueError as e:
+        raise CliError(_one_line(e)) from None
     section = "optimizer" if "optimizer" in data else None
     body = data[section] if section else data
-    keys = set(body) if isinstance(body, dict) else set()
-    if section and not isinstance(body, dict):
+    if not isinstance(body, dict):
         raise CliError(f"{path}: section 'optimizer' must be a mapping, got {type(body).__name__}")
-    if keys & _OPTIMIZERS:
-        cls: type[pydantic.BaseModel] = OptimizerConfig
-    elif keys & _MULTI_TASK:
-        cls = MultiTaskLearningRates
-    elif keys & set(LearningRate.KINDS):
-        cls = LearningRate
-    else:
-        raise CliError(
-            f"{path}: not a schedule config: expected an 'optimizer' section, an optimizer (adam, sgd, adagrad), "
-            f"tower_learning_rates + backbone_learning_rate, or a schedule kind ({', '.join(LearningRate.KINDS)}); "
-            f"found keys: {', '.join(map(str, keys)) or 'none'}"
-        )
+    keys = set(body)
     try:
-        model = cls.model_validate(body)
+        if keys & _OPTIMIZER_FIELDS:
+            model = validate_optimizer_config(body)
+        elif keys & _MULTI_TASK:
+            rates = MultiTaskLearningRates.model_validate(body)
+            model = OptimizerConfig(adam=AdamConfig(lr=1e-3), multi_task_learning_rates=rates)
+        elif keys & set(LearningRate.KINDS):
+            model = OptimizerConfig(adam=AdamConfig(lr=1e-3), learning_rate=LearningRate.model_validate(body))
+        else:
+            raise CliError(
+                f"{path}: not a schedule config: expected an 'optimizer' section, an optimizer (adam, sgd, adagrad), "
+                f"tower_learning_rates + backbone_learning_rate, or a schedule kind ({', '.join(LearningRate.KINDS)}); "
+                f"found keys: {', '.join(map(str, keys)) or 'none'}"
+            )
     except pydantic.ValidationError as e:
         raise CliError(f"{path}: invalid config: {_describe(e, body, section)}") from None
-    if isinstance(model, LearningRate):
-        model = OptimizerConfig(adam=AdamConfig(lr=1e-3), learning_rate=model)
-    elif isinstance(model, MultiTaskLearningRates):
-        model = OptimizerConfig(adam=AdamConfig(lr=1e-3), multi_task_learning_rates=model)
-    rates = model.multi_task_learning_rates
-    if rates is not None:
-        if BACKBONE in rates.tower_learning_rates:
+    except ValueError as e:  # the schema cannot be told, or mixes tml core and recap fields
+        raise CliError(f"{path}: {_one_line(e)}") from None
+    schedules = schedules_by_group(model)
+    if isinstance(model, OptimizerConfig) and model.multi_task_learning_rates is not None:
+        if BACKBONE in model.multi_task_learning_rates.tower_learning_rates:
             raise CliError(f"{path}: tower name {BACKBONE!r} is reserved for the shared parameters")
-        return {**rates.tower_learning_rates, BACKBONE: rates.backbone_learning_rate}, model
-    return {ALL_PARAMS: model.learning_rate or LearningRate(constant=model.optimizer.lr)}, model
+    return schedules, model
 
 
 # --- output files ------------------------------------------------------------------------------
@@ -265,8 +257,11 @@ def _demo(args: argparse.Namespace) -> int:
     rates = opt_cfg.multi_task_learning_rates
     towers = list(rates.tower_learning_rates) if rates is not None else ["task_a", "task_b"]
     torch.manual_seed(0)
-    model = MultiTaskModel(towers).to(device)
-    optimizer, shim = build_optimizer(model, opt_cfg, device_schedule=True, backend=backend)
+    model = MultiTaskModel([sanitize(t) for t in towers]).to(device)  # recap names its tower modules so
+    try:
+        optimizer, shim = build_optimizer(model, opt_cfg, device_schedule=True, backend=backend)
+    except ValueError as e:  # e.g. a recap config whose backbone schedule is null: the demo has a backbone
+        raise CliError(f"{config}: cannot build the demo's optimizer: {_one_line(e)}") from None
     names = shim.group_names
     xs, ys = multi_task_batches(len(towers), device=device)
     lr_hist = torch.zeros(args.steps, len(names), device=device)
