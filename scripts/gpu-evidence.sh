@@ -112,6 +112,9 @@ STAGES=$(mktemp -d "${TMPDIR:-/tmp}/fusedsched-stages.XXXXXX")
 LOG=$OUT_DIR/run.log
 : > "$LOG"
 export PYTHONUNBUFFERED=1
+# The compiled Triton kernel, never the interpreter: a test module that sets TRITON_INTERPRET=1 with
+# setdefault (for CPU runs) must not turn it on here.
+export TRITON_INTERPRET=0
 cd "$ROOT" || exit 2
 echo "gpu-evidence: $CUDA_LINE; budget ${BUDGET} s; output in $OUT_DIR"
 

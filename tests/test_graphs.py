@@ -59,6 +59,17 @@ class _NoSyncs:
         torch.cuda.synchronize()
 
 
+def test_triton_kernel_is_compiled_not_interpreted():
+    """On CUDA the triton backend must run the compiled kernel: the interpreter would copy through the host."""
+    import triton
+
+    from fusedsched.ops import _triton
+
+    assert not _triton.INTERPRETED
+    kernels = [v for v in vars(_triton).values() if isinstance(v, triton.runtime.jit.KernelInterface)]
+    assert kernels and all(isinstance(k, triton.runtime.jit.JITFunction) for k in kernels), kernels
+
+
 def _model():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)).cuda()
