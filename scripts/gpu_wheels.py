@@ -18,7 +18,6 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,6 +85,8 @@ def wheel_requirements(wheel: Path) -> tuple[str, list[str]]:
 
 
 def project_requirements() -> list[str]:
+    import tomllib  # Python 3.11+
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return list(project.get("dependencies", [])) + list(project.get("optional-dependencies", {}).get("test", []))
 
