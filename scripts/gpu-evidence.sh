@@ -8,7 +8,7 @@
 # 2. Installs the wheels of .whl/ (make gpu-wheels: what the GPU machine lacks, pydantic first) into
 #    a temporary site dir, and builds fusedsched._C in place against this machine's torch
 #    (FUSEDSCHED_BUILD_NATIVE=1, for this GPU's arch).
-# 3. Runs, most important first, each stage under what is left of the time budget (default 450 s,
+# 3. Runs, most important first, each stage under what is left of the time budget (default 420 s,
 #    so the whole run ends inside 8 minutes): pytest -m cuda tests; the precision sweep
 #    (scripts/gpu_precision_sweep.py); python -m fusedsched bench; the demo on CUDA; pytest benchmarks/.
 # 4. Writes summary.md (scripts/gpu_evidence_report.py) and prints its headline.
@@ -23,7 +23,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 OUT_DIR=${OUT:-$ROOT/gpu-evidence}
 WHEELS=$ROOT/.whl
-BUDGET=450
+BUDGET=420
 CHECK_WHEELS=0
 COMMAND="bash scripts/gpu-evidence.sh${*:+ $*}"
 USAGE="usage: bash scripts/gpu-evidence.sh [--out DIR] [--budget SECONDS] [--wheels DIR] [--check-wheels]"
@@ -163,7 +163,7 @@ stage benchmarks 150 "$PYTHON" -m pytest benchmarks/ -q -p no:cacheprovider --be
     --benchmark-columns=median,iqr,min,max,rounds,iterations --benchmark-sort=name
 
 # 4. The summary (outside the budget's stages: it only reads files).
-if ! timeout 60 "$PYTHON" scripts/gpu_evidence_report.py summary --out "$OUT_DIR" --stages "$STAGES/stages.tsv" \
+if ! timeout 30 "$PYTHON" scripts/gpu_evidence_report.py summary --out "$OUT_DIR" --stages "$STAGES/stages.tsv" \
         --seconds $((SECONDS - START)) 2>&1 | tee -a "$LOG"; then
     record summary failed 0 1 "see run.log"
 fi
