@@ -32,3 +32,34 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/fusedsched/_C*.so
+
+# --- GPU readiness, checked without a GPU -----------------------------------------------------
+# check-gpu-build compiles both GPU kernels for sm_80 and sm_90 on a machine with no GPU: the
+# native extension with its CUDA kernel against the CUDA build of torch in $(CUDA_VENV) (kept apart
+# from .venv, whose torch is the CPU build), and the Triton kernel ahead of time with .venv's
+# Triton (scripts/check_gpu_build.py). CUDA_HOME names the nvcc toolkit to build with.
+CUDA_VENV ?= .venv-cuda
+CUDA_PY := $(CUDA_VENV)/bin/python
+CUDA_TORCH_SPEC ?= torch==2.14.1
+CUDA_HOME ?= /usr/local/cuda
+CUDA_ARCHS ?= 8.0;9.0
+CUDA_STAMP := $(CUDA_VENV)/.installed
+
+.PHONY: check-gpu-build gpu-wheels
+
+$(CUDA_STAMP):
+	test -x $(CUDA_PY) || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_PY) -m pip install -q "$(CUDA_TORCH_SPEC)" setuptools wheel ninja numpy
+	touch $@
+
+check-gpu-build: $(STAMP) $(CUDA_STAMP)
+	$(PY) scripts/check_gpu_build.py --cuda-python $(CUDA_PY) --cuda-home "$(CUDA_HOME)" --archs "$(CUDA_ARCHS)"
+
+# --- GPU evidence kit (README.md, "GPU evidence") ----------------------------------------------
+# gpu-wheels puts into .whl/ the cp312 wheels the lent GPU machine lacks (it has no network), checks
+# that every requirement is either carried or on that machine, and records the commit in .whl/SOURCE.
+GPU_WHEELS ?= pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
+	typing-extensions==4.16.0
+
+gpu-wheels:
+	$(PYTHON) scripts/gpu_wheels.py $(GPU_WHEELS)

@@ -1,15 +1,22 @@
-"""Whole-step CUDA-graph capture (GPU only; skipped with a reason elsewhere).
+"""CUDA-graph capture and replay on every backend (GPU only; skipped with a reason elsewhere).
 
-A captured forward + backward + optimizer.step() + scheduler.step() is replayed 1000 times under
-``torch.cuda.set_sync_debug_mode("error")``: the parameters must match an eager run whose float
-learning rates come from ``compute_lr``, and the device counter must read 1000 more.
+- A captured whole training step (forward + backward + optimizer.step() + scheduler.step()) for
+  Adam, SGD with momentum and Adagrad is replayed 1000 times under
+  ``torch.cuda.set_sync_debug_mode("error")`` (any host sync raises): the learning rate of every
+  replay equals float32(compute_lr), the device counter reads 1000 more, and the parameters match
+  an eager run of a plain torch optimizer whose float learning rates come from ``compute_lr``.
+- A graph holding only ``scheduler.step()`` for 1025 groups of every kind is replayed 1000 times
+  from step 0 and from 2**40, under the same sync check, against float32(compute_lr).
 """
 
+import numpy as np
 import pytest
 import torch
 
-from fusedsched import LearningRate, OptimizerConfig, build_optimizer, compute_lr
-from fusedsched.ops import unavailable_reason
+from fusedsched import LearningRate, LRShim, OptimizerConfig, build_optimizer, compute_lr
+from fusedsched.ops import BACKENDS, unavailable_reason
+
+from _compare import assert_lrs_match, configs_for
 
 pytestmark = pytest.mark.cuda
 
@@ -22,6 +29,45 @@ OPTIMIZERS = {
     "adagrad": {"adagrad": {"lr": 0.05, "eps": 1e-10}},
 }
 WARMUP, REPLAYS = 3, 1000
+
+
+def _f32(x: float) -> float:
+    return float(torch.tensor(x, dtype=torch.float32))
+
+
+def _expected(configs: list[LearningRate], steps: range) -> np.ndarray:
+    """float32(compute_lr) as ``[step, group]``, computed once per distinct config."""
+    columns = {id(c): np.array([compute_lr(c, s) for s in steps], np.float64).astype(np.float32) for c in configs}
+    return np.stack([columns[id(c)] for c in configs], axis=1)
+
+
+def _require(backend: str) -> None:
+    reason = unavailable_reason(backend, "cuda")
+    if reason:
+        pytest.skip(f"{backend} unavailable on cuda: {reason}")
+
+
+class _NoSyncs:
+    """``torch.cuda.set_sync_debug_mode("error")`` inside: any synchronizing CUDA call raises."""
+
+    def __enter__(self):
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+
+    def __exit__(self, *exc):
+        torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize()
+
+
+def test_triton_kernel_is_compiled_not_interpreted():
+    """On CUDA the triton backend must run the compiled kernel: the interpreter would copy through the host."""
+    import triton
+
+    from fusedsched.ops import _triton
+
+    assert not _triton.INTERPRETED
+    kernels = [v for v in vars(_triton).values() if isinstance(v, triton.runtime.jit.KernelInterface)]
+    assert kernels and all(isinstance(k, triton.runtime.jit.JITFunction) for k in kernels), kernels
 
 
 def _model():
@@ -42,7 +88,7 @@ def _eager_reference(name, xs, ys):
     for i in range(WARMUP + REPLAYS):
         # the device-mode lr at step i is float32(compute_lr(i)); schedule step i drives update i+1
         for group in opt.param_groups:
-            group["lr"] = float(torch.tensor(compute_lr(SCHEDULE, i), dtype=torch.float32))
+            group["lr"] = _f32(compute_lr(SCHEDULE, i))
         x, y = (xs[0], ys[0]) if i < WARMUP else (xs[i - WARMUP], ys[i - WARMUP])
         opt.zero_grad(set_to_none=True)
         _loss(model, x, y).backward()
@@ -50,14 +96,12 @@ def _eager_reference(name, xs, ys):
     return model
 
 
-@pytest.mark.parametrize("backend", ["triton", "native", "reference"])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_replayed_step_matches_eager(name, backend):
     from fusedsched.graphs import CapturedTrainingStep
 
-    reason = unavailable_reason(backend, "cuda")
-    if reason:
-        pytest.skip(f"{backend} unavailable on cuda: {reason}")
+    _require(backend)
     g = torch.Generator(device="cuda").manual_seed(1)
     xs = torch.randn(REPLAYS, 64, 16, device="cuda", generator=g)
     ys = torch.randn(REPLAYS, 64, 1, device="cuda", generator=g)
@@ -68,19 +112,53 @@ def test_replayed_step_matches_eager(name, backend):
     assert scheduler.device_schedule and scheduler.backend == backend
     step = CapturedTrainingStep(lambda x, y: _loss(model, x, y), optimizer, scheduler, (xs[0], ys[0]), WARMUP)
     start = scheduler.step_tensor.item()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    assert start == WARMUP
+    used = torch.full((REPLAYS,), float("nan"), device="cuda")  # the lr each replay's optimizer.step() read
+    with _NoSyncs():
         for i in range(REPLAYS):
+            used[i].copy_(optimizer.param_groups[0]["lr"])
             step.replay(xs[i], ys[i])
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    torch.cuda.synchronize()
     assert scheduler.step_tensor.item() == start + REPLAYS
     assert scheduler.last_epoch == start + REPLAYS
-    want = float(torch.tensor(compute_lr(SCHEDULE, start + REPLAYS), dtype=torch.float32))
-    assert scheduler.get_last_lr() == [want]
+    steps = range(start, start + REPLAYS + 1)
+    assert_lrs_match(used, _expected([SCHEDULE], steps)[:-1, 0], f"{backend}: lr read by each replay")
+    assert_lrs_match(torch.tensor(scheduler.get_last_lr()), _expected([SCHEDULE], steps)[-1], f"{backend}: last lr")
 
     reference = _eager_reference(name, xs, ys)
     for p, q in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def _capture(fn) -> torch.cuda.CUDAGraph:
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream: compiles and loads the kernel
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph
+
+
+@pytest.mark.parametrize("first", [0, 2**40])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_schedule_only_graph_every_kind(backend, first):
+    _require(backend)
+    configs = configs_for(1025)
+    params = [torch.nn.Parameter(torch.zeros(1, device="cuda")) for _ in configs]
+    optimizer = torch.optim.SGD([{"params": [p], "lr": 0.0} for p in params], lr=0.0)
+    shim = LRShim(optimizer, {f"g{i}": c for i, c in enumerate(configs)}, device_schedule=True, backend=backend)
+    graph = _capture(shim.step)
+    shim.step_tensor.fill_(first - 1)  # a device write: the graph reads the counter where it is
+    history = torch.full((REPLAYS, len(configs)), float("nan"), device="cuda")
+    with _NoSyncs():
+        for i in range(REPLAYS):
+            graph.replay()
+            history[i].copy_(shim.lr_tensor)
+    assert shim.step_tensor.item() == first - 1 + REPLAYS
+    assert optimizer.param_groups[5]["lr"].data_ptr() == shim.lr_tensor[5].data_ptr()
+    got = history.cpu()
+    one_ulp = assert_lrs_match(got, _expected(configs, range(first, first + REPLAYS)), f"{backend} from step {first}")
+    assert one_ulp <= 1e-4 * got.numel(), f"{backend}: {one_ulp} of {got.numel()} values one ulp off"
