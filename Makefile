@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(PY) -m fusedsched bench
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/fusedsched/_C*.so
+	rm -rf $(VENV) .venv-cuda build src/*.egg-info src/fusedsched/_C*.so
 
 # --- GPU readiness, checked without a GPU -----------------------------------------------------
 # check-gpu-build compiles both GPU kernels for sm_80 and sm_90 on a machine with no GPU: the

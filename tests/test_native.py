@@ -8,7 +8,10 @@ extension is not built; CI builds it with ``FUSEDSCHED_BUILD_NATIVE=1`` and then
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before fusedsched (conftest.py does it first in a session)
+import torch
+
+if not torch.cuda.is_available():  # before fusedsched, when this file runs alone (conftest.py does it in a session)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import random
 import subprocess
@@ -16,7 +19,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 from fusedsched.config import LearningRate
 from fusedsched.ops import _native, unavailable_reason
