@@ -507,3 +507,50 @@ def test_state_dict_is_plain_python_data_in_every_mode(mode):
     _assert_plain(state)
     assert state["base_lrs"] == [0.5, 0.5]
     assert _save_load(state) == state
+
+
+def _adam_run(model, optimizer, shim, batches):
+    for x in batches:
+        model(x).square().mean().backward()
+        optimizer.step()
+        shim.step()
+        optimizer.zero_grad()
+
+
+@pytest.mark.parametrize("order", ["optimizer_then_scheduler", "scheduler_then_optimizer", "optimizer_before_scheduler_is_built"])
+@pytest.mark.parametrize("mode", MODES)
+def test_resume_in_any_load_order_is_bit_identical(mode, order):
+    gen = torch.Generator().manual_seed(3)
+    batches = [torch.randn(4, 3, generator=gen) for _ in range(12)]
+    lr_dict = {"layer": COSINE}
+
+    def build(seed):
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(3, 2)
+        lr = torch.tensor(0.0) if mode == "device" else 0.0
+        return model, torch.optim.Adam([{"params": model.parameters(), "name": "layer"}], lr=lr, fused=True)
+
+    model, optimizer = build(0)
+    _adam_run(model, optimizer, _shim(optimizer, lr_dict, mode), batches)
+
+    first, first_opt = build(0)
+    first_shim = _shim(first_opt, lr_dict, mode)
+    _adam_run(first, first_opt, first_shim, batches[:5])
+    checkpoint = _save_load({"model": first.state_dict(), "opt": first_opt.state_dict(), "sched": first_shim.state_dict()})
+
+    resumed, opt = build(1)
+    resumed.load_state_dict(checkpoint["model"])
+    if order == "optimizer_before_scheduler_is_built":
+        opt.load_state_dict(checkpoint["opt"])
+    shim = _shim(opt, lr_dict, mode)
+    if order == "optimizer_then_scheduler":
+        opt.load_state_dict(checkpoint["opt"])
+    shim.load_state_dict(checkpoint["sched"])
+    if order == "scheduler_then_optimizer":
+        opt.load_state_dict(checkpoint["opt"])
+    if mode == "device":
+        assert opt.param_groups[0]["lr"].data_ptr() == shim.lr_tensor.data_ptr()
+    _adam_run(resumed, opt, shim, batches[5:])
+    assert shim.last_epoch == 12
+    for got, want in zip(resumed.parameters(), model.parameters()):
+        assert torch.equal(got, want)
