@@ -179,6 +179,7 @@ class GroupBinding:
         self._generation = 0
         self._problem: str | None = None  # set when a group is found detached; raised by check()
         self._superseded = False
+        self._hooked: dict[int, Any] = {}  # id(optimizer) -> its load_state_dict post-hook handle
 
     def __getstate__(self) -> dict[str, Any]:
         keep = ("client", "_leaves", "optimizer", "_owners", "names", "_counts", "_lrs")
@@ -324,7 +325,9 @@ class GroupBinding:
             objects.extend(chain)
         for obj in objects:
             if "_optimizer_load_state_dict_post_hooks" in getattr(obj, "__dict__", {}):
-                obj.register_load_state_dict_post_hook(_RebindHook(self))
+                handle = self._hooked.get(id(obj))
+                if handle is None or handle.id not in obj._optimizer_load_state_dict_post_hooks:
+                    self._hooked[id(obj)] = obj.register_load_state_dict_post_hook(_RebindHook(self))
             elif callable(getattr(obj, "load_state_dict", None)):
                 current = obj.__dict__.get("load_state_dict") if hasattr(obj, "__dict__") else None
                 if isinstance(current, _RebindAfterLoad):

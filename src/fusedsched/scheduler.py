@@ -302,7 +302,7 @@ class LRShim(LRScheduler):
         self._binding.require_layout(taking_back=True)
         if self.device_schedule:
             self._binding.reclaim()
-        else:
+        elif self._last_epoch >= 0:
             self._write_host(self._rates(self._last_epoch))
 
     # --- step and last_epoch: one truth -----------------------------------------------------------
