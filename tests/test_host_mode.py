@@ -88,3 +88,15 @@ def test_state_dict_round_trip_keeps_host_rates_exact(copies):
         other.step()
         copy.step()
         _assert_exact(other, copy, configs, s)
+
+
+def test_a_tensor_lr_is_filled_in_place_as_torch_schedulers_do():
+    lr = torch.tensor(0.5, dtype=torch.float64)
+    optimizer = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr},
+                                 {"params": [torch.nn.Parameter(torch.zeros(1))]}], lr=0.5)
+    shim = LRShim(optimizer, {"a": CONFIGS[6], "b": CONFIGS[4]}, device_schedule=False)
+    for s in range(1, 12):
+        optimizer.step()
+        shim.step()
+        assert optimizer.param_groups[0]["lr"] is lr
+        assert [float(g["lr"]) for g in optimizer.param_groups] == [compute_lr(CONFIGS[6], s), compute_lr(CONFIGS[4], s)]

@@ -165,13 +165,15 @@ def test_device_counter_and_step_count_agree_after_replays_and_jumps():
     assert shim.get_last_lr() == _want([COSINE], 20, "device")
 
 
-def _composite(kind: str, mode: str, milestone: int = 5):
+def _composite(kind: str, mode: str, milestone: int = 5, shim_first: bool = True):
     optimizer = _optimizer(n=2, lr=1.0)
     if mode == "torch":  # the same schedule as torch users write it: LambdaLR over compute_lr, base lr 1
         first = LambdaLR(optimizer, [lambda s: compute_lr(COSINE, s), lambda s: compute_lr(PIECEWISE, s)])
     else:
         first = _shim(optimizer, {"a": COSINE, "b": PIECEWISE}, mode)
     second = ExponentialLR(optimizer, gamma=0.9)
+    if not shim_first:
+        first, second = second, first
     if kind == "sequential":
         composite = SequentialLR(optimizer, [first, second], milestones=[milestone])
     else:
@@ -184,11 +186,12 @@ def _composite(kind: str, mode: str, milestone: int = 5):
     return np.array(lrs)
 
 
+@pytest.mark.parametrize("shim_first", [True, False], ids=["lrshim_first", "lrshim_second"])
 @pytest.mark.parametrize("kind", ["sequential", "chained"])
-def test_torch_composites_give_the_same_numbers_in_both_modes_and_as_torch(kind):
+def test_torch_composites_give_the_same_numbers_in_both_modes_and_as_torch(kind, shim_first):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        torch_lrs, host, device = (_composite(kind, mode) for mode in ("torch", "host", "device"))
+        torch_lrs, host, device = (_composite(kind, mode, shim_first=shim_first) for mode in ("torch", "host", "device"))
     assert np.array_equal(host, torch_lrs)
     # device mode stores float32 (and ExponentialLR multiplies the float32 rate): within float32 rounding
     np.testing.assert_allclose(device, torch_lrs, rtol=3e-7, atol=0)

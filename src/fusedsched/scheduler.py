@@ -404,8 +404,13 @@ class LRShim(LRScheduler):
         self._last_epoch = step
 
     def _write_host(self, values: list[float]) -> None:
+        """Set every group's lr; a tensor lr is filled in place, as torch's schedulers do."""
         for group, lr in zip(self._binding.groups(), values):
-            group["lr"] = lr
+            old = group["lr"]
+            if type(old) is float or not isinstance(old, torch.Tensor):
+                group["lr"] = lr
+            else:
+                old.fill_(lr)
         self._last_lr = values
 
     # --- the LRScheduler contract -------------------------------------------------------------
