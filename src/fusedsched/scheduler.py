@@ -497,7 +497,8 @@ class LRShim(LRScheduler):
         if base_lrs is not None:
             if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(names):
                 raise ValueError(
-                    f"state_dict['base_lrs'] must be a list of {len(names)} numbers (one per group), got {base_lrs!r:.200}"
+                    f"state_dict['base_lrs'] must be a list of {len(names)} numbers (one per group), "
+                    f"got {base_lrs!r:.200}"
                 )
             try:
                 base_lrs = [_float(base_lrs[i]) for i in order]
@@ -506,7 +507,9 @@ class LRShim(LRScheduler):
         if differences:
             lines = "\n  ".join(differences)
             if strict:
-                raise ValueError(f"the checkpoint's schedules differ from the configured ones (strict=True):\n  {lines}")
+                raise ValueError(
+                    f"the checkpoint's schedules differ from the configured ones (strict=True):\n  {lines}"
+                )
             warnings.warn(
                 ScheduleChangedWarning(
                     f"the checkpoint's schedules differ from the configured ones; using the configured "
