@@ -17,7 +17,7 @@ import torch
 from _compare import CONFIGS, assert_lrs_match, expected_f32
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fusedsched import LearningRate, LRShim, compute_lr
+from fusedsched import LearningRate, LRShim, ScheduleChangedWarning, compute_lr
 from fusedsched.ops import advance_, unavailable_reason
 
 # Small ends, so stepping through every edge is cheap: step 0, the last ramp step, each boundary
@@ -218,7 +218,7 @@ def test_step_with_an_invalid_epoch_is_rejected_and_changes_nothing(mode, epoch,
     _step(optimizer, shim)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the epoch deprecation warning
-        with pytest.raises(error, match="step must be"):
+        with pytest.raises(error, match="epoch must be"):
             shim.step(epoch)
     assert shim.last_epoch == 1
     _check_lrs(shim, [cfg], 1, mode)
@@ -277,7 +277,7 @@ def test_combined_optimizer_groups_flattened_in_order(mode):
     p = _params(3)
     first = torch.optim.SGD([{"params": [p[0]]}, {"params": [p[1]]}], lr=0.5)
     second = torch.optim.Adam([p[2]], lr=0.5)
-    combined = _Combined([("sparse", first), ("dense", second)])
+    combined = _Combined([("", first), ("", second)])  # no names: the order decides, as in tml
     assert not isinstance(combined, torch.optim.Optimizer)
     configs = [EDGE_CONFIGS["piecewise"], EDGE_CONFIGS["ramp"], EDGE_CONFIGS["cosine"]]
     shim = _shim(combined, {"a": configs[0], "b": configs[1], "c": configs[2]}, mode)
@@ -348,7 +348,7 @@ def _assert_same_state(got: dict, want: dict) -> None:
 
 @pytest.mark.parametrize("copy_mode", MODES)
 @pytest.mark.parametrize("mode", MODES)
-def test_state_dict_round_trip_into_a_differently_configured_shim(mode, copy_mode):
+def test_state_dict_round_trip_restores_the_run(mode, copy_mode):
     """As pytorch's test_lrscheduler: after loading, the copy produces the original's values."""
     configs = [EDGE_CONFIGS["piecewise"], EDGE_CONFIGS["cosine"]]
     optimizer = _sgd(2)
@@ -360,10 +360,13 @@ def test_state_dict_round_trip_into_a_differently_configured_shim(mode, copy_mod
         assert state["device_step"] == 8
     assert state["last_epoch"] == 8
 
-    other = _sgd(2, lr=0.01)
-    copy = _shim(other, {"x": EDGE_CONFIGS["constant"], "y": EDGE_CONFIGS["ramp"]}, copy_mode)
-    copy.load_state_dict(state)
+    other = _sgd(2, lr=0.01)  # another base lr: the state restores the original's
+    copy = _shim(other, {"a": configs[0], "b": configs[1]}, copy_mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # same schedules: nothing to report
+        copy.load_state_dict(state)
     assert copy.last_epoch == 8
+    assert copy.base_lrs == [0.5, 0.5]
     assert copy.device_schedule is (copy_mode == "device")  # the mode belongs to the instance
     if copy_mode == "device":
         assert copy.step_tensor.item() == 8
@@ -381,6 +384,34 @@ def test_state_dict_round_trip_into_a_differently_configured_shim(mode, copy_mod
         _check_lrs(copy, configs, s, copy_mode, "copy")
 
 
+@pytest.mark.parametrize("copy_mode", MODES)
+@pytest.mark.parametrize("mode", MODES)
+def test_state_dict_round_trip_into_a_differently_configured_shim(mode, copy_mode):
+    """The configured schedules win, the checkpoint gives the step, each difference is reported."""
+    optimizer = _sgd(2)
+    shim = _shim(optimizer, {"a": EDGE_CONFIGS["piecewise"], "b": EDGE_CONFIGS["cosine"]}, mode)
+    for _ in range(8):
+        _step(optimizer, shim)
+    state = _save_load(shim.state_dict())
+
+    configured = [EDGE_CONFIGS["constant"], EDGE_CONFIGS["ramp"]]
+    other = _sgd(2, lr=0.01)
+    copy = _shim(other, {"a": configured[0], "b": configured[1]}, copy_mode)
+    with pytest.warns(ScheduleChangedWarning) as record:
+        copy.load_state_dict(state)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "group 'a': schedule kind is piecewise_constant in the checkpoint, constant configured" in message
+    assert "group 'b': schedule kind is linear_ramp_to_cosine in the checkpoint, linear_ramp_to_constant configured" in message
+    assert copy.last_epoch == 8
+    assert copy.lr_dict == {"a": configured[0], "b": configured[1]}
+    _check_lrs(copy, configured, 8, copy_mode, "copy")
+    for s in range(9, 20):
+        _step(other, copy)
+        _check_lrs(copy, configured, s, copy_mode, "copy")
+    assert copy.state_dict()["lr_dict"] == {"a": {"constant": 0.1}, "b": EDGE_CONFIGS["ramp"].model_dump(exclude_none=True)}
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_state_dict_is_plain_data(mode):
     optimizer = _sgd(2)
@@ -396,13 +427,15 @@ def test_load_state_dict_keeps_device_buffers_in_place():
     """A captured graph or compiled step reads the buffers by address: a load must not move them."""
     optimizer = _sgd(2)
     shim = LRShim(optimizer, {"a": EDGE_CONFIGS["piecewise"], "b": EDGE_CONFIGS["cosine"]}, device_schedule=True)
-    source = LRShim(_sgd(2), {"a": EDGE_CONFIGS["ramp"], "b": EDGE_CONFIGS["piecewise"]}, device_schedule=True)
+    source = LRShim(_sgd(2), {"a": EDGE_CONFIGS["piecewise"], "b": EDGE_CONFIGS["cosine"]}, device_schedule=True)
     for _ in range(5):
         source.step()
     ptrs = [t.data_ptr() for t in (shim._table, shim.step_tensor, shim.lr_tensor)]
+    views = [g["lr"] for g in optimizer.param_groups]
     shim.load_state_dict(source.state_dict())
     assert [t.data_ptr() for t in (shim._table, shim.step_tensor, shim.lr_tensor)] == ptrs
-    _check_lrs(shim, [EDGE_CONFIGS["ramp"], EDGE_CONFIGS["piecewise"]], 5, "device")
+    assert [g["lr"].data_ptr() for g in optimizer.param_groups] == [v.data_ptr() for v in views]
+    _check_lrs(shim, [EDGE_CONFIGS["piecewise"], EDGE_CONFIGS["cosine"]], 5, "device")
 
 
 # --- device mode specifics ----------------------------------------------------------------------
@@ -485,13 +518,13 @@ def test_combined_optimizer_load_state_dict_rebinds_every_sub_optimizer():
     p = _params(2)
     first = torch.optim.SGD([p[0]], lr=0.5)
     second = torch.optim.SGD([p[1]], lr=0.5)
-    combined = _Combined([("a", first), ("b", second)])
-    configs = [EDGE_CONFIGS["ramp"], EDGE_CONFIGS["cosine"]]
-    shim = LRShim(combined, {"a": configs[0], "b": configs[1]}, device_schedule=True)
+    combined = _Combined([("b", second), ("a", first)])
+    configs = [EDGE_CONFIGS["cosine"], EDGE_CONFIGS["ramp"]]  # the groups' order: b, a
+    shim = LRShim(combined, {"a": configs[1], "b": configs[0]}, device_schedule=True)
     second.load_state_dict(second.state_dict())
     for s in range(1, 6):
         shim.step()
-        got = [float(g["lr"]) for g in first.param_groups + second.param_groups]
+        got = [float(g["lr"]) for g in second.param_groups + first.param_groups]
         assert_lrs_match(np.array(got), expected_f32(configs, s), f"step {s}")
 
 

@@ -3,71 +3,100 @@
 Every param group's schedule is compiled once into a device table and evaluated by one op launch
 per ``scheduler.step()``, straight into the float32 tensors torch's fused optimizers read, so a
 training step captured in a CUDA graph advances its schedule on every replay.
+
+The names below are imported on first use (PEP 562), so ``import fusedsched`` costs little more
+than ``import torch``; ``from fusedsched import LRShim`` imports what ``LRShim`` needs.
 """
 
-from .config import (
-    AdagradConfig,
-    AdamConfig,
-    EmbeddingOptimizerConfig,
-    LearningRate,
-    LinearRampToConstant,
-    LinearRampToCosine,
-    MultiTaskLearningRates,
-    OptimizerConfig,
-    PiecewiseConstant,
-    RecapAdamConfig,
-    RecapMultiTaskLearningRates,
-    RecapOptimizerConfig,
-    SgdConfig,
-    dump_config,
-    load_config,
-    read_config_file,
-    validate_optimizer_config,
-)
-from .optim import (
-    ALL_PARAMS,
-    FusedAdagrad,
-    build_multi_task_optimizer,
-    build_optimizer,
-    get_optimizer_class,
-    multi_task_param_groups,
-    recap_param_groups,
-    schedules_by_group,
-)
-from .plotting import plot_schedules  # imports matplotlib only when called
-from .schedules import compute_lr, compute_lr_array
-from .scheduler import LRShim
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ALL_PARAMS",
-    "AdagradConfig",
-    "AdamConfig",
-    "EmbeddingOptimizerConfig",
-    "FusedAdagrad",
-    "LRShim",
-    "LearningRate",
-    "LinearRampToConstant",
-    "LinearRampToCosine",
-    "MultiTaskLearningRates",
-    "OptimizerConfig",
-    "PiecewiseConstant",
-    "RecapAdamConfig",
-    "RecapMultiTaskLearningRates",
-    "RecapOptimizerConfig",
-    "SgdConfig",
-    "build_multi_task_optimizer",
-    "build_optimizer",
-    "compute_lr",
-    "compute_lr_array",
-    "dump_config",
-    "get_optimizer_class",
-    "load_config",
-    "multi_task_param_groups",
-    "plot_schedules",
-    "read_config_file",
-    "recap_param_groups",
-    "schedules_by_group",
-    "validate_optimizer_config",
-]
+# name -> the submodule that defines it
+_EXPORTS = {
+    "AdagradConfig": "config",
+    "AdamConfig": "config",
+    "LearningRate": "config",
+    "LinearRampToConstant": "config",
+    "LinearRampToCosine": "config",
+    "MultiTaskLearningRates": "config",
+    "OptimizerConfig": "config",
+    "PiecewiseConstant": "config",
+    "SgdConfig": "config",
+    "EmbeddingOptimizerConfig": "config",
+    "RecapAdamConfig": "config",
+    "RecapMultiTaskLearningRates": "config",
+    "RecapOptimizerConfig": "config",
+    "dump_config": "config",
+    "load_config": "config",
+    "read_config_file": "config",
+    "validate_optimizer_config": "config",
+    "FusedAdagrad": "adagrad",
+    "ALL_PARAMS": "optim",
+    "build_multi_task_optimizer": "optim",
+    "build_optimizer": "optim",
+    "get_optimizer_class": "optim",
+    "multi_task_param_groups": "optim",
+    "recap_param_groups": "optim",
+    "schedules_by_group": "optim",
+    "plot_schedules": "plotting",  # imports matplotlib only when called
+    "compute_lr": "schedules",
+    "compute_lr_array": "schedules",
+    "GroupBindingError": "binding",
+    "LRShim": "scheduler",
+    "ScheduleChangedWarning": "scheduler",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fusedsched' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from .adagrad import FusedAdagrad
+    from .binding import GroupBindingError
+    from .config import (
+        AdagradConfig,
+        AdamConfig,
+        EmbeddingOptimizerConfig,
+        LearningRate,
+        LinearRampToConstant,
+        LinearRampToCosine,
+        MultiTaskLearningRates,
+        OptimizerConfig,
+        PiecewiseConstant,
+        RecapAdamConfig,
+        RecapMultiTaskLearningRates,
+        RecapOptimizerConfig,
+        SgdConfig,
+        dump_config,
+        load_config,
+        read_config_file,
+        validate_optimizer_config,
+    )
+    from .optim import (
+        ALL_PARAMS,
+        build_multi_task_optimizer,
+        build_optimizer,
+        get_optimizer_class,
+        multi_task_param_groups,
+        recap_param_groups,
+        schedules_by_group,
+    )
+    from .plotting import plot_schedules
+    from .schedules import compute_lr, compute_lr_array
+    from .scheduler import LRShim, ScheduleChangedWarning

@@ -29,6 +29,7 @@ import pydantic
 import torch
 from torch.optim import Optimizer
 
+from .adagrad import FusedAdagrad
 from .config import (
     EmbeddingOptimizerConfig,
     LearningRate,
@@ -48,60 +49,6 @@ DENSE_EBC = "dense_ebc"
 EMBEDDING_BAGS = "embedding_bags"
 #: recap's group for every parameter under ``single_task_learning_rate``.
 SINGLE_TASK = "single_task"
-
-
-# Not traced by torch.compile, like torch's own ``_fused_<name>`` functions: aten::_fused_adagrad_
-# has no fake (meta) kernel, so tracing it fails; the compiled step graph-breaks here instead.
-@torch.compiler.disable
-def _fused_adagrad(params, grads, state_sums, state_steps, **kwargs: Any) -> None:
-    torch._foreach_add_(state_steps, 1)
-    torch._fused_adagrad_(params, grads, state_sums, state_steps, **kwargs)
-
-
-class FusedAdagrad(torch.optim.Adagrad):
-    """Adagrad whose step runs ``torch._fused_adagrad_`` with a device step count and tensor lr.
-
-    Graph-safe on every supported torch: the class ``torch.optim.Adagrad`` refuses ``fused=True``
-    on CUDA before torch 2.13 (though the kernel exists), and its foreach path keeps the step count
-    on the CPU. Same math as ``torch.optim.Adagrad`` (``lr_decay``, ``weight_decay``, ``maximize``);
-    no sparse or complex parameters.
-    """
-
-    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-2, eps: float = 1e-10, **kwargs: Any) -> None:
-        for key in ("fused", "foreach", "differentiable"):
-            if kwargs.pop(key, None):
-                raise ValueError(f"FusedAdagrad is always fused; {key}=True is not an option")
-        super().__init__(params, lr=lr, eps=eps, foreach=False, **kwargs)
-        for group in self.param_groups:
-            group["fused"] = True  # so Optimizer.load_state_dict keeps "step" on the param's device
-            for p in group["params"]:
-                self.state[p]["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            if any(p.grad.is_sparse or p.is_complex() for p in params):
-                raise RuntimeError("FusedAdagrad does not support sparse gradients or complex parameters")
-            states = [self.state[p] for p in params]
-            _fused_adagrad(
-                params,
-                [p.grad for p in params],
-                [s["sum"] for s in states],
-                [s["step"] for s in states],
-                lr=group["lr"],
-                lr_decay=group["lr_decay"],
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                maximize=group["maximize"],
-            )
-        return loss
 
 
 def get_optimizer_class(optimizer_config: OptimizerConfig | RecapOptimizerConfig) -> type[Optimizer]:
