@@ -8,9 +8,26 @@ import os
 
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, settings
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Property tests: the same examples on every run and in CI (derandomized, no example database),
+# sized to keep tests/test_properties.py well under a minute on two CPU cores. A longer random
+# search: FUSEDSCHED_HYPOTHESIS_PROFILE=thorough; a failure prints a @reproduce_failure blob.
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,  # the Triton interpreter's speed varies with machine load
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],  # no "explain": it traces every line
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=500, derandomize=False)
+settings.load_profile(os.environ.get("FUSEDSCHED_HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(config, items):
