@@ -49,34 +49,82 @@ def _rate(rng: random.Random) -> float:
     return rng.choice([0.0, 0.1, 1.0, 3e-4, 10 ** rng.uniform(-7, 0.5)])
 
 
-def config_pool(seed: int = 0, size: int = 48) -> list[LearningRate]:
+def _step(rng: random.Random, lo: int = 1, hi: int = 120) -> int:
+    return rng.choice([rng.randint(lo, hi), rng.randint(lo, hi), BIG + rng.randint(-3, 3)])
+
+
+def _tml_kind(kind: str, rng: random.Random) -> dict:
+    if kind == "constant":
+        return {"constant": _rate(rng)}
+    if kind == "piecewise_constant":
+        bounds = sorted(rng.sample(range(0, 220), rng.randint(0, 5)))
+        if rng.random() < 0.25:
+            bounds.append(BIG + rng.randint(-2, 2))
+        values = [_rate(rng) for _ in range(len(bounds) + 1)]
+        return {"piecewise_constant": dict(learning_rate_boundaries=bounds, learning_rate_values=values)}
+    if kind == "linear_ramp_to_constant":
+        ramp = rng.choice([1, 7, rng.randint(1, 250), BIG + 1])
+        return {"linear_ramp_to_constant": dict(learning_rate=_rate(rng), num_ramp_steps=ramp)}
+    if rng.random() < 0.25:  # the cosine decay still running at 2**40
+        ramp, final = rng.randint(1, 100), BIG + rng.randint(-1, 5)
+    else:
+        ramp = rng.randint(1, 120)
+        final = ramp + rng.randint(1, 120)
+    return {"linear_ramp_to_cosine": dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng),
+                                          num_ramp_steps=ramp, final_num_steps=final)}
+
+
+def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
+    """A random config of ``kind`` whose phase boundaries fall inside the tested steps."""
+    ramp = rng.choice([0, rng.randint(1, 40)])
+    if kind in LearningRate.KINDS[:4]:
+        return _tml_kind(kind, rng)
+    if kind == "exponential_decay":
+        rate = rng.choice([0.5, 0.9, 0.999, 1.01, rng.uniform(0.01, 2)])
+        return {kind: dict(learning_rate=_rate(rng), decay_rate=rate, decay_steps=rng.choice([1, rng.randint(1, 50)]),
+                           num_ramp_steps=ramp, staircase=rng.random() < 0.5,
+                           end_learning_rate=rng.choice([None, _rate(rng)]))}
+    if kind == "polynomial_decay":
+        return {kind: dict(learning_rate=_rate(rng), end_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           final_num_steps=ramp + _step(rng), power=rng.choice([1.0, 2.0, 0.5, rng.uniform(0.1, 5)]))}
+    if kind == "warmup_stable_decay":
+        shapes = ["linear", "cosine", "1-sqrt"]
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           num_stable_steps=rng.randint(0, 60), num_decay_steps=_step(rng, 0),
+                           decay_shape=rng.choice(shapes), ramp_shape=rng.choice(shapes),
+                           num_cycles=rng.choice([0.5, rng.uniform(0.2, 2)]))}
+    if kind == "cosine_annealing":
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           num_steps=_step(rng), num_cycles=rng.choice([0.5, rng.randint(1, 5), rng.uniform(0.1, 3)]),
+                           hard_restarts=rng.random() < 0.5)}
+    if kind == "cosine_with_restarts":
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           cycle_steps=rng.choice([1, rng.randint(1, 30)]), cycle_mult=rng.choice([1, 2, 3, 7]),
+                           cycle_decay=rng.choice([1.0, 0.5, rng.uniform(0.3, 1.2)]))}
+    if kind == "one_cycle":
+        return {kind: dict(max_learning_rate=_rate(rng), total_steps=rng.choice([rng.randint(5, 200), BIG + 7]),
+                           pct_start=rng.choice([0.3, 0.25, 0.45]), anneal_strategy=rng.choice(["cos", "linear"]),
+                           div_factor=rng.choice([25.0, 3.0]), final_div_factor=rng.choice([1e4, 7.0]),
+                           three_phase=rng.random() < 0.5)}
+    if kind == "inverse_sqrt":
+        return {kind: dict(learning_rate=_rate(rng), num_ramp_steps=ramp, timescale=rng.choice([None, rng.randint(1, 500)]))}
+    children = [_kind(rng.choice(LearningRate.KINDS[:-2] if depth else LearningRate.KINDS), rng, depth + 1)
+                for _ in range(rng.randint(1, 3))]
+    if kind == "join":
+        bounds = sorted(rng.sample(range(1, 200), len(children) - 1))
+        return {kind: dict(schedules=children, boundaries=bounds)}
+    return {kind: dict(schedules=children)}  # product
+
+
+def config_pool(seed: int = 0, size: int = 52) -> list[LearningRate]:
     """Configs of every kind whose boundaries fall inside the tested steps (0..200, ~2**40)."""
     rng = random.Random(seed)
     pool = []
-    for i in range(size):
-        kind = LearningRate.KINDS[i % 4]
-        if kind == "constant":
-            pool.append(LearningRate(constant=_rate(rng)))
-        elif kind == "piecewise_constant":
-            bounds = sorted(rng.sample(range(0, 220), rng.randint(0, 5)))
-            if rng.random() < 0.25:
-                bounds.append(BIG + rng.randint(-2, 2))
-            values = [_rate(rng) for _ in range(len(bounds) + 1)]
-            pool.append(LearningRate(piecewise_constant=dict(
-                learning_rate_boundaries=bounds, learning_rate_values=values)))
-        elif kind == "linear_ramp_to_constant":
-            ramp = rng.choice([1, 7, rng.randint(1, 250), BIG + 1])
-            pool.append(LearningRate(linear_ramp_to_constant=dict(
-                learning_rate=_rate(rng), num_ramp_steps=ramp)))
-        else:
-            if rng.random() < 0.25:  # the cosine decay still running at 2**40
-                ramp, final = rng.randint(1, 100), BIG + rng.randint(-1, 5)
-            else:
-                ramp = rng.randint(1, 120)
-                final = ramp + rng.randint(1, 120)
-            pool.append(LearningRate(linear_ramp_to_cosine=dict(
-                learning_rate=_rate(rng), final_learning_rate=_rate(rng),
-                num_ramp_steps=ramp, final_num_steps=final)))
+    while len(pool) < size:
+        try:  # a random one_cycle may have a zero-length phase: draw again
+            pool.append(LearningRate(**_kind(LearningRate.KINDS[len(pool) % len(LearningRate.KINDS)], rng)))
+        except ValueError:
+            continue
     return pool
 
 
@@ -179,7 +227,7 @@ def test_cpu_matches_evaluate_table(num_groups):
 @pytest.mark.parametrize("num_groups", GROUP_COUNTS)
 def test_cpu_matches_compute_lr(num_groups):
     pool, index = group_configs(num_groups, seed=1)
-    assert {pool[i].kind for i in index} == set(LearningRate.KINDS) or num_groups < 4
+    assert {pool[i].kind for i in index} == set(LearningRate.KINDS) or num_groups < len(LearningRate.KINDS)
     table = ScheduleTable.build([pool[i] for i in index]).table
     steps, got = sweep(advance_native, table)
     assert_precision_goal(got, config_reference(pool, index, steps), steps, f"native CPU vs compute_lr, G={num_groups}")
@@ -187,7 +235,7 @@ def test_cpu_matches_compute_lr(num_groups):
 
 @needs_native
 def test_every_kind_alone_matches_compute_lr():
-    pool = config_pool(seed=2, size=8)
+    pool = config_pool(seed=2, size=2 * len(LearningRate.KINDS))
     for cfg in pool:
         table = ScheduleTable.build([cfg]).table
         steps, got = sweep(advance_native, table)
@@ -381,10 +429,11 @@ def test_both_registration_orders_coexist():
     proc = _run_python(
         """
         import fusedsched.ops, torch
+        from fusedsched.program import Segment, Shape, pack_programs
         assert not hasattr(torch.ops.fusedsched, "advance_native_")
         import fusedsched._C
         step, lrs = torch.zeros(1, dtype=torch.int64), torch.zeros(1)
-        table = torch.tensor([[[0.0], [0.0], [1.0], [0.25], [0.0], [0.0]]], dtype=torch.float64)
+        table = pack_programs([[Segment(0, Shape.CONSTANT, 0.25)]])
         torch.ops.fusedsched.advance_native_(step, table, lrs, 1)
         torch.ops.fusedsched.advance_(step, table, lrs, 1, "reference")
         print(int(step), lrs.item())

@@ -1,19 +1,34 @@
-"""Schedule programs: every ``LearningRate`` compiles to a few segments, all groups pack into one table.
+r"""Schedule programs: every ``LearningRate`` compiles to a few segments, all groups pack into one table.
 
-A segment is ``(start, shape, end, v0, v1, p)``. A group's learning rate at step ``s`` is its last
-segment with ``start <= s``, evaluated at ``s``::
+A segment is active on the steps ``START <= s < STOP``. A group's learning rate at step ``s`` is
+the product of its active segments' values, in table order; a plain schedule has exactly one
+active segment at every step (its value times 1.0, exact), a ``product`` has one per factor.
 
-    CONSTANT:  v0
-    LINEAR:    clamp(v0 + ((v1 - v0) / (end - start)) * (s - start), min(v0, v1), max(v0, v1))
-    COSINE:    v1 + (v0 - v1) * 0.5 * (1 + cos(p * (s - start) / (end - start)))
+A segment's value at ``s``, with ``u = (s - SHIFT) - ORIGIN`` and ``span = END - ORIGIN``
+(``SHIFT`` is the integer offset a ``join`` adds; ``ORIGIN`` and ``END`` are local, so shifting
+never rounds them)::
 
-Each shape keeps the operation order of the reference formula it stands for, so the device result
-rounds the same way as ``compute_lr``: ``linear_ramp_to_constant`` is one clamped LINEAR segment
-(``min(L, (L / R) * s)``), ``linear_ramp_to_cosine`` is LINEAR, COSINE (``p = pi``), CONSTANT.
+    CONSTANT         v0
+    LINEAR           clamp(v0 + ((v1 - v0) / span) * u, min(v0, v1), max(v0, v1))
+    COSINE           v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span))
+    EXPONENTIAL      e = u / span, floored when q != 0;  x = v0 * pow(p, e);
+                     max(x, v1) when p < 1, else min(x, v1)
+    POWER            v1 + (v0 - v1) * pow(1 - u / span, p)
+    INV_SQRT         v0 * (1 / sqrt(u / span))
+    ONE_MINUS_SQRT   v1 + (v0 - v1) * (1 - sqrt(u / span))
+    COSINE_RESTARTS  cycles of length span * q**n (q an integer >= 1) from u = 0: n is the cycle
+                     holding u (found in closed form: an estimate from log, corrected exactly),
+                     t = u - (start of cycle n), T = span * q**n;
+                     v1 + (v0 * pow(w, n) - v1) * 0.5 * (1 + cos(p * t / T))
+    COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+
+Each shape keeps the operation order of the reference formulas that compile to it (see
+:mod:`fusedsched.kinds`), so the device rounds like ``compute_lr``. ``pow``, ``cos``, ``log`` and
+``sqrt`` are the C library's in the native kernels, as in Python.
 
 The table is a float64 tensor of shape ``[S, NUM_COLUMNS, G]`` (S = the longest program, G = the
 number of groups), so one column of one segment is contiguous over groups. Shorter programs are
-padded with ``start = +inf``, which no step reaches. Every value a kernel needs (pi included) lives
+padded with ``START = +inf``, which no step reaches. Every value a kernel needs (pi included) lives
 in the table, never in a kernel argument: Triton types Python float arguments as float32 on GPU.
 
 The shape and column codes here are the single source of truth; ``csrc/schedule_math.h`` mirrors
@@ -22,32 +37,44 @@ them and ``tests/test_codes.py`` fails if the two drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from typing import TYPE_CHECKING
-
 if TYPE_CHECKING:
     from .config import LearningRate
+
+INF = math.inf
 
 
 class Shape(enum.IntEnum):
     CONSTANT = 0
     LINEAR = 1
     COSINE = 2
+    EXPONENTIAL = 3
+    POWER = 4
+    INV_SQRT = 5
+    ONE_MINUS_SQRT = 6
+    COSINE_RESTARTS = 7
+    COSINE_CYCLES = 8
 
 
 class Column(enum.IntEnum):
     START = 0
-    SHAPE = 1
-    END = 2
-    V0 = 3
-    V1 = 4
-    P = 5
+    STOP = 1
+    SHAPE = 2
+    SHIFT = 3
+    ORIGIN = 4
+    END = 5
+    V0 = 6
+    V1 = 7
+    P = 8
+    Q = 9
+    W = 10
 
 
 NUM_COLUMNS = len(Column)
@@ -55,49 +82,69 @@ NUM_COLUMNS = len(Column)
 
 @dataclass(frozen=True)
 class Segment:
-    """One piece of a program: from step ``start`` on, the group follows ``shape``."""
+    """One piece of a program: on ``start <= s < stop`` the group follows ``shape``.
 
-    start: int
+    ``origin`` defaults to ``start`` and ``end`` to ``origin + 1`` (unused by CONSTANT; never 0/0).
+    """
+
+    start: float
     shape: Shape
     v0: float
     v1: float = 0.0
-    end: int | None = None
     p: float = 0.0
+    q: float = 0.0
+    w: float = 0.0
+    origin: float | None = None
+    end: float | None = None
+    stop: float = INF
+    shift: int = 0
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            object.__setattr__(self, "origin", self.start)
+        if self.end is None:
+            object.__setattr__(self, "end", self.origin + 1)
 
     def row(self) -> list[float]:
-        end = self.start + 1 if self.end is None else self.end  # unused by CONSTANT; never 0/0
         row = [0.0] * NUM_COLUMNS
         row[Column.START] = float(self.start)
+        row[Column.STOP] = float(self.stop)
         row[Column.SHAPE] = float(self.shape)
-        row[Column.END] = float(end)
+        row[Column.SHIFT] = float(self.shift)
+        row[Column.ORIGIN] = float(self.origin)
+        row[Column.END] = float(self.end)
         row[Column.V0] = float(self.v0)
         row[Column.V1] = float(self.v1)
         row[Column.P] = float(self.p)
+        row[Column.Q] = float(self.q)
+        row[Column.W] = float(self.w)
         return row
+
+
+PADDING = Segment(INF, Shape.CONSTANT, 0.0, origin=0.0, end=1.0)
+
+
+def chain(segments: Sequence[Segment]) -> list[Segment]:
+    """One factor's program: each segment runs until the next one starts, the last forever."""
+    stops = [seg.start for seg in segments[1:]] + [INF]
+    return [dataclasses.replace(seg, stop=stop) for seg, stop in zip(segments, stops)]
+
+
+def shifted(segments: Sequence[Segment], offset: int, until: float = INF) -> list[Segment]:
+    """``segments`` moved ``offset`` steps later and cut at ``until`` (``join``'s rule)."""
+    out = []
+    for seg in segments:
+        start, stop = seg.start + offset, min(seg.stop + offset, until)
+        if start < stop:
+            out.append(dataclasses.replace(seg, start=start, stop=stop, shift=seg.shift + offset))
+    return out
 
 
 def compile_schedule(lr_config: "LearningRate") -> tuple[Segment, ...]:
     """The segments of one schedule (see the module docstring for their meaning)."""
-    kind, cfg = lr_config.kind, lr_config.schedule
-    if kind == "constant":
-        return (Segment(0, Shape.CONSTANT, cfg),)
-    if kind == "piecewise_constant":
-        values, bounds = cfg.learning_rate_values, cfg.learning_rate_boundaries
-        return (Segment(0, Shape.CONSTANT, values[0]),) + tuple(
-            Segment(b, Shape.CONSTANT, v) for b, v in zip(bounds, values[1:])
-        )
-    if kind == "linear_ramp_to_constant":
-        # min(L, (L / R) * s) for every s: the clamp is the min, so no second segment is needed.
-        return (Segment(0, Shape.LINEAR, 0.0, cfg.learning_rate, end=cfg.num_ramp_steps),)
-    if kind == "linear_ramp_to_cosine":
-        L, F = cfg.learning_rate, cfg.final_learning_rate
-        R, T = cfg.num_ramp_steps, cfg.final_num_steps
-        return (
-            Segment(0, Shape.LINEAR, 0.0, L, end=R),
-            Segment(R, Shape.COSINE, L, F, end=T, p=math.pi),
-            Segment(T + 1, Shape.CONSTANT, F),
-        )
-    raise ValueError(f"unknown schedule kind {kind!r}")
+    from .kinds import kind_row
+
+    return tuple(kind_row(lr_config).segments())
 
 
 def pack_programs(programs: Sequence[Sequence[Segment]], device=None) -> torch.Tensor:
@@ -105,7 +152,7 @@ def pack_programs(programs: Sequence[Sequence[Segment]], device=None) -> torch.T
     if not programs:
         raise ValueError("pack_programs needs at least one program (one per param group), got 0")
     num_segments = max(len(p) for p in programs)
-    padding = [math.inf] + [0.0] * (NUM_COLUMNS - 1)
+    padding = PADDING.row()
     rows = [[seg.row() for seg in prog] + [padding] * (num_segments - len(prog)) for prog in programs]
     table = torch.tensor(rows, dtype=torch.float64)  # [G, S, W]
     return table.permute(1, 2, 0).contiguous().to(device)
@@ -132,6 +179,65 @@ class ScheduleTable:
         return self.table.device
 
 
+def _int_power(base: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """``base ** exponent`` for integer-valued ``0 <= exponent < 64``, by squaring: exact in float64."""
+    result, e = torch.ones_like(base), exponent
+    for _ in range(6):
+        result = torch.where(e - 2 * torch.floor(e * 0.5) > 0.5, result * base, result)
+        base, e = base * base, torch.floor(e * 0.5)
+    return result
+
+
+def _restart_cycle(u, span, mult):
+    """COSINE_RESTARTS's cycle lookup: the cycle index n, the step t within it, its length T."""
+    n1 = torch.floor(u / span)  # mult == 1
+    grows = mult > 1
+    m = torch.where(grows, mult, 2.0)  # keeps the unused lanes finite
+    n = torch.floor(torch.log(u * (m - 1) / span + 1) / torch.log(m))
+    n = torch.where(grows & (n >= 0), n, 0.0)
+    power = _int_power(m, n)
+    first = span * (power - 1) / (m - 1)
+    down = first > u
+    n, power = torch.where(down, n - 1, n), torch.where(down, power / m, power)
+    up = span * (power * m - 1) / (m - 1) <= u
+    n, power = torch.where(up, n + 1, n), torch.where(up, power * m, power)
+    first = span * (power - 1) / (m - 1)
+    return (
+        torch.where(grows, n, n1),
+        torch.where(grows, u - first, u - n1 * span),
+        torch.where(grows, span * power, span),
+    )
+
+
+def segment_values(seg: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Every segment's float64 value at ``s``: ``seg`` is ``[NUM_COLUMNS, ...]``, the result ``[...]``."""
+    shape = seg[Column.SHAPE]
+    v0, v1, p, q, w = seg[Column.V0], seg[Column.V1], seg[Column.P], seg[Column.Q], seg[Column.W]
+    u = (s - seg[Column.SHIFT]) - seg[Column.ORIGIN]
+    span = seg[Column.END] - seg[Column.ORIGIN]
+    x = u / span
+    out = v0
+    linear = v0 + ((v1 - v0) / span) * u
+    linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
+    out = torch.where(shape == Shape.LINEAR, linear, out)
+    cosine = v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * u / span))
+    out = torch.where(shape == Shape.COSINE, cosine, out)
+    e = torch.where(q != 0, torch.floor(x), x)
+    exponential = v0 * torch.pow(p, e)
+    exponential = torch.where(p < 1, torch.maximum(exponential, v1), torch.minimum(exponential, v1))
+    out = torch.where(shape == Shape.EXPONENTIAL, exponential, out)
+    power = v1 + (v0 - v1) * torch.pow(1 - x, p)
+    out = torch.where(shape == Shape.POWER, power, out)
+    out = torch.where(shape == Shape.INV_SQRT, v0 * (1 / torch.sqrt(x)), out)
+    out = torch.where(shape == Shape.ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - torch.sqrt(x)), out)
+    n, t, cycle = _restart_cycle(u, span, q)
+    restarts = v1 + (v0 * torch.pow(w, n) - v1) * 0.5 * (1 + torch.cos(p * t / cycle))
+    out = torch.where(shape == Shape.COSINE_RESTARTS, restarts, out)
+    c = q * x
+    cycles = v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * (c - torch.floor(c))))
+    return torch.where(shape == Shape.COSINE_CYCLES, cycles, out)
+
+
 def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Every group's float64 learning rate at ``step`` (an integer tensor), with torch ops only.
 
@@ -139,14 +245,10 @@ def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     the host-side evaluation of compiled programs that the tests compare with ``compute_lr``.
     """
     s = step.to(torch.float64).reshape(())
-    starts = table[:, Column.START]  # [S, G]
-    index = ((starts <= s).sum(0) - 1).clamp_(min=0)  # last segment with start <= s
-    seg = table.gather(0, index.view(1, 1, -1).expand(1, NUM_COLUMNS, -1)).squeeze(0)  # [W, G]
-    start, shape, end = seg[Column.START], seg[Column.SHAPE], seg[Column.END]
-    v0, v1, p = seg[Column.V0], seg[Column.V1], seg[Column.P]
-    span = end - start
-    linear = v0 + ((v1 - v0) / span) * (s - start)
-    linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
-    cosine = v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * (s - start) / span))
-    out = torch.where(shape == Shape.LINEAR, linear, v0)
-    return torch.where(shape == Shape.COSINE, cosine, out)
+    seg = table.transpose(0, 1)  # [W, S, G]
+    active = (seg[Column.START] <= s) & (s < seg[Column.STOP])  # [S, G]
+    values = segment_values(seg, s)
+    lr = torch.ones_like(values[0])
+    for k in range(table.shape[0]):  # multiply the active segments in table order, like the kernels
+        lr = torch.where(active[k], lr * values[k], lr)
+    return lr

@@ -1,9 +1,15 @@
 """The ``triton`` backend: one launch evaluates every group's schedule.
 
 One program (``grid=(1,)``) reads the int64 step counter, adds ``increment``, walks the groups in
-blocks of ``BLOCK``, evaluates each group's segment in float64 and stores float32, then writes the
-counter back. A single program is what makes the counter update race-free; the work per group is
-a few loads and flops, so even 10,000 groups are a handful of loop iterations.
+blocks of ``BLOCK``, evaluates each group's program in float64 and stores float32, then writes
+the counter back. A single program is what makes the counter update race-free; the work per group
+is a few loads and flops, so even 10,000 groups are a handful of loop iterations.
+
+Per block, the kernel picks each group's active segment (``START <= s < STOP``) and evaluates it;
+only when some group in the block has several active segments (a ``product``) does it multiply
+every active segment's value instead. A shape is computed only when some group of the block
+needs it. The shapes and their operation order are :mod:`fusedsched.program`'s; ``pow`` is
+``exp(y * log(x))`` (libdevice's ``pow`` does not run in the interpreter).
 
 On CPU tensors the kernel runs only under the Triton interpreter, which reads ``TRITON_INTERPRET=1``
 when this module is imported (``INTERPRETED`` records it).
@@ -22,6 +28,83 @@ BLOCK = 1024
 
 
 @triton.jit
+def _any(mask):
+    return tl.max(mask.to(tl.int32), axis=0) > 0
+
+
+@triton.jit
+def _pow(x, y):
+    return tl.exp(y * tl.log(x))
+
+
+@triton.jit
+def _int_power(base, exponent):
+    """``base ** exponent`` for integer-valued ``0 <= exponent < 64``, by squaring (exact)."""
+    result = tl.full(base.shape, 1.0, tl.float64)
+    for _ in tl.static_range(6):
+        result = tl.where(exponent - 2.0 * tl.floor(exponent * 0.5) > 0.5, result * base, result)
+        base = base * base
+        exponent = tl.floor(exponent * 0.5)
+    return result
+
+
+@triton.jit
+def _restarts(u, span, mult, v0, v1, p, w):
+    """COSINE_RESTARTS: find the cycle in closed form (log estimate, exact correction), then the cosine."""
+    n1 = tl.floor(u / span)  # mult == 1
+    grows = mult > 1
+    m = tl.where(grows, mult, 2.0)  # keeps the unused lanes finite
+    n = tl.floor(tl.log(u * (m - 1) / span + 1) / tl.log(m))
+    n = tl.where(grows & (n >= 0), n, 0.0)
+    power = _int_power(m, n)
+    down = span * (power - 1) / (m - 1) > u
+    n = tl.where(down, n - 1, n)
+    power = tl.where(down, power / m, power)
+    up = span * (power * m - 1) / (m - 1) <= u
+    n = tl.where(up, n + 1, n)
+    power = tl.where(up, power * m, power)
+    n = tl.where(grows, n, n1)
+    t = tl.where(grows, u - span * (power - 1) / (m - 1), u - n1 * span)
+    length = tl.where(grows, span * power, span)
+    return v1 + (v0 * _pow(w, n) - v1) * 0.5 * (1 + tl.cos(p * t / length))
+
+
+@triton.jit
+def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
+                   LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
+                   POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
+                   COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr):
+    """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order)."""
+    u = (s - shift) - origin
+    span = end - origin
+    lr = v0  # CONSTANT
+    if _any(shape == LINEAR):
+        linear = v0 + ((v1 - v0) / span) * u
+        linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1)), tl.maximum(v0, v1))
+        lr = tl.where(shape == LINEAR, linear, lr)
+    if _any(shape == COSINE):
+        lr = tl.where(shape == COSINE, v1 + (v0 - v1) * 0.5 * (1 + tl.cos(p * u / span)), lr)
+    if _any(shape == EXPONENTIAL):
+        e = u / span
+        e = tl.where(q != 0, tl.floor(e), e)
+        x = v0 * _pow(p, e)
+        x = tl.where(p < 1, tl.maximum(x, v1), tl.minimum(x, v1))
+        lr = tl.where(shape == EXPONENTIAL, x, lr)
+    if _any(shape == POWER):
+        lr = tl.where(shape == POWER, v1 + (v0 - v1) * _pow(1 - u / span, p), lr)
+    if _any(shape == INV_SQRT):
+        lr = tl.where(shape == INV_SQRT, v0 * (1 / tl.sqrt(u / span)), lr)
+    if _any(shape == ONE_MINUS_SQRT):
+        lr = tl.where(shape == ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - tl.sqrt(u / span)), lr)
+    if _any(shape == COSINE_RESTARTS):
+        lr = tl.where(shape == COSINE_RESTARTS, _restarts(u, span, q, v0, v1, p, w), lr)
+    if _any(shape == COSINE_CYCLES):
+        x = q * (u / span)
+        lr = tl.where(shape == COSINE_CYCLES, v1 + (v0 - v1) * 0.5 * (1 + tl.cos(p * (x - tl.floor(x)))), lr)
+    return lr
+
+
+@triton.jit
 def _advance_kernel(
     step_ptr,
     table_ptr,
@@ -31,13 +114,24 @@ def _advance_kernel(
     num_segments,
     NUM_COLUMNS: tl.constexpr,
     START: tl.constexpr,
+    STOP: tl.constexpr,
     SHAPE: tl.constexpr,
+    SHIFT: tl.constexpr,
+    ORIGIN: tl.constexpr,
     END: tl.constexpr,
     V0: tl.constexpr,
     V1: tl.constexpr,
     P: tl.constexpr,
+    Q: tl.constexpr,
+    W: tl.constexpr,
     LINEAR: tl.constexpr,
     COSINE: tl.constexpr,
+    EXPONENTIAL: tl.constexpr,
+    POWER: tl.constexpr,
+    INV_SQRT: tl.constexpr,
+    ONE_MINUS_SQRT: tl.constexpr,
+    COSINE_RESTARTS: tl.constexpr,
+    COSINE_CYCLES: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     step = tl.load(step_ptr) + increment
@@ -45,29 +139,59 @@ def _advance_kernel(
     for block_start in range(0, num_groups, BLOCK):
         g = block_start + tl.arange(0, BLOCK)
         mask = g < num_groups
-        start = tl.zeros([BLOCK], dtype=tl.float64)
         shape = tl.zeros([BLOCK], dtype=tl.float64)
+        shift = tl.zeros([BLOCK], dtype=tl.float64)
+        origin = tl.zeros([BLOCK], dtype=tl.float64)
         end = tl.full([BLOCK], 1.0, dtype=tl.float64)  # masked lanes: no 0 / 0
-        v0 = tl.zeros([BLOCK], dtype=tl.float64)
+        v0 = tl.full([BLOCK], 1.0, dtype=tl.float64)
         v1 = tl.zeros([BLOCK], dtype=tl.float64)
         p = tl.zeros([BLOCK], dtype=tl.float64)
-        # Select each group's last segment with start <= s (padding has start = +inf).
+        q = tl.zeros([BLOCK], dtype=tl.float64)
+        w = tl.zeros([BLOCK], dtype=tl.float64)
+        active_count = tl.zeros([BLOCK], dtype=tl.int32)
+        # Select each group's active segment (START <= s < STOP; padding has START = +inf).
         for k in range(0, num_segments):
             row = table_ptr + k * NUM_COLUMNS * num_groups + g
             seg_start = tl.load(row + START * num_groups, mask=mask, other=float("inf"))
-            take = seg_start <= s
-            start = tl.where(take, seg_start, start)
+            seg_stop = tl.load(row + STOP * num_groups, mask=mask, other=float("inf"))
+            take = (seg_start <= s) & (s < seg_stop)
+            active_count += take.to(tl.int32)
             shape = tl.where(take, tl.load(row + SHAPE * num_groups, mask=mask), shape)
+            shift = tl.where(take, tl.load(row + SHIFT * num_groups, mask=mask), shift)
+            origin = tl.where(take, tl.load(row + ORIGIN * num_groups, mask=mask), origin)
             end = tl.where(take, tl.load(row + END * num_groups, mask=mask), end)
             v0 = tl.where(take, tl.load(row + V0 * num_groups, mask=mask), v0)
             v1 = tl.where(take, tl.load(row + V1 * num_groups, mask=mask), v1)
             p = tl.where(take, tl.load(row + P * num_groups, mask=mask), p)
-        span = end - start
-        linear = v0 + ((v1 - v0) / span) * (s - start)
-        linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1)), tl.maximum(v0, v1))
-        cosine = v1 + (v0 - v1) * 0.5 * (1 + tl.cos(p * (s - start) / span))
-        lr = tl.where(shape == LINEAR, linear, v0)
-        lr = tl.where(shape == COSINE, cosine, lr)
+            q = tl.where(take, tl.load(row + Q * num_groups, mask=mask), q)
+            w = tl.where(take, tl.load(row + W * num_groups, mask=mask), w)
+        if tl.max(active_count, axis=0) > 1:
+            # Some group is a product: multiply every active segment's value, in table order.
+            lr = tl.full([BLOCK], 1.0, dtype=tl.float64)
+            for k in range(0, num_segments):
+                row = table_ptr + k * NUM_COLUMNS * num_groups + g
+                seg_start = tl.load(row + START * num_groups, mask=mask, other=float("inf"))
+                seg_stop = tl.load(row + STOP * num_groups, mask=mask, other=float("inf"))
+                take = (seg_start <= s) & (s < seg_stop)
+                if _any(take):
+                    value = _segment_value(
+                        s,
+                        tl.where(take, tl.load(row + SHAPE * num_groups, mask=take), 0.0),
+                        tl.load(row + SHIFT * num_groups, mask=take, other=0.0),
+                        tl.load(row + ORIGIN * num_groups, mask=take, other=0.0),
+                        tl.load(row + END * num_groups, mask=take, other=1.0),
+                        tl.load(row + V0 * num_groups, mask=take, other=1.0),
+                        tl.load(row + V1 * num_groups, mask=take, other=0.0),
+                        tl.load(row + P * num_groups, mask=take, other=0.0),
+                        tl.load(row + Q * num_groups, mask=take, other=0.0),
+                        tl.load(row + W * num_groups, mask=take, other=0.0),
+                        LINEAR, COSINE, EXPONENTIAL, POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES,
+                    )
+                    lr = tl.where(take, lr * value, lr)
+        else:
+            lr = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
+                                LINEAR, COSINE, EXPONENTIAL, POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS,
+                                COSINE_CYCLES)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
 
@@ -82,14 +206,8 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         num_groups,
         num_segments,
         NUM_COLUMNS=NUM_COLUMNS,
-        START=int(Column.START),
-        SHAPE=int(Column.SHAPE),
-        END=int(Column.END),
-        V0=int(Column.V0),
-        V1=int(Column.V1),
-        P=int(Column.P),
-        LINEAR=int(Shape.LINEAR),
-        COSINE=int(Shape.COSINE),
+        **{column.name: int(column) for column in Column},
+        **{shape.name: int(shape) for shape in Shape if shape != Shape.CONSTANT},
         BLOCK=BLOCK,
         enable_fp_fusion=False,  # no FMA: round like the reference, operation by operation
     )
