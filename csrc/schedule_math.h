@@ -46,12 +46,13 @@ enum class Column : int {
   V1 = 7,
   P = 8,
   Q = 9,
-  W = 10
+  W = 10,
+  FACTORS = 11
 };
 
-constexpr int NUM_COLUMNS = 11;
+constexpr int NUM_COLUMNS = 12;
 
-static_assert(static_cast<int>(Column::W) + 1 == NUM_COLUMNS, "NUM_COLUMNS must follow the last Column");
+static_assert(static_cast<int>(Column::FACTORS) + 1 == NUM_COLUMNS, "NUM_COLUMNS must follow the last Column");
 
 // table[k, c, g]
 FUSEDSCHED_HOST_DEVICE double table_at(
@@ -67,18 +68,22 @@ FUSEDSCHED_HOST_DEVICE double nan_min(double a, double b) {
   return (a < b || a != a) ? a : b;
 }
 
-// base ** exponent for an integer-valued 0 <= exponent < 64, by squaring: exact in float64 while
-// the result is below 2**53 (a C pow() need not be).
-FUSEDSCHED_HOST_DEVICE double int_power(double base, double exponent) {
+// base ** n for an integer n >= 0, by squaring (kinds.cosine.int_power, the same multiplications):
+// exact in float64 for integer bases while the result is below 2**53.
+FUSEDSCHED_HOST_DEVICE double int_power(double base, int64_t n) {
   double result = 1.0;
-  for (int bit = 0; bit < 6; ++bit) {
-    if (exponent - 2.0 * floor(exponent * 0.5) > 0.5) {
+  for (; n > 0; n >>= 1) {
+    if (n & 1) {
       result *= base;
     }
     base *= base;
-    exponent = floor(exponent * 0.5);
   }
   return result;
+}
+
+// floor(x) for 0 <= x < 2**63 (what every floor below takes): a conversion, no libm call.
+FUSEDSCHED_HOST_DEVICE double floor_nonnegative(double x) {
+  return static_cast<double>(static_cast<int64_t>(x));
 }
 
 // COSINE_RESTARTS's cycle lookup for cycles span * mult**n long: the cycle index n holding step u,
@@ -89,13 +94,11 @@ struct Cycle {
 
 FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
   if (mult == 1.0) {
-    const double n = floor(u / span);
+    const double n = floor_nonnegative(u / span);
     return {n, u - n * span, span};
   }
-  double n = floor(log(u * (mult - 1) / span + 1) / log(mult));
-  if (!(n >= 0)) {
-    n = 0;
-  }
+  const double estimate = log(u * (mult - 1) / span + 1) / log(mult);
+  int64_t n = estimate >= 0 ? static_cast<int64_t>(estimate) : 0;
   double power = int_power(mult, n);
   if (span * (power - 1) / (mult - 1) > u) {
     n -= 1;
@@ -105,7 +108,7 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
     n += 1;
     power *= mult;
   }
-  return {n, u - span * (power - 1) / (mult - 1), span * power};
+  return {static_cast<double>(n), u - span * (power - 1) / (mult - 1), span * power};
 }
 
 // Segment k's float64 value at step s, with u = (s - shift) - origin and span = end - origin:
@@ -116,7 +119,8 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 //   POWER:           v1 + (v0 - v1) * pow(1 - u / span, p)
 //   INV_SQRT:        v0 * (1 / sqrt(u / span))
 //   ONE_MINUS_SQRT:  v1 + (v0 - v1) * (1 - sqrt(u / span))
-//   COSINE_RESTARTS: (n, t, T) = restart_cycle(u, span, q); v1 + (v0 * pow(w, n) - v1) * 0.5 * (1 + cos(p * t / T))
+//   COSINE_RESTARTS: (n, t, T) = restart_cycle(u, span, q); v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T))
+//                    (w**n by squaring: int_power)
 //   COSINE_CYCLES:   x = q * (u / span); v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
 FUSEDSCHED_HOST_DEVICE double segment_value(
     const double* table, int64_t num_groups, int64_t k, int64_t g, double s) {
@@ -140,7 +144,7 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
     case Shape::EXPONENTIAL: {
       double e = u / span;
       if (table_at(table, num_groups, k, Column::Q, g) != 0) {
-        e = floor(e);
+        e = floor_nonnegative(e);
       }
       const double x = v0 * pow(p, e);
       return p < 1 ? nan_max(x, v1) : nan_min(x, v1);
@@ -153,27 +157,38 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       return v1 + (v0 - v1) * (1 - sqrt(u / span));
     case Shape::COSINE_RESTARTS: {
       const Cycle c = restart_cycle(u, span, table_at(table, num_groups, k, Column::Q, g));
-      const double peak = v0 * pow(table_at(table, num_groups, k, Column::W, g), c.n);
+      const double peak = v0 * int_power(table_at(table, num_groups, k, Column::W, g), static_cast<int64_t>(c.n));
       return v1 + (peak - v1) * 0.5 * (1 + cos(p * c.t / c.length));
     }
     case Shape::COSINE_CYCLES: {
       const double x = table_at(table, num_groups, k, Column::Q, g) * (u / span);
-      return v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))));
+      return v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor_nonnegative(x))));
     }
     default:
       return v0;
   }
 }
 
-// Group g's float64 learning rate at step s: the product of its active segments' values
-// (START <= s < STOP), in table order. A plain schedule has one active segment at every step
-// (1.0 * value is exact), a product one per factor.
+// Group g's float64 learning rate at step s (a negative step counts as 0, like evaluate_table):
+// the product of its active segments' values (START <= s < STOP), in table order. A plain
+// schedule (FACTORS == 1) has one active segment at every step, each stopping where the next
+// starts: the last with START <= s, found from START alone. A product multiplies one per factor,
+// starting from 1.0 (1.0 * value is exact).
 FUSEDSCHED_HOST_DEVICE double evaluate_group(
     const double* table, int64_t num_segments, int64_t num_groups, int64_t g, double s) {
+  s = s > 0 ? s : 0.0;
+  if (table_at(table, num_groups, 0, Column::FACTORS, g) == 1.0) {
+    int64_t k = 0;
+    for (int64_t j = 1; j < num_segments; ++j) {
+      if (table_at(table, num_groups, j, Column::START, g) <= s) {
+        k = j;
+      }
+    }
+    return segment_value(table, num_groups, k, g, s);
+  }
   double lr = 1.0;
   for (int64_t k = 0; k < num_segments; ++k) {
-    const double start = table_at(table, num_groups, k, Column::START, g);
-    if (start <= s && s < table_at(table, num_groups, k, Column::STOP, g)) {
+    if (table_at(table, num_groups, k, Column::START, g) <= s && s < table_at(table, num_groups, k, Column::STOP, g)) {
       lr *= segment_value(table, num_groups, k, g, s);
     }
   }

@@ -7,7 +7,7 @@ tensors: the only way a machine without a GPU can execute it.
 import numpy as np
 import pytest
 import torch
-from _compare import BIG_STEPS, assert_lrs_match, configs_for, expected_f32
+from _compare import BIG_STEPS, CONFIGS, assert_lrs_match, configs_for, expected_f32
 
 from fusedsched.ops import BackendUnavailable, advance_, explain, resolve_backend, unavailable_reason
 from fusedsched.program import ScheduleTable
@@ -53,6 +53,17 @@ def test_increment_zero_re_evaluates_without_advancing(backend):
     advance_(step, table, lrs, 0, backend)
     assert step.item() == 41
     assert_lrs_match(lrs, expected_f32(configs, 41))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_counter_at_minus_one_re_evaluates_as_step_zero(backend):
+    # a fresh counter (-1) re-evaluated with increment 0, e.g. after loading a fresh state
+    configs = configs_for(len(CONFIGS))
+    table = ScheduleTable.build(configs).table
+    step, lrs = torch.tensor(-1), torch.zeros(len(configs), dtype=torch.float32)
+    advance_(step, table, lrs, 0, backend)
+    assert step.item() == -1
+    assert_lrs_match(lrs, expected_f32(configs, 0), f"{backend} at -1")
 
 
 def test_backends_agree_with_each_other():

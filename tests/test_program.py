@@ -132,3 +132,44 @@ def test_compile_shapes_of_the_new_kinds(cfg, shapes):
 def test_inverse_sqrt_origin_makes_u_over_span_hugging_faces_ratio():
     (ramp, decay) = compile_schedule(LearningRate(inverse_sqrt=dict(learning_rate=1.0, num_ramp_steps=5, timescale=3)))
     assert (decay.start, decay.origin, decay.end) == (5, 2, 5)  # u / span = (s - 2) / 3 = (s + shift) / timescale
+
+
+def test_factors_column_counts_the_product_factors():
+    from fusedsched.program import num_factors
+
+    plain = CONFIGS[6]
+    product = LearningRate(product={"schedules": [{"constant": 2.0}, {"constant": 3.0}, {"constant": 0.5}]})
+    joined = LearningRate(join={"schedules": [{"constant": 1.0}, {"product": {"schedules": [{"constant": 2.0}, {"constant": 3.0}]}}],
+                                "boundaries": [4]})
+    table = ScheduleTable.build([plain, product, joined]).table
+    assert table[:, Column.FACTORS].tolist() == [[1.0, 3.0, 2.0]] * table.shape[0]  # every row, padding too
+    assert [num_factors(compile_schedule(c)) for c in (plain, product, joined)] == [1, 3, 2]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_plain_programs_stop_where_the_next_segment_starts(cfg):
+    # what lets the kernels pick a plain schedule's segment from START alone
+    from fusedsched.program import num_factors
+
+    program = compile_schedule(cfg)
+    if num_factors(program) == 1:
+        assert program[0].start == 0
+        assert [seg.stop for seg in program] == [seg.start for seg in program[1:]] + [math.inf]
+
+
+def test_negative_step_counts_as_zero():
+    table = ScheduleTable.build(CONFIGS).table
+    np.testing.assert_array_equal(_host_lrs(table, -1), _host_lrs(table, 0))
+
+
+@pytest.mark.parametrize("rate, end, staircase", [(0.5, 1e-3, False), (0.9, 0.07, True), (1.5, 0.3, False), (0.5, 0.0, False)])
+def test_exponential_decay_becomes_constant_once_bounded(rate, end, staircase):
+    cfg = LearningRate(exponential_decay={"learning_rate": 0.1, "decay_rate": rate, "decay_steps": 7,
+                                          "num_ramp_steps": 3, "staircase": staircase, "end_learning_rate": end})
+    *_, last = compile_schedule(cfg)
+    assert last.shape == Shape.CONSTANT and last.v0 == end
+    c = int(last.start)
+    assert compute_lr(cfg, c - 1) != end and compute_lr(cfg, c) == end
+    table = ScheduleTable.build([cfg]).table
+    steps = list(range(c - 3, c + 3)) + [10**9]
+    assert [_host_lrs(table, s)[0] for s in steps] == [compute_lr(cfg, s) for s in steps]

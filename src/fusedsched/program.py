@@ -3,6 +3,9 @@ r"""Schedule programs: every ``LearningRate`` compiles to a few segments, all gr
 A segment is active on the steps ``START <= s < STOP``. A group's learning rate at step ``s`` is
 the product of its active segments' values, in table order; a plain schedule has exactly one
 active segment at every step (its value times 1.0, exact), a ``product`` has one per factor.
+``FACTORS`` (the same in every row of a group) is the most segments active at one step: when it
+is 1, each segment stops where the next starts, and the kernels find the active one from
+``START`` alone.
 
 A segment's value at ``s``, with ``u = (s - SHIFT) - ORIGIN`` and ``span = END - ORIGIN``
 (``SHIFT`` is the integer offset a ``join`` adds; ``ORIGIN`` and ``END`` are local, so shifting
@@ -19,7 +22,7 @@ never rounds them)::
     COSINE_RESTARTS  cycles of length span * q**n (q an integer >= 1) from u = 0: n is the cycle
                      holding u (found in closed form: an estimate from log, corrected exactly),
                      t = u - (start of cycle n), T = span * q**n;
-                     v1 + (v0 * pow(w, n) - v1) * 0.5 * (1 + cos(p * t / T))
+                     v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T)), ``w**n`` by squaring
     COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
@@ -75,6 +78,7 @@ class Column(enum.IntEnum):
     P = 8
     Q = 9
     W = 10
+    FACTORS = 11
 
 
 NUM_COLUMNS = len(Column)
@@ -105,8 +109,9 @@ class Segment:
         if self.end is None:
             object.__setattr__(self, "end", self.origin + 1)
 
-    def row(self) -> list[float]:
+    def row(self, factors: int = 1) -> list[float]:
         row = [0.0] * NUM_COLUMNS
+        row[Column.FACTORS] = float(factors)
         row[Column.START] = float(self.start)
         row[Column.STOP] = float(self.stop)
         row[Column.SHAPE] = float(self.shape)
@@ -140,6 +145,11 @@ def shifted(segments: Sequence[Segment], offset: int, until: float = INF) -> lis
     return out
 
 
+def num_factors(program: Sequence[Segment]) -> int:
+    """The most segments active at one step: 1 for a plain schedule, more for a ``product``."""
+    return max((sum(seg.start <= s < seg.stop for seg in program) for s in {seg.start for seg in program}), default=1)
+
+
 def compile_schedule(lr_config: "LearningRate") -> tuple[Segment, ...]:
     """The segments of one schedule (see the module docstring for their meaning)."""
     from .kinds import kind_row
@@ -152,8 +162,10 @@ def pack_programs(programs: Sequence[Sequence[Segment]], device=None) -> torch.T
     if not programs:
         raise ValueError("pack_programs needs at least one program (one per param group), got 0")
     num_segments = max(len(p) for p in programs)
-    padding = PADDING.row()
-    rows = [[seg.row() for seg in prog] + [padding] * (num_segments - len(prog)) for prog in programs]
+    rows = []
+    for prog in programs:
+        factors = num_factors(prog)
+        rows.append([seg.row(factors) for seg in prog] + [PADDING.row(factors)] * (num_segments - len(prog)))
     table = torch.tensor(rows, dtype=torch.float64)  # [G, S, W]
     return table.permute(1, 2, 0).contiguous().to(device)
 
@@ -243,8 +255,9 @@ def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
 
     No host sync and no data-dependent shapes: this is the ``reference`` backend's math and
     the host-side evaluation of compiled programs that the tests compare with ``compute_lr``.
+    A negative step (a counter at -1 re-evaluated) counts as step 0.
     """
-    s = step.to(torch.float64).reshape(())
+    s = step.to(torch.float64).reshape(()).clamp(min=0)  # a negative step counts as 0
     seg = table.transpose(0, 1)  # [W, S, G]
     active = (seg[Column.START] <= s) & (s < seg[Column.STOP])  # [S, G]
     values = segment_values(seg, s)

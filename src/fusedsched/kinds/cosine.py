@@ -108,6 +108,28 @@ class CosineAnnealing(_Config, Kind):
         return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.num_steps)
 
 
+def int_power(base: float, n: int) -> float:
+    """``base ** n`` for an integer ``n >= 0`` by squaring (the native kernels' exact sequence of
+    multiplications; a handful of them, where ``pow`` costs several times more)."""
+    result = 1.0
+    while n > 0:
+        if n & 1:
+            result *= base
+        base *= base
+        n >>= 1
+    return result
+
+
+def int_power_array(base: float, n: np.ndarray) -> np.ndarray:
+    """:func:`int_power` over an int64 array of exponents (the same multiplications, element-wise)."""
+    result, power, n = np.ones(n.shape), np.full(n.shape, base, dtype=np.float64), n.copy()
+    with np.errstate(over="ignore", under="ignore"):
+        while n.any():
+            result = np.where(n & 1, result * power, result)
+            power, n = power * power, n >> 1
+    return result
+
+
 def restart_cycle(u: int, length: int, mult: int) -> tuple[int, int, int]:
     """The cycle holding step ``u`` of cycles ``length * mult**n`` long: ``(n, t, T)`` with ``t``
     the step within the cycle and ``T`` its length. Closed form: an estimate from ``log``, then
@@ -135,7 +157,8 @@ class CosineWithRestarts(_Config, Kind):
     ``s < R``: ``min(L, (L / R) * s)``; then, with ``u = s - R`` in cycle ``n`` (which starts at
     ``C * (m**n - 1) / (m - 1)``, or ``n * C`` when ``m = 1``), ``t`` steps into it, of length
     ``T = C * m**n``: ``F + (L * d ** n - F) * 0.5 * (1 + cos(pi * t / T))``, with
-    C = ``cycle_steps``, m = ``cycle_mult``, d = ``cycle_decay``. The cycle is found in closed form
+    C = ``cycle_steps``, m = ``cycle_mult``, d = ``cycle_decay`` (``d ** n`` by squaring:
+    :func:`int_power`). The cycle is found in closed form
     (no unrolling: exact at any step), and the program is two segments whatever the step.
     Segments: LINEAR, COSINE_RESTARTS.
 
@@ -157,7 +180,7 @@ class CosineWithRestarts(_Config, Kind):
 
         def restarts(s: int) -> float:
             n, t, T = restart_cycle(s - R, C, m)
-            return F + (L * d**n - F) * 0.5 * (1 + math.cos(math.pi * t / T))
+            return F + (L * int_power(d, n) - F) * 0.5 * (1 + math.cos(math.pi * t / T))
 
         return after_ramp(L, R, restarts)
 
@@ -176,7 +199,7 @@ class CosineWithRestarts(_Config, Kind):
                 n = np.where(first(n) > u, n - 1, n)
                 n = np.where(first(n + 1) <= u, n + 1, n)
                 within, length = u - first(n), C * m**n
-            return F + (L * np.power(d, n.astype(np.float64)) - F) * 0.5 * (1 + np.cos(np.pi * within / length))
+            return F + (L * int_power_array(d, n) - F) * 0.5 * (1 + np.cos(np.pi * within / length))
 
         # int64 holds C * m**(n + 1) < u * m**2 + C * m below this limit
         limit = EXACT_LIMIT if m == 1 else max(0, min(EXACT_LIMIT, (2**62 - C * m) // (m * m)))

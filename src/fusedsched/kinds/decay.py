@@ -11,7 +11,7 @@ import numpy as np
 import pydantic
 from pydantic import StrictBool
 
-from ..config import Rate, StepInt, _Config
+from ..config import MAX_STEP, Rate, StepInt, _Config
 from ..program import Segment, Shape
 from ._row import (
     Count,
@@ -92,14 +92,36 @@ class ExponentialDecay(_Config, Kind):
 
         return after_ramp_array(L, R, s, decay)
 
+    def _bound_reached(self) -> int | None:
+        """The first step from which the rate is ``end_learning_rate`` for good, or None.
+
+        ``L * r ** e`` is monotone in the step, so once bounded it stays bounded: found by
+        bisection over the formula itself, so the constant segment there changes no value.
+        """
+        if self.end_learning_rate is None or self.learning_rate == 0 or self.decay_rate == 1:
+            return None
+        f, E, R = self.formula(), self.end_learning_rate, self.num_ramp_steps
+        lo, hi = R, R + 1  # f(lo) is not E (or lo == R), f(hi) is to be found
+        while f(hi) != E:
+            lo, hi = hi, R + 2 * (hi - R)
+            if hi > MAX_STEP:
+                return None
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if f(mid) == E else (mid, hi)
+        return R if f(R) == E else hi
+
     def segments(self) -> list[Segment]:
         L, r, k, R = self.learning_rate, self.decay_rate, self.decay_steps, self.num_ramp_steps
         value, bound = self._bound()
         if L == 0:
-            decay = Segment(R, Shape.CONSTANT, bound(0.0))
-        else:
-            decay = Segment(R, Shape.EXPONENTIAL, L, value, p=r, q=float(self.staircase), end=R + k)
-        return chain(ramp_segments(L, R) + [decay])
+            return chain(ramp_segments(L, R) + [Segment(R, Shape.CONSTANT, bound(0.0))])
+        decay = [Segment(R, Shape.EXPONENTIAL, L, value, p=r, q=float(self.staircase), end=R + k)]
+        reached = self._bound_reached()
+        if reached is not None:  # the same values, without a pow() per step
+            decay = decay[:1] if reached > R else []
+            decay.append(Segment(reached, Shape.CONSTANT, self.end_learning_rate))
+        return chain(ramp_segments(L, R) + decay)
 
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.decay_steps)

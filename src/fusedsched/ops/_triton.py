@@ -5,9 +5,9 @@ blocks of ``BLOCK``, evaluates each group's program in float64 and stores float3
 the counter back. A single program is what makes the counter update race-free; the work per group
 is a few loads and flops, so even 10,000 groups are a handful of loop iterations.
 
-Per block, the kernel picks each group's active segment (``START <= s < STOP``) and evaluates it;
-only when some group in the block has several active segments (a ``product``) does it multiply
-every active segment's value instead. A shape is computed only when some group of the block
+Per block, the kernel picks each group's active segment (the last with ``START <= s``) and
+evaluates it; only when some group in the block is a ``product`` (``FACTORS > 1``) does it
+multiply the values of every active segment (``START <= s < STOP``) instead. A shape is computed only when some group of the block
 needs it. The shapes and their operation order are :mod:`fusedsched.program`'s; ``pow`` is
 ``exp(y * log(x))`` (libdevice's ``pow`` does not run in the interpreter).
 
@@ -124,6 +124,7 @@ def _advance_kernel(
     P: tl.constexpr,
     Q: tl.constexpr,
     W: tl.constexpr,
+    FACTORS: tl.constexpr,
     LINEAR: tl.constexpr,
     COSINE: tl.constexpr,
     EXPONENTIAL: tl.constexpr,
@@ -135,7 +136,7 @@ def _advance_kernel(
     BLOCK: tl.constexpr,
 ):
     step = tl.load(step_ptr) + increment
-    s = step.to(tl.float64)
+    s = tl.maximum(step, 0).to(tl.float64)  # a negative step counts as 0
     for block_start in range(0, num_groups, BLOCK):
         g = block_start + tl.arange(0, BLOCK)
         mask = g < num_groups
@@ -148,14 +149,12 @@ def _advance_kernel(
         p = tl.zeros([BLOCK], dtype=tl.float64)
         q = tl.zeros([BLOCK], dtype=tl.float64)
         w = tl.zeros([BLOCK], dtype=tl.float64)
-        active_count = tl.zeros([BLOCK], dtype=tl.int32)
-        # Select each group's active segment (START <= s < STOP; padding has START = +inf).
+        # A plain schedule (FACTORS == 1, read from segment 0) follows its last segment with
+        # START <= s (padding has START = +inf): select its columns.
+        factors = tl.load(table_ptr + FACTORS * num_groups + g, mask=mask, other=1.0)
         for k in range(0, num_segments):
             row = table_ptr + k * NUM_COLUMNS * num_groups + g
-            seg_start = tl.load(row + START * num_groups, mask=mask, other=float("inf"))
-            seg_stop = tl.load(row + STOP * num_groups, mask=mask, other=float("inf"))
-            take = (seg_start <= s) & (s < seg_stop)
-            active_count += take.to(tl.int32)
+            take = tl.load(row + START * num_groups, mask=mask, other=float("inf")) <= s
             shape = tl.where(take, tl.load(row + SHAPE * num_groups, mask=mask), shape)
             shift = tl.where(take, tl.load(row + SHIFT * num_groups, mask=mask), shift)
             origin = tl.where(take, tl.load(row + ORIGIN * num_groups, mask=mask), origin)
@@ -165,33 +164,31 @@ def _advance_kernel(
             p = tl.where(take, tl.load(row + P * num_groups, mask=mask), p)
             q = tl.where(take, tl.load(row + Q * num_groups, mask=mask), q)
             w = tl.where(take, tl.load(row + W * num_groups, mask=mask), w)
-        if tl.max(active_count, axis=0) > 1:
-            # Some group is a product: multiply every active segment's value, in table order.
-            lr = tl.full([BLOCK], 1.0, dtype=tl.float64)
-            for k in range(0, num_segments):
+        # Usually one evaluation of the selected segment. When some group of the block is a product,
+        # every segment instead, multiplying the active ones in table order (one call site: the
+        # shapes are compiled once).
+        product = tl.max(factors, axis=0) > 1
+        lr = tl.full([BLOCK], 1.0, dtype=tl.float64)
+        for k in range(0, tl.where(product, num_segments, 1)):
+            if product:
                 row = table_ptr + k * NUM_COLUMNS * num_groups + g
                 seg_start = tl.load(row + START * num_groups, mask=mask, other=float("inf"))
                 seg_stop = tl.load(row + STOP * num_groups, mask=mask, other=float("inf"))
                 take = (seg_start <= s) & (s < seg_stop)
-                if _any(take):
-                    value = _segment_value(
-                        s,
-                        tl.where(take, tl.load(row + SHAPE * num_groups, mask=take), 0.0),
-                        tl.load(row + SHIFT * num_groups, mask=take, other=0.0),
-                        tl.load(row + ORIGIN * num_groups, mask=take, other=0.0),
-                        tl.load(row + END * num_groups, mask=take, other=1.0),
-                        tl.load(row + V0 * num_groups, mask=take, other=1.0),
-                        tl.load(row + V1 * num_groups, mask=take, other=0.0),
-                        tl.load(row + P * num_groups, mask=take, other=0.0),
-                        tl.load(row + Q * num_groups, mask=take, other=0.0),
-                        tl.load(row + W * num_groups, mask=take, other=0.0),
-                        LINEAR, COSINE, EXPONENTIAL, POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES,
-                    )
-                    lr = tl.where(take, lr * value, lr)
-        else:
-            lr = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
-                                LINEAR, COSINE, EXPONENTIAL, POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS,
-                                COSINE_CYCLES)
+                shape = tl.load(row + SHAPE * num_groups, mask=take, other=0.0)
+                shift = tl.load(row + SHIFT * num_groups, mask=take, other=0.0)
+                origin = tl.load(row + ORIGIN * num_groups, mask=take, other=0.0)
+                end = tl.load(row + END * num_groups, mask=take, other=1.0)
+                v0 = tl.load(row + V0 * num_groups, mask=take, other=1.0)
+                v1 = tl.load(row + V1 * num_groups, mask=take, other=0.0)
+                p = tl.load(row + P * num_groups, mask=take, other=0.0)
+                q = tl.load(row + Q * num_groups, mask=take, other=0.0)
+                w = tl.load(row + W * num_groups, mask=take, other=0.0)
+            else:
+                take = mask
+            value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, LINEAR, COSINE, EXPONENTIAL,
+                                   POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES)
+            lr = tl.where(take, lr * value, lr)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
 
