@@ -28,6 +28,7 @@ from .optim import (
 )
 from .schedules import compute_lr, compute_lr_array
 from .scheduler import LRShim
+from .convert import from_torch
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "compute_lr",
     "compute_lr_array",
     "dump_config",
+    "from_torch",
     "get_optimizer_class",
     "load_config",
     "multi_task_param_groups",
