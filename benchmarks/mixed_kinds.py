@@ -86,6 +86,24 @@ def op_rows(groups_list, steps, device, rounds, target_s):
     return rows
 
 
+def each_kind_rows(steps, device, groups=10_000, rounds=5):
+    """Each ``MIXED`` schedule alone, ``groups`` copies, op at fixed steps: ns per group (indicative:
+    the kinds are timed one after the other, not alternated)."""
+    op = torch.ops.fusedsched.advance_native_.default
+    rows = []
+    for at in steps:
+        for cfg in MIXED:
+            cands = {}
+            for n in (1, groups):
+                table = ScheduleTable.build([cfg] * n, device).table
+                lrs = torch.zeros(n, dtype=torch.float32, device=device)
+                step = torch.tensor(at, dtype=torch.int64, device=device)
+                cands[n] = (lambda step=step, table=table, lrs=lrs: op(step, table, lrs, 0))
+            t = bench.alternate(cands, device, rounds, 0.02)
+            rows.append({"kind": cfg.kind, "step": at, "per_group_ns": (t[groups].median - t[1].median) / (groups - 1) * 1e9})
+    return rows
+
+
 def summary(rows):
     out = []
     for mode in dict.fromkeys(r["mode"] for r in rows):
@@ -105,6 +123,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", default="1,10,100,1000,10000")
     parser.add_argument("--at", default="100,1000000", help="fixed steps for the op-alone timing ('' to skip)")
+    parser.add_argument("--each", default="", help="fixed steps at which to time each kind alone ('' to skip)")
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", default=None)
@@ -121,6 +140,8 @@ def main(argv=None) -> int:
     if args.at:
         rows += op_rows(groups, [int(s) for s in args.at.split(",")], device, args.rounds, 0.02)
     result = {"stamp": bench.stamp(device), "rows": rows, "summary": summary(rows)}
+    if args.each:
+        result["each_kind"] = each_kind_rows([int(s) for s in args.each.split(",")], device)
     s = result["stamp"]
     print(f"device {s['device']} ({s['device_name']}), torch {s['torch']}, python {s['python']}, "
           f"commit {s['commit']}{' (dirty tree)' if s['dirty'] else ''}, {s['threads']} threads, "
@@ -130,6 +151,8 @@ def main(argv=None) -> int:
         for name in TABLES:
             print(f"  {name:<16} fixed {row[f'{name}: fixed_us']:.3g} us, per group {row[f'{name}: per_group_ns']:.3g} ns")
         print(f"  mixed / tml: fixed {row['fixed ratio']:.3g}x, per group {row['per-group ratio']:.3g}x")
+    for row in result.get("each_kind", []):
+        print(f"  alone at step {row['step']}: {row['kind']:<24} {row['per_group_ns']:.3g} ns per group")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
