@@ -173,3 +173,14 @@ def test_exponential_decay_becomes_constant_once_bounded(rate, end, staircase):
     table = ScheduleTable.build([cfg]).table
     steps = list(range(c - 3, c + 3)) + [10**9]
     assert [_host_lrs(table, s)[0] for s in steps] == [compute_lr(cfg, s) for s in steps]
+
+
+def test_the_device_path_of_evaluate_table_agrees_with_the_cpu_path():
+    # on CUDA evaluate_table multiplies every active segment (no sync); on CPU it picks plain
+    # schedules' segments first: both must give the same rates
+    from fusedsched.program import _product_of_active
+
+    table = ScheduleTable.build(CONFIGS).table
+    for s in STEPS[::7]:
+        s = torch.tensor(float(s), dtype=torch.float64)
+        np.testing.assert_array_equal(_product_of_active(table, s).numpy(), evaluate_table(table, s).numpy())

@@ -221,47 +221,81 @@ def _restart_cycle(u, span, mult):
     )
 
 
-def segment_values(seg: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Every segment's float64 value at ``s``: ``seg`` is ``[NUM_COLUMNS, ...]``, the result ``[...]``."""
+def segment_values(seg: torch.Tensor, s: torch.Tensor, shapes: "set[Shape] | None" = None) -> torch.Tensor:
+    """Every segment's float64 value at ``s``: ``seg`` is ``[NUM_COLUMNS, ...]``, the result ``[...]``.
+
+    ``shapes``: the shapes to compute (default: all); segments of any other shape get ``v0``.
+    """
+    shapes = set(Shape) if shapes is None else shapes
     shape = seg[Column.SHAPE]
     v0, v1, p, q, w = seg[Column.V0], seg[Column.V1], seg[Column.P], seg[Column.Q], seg[Column.W]
     u = (s - seg[Column.SHIFT]) - seg[Column.ORIGIN]
     span = seg[Column.END] - seg[Column.ORIGIN]
     x = u / span
     out = v0
-    linear = v0 + ((v1 - v0) / span) * u
-    linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
-    out = torch.where(shape == Shape.LINEAR, linear, out)
-    cosine = v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * u / span))
-    out = torch.where(shape == Shape.COSINE, cosine, out)
-    e = torch.where(q != 0, torch.floor(x), x)
-    exponential = v0 * torch.pow(p, e)
-    exponential = torch.where(p < 1, torch.maximum(exponential, v1), torch.minimum(exponential, v1))
-    out = torch.where(shape == Shape.EXPONENTIAL, exponential, out)
-    power = v1 + (v0 - v1) * torch.pow(1 - x, p)
-    out = torch.where(shape == Shape.POWER, power, out)
-    out = torch.where(shape == Shape.INV_SQRT, v0 * (1 / torch.sqrt(x)), out)
-    out = torch.where(shape == Shape.ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - torch.sqrt(x)), out)
-    n, t, cycle = _restart_cycle(u, span, q)
-    restarts = v1 + (v0 * torch.pow(w, n) - v1) * 0.5 * (1 + torch.cos(p * t / cycle))
-    out = torch.where(shape == Shape.COSINE_RESTARTS, restarts, out)
-    c = q * x
-    cycles = v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * (c - torch.floor(c))))
-    return torch.where(shape == Shape.COSINE_CYCLES, cycles, out)
+    if Shape.LINEAR in shapes:
+        linear = v0 + ((v1 - v0) / span) * u
+        linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
+        out = torch.where(shape == Shape.LINEAR, linear, out)
+    if Shape.COSINE in shapes:
+        out = torch.where(shape == Shape.COSINE, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * u / span)), out)
+    if Shape.EXPONENTIAL in shapes:
+        e = torch.where(q != 0, torch.floor(x), x)
+        exponential = v0 * torch.pow(p, e)
+        exponential = torch.where(p < 1, torch.maximum(exponential, v1), torch.minimum(exponential, v1))
+        out = torch.where(shape == Shape.EXPONENTIAL, exponential, out)
+    if Shape.POWER in shapes:
+        out = torch.where(shape == Shape.POWER, v1 + (v0 - v1) * torch.pow(1 - x, p), out)
+    if Shape.INV_SQRT in shapes:
+        out = torch.where(shape == Shape.INV_SQRT, v0 * (1 / torch.sqrt(x)), out)
+    if Shape.ONE_MINUS_SQRT in shapes:
+        out = torch.where(shape == Shape.ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - torch.sqrt(x)), out)
+    if Shape.COSINE_RESTARTS in shapes:
+        n, t, cycle = _restart_cycle(u, span, q)
+        restarts = v1 + (v0 * torch.pow(w, n) - v1) * 0.5 * (1 + torch.cos(p * t / cycle))
+        out = torch.where(shape == Shape.COSINE_RESTARTS, restarts, out)
+    if Shape.COSINE_CYCLES in shapes:
+        c = q * x
+        out = torch.where(shape == Shape.COSINE_CYCLES, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * (c - torch.floor(c)))), out)
+    return out
 
 
-def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
-    """Every group's float64 learning rate at ``step`` (an integer tensor), with torch ops only.
+def _last_started(table: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Every group as a plain schedule: the value of its last segment with ``START <= s``, computing
+    only the shapes those segments have (reading them is free on CPU)."""
+    index = ((table[:, Column.START] <= s).sum(0) - 1).clamp_(min=0)
+    seg = table.gather(0, index.view(1, 1, -1).expand(1, NUM_COLUMNS, -1)).squeeze(0)  # [W, G]
+    return segment_values(seg, s, {Shape(int(c)) for c in seg[Column.SHAPE].unique().tolist() if c in _CODES})
 
-    No host sync and no data-dependent shapes: this is the ``reference`` backend's math and
-    the host-side evaluation of compiled programs that the tests compare with ``compute_lr``.
-    A negative step (a counter at -1 re-evaluated) counts as step 0.
-    """
-    s = step.to(torch.float64).reshape(()).clamp(min=0)  # a negative step counts as 0
+
+_CODES = {float(shape) for shape in Shape}
+
+
+def _product_of_active(table: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Every group's product of its active segments' values, in table order (right for any program)."""
     seg = table.transpose(0, 1)  # [W, S, G]
     active = (seg[Column.START] <= s) & (s < seg[Column.STOP])  # [S, G]
     values = segment_values(seg, s)
     lr = torch.ones_like(values[0])
     for k in range(table.shape[0]):  # multiply the active segments in table order, like the kernels
         lr = torch.where(active[k], lr * values[k], lr)
+    return lr
+
+
+def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Every group's float64 learning rate at ``step`` (an integer tensor), with torch ops only.
+
+    The ``reference`` backend's math and the host-side evaluation of compiled programs that the
+    tests compare with ``compute_lr``. A negative step (a counter at -1 re-evaluated) counts as
+    step 0. On CUDA: no host sync and no data-dependent shape (capturable in a CUDA graph), every
+    segment evaluated. On CPU, where reading the table costs nothing, plain schedules evaluate
+    only their current segment and products alone take the general path.
+    """
+    s = step.to(torch.float64).reshape(()).clamp(min=0)
+    if table.device.type != "cpu":
+        return _product_of_active(table, s)
+    lr = _last_started(table, s)
+    products = (table[0, Column.FACTORS] > 1).nonzero().squeeze(1)
+    if products.numel():
+        lr[products] = _product_of_active(table[:, :, products], s)
     return lr

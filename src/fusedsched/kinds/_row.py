@@ -26,7 +26,22 @@ from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 from ..config import StepInt, _at_least_one, _no_bool
 from ..program import Segment, Shape, chain
 
-__all__ = ["Count", "Kind", "Positive", "PositiveStep", "tml_ramp", "tml_ramp_array", "ramp_segments"]
+__all__ = [
+    "Count",
+    "Kind",
+    "Positive",
+    "PositiveStep",
+    "after_ramp",
+    "after_ramp_array",
+    "chain",
+    "clamped_line",
+    "clamped_line_array",
+    "fold",
+    "ramp_segments",
+    "sorted_marks",
+    "tml_ramp",
+    "tml_ramp_array",
+]
 
 
 def _non_negative(value: int, info: ValidationInfo) -> int:
@@ -131,5 +146,3 @@ def sorted_marks(*marks: int) -> list[int]:
     """Distinct positive marks, ascending (step 0 is never worth marking)."""
     return sorted({int(m) for m in marks if m > 0})
 
-
-__all__ += ["after_ramp", "after_ramp_array", "chain", "clamped_line", "clamped_line_array", "fold", "sorted_marks"]
