@@ -77,6 +77,7 @@ SCHEDULERS = {
     "OneCycleLR linear three-phase": (lambda o: tls.OneCycleLR(
         o, max_lr=0.3, total_steps=77, pct_start=0.25, anneal_strategy="linear", three_phase=True,
         cycle_momentum=False, div_factor=7.0, final_div_factor=3.0), 78),
+    "OneCycleLR pct_start 0": (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=30, pct_start=0.0, cycle_momentum=False), 31),
     "OneCycleLR epochs": (lambda o: tls.OneCycleLR(o, max_lr=0.01, epochs=3, steps_per_epoch=7, cycle_momentum=False), 22),
     "SequentialLR warm-up + cosine": (lambda o: tls.SequentialLR(
         o, [tls.LinearLR(o, start_factor=0.1, total_iters=10), tls.CosineAnnealingLR(o, T_max=30)], milestones=[10]), 120),

@@ -190,7 +190,7 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
     def reproduces_ends(p: float) -> bool:
         return float(p * T) - 1 == ends[0] and (not three or float(2 * p * T) - 2 == ends[1])
 
-    pct = _nearby((ends[0] + 1) / T, reproduces_ends)
+    pct = _nearby((ends[0] + 1) / T, reproduces_ends, smallest=0.0)
     div = _nearby(peak / initial if initial else 25.0, lambda d: peak / d == initial)
     final_div = _nearby(initial / minimum if minimum else 1e4, lambda f: initial / f == minimum)
     if pct is None or div is None or final_div is None or strategy not in ("cos", "linear"):
@@ -210,14 +210,14 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
     return kind
 
 
-def _nearby(guess: float, ok: Callable[[float], bool], ulps: int = 64) -> float | None:
-    """The float within ``ulps`` of ``guess`` closest to it for which ``ok`` holds."""
-    if not math.isfinite(guess) or guess < 0:
+def _nearby(guess: float, ok: Callable[[float], bool], ulps: int = 64, smallest: float = math.ulp(0.0)) -> float | None:
+    """The float ``>= smallest`` within ``ulps`` of ``guess``, closest to it, for which ``ok`` holds."""
+    if not math.isfinite(guess) or guess < smallest:
         return None
     down = up = guess
     for _ in range(ulps + 1):
         for candidate in (down, up):
-            if candidate > 0 and ok(candidate):
+            if candidate >= smallest and ok(candidate):
                 return candidate
         down, up = math.nextafter(down, -math.inf), math.nextafter(up, math.inf)
     return None
