@@ -23,11 +23,14 @@ never rounds them)::
                      holding u (found in closed form: an estimate from log, corrected exactly),
                      t = u - (start of cycle n), T = span * q**n;
                      v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T)), ``w**n`` by squaring
+                     (in the reference and the C++ kernel; ``pow`` in torch and Triton)
     COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
 :mod:`fusedsched.kinds`), so the device rounds like ``compute_lr``. ``pow``, ``cos``, ``log`` and
-``sqrt`` are the C library's in the native kernels, as in Python.
+``sqrt`` are the C library's in the native CPU kernel, as in Python (so its float64 results are
+``compute_lr``'s bit for bit); Triton computes ``pow(x, y)`` as ``exp(y * log(x))``, within the
+precision goal.
 
 The table is a float64 tensor of shape ``[S, NUM_COLUMNS, G]`` (S = the longest program, G = the
 number of groups), so one column of one segment is contiguous over groups. Shorter programs are
