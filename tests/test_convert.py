@@ -89,6 +89,8 @@ SCHEDULERS = {
     "SequentialLR restarts + one-cycle": (lambda o: tls.SequentialLR(
         o, [tls.CosineAnnealingWarmRestarts(o, T_0=4), tls.OneCycleLR(o, max_lr=0.1, total_steps=20, cycle_momentum=False),
             tls.MultiStepLR(o, milestones=[3, 6])], milestones=[13, 33]), 50),
+    "SequentialLR of Hugging Face schedules": (lambda o: tls.SequentialLR(
+        o, [hf.get_constant_schedule_with_warmup(o, 5), hf.get_cosine_schedule_with_warmup(o, 3, 40)], milestones=[12]), 80),
     "ChainedScheduler (torch's example)": (lambda o: tls.ChainedScheduler(
         [tls.ConstantLR(o, factor=0.1, total_iters=2), tls.ExponentialLR(o, gamma=0.9)]), 60),
     "ChainedScheduler warm-up x cosine": (lambda o: tls.ChainedScheduler(
