@@ -49,8 +49,8 @@ def _int_power(base, exponent):
 
 
 @triton.jit
-def _restarts(u, span, mult, v0, v1, p, w):
-    """COSINE_RESTARTS: find the cycle in closed form (log estimate, exact correction), then the cosine."""
+def _restart_cycle(u, span, mult):
+    """COSINE_RESTARTS's cycle (n, t, T) holding u: a log estimate, then corrected exactly."""
     n1 = tl.floor(u / span)  # mult == 1
     grows = mult > 1
     m = tl.where(grows, mult, 2.0)  # keeps the unused lanes finite
@@ -63,10 +63,8 @@ def _restarts(u, span, mult, v0, v1, p, w):
     up = span * (power * m - 1) / (m - 1) <= u
     n = tl.where(up, n + 1, n)
     power = tl.where(up, power * m, power)
-    n = tl.where(grows, n, n1)
     t = tl.where(grows, u - span * (power - 1) / (m - 1), u - n1 * span)
-    length = tl.where(grows, span * power, span)
-    return v1 + (v0 * _pow(w, n) - v1) * 0.5 * (1 + tl.cos(p * t / length))
+    return tl.where(grows, n, n1), t, tl.where(grows, span * power, span)
 
 
 @triton.jit
@@ -74,33 +72,54 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
                    LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
                    POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
                    COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr):
-    """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order)."""
+    """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order).
+
+    Each lane needs at most one ``cos`` and one ``pow``: their arguments are gathered per shape and
+    each function is called once (a smaller kernel than a call per shape).
+    """
     u = (s - shift) - origin
     span = end - origin
     lr = v0  # CONSTANT
+    cos_arg = tl.zeros(u.shape, tl.float64)
+    pow_base = tl.full(u.shape, 1.0, tl.float64)
+    pow_exp = tl.zeros(u.shape, tl.float64)
     if _any(shape == LINEAR):
         linear = v0 + ((v1 - v0) / span) * u
         linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1)), tl.maximum(v0, v1))
         lr = tl.where(shape == LINEAR, linear, lr)
-    if _any(shape == COSINE):
-        lr = tl.where(shape == COSINE, v1 + (v0 - v1) * 0.5 * (1 + tl.cos(p * u / span)), lr)
-    if _any(shape == EXPONENTIAL):
-        e = u / span
-        e = tl.where(q != 0, tl.floor(e), e)
-        x = v0 * _pow(p, e)
-        x = tl.where(p < 1, tl.maximum(x, v1), tl.minimum(x, v1))
-        lr = tl.where(shape == EXPONENTIAL, x, lr)
-    if _any(shape == POWER):
-        lr = tl.where(shape == POWER, v1 + (v0 - v1) * _pow(1 - u / span, p), lr)
     if _any(shape == INV_SQRT):
         lr = tl.where(shape == INV_SQRT, v0 * (1 / tl.sqrt(u / span)), lr)
     if _any(shape == ONE_MINUS_SQRT):
         lr = tl.where(shape == ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - tl.sqrt(u / span)), lr)
-    if _any(shape == COSINE_RESTARTS):
-        lr = tl.where(shape == COSINE_RESTARTS, _restarts(u, span, q, v0, v1, p, w), lr)
+    if _any(shape == COSINE):
+        cos_arg = tl.where(shape == COSINE, p * u / span, cos_arg)
     if _any(shape == COSINE_CYCLES):
         x = q * (u / span)
-        lr = tl.where(shape == COSINE_CYCLES, v1 + (v0 - v1) * 0.5 * (1 + tl.cos(p * (x - tl.floor(x)))), lr)
+        cos_arg = tl.where(shape == COSINE_CYCLES, p * (x - tl.floor(x)), cos_arg)
+    if _any(shape == COSINE_RESTARTS):
+        n, t, length = _restart_cycle(u, span, q)
+        restarts = shape == COSINE_RESTARTS
+        cos_arg = tl.where(restarts, p * t / length, cos_arg)
+        pow_base = tl.where(restarts, w, pow_base)
+        pow_exp = tl.where(restarts, n, pow_exp)
+    if _any(shape == EXPONENTIAL):
+        e = u / span
+        e = tl.where(q != 0, tl.floor(e), e)
+        pow_base = tl.where(shape == EXPONENTIAL, p, pow_base)
+        pow_exp = tl.where(shape == EXPONENTIAL, e, pow_exp)
+    if _any(shape == POWER):
+        pow_base = tl.where(shape == POWER, 1 - u / span, pow_base)
+        pow_exp = tl.where(shape == POWER, p, pow_exp)
+    cosine_family = (shape == COSINE) | (shape == COSINE_CYCLES) | (shape == COSINE_RESTARTS)
+    power_family = (shape == EXPONENTIAL) | (shape == POWER) | (shape == COSINE_RESTARTS)
+    if _any(cosine_family | power_family):
+        c = 1 + tl.cos(cos_arg)
+        pw = _pow(pow_base, pow_exp)
+        lr = tl.where((shape == COSINE) | (shape == COSINE_CYCLES), v1 + (v0 - v1) * 0.5 * c, lr)
+        lr = tl.where(shape == COSINE_RESTARTS, v1 + (v0 * pw - v1) * 0.5 * c, lr)
+        x = v0 * pw
+        lr = tl.where(shape == EXPONENTIAL, tl.where(p < 1, tl.maximum(x, v1), tl.minimum(x, v1)), lr)
+        lr = tl.where(shape == POWER, v1 + (v0 - v1) * pw, lr)
     return lr
 
 
