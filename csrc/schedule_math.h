@@ -114,7 +114,7 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 // Segment k's float64 value at step s, with u = (s - shift) - origin and span = end - origin:
 //   CONSTANT:        v0
 //   LINEAR:          clamp(v0 + ((v1 - v0) / span) * u, min(v0, v1), max(v0, v1))
-//   COSINE:          v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span))
+//   COSINE:          v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span)), u first reduced to u % q when q > 0
 //   EXPONENTIAL:     e = u / span (floored when q != 0); x = v0 * pow(p, e); p < 1 ? max(x, v1) : min(x, v1)
 //   POWER:           v1 + (v0 - v1) * pow(1 - u / span, p)
 //   INV_SQRT:        v0 * (1 / sqrt(u / span))
@@ -139,8 +139,11 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       const double linear = v0 + ((v1 - v0) / span) * u;
       return nan_min(nan_max(linear, nan_min(v0, v1)), nan_max(v0, v1));
     }
-    case Shape::COSINE:
-      return v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span));
+    case Shape::COSINE: {
+      const double period = table_at(table, num_groups, k, Column::Q, g);
+      const double reduced = period > 0 ? u - period * floor_nonnegative(u / period) : u;
+      return v1 + (v0 - v1) * 0.5 * (1 + cos(p * reduced / span));
+    }
     case Shape::EXPONENTIAL: {
       double e = u / span;
       if (table_at(table, num_groups, k, Column::Q, g) != 0) {

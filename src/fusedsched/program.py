@@ -13,7 +13,8 @@ never rounds them)::
 
     CONSTANT         v0
     LINEAR           clamp(v0 + ((v1 - v0) / span) * u, min(v0, v1), max(v0, v1))
-    COSINE           v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span))
+    COSINE           v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span)), with u first reduced to u % q
+                     when q > 0 (a periodic cosine's period, a whole number of steps)
     EXPONENTIAL      e = u / span, floored when q != 0;  x = v0 * pow(p, e);
                      max(x, v1) when p < 1, else min(x, v1)
     POWER            v1 + (v0 - v1) * pow(1 - u / span, p)
@@ -241,7 +242,8 @@ def segment_values(seg: torch.Tensor, s: torch.Tensor, shapes: "set[Shape] | Non
         linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
         out = torch.where(shape == Shape.LINEAR, linear, out)
     if Shape.COSINE in shapes:
-        out = torch.where(shape == Shape.COSINE, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * u / span)), out)
+        reduced = torch.where(q > 0, u - q * torch.floor(u / q), u)
+        out = torch.where(shape == Shape.COSINE, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * reduced / span)), out)
     if Shape.EXPONENTIAL in shapes:
         e = torch.where(q != 0, torch.floor(x), x)
         exponential = v0 * torch.pow(p, e)

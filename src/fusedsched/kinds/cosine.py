@@ -55,11 +55,14 @@ class CosineAnnealing(_Config, Kind):
     ``s < R``: ``min(L, (L / R) * s)``; then, with ``u = s - R`` and N = ``num_steps``:
 
     - ``hard_restarts: false``: ``F + (L - F) * 0.5 * (1 + cos(p * u / N))`` for every ``u``,
-      ``p = pi * num_cycles * 2.0`` (``num_cycles = 0.5``: down to F at N, back up to L at 2N...);
+      ``p = pi * num_cycles * 2.0`` (``num_cycles = 0.5``: down to F at N, back up to L at 2N...).
+      When the period ``N / num_cycles`` is a whole number of steps P (always for torch's
+      ``CosineAnnealingLR``: P = 2N), ``u`` is first reduced to ``u % P``: the same cosine,
+      without a huge argument at huge steps;
     - ``hard_restarts: true``: ``F + (L - F) * 0.5 * (1 + cos(pi * ((num_cycles * (u / N)) % 1.0)))``
       while ``u < N``, then F (``num_cycles`` cosine decays, each restarting at L).
 
-    Segments: LINEAR, then COSINE (periodic: no end); or COSINE_CYCLES and CONSTANT.
+    Segments: LINEAR, then COSINE (periodic: no end, ``q`` = P); or COSINE_CYCLES and CONSTANT.
 
     >>> cfg = CosineAnnealing(learning_rate=1.0, final_learning_rate=0.5, num_steps=2)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 3, 4)]
@@ -78,8 +81,16 @@ class CosineAnnealing(_Config, Kind):
         if self.hard_restarts:
             pi = math.pi
             return after_ramp(L, R, lambda s: F + (L - F) * 0.5 * (1 + math.cos(pi * ((k * ((s - R) / N)) % 1.0))) if s - R < N else F)
-        p = math.pi * k * 2.0
+        p, P = math.pi * k * 2.0, self.period
+        if P:
+            return after_ramp(L, R, lambda s: F + (L - F) * 0.5 * (1 + math.cos(p * ((s - R) % P) / N)))
         return after_ramp(L, R, lambda s: F + (L - F) * 0.5 * (1 + math.cos(p * (s - R) / N)))
+
+    @property
+    def period(self) -> int:
+        """The cosine's period ``num_steps / num_cycles`` when it is a whole number of steps, else 0."""
+        P = self.num_steps / self.num_cycles
+        return int(P) if not self.hard_restarts and P.is_integer() and P * self.num_cycles == self.num_steps else 0
 
     def formula_array(self, s: np.ndarray) -> np.ndarray:
         L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
@@ -88,10 +99,10 @@ class CosineAnnealing(_Config, Kind):
                 x = k * ((t - R) / N)
                 return np.where(t - R < N, F + (L - F) * 0.5 * (1 + np.cos(np.pi * (x - np.floor(x)))), F)
         else:
-            p = math.pi * k * 2.0
+            p, P = math.pi * k * 2.0, self.period
 
             def rest(t: np.ndarray) -> np.ndarray:
-                return F + (L - F) * 0.5 * (1 + np.cos(p * (t - R) / N))
+                return F + (L - F) * 0.5 * (1 + np.cos(p * ((t - R) % P if P else t - R) / N))
 
         return after_ramp_array(L, R, s, rest)
 
@@ -102,7 +113,7 @@ class CosineAnnealing(_Config, Kind):
                 Segment(R, Shape.COSINE_CYCLES, L, F, p=math.pi, q=k, end=R + N),
                 Segment(R + N, Shape.CONSTANT, F),
             ])
-        return chain(ramp_segments(L, R) + [Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, end=R + N)])
+        return chain(ramp_segments(L, R) + [Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, q=self.period, end=R + N)])
 
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.num_steps)

@@ -92,7 +92,8 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
     if _any(shape == ONE_MINUS_SQRT):
         lr = tl.where(shape == ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - tl.sqrt(u / span)), lr)
     if _any(shape == COSINE):
-        cos_arg = tl.where(shape == COSINE, p * u / span, cos_arg)
+        reduced = tl.where(q > 0, u - q * tl.floor(u / q), u)  # a periodic cosine: u % period
+        cos_arg = tl.where(shape == COSINE, p * reduced / span, cos_arg)
     if _any(shape == COSINE_CYCLES):
         x = q * (u / span)
         cos_arg = tl.where(shape == COSINE_CYCLES, p * (x - tl.floor(x)), cos_arg)
