@@ -205,3 +205,25 @@ def test_kind_models_are_importable_from_config_and_package():
     for name in ("LearningRate", "ExponentialDecay", "Join", "Product", "OneCycle"):
         assert getattr(config, name) is getattr(fusedsched.kinds, name)
     assert fusedsched.LearningRate is config.LearningRate
+
+
+@pytest.mark.parametrize("first", ["fusedsched.kinds", "fusedsched.kinds.cosine", "fusedsched.kinds._row",
+                                   "fusedsched.config", "fusedsched.program", "fusedsched.schedules"])
+def test_kinds_and_config_import_in_any_order(first):
+    # a package __init__ that imports nothing (lazily, PEP 562) lets any module come first
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "fusedsched"
+    code = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('fusedsched'); pkg.__path__ = [{str(src)!r}]; sys.modules['fusedsched'] = pkg\n"
+        f"import {first}\n"
+        "from fusedsched.config import LearningRate, ExponentialDecay\n"
+        "from fusedsched.kinds import kind_row\n"
+        "print(kind_row(LearningRate(exponential_decay=dict(learning_rate=1.0, decay_rate=0.5, decay_steps=1))).formula()(3))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "0.125"

@@ -93,23 +93,13 @@ def _exactly_one(model: _Config, names: tuple[str, ...]) -> str:
 
 
 # --- schedules ---------------------------------------------------------------------------------
-# Every schedule kind lives in fusedsched.kinds (model, formula and compile rule side by side).
-# That package builds on the field types above, so it is imported here, after them.
-from .kinds import (  # noqa: E402
-    CosineAnnealing,
-    CosineWithRestarts,
-    ExponentialDecay,
-    InverseSqrt,
-    Join,
-    LearningRate,
-    LinearRampToConstant,
-    LinearRampToCosine,
-    OneCycle,
-    PiecewiseConstant,
-    PolynomialDecay,
-    Product,
-    WarmupStableDecay,
-)
+# Every schedule kind lives in fusedsched.kinds (model, formula and compile rule side by side),
+# which builds on the field types above: imported here, after them, from its modules (this works
+# whichever of config and kinds is imported first; fusedsched.kinds imports config first).
+from .kinds.compose import Join, LearningRate, Product  # noqa: E402
+from .kinds.cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay  # noqa: E402
+from .kinds.decay import ExponentialDecay, InverseSqrt, PolynomialDecay  # noqa: E402
+from .kinds.tml import LinearRampToConstant, LinearRampToCosine, PiecewiseConstant  # noqa: E402
 
 
 # --- optimizers --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``product`` | :class:`Product` | torch ``ChainedScheduler`` |
 """
 
+from .. import config  # noqa: F401  (first: the kinds build on its field types, and it re-exports them)
 from ._row import Kind
 from .compose import Join, LearningRate, Product, kind_row
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
