@@ -88,6 +88,8 @@ FUSEDSCHED_HOST_DEVICE double floor_nonnegative(double x) {
 
 // COSINE_RESTARTS's cycle lookup for cycles span * mult**n long: the cycle index n holding step u,
 // the step t within it and its length. Closed form: an estimate from log, then corrected exactly.
+// Cycle n starts at span * ((mult**n - 1) / (mult - 1)): the quotient is a whole number, so every
+// value stays exact up to 2**53.
 struct Cycle {
   double n, t, length;
 };
@@ -100,15 +102,15 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
   const double estimate = log(u * (mult - 1) / span + 1) / log(mult);
   int64_t n = estimate >= 0 ? static_cast<int64_t>(estimate) : 0;
   double power = int_power(mult, n);
-  if (span * (power - 1) / (mult - 1) > u) {
+  if (span * ((power - 1) / (mult - 1)) > u) {
     n -= 1;
     power /= mult;
   }
-  if (span * (power * mult - 1) / (mult - 1) <= u) {
+  if (span * ((power * mult - 1) / (mult - 1)) <= u) {
     n += 1;
     power *= mult;
   }
-  return {static_cast<double>(n), u - span * (power - 1) / (mult - 1), span * power};
+  return {static_cast<double>(n), u - span * ((power - 1) / (mult - 1)), span * power};
 }
 
 // Segment k's float64 value at step s, with u = (s - shift) - origin and span = end - origin:

@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before fusedsched (conftest.py does it first in a session)
 
+import math
 import random
 import subprocess
 import sys
@@ -489,3 +490,46 @@ def test_cuda_graph_replays_advance(start):
     assert int(step) == start + 100
     steps = list(range(start + 1, start + 101))
     assert_precision_goal(torch.stack(rows).cpu(), table_reference(table, steps), steps, "CUDA graph replays")
+
+
+@needs_native
+@pytest.mark.parametrize("cycle_steps, mult", [(1, 4), (3, 7), (2**30 + 3, 4), (5, 2), (1, 1)])
+def test_float64_restarts_are_compute_lr_bit_for_bit_up_to_max_step(cycle_steps, mult):
+    """The cycle lookup stays exact at every restart up to 2**53 - 2, where the products get big."""
+    from fusedsched.config import MAX_STEP
+
+    cfg = LearningRate(cosine_with_restarts=dict(learning_rate=0.1, final_learning_rate=1e-3, num_ramp_steps=3,
+                                                 cycle_steps=cycle_steps, cycle_mult=mult, cycle_decay=0.9))
+    steps, start, n = {MAX_STEP, MAX_STEP - 1}, 0, 0
+    while start < MAX_STEP and n < 200:
+        steps |= {v for v in (start + 2, start + 3, start + 4) if v <= MAX_STEP}  # num_ramp_steps = 3
+        start += cycle_steps * mult**n if mult > 1 else cycle_steps * 2**n
+        n += 1
+    table = ScheduleTable.build([cfg]).table
+    step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(1, dtype=torch.float64)
+    for s in sorted(steps):
+        step.fill_(s)
+        torch.ops.fusedsched.advance_native_.default(step, table, lrs, 0)
+        assert lrs.item() == compute_lr(cfg, s), f"step {s}"
+
+
+@needs_native
+def test_float64_every_kind_is_compute_lr_bit_for_bit_at_its_edges_and_far_away():
+    """Host mode's float64 path for random configs of every kind, beside each edge, up to 2**53 - 2."""
+    from fusedsched.config import MAX_STEP
+    from fusedsched.schedules import schedule_marks
+
+    pool = config_pool(seed=7, size=4 * len(LearningRate.KINDS)) + list(CONFIGS)
+    table = ScheduleTable.build(pool).table
+    step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(len(pool), dtype=torch.float64)
+    marks = {m for cfg in pool for m in schedule_marks(cfg)}
+    steps = sorted({min(max(m + d, 0), MAX_STEP) for m in marks for d in (-1, 0, 1)}
+                   | {2**41, 2**52 + 1, MAX_STEP - 1, MAX_STEP})
+    for s in steps:
+        step.fill_(s)
+        torch.ops.fusedsched.advance_native_.default(step, table, lrs, 0)
+        want = [compute_lr(cfg, s) for cfg in pool]
+        got = lrs.tolist()
+        bad = [(i, pool[i].kind, got[i], want[i]) for i in range(len(pool))
+               if got[i] != want[i] and not (math.isnan(got[i]) and math.isnan(want[i]))]
+        assert not bad, f"step {s}: {bad[:3]}"

@@ -212,12 +212,12 @@ def _restart_cycle(u, span, mult):
     n = torch.floor(torch.log(u * (m - 1) / span + 1) / torch.log(m))
     n = torch.where(grows & (n >= 0), n, 0.0)
     power = _int_power(m, n)
-    first = span * (power - 1) / (m - 1)
+    first = span * ((power - 1) / (m - 1))
     down = first > u
     n, power = torch.where(down, n - 1, n), torch.where(down, power / m, power)
-    up = span * (power * m - 1) / (m - 1) <= u
+    up = span * ((power * m - 1) / (m - 1)) <= u
     n, power = torch.where(up, n + 1, n), torch.where(up, power * m, power)
-    first = span * (power - 1) / (m - 1)
+    first = span * ((power - 1) / (m - 1))
     return (
         torch.where(grows, n, n1),
         torch.where(grows, u - first, u - n1 * span),

@@ -141,23 +141,29 @@ def int_power_array(base: float, n: np.ndarray) -> np.ndarray:
     return result
 
 
-def restart_cycle(u: int, length: int, mult: int) -> tuple[int, int, int]:
+def restart_cycle(u: int, length: int, mult: int) -> tuple[int, float, float]:
     """The cycle holding step ``u`` of cycles ``length * mult**n`` long: ``(n, t, T)`` with ``t``
-    the step within the cycle and ``T`` its length. Closed form: an estimate from ``log``, then
-    corrected with exact integers (the estimate is off by at most one)."""
+    the step within the cycle and ``T`` its length.
+
+    Closed form, in float64 exactly as the native kernels compute it: an estimate of ``n`` from
+    ``log``, corrected by comparing ``u`` with the exact cycle starts
+    ``length * ((mult**n - 1) / (mult - 1))`` (whole numbers; exact while below 2**53, so ``n``,
+    ``t`` and ``T`` are the exact ones at every step a config allows, and past that the kernels
+    and this function still agree bit for bit).
+    """
+    u, span = float(u), float(length)
     if mult == 1:
-        n, t = divmod(u, length)
-        return n, t, length
-    n = max(0, int(math.log(u * (mult - 1) / length + 1) / math.log(mult)))
-
-    def first(n: int) -> int:  # the first step of cycle n
-        return length * (mult**n - 1) // (mult - 1)
-
-    while n > 0 and first(n) > u:
-        n -= 1
-    while first(n + 1) <= u:
-        n += 1
-    return n, u - first(n), length * mult**n
+        n = math.floor(u / span)
+        return n, u - n * span, span
+    m = float(mult)
+    estimate = math.log(u * (m - 1) / span + 1) / math.log(m)
+    n = int(estimate) if estimate >= 0 else 0
+    power = int_power(m, n)
+    if span * ((power - 1) / (m - 1)) > u:
+        n, power = n - 1, power / m
+    if span * ((power * m - 1) / (m - 1)) <= u:
+        n, power = n + 1, power * m
+    return n, u - span * ((power - 1) / (m - 1)), span * power
 
 
 class CosineWithRestarts(_Config, Kind):

@@ -57,13 +57,13 @@ def _restart_cycle(u, span, mult):
     n = tl.floor(tl.log(u * (m - 1) / span + 1) / tl.log(m))
     n = tl.where(grows & (n >= 0), n, 0.0)
     power = _int_power(m, n)
-    down = span * (power - 1) / (m - 1) > u
+    down = span * ((power - 1) / (m - 1)) > u
     n = tl.where(down, n - 1, n)
     power = tl.where(down, power / m, power)
-    up = span * (power * m - 1) / (m - 1) <= u
+    up = span * ((power * m - 1) / (m - 1)) <= u
     n = tl.where(up, n + 1, n)
     power = tl.where(up, power * m, power)
-    t = tl.where(grows, u - span * (power - 1) / (m - 1), u - n1 * span)
+    t = tl.where(grows, u - span * ((power - 1) / (m - 1)), u - n1 * span)
     return tl.where(grows, n, n1), t, tl.where(grows, span * power, span)
 
 
