@@ -81,6 +81,7 @@ def assert_lrs_match(actual: torch.Tensor | np.ndarray, expected: np.ndarray, wh
     assert got.shape == expected.shape, f"{what}: shape {got.shape} != {expected.shape}"
     nan = np.isnan(got) != np.isnan(expected)
     ulps = np.abs(got.view(np.int32).astype(np.int64) - expected.view(np.int32).astype(np.int64))
+    ulps[np.isnan(got) & np.isnan(expected)] = 0  # NaN is NaN, whatever its sign bit
     bad = np.flatnonzero(nan | (ulps > 1))
     if bad.size:
         first = ", ".join(f"[{i}] got {got[i]!r} want {expected[i]!r} ({ulps[i]} ulp)" for i in bad[:5])

@@ -320,17 +320,17 @@ class WarmupStableDecay(_Config, Kind):
         out[(s >= W) & (s < W + S)] = L
         ramp, decay = s < W, (s >= W + S) & (s < W + S + D)
         r, u = s[ramp], s[decay] - W - S
-        if self.ramp_shape == "linear":
+        if W and self.ramp_shape == "linear":
             out[ramp] = clamped_line_array(F, L, W, r)
-        elif self.ramp_shape == "cosine":
+        elif W and self.ramp_shape == "cosine":
             out[ramp] = L + (F - L) * 0.5 * (1 + np.cos(np.pi * r / W))
-        else:
+        elif W:
             out[ramp] = F + (L - F) * (1 - np.sqrt((r - W) / (0 - W)))
-        if self.decay_shape == "linear":
+        if D and self.decay_shape == "linear":
             out[decay] = clamped_line_array(L, F, D, u)
-        elif self.decay_shape == "cosine":
+        elif D and self.decay_shape == "cosine":
             out[decay] = F + (L - F) * 0.5 * (1 + np.cos(math.pi * self.num_cycles * 2.0 * u / D))
-        else:
+        elif D:
             out[decay] = F + (L - F) * (1 - np.sqrt(u / D))
         return out
 

@@ -185,7 +185,9 @@ class InverseSqrt(_Config, Kind):
     """tml's linear ramp, then Hugging Face's ``get_inverse_sqrt_schedule`` (times L).
 
     ``s < R``: ``min(L, (L / R) * s)``;
-    ``s >= R``: ``L * (1.0 / sqrt((s + shift) / timescale))`` with ``shift = timescale - R``;
+    ``s >= R``: ``L * (1.0 / sqrt((s + shift) / timescale))`` with ``shift = timescale - R``
+    (``s + shift`` computed as ``float(s) - float(R - timescale)``, as the kernels do: the same
+    below 2**53, and rounded alike beyond);
     ``timescale`` defaults, as in Hugging Face, to R, or 10,000 when R is 0.
     Segments: LINEAR, INV_SQRT (``ORIGIN = R - timescale``, ``END = R``).
 
@@ -204,12 +206,12 @@ class InverseSqrt(_Config, Kind):
 
     def formula(self) -> Callable[[int], float]:
         L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale
-        shift = ts - R
-        return after_ramp(L, R, lambda s: L * (1.0 / math.sqrt((s + shift) / ts)))
+        origin = float(R - ts)  # s - origin is s + shift, rounded like the kernels past 2**53
+        return after_ramp(L, R, lambda s: L * (1.0 / math.sqrt((float(s) - origin) / ts)))
 
     def formula_array(self, s: np.ndarray) -> np.ndarray:
         L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale
-        return after_ramp_array(L, R, s, lambda t: L * (1.0 / np.sqrt((t + (ts - R)) / ts)))
+        return after_ramp_array(L, R, s, lambda t: L * (1.0 / np.sqrt((t.astype(np.float64) - float(R - ts)) / ts)))
 
     def segments(self) -> list[Segment]:
         L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale

@@ -25,6 +25,7 @@ from ..program import NUM_COLUMNS, Column, Shape
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCK = 1024
+NAN = tl.constexpr(tl.PropagateNan.ALL)  # min / max keep a NaN, like torch.minimum and the C++ kernel
 
 
 @triton.jit
@@ -85,7 +86,8 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
     pow_exp = tl.zeros(u.shape, tl.float64)
     if _any(shape == LINEAR):
         linear = v0 + ((v1 - v0) / span) * u
-        linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1)), tl.maximum(v0, v1))
+        linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1), propagate_nan=NAN),
+                            tl.maximum(v0, v1), propagate_nan=NAN)
         lr = tl.where(shape == LINEAR, linear, lr)
     if _any(shape == INV_SQRT):
         lr = tl.where(shape == INV_SQRT, v0 * (1 / tl.sqrt(u / span)), lr)
@@ -119,7 +121,8 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
         lr = tl.where((shape == COSINE) | (shape == COSINE_CYCLES), v1 + (v0 - v1) * 0.5 * c, lr)
         lr = tl.where(shape == COSINE_RESTARTS, v1 + (v0 * pw - v1) * 0.5 * c, lr)
         x = v0 * pw
-        lr = tl.where(shape == EXPONENTIAL, tl.where(p < 1, tl.maximum(x, v1), tl.minimum(x, v1)), lr)
+        bounded = tl.where(p < 1, tl.maximum(x, v1, propagate_nan=NAN), tl.minimum(x, v1, propagate_nan=NAN))
+        lr = tl.where(shape == EXPONENTIAL, bounded, lr)
         lr = tl.where(shape == POWER, v1 + (v0 - v1) * pw, lr)
     return lr
 
