@@ -7,9 +7,10 @@ is a few loads and flops, so even 10,000 groups are a handful of loop iterations
 
 Per block, the kernel picks each group's active segment (the last with ``START <= s``) and
 evaluates it; only when some group in the block is a ``product`` (``FACTORS > 1``) does it
-multiply the values of every active segment (``START <= s < STOP``) instead. A shape is computed only when some group of the block
-needs it. The shapes and their operation order are :mod:`fusedsched.program`'s; ``pow`` is
-``exp(y * log(x))`` (libdevice's ``pow`` does not run in the interpreter).
+multiply the values of every active segment (``START <= s < STOP``) instead. A shape is computed
+only when some group of the block needs it. The shapes and their operation order are
+:mod:`fusedsched.program`'s; ``pow`` is ``exp(y * log(x))`` (libdevice's ``pow`` does not run in
+the interpreter).
 
 On CPU tensors the kernel runs only under the Triton interpreter, which reads ``TRITON_INTERPRET=1``
 when this module is imported (``INTERPRETED`` records it).
