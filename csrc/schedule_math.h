@@ -2,9 +2,11 @@
 //
 // Mirrors src/fusedsched/program.py, the single source of truth: the shape and column codes below
 // must equal program.Shape / program.Column / program.NUM_COLUMNS (tests/test_codes.py checks),
-// and evaluate_group() keeps the exact operation order of program.evaluate_table so the float64
-// results round the same way. Build without FMA contraction (-ffp-contract=off for C++,
-// -fmad=false for nvcc): a fused multiply-add rounds once where the reference rounds twice.
+// and segment_value() keeps the exact operation order of the reference formulas (fusedsched.kinds)
+// and of program.segment_values, with the C library's cos / pow / log / sqrt / floor, so the CPU
+// kernel writing float64 reproduces compute_lr bit for bit. Build without FMA contraction
+// (-ffp-contract=off for C++, -fmad=false for nvcc): a fused multiply-add rounds once where the
+// reference rounds twice.
 //
 // Table layout: float64 [num_segments, NUM_COLUMNS, num_groups], contiguous; padding segments
 // have START = +inf, so no step selects them.
@@ -21,13 +23,36 @@
 
 namespace fusedsched {
 
-enum class Shape : int { CONSTANT = 0, LINEAR = 1, COSINE = 2 };
+enum class Shape : int {
+  CONSTANT = 0,
+  LINEAR = 1,
+  COSINE = 2,
+  EXPONENTIAL = 3,
+  POWER = 4,
+  INV_SQRT = 5,
+  ONE_MINUS_SQRT = 6,
+  COSINE_RESTARTS = 7,
+  COSINE_CYCLES = 8
+};
 
-enum class Column : int { START = 0, SHAPE = 1, END = 2, V0 = 3, V1 = 4, P = 5 };
+enum class Column : int {
+  START = 0,
+  STOP = 1,
+  SHAPE = 2,
+  SHIFT = 3,
+  ORIGIN = 4,
+  END = 5,
+  V0 = 6,
+  V1 = 7,
+  P = 8,
+  Q = 9,
+  W = 10,
+  FACTORS = 11
+};
 
-constexpr int NUM_COLUMNS = 6;
+constexpr int NUM_COLUMNS = 12;
 
-static_assert(static_cast<int>(Column::P) + 1 == NUM_COLUMNS, "NUM_COLUMNS must follow the last Column");
+static_assert(static_cast<int>(Column::FACTORS) + 1 == NUM_COLUMNS, "NUM_COLUMNS must follow the last Column");
 
 // table[k, c, g]
 FUSEDSCHED_HOST_DEVICE double table_at(
@@ -43,34 +68,136 @@ FUSEDSCHED_HOST_DEVICE double nan_min(double a, double b) {
   return (a < b || a != a) ? a : b;
 }
 
-// Group g's float64 learning rate at step s: its last segment with START <= s (segment 0 when
-// none is, like evaluate_table), evaluated with the shape formula of program.py:
-//   CONSTANT: v0
-//   LINEAR:   clamp(v0 + ((v1 - v0) / (end - start)) * (s - start), min(v0, v1), max(v0, v1))
-//   COSINE:   v1 + (v0 - v1) * 0.5 * (1 + cos(p * (s - start) / (end - start)))
-FUSEDSCHED_HOST_DEVICE double evaluate_group(
-    const double* table, int64_t num_segments, int64_t num_groups, int64_t g, double s) {
-  int64_t k = 0;
-  for (int64_t j = 1; j < num_segments; ++j) {
-    if (table_at(table, num_groups, j, Column::START, g) <= s) {
-      k = j;
+// base ** n for an integer n >= 0, by squaring (kinds.cosine.int_power, the same multiplications):
+// exact in float64 for integer bases while the result is below 2**53.
+FUSEDSCHED_HOST_DEVICE double int_power(double base, int64_t n) {
+  double result = 1.0;
+  for (; n > 0; n >>= 1) {
+    if (n & 1) {
+      result *= base;
     }
+    base *= base;
   }
-  const double start = table_at(table, num_groups, k, Column::START, g);
-  const double shape = table_at(table, num_groups, k, Column::SHAPE, g);
-  const double end = table_at(table, num_groups, k, Column::END, g);
+  return result;
+}
+
+// floor(x) for 0 <= x < 2**63 (what every floor below takes): a conversion, no libm call.
+FUSEDSCHED_HOST_DEVICE double floor_nonnegative(double x) {
+  return static_cast<double>(static_cast<int64_t>(x));
+}
+
+// COSINE_RESTARTS's cycle lookup for cycles span * mult**n long: the cycle index n holding step u,
+// the step t within it and its length. Closed form: an estimate from log, then corrected exactly.
+// Cycle n starts at span * ((mult**n - 1) / (mult - 1)): the quotient is a whole number, so every
+// value stays exact up to 2**53.
+struct Cycle {
+  double n, t, length;
+};
+
+FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
+  if (mult == 1.0) {
+    const double n = floor_nonnegative(u / span);
+    return {n, u - n * span, span};
+  }
+  const double estimate = log(u * (mult - 1) / span + 1) / log(mult);
+  int64_t n = estimate >= 0 ? static_cast<int64_t>(estimate) : 0;
+  double power = int_power(mult, n);
+  if (span * ((power - 1) / (mult - 1)) > u) {
+    n -= 1;
+    power /= mult;
+  }
+  if (span * ((power * mult - 1) / (mult - 1)) <= u) {
+    n += 1;
+    power *= mult;
+  }
+  return {static_cast<double>(n), u - span * ((power - 1) / (mult - 1)), span * power};
+}
+
+// Segment k's float64 value at step s, with u = (s - shift) - origin and span = end - origin:
+//   CONSTANT:        v0
+//   LINEAR:          clamp(v0 + ((v1 - v0) / span) * u, min(v0, v1), max(v0, v1))
+//   COSINE:          v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span)), u first reduced to u % q when q > 0
+//   EXPONENTIAL:     e = u / span (floored when q != 0); x = v0 * pow(p, e); p < 1 ? max(x, v1) : min(x, v1)
+//   POWER:           v1 + (v0 - v1) * pow(1 - u / span, p)
+//   INV_SQRT:        v0 * (1 / sqrt(u / span))
+//   ONE_MINUS_SQRT:  v1 + (v0 - v1) * (1 - sqrt(u / span))
+//   COSINE_RESTARTS: (n, t, T) = restart_cycle(u, span, q); v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T))
+//                    (w**n by squaring: int_power)
+//   COSINE_CYCLES:   x = q * (u / span); v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+FUSEDSCHED_HOST_DEVICE double segment_value(
+    const double* table, int64_t num_groups, int64_t k, int64_t g, double s) {
+  const int shape = static_cast<int>(table_at(table, num_groups, k, Column::SHAPE, g));
   const double v0 = table_at(table, num_groups, k, Column::V0, g);
+  if (shape == static_cast<int>(Shape::CONSTANT)) {
+    return v0;
+  }
+  const double origin = table_at(table, num_groups, k, Column::ORIGIN, g);
+  const double u = (s - table_at(table, num_groups, k, Column::SHIFT, g)) - origin;
+  const double span = table_at(table, num_groups, k, Column::END, g) - origin;
   const double v1 = table_at(table, num_groups, k, Column::V1, g);
   const double p = table_at(table, num_groups, k, Column::P, g);
-  const double span = end - start;
-  if (shape == static_cast<double>(Shape::LINEAR)) {
-    const double linear = v0 + ((v1 - v0) / span) * (s - start);
-    return nan_min(nan_max(linear, nan_min(v0, v1)), nan_max(v0, v1));
+  switch (static_cast<Shape>(shape)) {
+    case Shape::LINEAR: {
+      const double linear = v0 + ((v1 - v0) / span) * u;
+      return nan_min(nan_max(linear, nan_min(v0, v1)), nan_max(v0, v1));
+    }
+    case Shape::COSINE: {
+      const double period = table_at(table, num_groups, k, Column::Q, g);
+      const double reduced = period > 0 ? u - period * floor_nonnegative(u / period) : u;
+      return v1 + (v0 - v1) * 0.5 * (1 + cos(p * reduced / span));
+    }
+    case Shape::EXPONENTIAL: {
+      double e = u / span;
+      if (table_at(table, num_groups, k, Column::Q, g) != 0) {
+        e = floor_nonnegative(e);
+      }
+      const double x = v0 * pow(p, e);
+      return p < 1 ? nan_max(x, v1) : nan_min(x, v1);
+    }
+    case Shape::POWER:
+      return v1 + (v0 - v1) * pow(1 - u / span, p);
+    case Shape::INV_SQRT:
+      return v0 * (1 / sqrt(u / span));
+    case Shape::ONE_MINUS_SQRT:
+      return v1 + (v0 - v1) * (1 - sqrt(u / span));
+    case Shape::COSINE_RESTARTS: {
+      const Cycle c = restart_cycle(u, span, table_at(table, num_groups, k, Column::Q, g));
+      const double peak = v0 * int_power(table_at(table, num_groups, k, Column::W, g), static_cast<int64_t>(c.n));
+      return v1 + (peak - v1) * 0.5 * (1 + cos(p * c.t / c.length));
+    }
+    case Shape::COSINE_CYCLES: {
+      const double x = table_at(table, num_groups, k, Column::Q, g) * (u / span);
+      return v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor_nonnegative(x))));
+    }
+    default:
+      return v0;
   }
-  if (shape == static_cast<double>(Shape::COSINE)) {
-    return v1 + (v0 - v1) * 0.5 * (1 + cos(p * (s - start) / span));
+}
+
+// Group g's float64 learning rate at step s (a negative step counts as 0, like evaluate_table):
+// the product of its active segments' values (START <= s < STOP), in table order. A plain
+// schedule (FACTORS == 1) has one active segment at every step, each stopping where the next
+// starts: the last with START <= s, found from START alone. A product multiplies one per factor,
+// starting from 1.0 (1.0 * value is exact).
+FUSEDSCHED_HOST_DEVICE double evaluate_group(
+    const double* table, int64_t num_segments, int64_t num_groups, int64_t g, double s) {
+  s = s > 0 ? s : 0.0;
+  if (table_at(table, num_groups, 0, Column::FACTORS, g) == 1.0) {
+    int64_t k = 0;
+    for (int64_t j = 1; j < num_segments; ++j) {
+      if (table_at(table, num_groups, j, Column::START, g) <= s) {
+        k = j;
+      }
+    }
+    return segment_value(table, num_groups, k, g, s);
   }
-  return v0;
+  double lr = 1.0;
+  for (int64_t k = 0; k < num_segments; ++k) {
+    if (table_at(table, num_groups, k, Column::START, g) <= s && s < table_at(table, num_groups, k, Column::STOP, g)) {
+      lr *= segment_value(table, num_groups, k, g, s);
+    }
+  }
+  return lr;
 }
 
 }  // namespace fusedsched

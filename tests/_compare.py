@@ -18,6 +18,44 @@ CONFIGS = [
     LearningRate(linear_ramp_to_cosine={"learning_rate": 0.1, "final_learning_rate": 0.001, "num_ramp_steps": 7, "final_num_steps": 150}),
     LearningRate(linear_ramp_to_cosine={"learning_rate": 3e-4, "final_learning_rate": 0.0, "num_ramp_steps": 1, "final_num_steps": 2}),
     LearningRate(linear_ramp_to_cosine={"learning_rate": 1.0, "final_learning_rate": 0.1, "num_ramp_steps": 1000, "final_num_steps": 2**41}),
+    # the kinds of the big libraries; each phase boundary falls inside 0..200, or near 2**40
+    LearningRate(exponential_decay={"learning_rate": 0.1, "decay_rate": 0.5, "decay_steps": 7, "num_ramp_steps": 3}),
+    LearningRate(exponential_decay={"learning_rate": 0.3, "decay_rate": 0.9, "decay_steps": 3, "staircase": True, "end_learning_rate": 0.07}),
+    LearningRate(exponential_decay={"learning_rate": 1e-3, "decay_rate": 1.5, "decay_steps": 10, "end_learning_rate": 0.3}),
+    LearningRate(polynomial_decay={"learning_rate": 0.1, "end_learning_rate": 1e-4, "num_ramp_steps": 5, "final_num_steps": 150, "power": 2.0}),
+    LearningRate(polynomial_decay={"learning_rate": 0.1, "end_learning_rate": 0.3, "final_num_steps": 40}),
+    LearningRate(polynomial_decay={"learning_rate": 0.7, "num_ramp_steps": 3, "final_num_steps": 2**41, "power": 0.5}),
+    LearningRate(warmup_stable_decay={"learning_rate": 0.2, "final_learning_rate": 0.002, "num_ramp_steps": 10, "num_stable_steps": 50, "num_decay_steps": 100}),
+    LearningRate(warmup_stable_decay={"learning_rate": 0.3, "num_ramp_steps": 17, "num_stable_steps": 0, "num_decay_steps": 60, "decay_shape": "linear", "ramp_shape": "cosine"}),
+    LearningRate(warmup_stable_decay={"learning_rate": 0.1, "final_learning_rate": 0.01, "num_ramp_steps": 9, "num_stable_steps": 9, "num_decay_steps": 2**41, "decay_shape": "1-sqrt", "ramp_shape": "1-sqrt"}),
+    LearningRate(cosine_annealing={"learning_rate": 0.1, "final_learning_rate": 0.001, "num_steps": 50}),
+    LearningRate(cosine_annealing={"learning_rate": 0.05, "num_ramp_steps": 5, "num_steps": 31, "num_cycles": 1.5}),
+    LearningRate(cosine_annealing={"learning_rate": 0.01, "num_ramp_steps": 10, "num_steps": 100, "num_cycles": 3, "hard_restarts": True}),
+    LearningRate(cosine_with_restarts={"learning_rate": 0.1, "final_learning_rate": 1e-4, "num_ramp_steps": 5, "cycle_steps": 10, "cycle_mult": 2, "cycle_decay": 0.7}),
+    LearningRate(cosine_with_restarts={"learning_rate": 0.3, "cycle_steps": 7}),
+    LearningRate(cosine_with_restarts={"learning_rate": 1.0, "final_learning_rate": 0.1, "cycle_steps": 1, "cycle_mult": 3, "cycle_decay": 0.99}),
+    LearningRate(one_cycle={"max_learning_rate": 0.1, "total_steps": 100}),
+    LearningRate(one_cycle={"max_learning_rate": 0.3, "total_steps": 77, "pct_start": 0.25, "anneal_strategy": "linear", "three_phase": True}),
+    LearningRate(one_cycle={"max_learning_rate": 1.0, "total_steps": 2**41, "pct_start": 0.5}),
+    LearningRate(inverse_sqrt={"learning_rate": 0.1, "num_ramp_steps": 10}),
+    LearningRate(inverse_sqrt={"learning_rate": 0.02, "num_ramp_steps": 0}),
+    LearningRate(inverse_sqrt={"learning_rate": 0.3, "num_ramp_steps": 40, "timescale": 3}),
+    LearningRate(join={"schedules": [
+        {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 10}},
+        {"exponential_decay": {"learning_rate": 0.1, "decay_rate": 0.8, "decay_steps": 9}},
+        {"cosine_with_restarts": {"learning_rate": 0.02, "cycle_steps": 15, "cycle_mult": 2}},
+    ], "boundaries": [10, 100]}),
+    LearningRate(product={"schedules": [
+        {"piecewise_constant": {"learning_rate_boundaries": [20, 120], "learning_rate_values": [1.0, 0.3, 0.1]}},
+        {"cosine_annealing": {"learning_rate": 0.2, "final_learning_rate": 0.01, "num_steps": 45}},
+    ]}),
+    LearningRate(product={"schedules": [
+        {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 30}},
+        {"join": {"schedules": [
+            {"exponential_decay": {"learning_rate": 1.0, "decay_rate": 0.95, "decay_steps": 1}},
+            {"product": {"schedules": [{"constant": 0.5}, {"one_cycle": {"max_learning_rate": 1.0, "total_steps": 60, "pct_start": 0.3}}]}},
+        ], "boundaries": [70]}},
+    ]}),
 ]
 
 BIG_STEPS = [2**40 - 1, 2**40, 2**40 + 1, 2**40 + 12345, 10**10]
@@ -43,6 +81,7 @@ def assert_lrs_match(actual: torch.Tensor | np.ndarray, expected: np.ndarray, wh
     assert got.shape == expected.shape, f"{what}: shape {got.shape} != {expected.shape}"
     nan = np.isnan(got) != np.isnan(expected)
     ulps = np.abs(got.view(np.int32).astype(np.int64) - expected.view(np.int32).astype(np.int64))
+    ulps[np.isnan(got) & np.isnan(expected)] = 0  # NaN is NaN, whatever its sign bit
     bad = np.flatnonzero(nan | (ulps > 1))
     if bad.size:
         first = ", ".join(f"[{i}] got {got[i]!r} want {expected[i]!r} ({ulps[i]} ulp)" for i in bad[:5])

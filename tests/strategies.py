@@ -15,6 +15,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from kind_strategies import NEW_KIND_STRATEGIES
+
 from fusedsched import LearningRate
 from fusedsched.config import MAX_STEP
 
@@ -74,6 +76,7 @@ KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
         step_counts(1),
     ),
     "linear_ramp_to_cosine": _linear_ramp_to_cosine(),
+    **NEW_KIND_STRATEGIES,  # the kinds beyond tml's four, join and product nesting them
 }
 
 #: A valid config of any kind that has a strategy.

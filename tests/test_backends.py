@@ -7,7 +7,7 @@ tensors: the only way a machine without a GPU can execute it.
 import numpy as np
 import pytest
 import torch
-from _compare import BIG_STEPS, assert_lrs_match, configs_for, expected_f32
+from _compare import BIG_STEPS, CONFIGS, assert_lrs_match, configs_for, expected_f32
 
 from fusedsched.ops import BackendUnavailable, advance_, explain, resolve_backend, unavailable_reason
 from fusedsched.program import ScheduleTable
@@ -53,6 +53,39 @@ def test_increment_zero_re_evaluates_without_advancing(backend):
     advance_(step, table, lrs, 0, backend)
     assert step.item() == 41
     assert_lrs_match(lrs, expected_f32(configs, 41))
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_counter_at_minus_one_re_evaluates_as_step_zero(backend):
+    # a fresh counter (-1) re-evaluated with increment 0, e.g. after loading a fresh state
+    configs = configs_for(len(CONFIGS))
+    table = ScheduleTable.build(configs).table
+    step, lrs = torch.tensor(-1), torch.zeros(len(configs), dtype=torch.float32)
+    advance_(step, table, lrs, 0, backend)
+    assert step.item() == -1
+    assert_lrs_match(lrs, expected_f32(configs, 0), f"{backend} at -1")
+
+
+@pytest.mark.parametrize("backend", HOST_BACKENDS)
+def test_every_kind_beside_its_edges_up_to_max_step(backend):
+    """Random configs of every kind in one table, at steps beside their edges, far beyond 2**40."""
+    import random
+
+    from test_native import config_pool
+
+    from fusedsched.config import MAX_STEP
+    from fusedsched.schedules import schedule_marks
+
+    pool = config_pool(seed=11, size=3 * 13) + list(CONFIGS)
+    table = ScheduleTable.build(pool).table
+    marks = {m for cfg in pool for m in schedule_marks(cfg)}
+    steps = sorted({min(max(m + d, 0), MAX_STEP) for m in marks for d in (-1, 0, 1)} | {2**52 + 1, MAX_STEP})
+    off = 0
+    for s in sorted(random.Random(0).sample(steps, 40)) + [MAX_STEP]:
+        step, lrs = torch.tensor(s), torch.zeros(len(pool), dtype=torch.float32)
+        advance_(step, table, lrs, 0, backend)
+        off += assert_lrs_match(lrs, expected_f32(pool, s), f"{backend} step {s}")
+    assert off <= 1e-4 * 41 * len(pool), f"{off} values 1 ulp off"
 
 
 def test_backends_agree_with_each_other():

@@ -43,3 +43,21 @@ def test_header_num_columns_matches_program():
     match = re.search(r"constexpr\s+int\s+NUM_COLUMNS\s*=\s*(\d+)\s*;", _header_text())
     assert match, f"constexpr int NUM_COLUMNS not found in {HEADER}"
     assert int(match.group(1)) == NUM_COLUMNS == len(Column)
+
+
+def test_header_evaluates_every_shape():
+    # CONSTANT is returned before the switch; every other shape needs its case
+    text = _header_text()
+    assert "Shape::CONSTANT" in text
+    missing = [s.name for s in Shape if s != Shape.CONSTANT and f"case Shape::{s.name}:" not in text]
+    assert not missing, f"segment_value() in {HEADER} has no case for {missing}"
+
+
+def test_triton_kernel_takes_every_code():
+    import inspect
+
+    from fusedsched.ops import _triton
+
+    params = set(inspect.signature(_triton._advance_kernel.fn).parameters)
+    assert {c.name for c in Column} <= params
+    assert {s.name for s in Shape if s != Shape.CONSTANT} <= params

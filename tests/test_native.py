@@ -13,6 +13,7 @@ import torch
 if not torch.cuda.is_available():  # before fusedsched, when this file runs alone (conftest.py does it in a session)
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import math
 import random
 import subprocess
 import sys
@@ -51,34 +52,82 @@ def _rate(rng: random.Random) -> float:
     return rng.choice([0.0, 0.1, 1.0, 3e-4, 10 ** rng.uniform(-7, 0.5)])
 
 
-def config_pool(seed: int = 0, size: int = 48) -> list[LearningRate]:
+def _step(rng: random.Random, lo: int = 1, hi: int = 120) -> int:
+    return rng.choice([rng.randint(lo, hi), rng.randint(lo, hi), BIG + rng.randint(-3, 3)])
+
+
+def _tml_kind(kind: str, rng: random.Random) -> dict:
+    if kind == "constant":
+        return {"constant": _rate(rng)}
+    if kind == "piecewise_constant":
+        bounds = sorted(rng.sample(range(0, 220), rng.randint(0, 5)))
+        if rng.random() < 0.25:
+            bounds.append(BIG + rng.randint(-2, 2))
+        values = [_rate(rng) for _ in range(len(bounds) + 1)]
+        return {"piecewise_constant": dict(learning_rate_boundaries=bounds, learning_rate_values=values)}
+    if kind == "linear_ramp_to_constant":
+        ramp = rng.choice([1, 7, rng.randint(1, 250), BIG + 1])
+        return {"linear_ramp_to_constant": dict(learning_rate=_rate(rng), num_ramp_steps=ramp)}
+    if rng.random() < 0.25:  # the cosine decay still running at 2**40
+        ramp, final = rng.randint(1, 100), BIG + rng.randint(-1, 5)
+    else:
+        ramp = rng.randint(1, 120)
+        final = ramp + rng.randint(1, 120)
+    return {"linear_ramp_to_cosine": dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng),
+                                          num_ramp_steps=ramp, final_num_steps=final)}
+
+
+def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
+    """A random config of ``kind`` whose phase boundaries fall inside the tested steps."""
+    ramp = rng.choice([0, rng.randint(1, 40)])
+    if kind in LearningRate.KINDS[:4]:
+        return _tml_kind(kind, rng)
+    if kind == "exponential_decay":
+        rate = rng.choice([0.5, 0.9, 0.999, 1.01, rng.uniform(0.01, 2)])
+        return {kind: dict(learning_rate=_rate(rng), decay_rate=rate, decay_steps=rng.choice([1, rng.randint(1, 50)]),
+                           num_ramp_steps=ramp, staircase=rng.random() < 0.5,
+                           end_learning_rate=rng.choice([None, _rate(rng)]))}
+    if kind == "polynomial_decay":
+        return {kind: dict(learning_rate=_rate(rng), end_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           final_num_steps=ramp + _step(rng), power=rng.choice([1.0, 2.0, 0.5, rng.uniform(0.1, 5)]))}
+    if kind == "warmup_stable_decay":
+        shapes = ["linear", "cosine", "1-sqrt"]
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           num_stable_steps=rng.randint(0, 60), num_decay_steps=_step(rng, 0),
+                           decay_shape=rng.choice(shapes), ramp_shape=rng.choice(shapes),
+                           num_cycles=rng.choice([0.5, rng.uniform(0.2, 2)]))}
+    if kind == "cosine_annealing":
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           num_steps=_step(rng), num_cycles=rng.choice([0.5, rng.randint(1, 5), rng.uniform(0.1, 3)]),
+                           hard_restarts=rng.random() < 0.5)}
+    if kind == "cosine_with_restarts":
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
+                           cycle_steps=rng.choice([1, rng.randint(1, 30)]), cycle_mult=rng.choice([1, 2, 3, 7]),
+                           cycle_decay=rng.choice([1.0, 0.5, rng.uniform(0.3, 1.2)]))}
+    if kind == "one_cycle":
+        return {kind: dict(max_learning_rate=_rate(rng), total_steps=rng.choice([rng.randint(5, 200), BIG + 7]),
+                           pct_start=rng.choice([0.3, 0.25, 0.45]), anneal_strategy=rng.choice(["cos", "linear"]),
+                           div_factor=rng.choice([25.0, 3.0]), final_div_factor=rng.choice([1e4, 7.0]),
+                           three_phase=rng.random() < 0.5)}
+    if kind == "inverse_sqrt":
+        return {kind: dict(learning_rate=_rate(rng), num_ramp_steps=ramp, timescale=rng.choice([None, rng.randint(1, 500)]))}
+    children = [_kind(rng.choice(LearningRate.KINDS[:-2] if depth else LearningRate.KINDS), rng, depth + 1)
+                for _ in range(rng.randint(1, 3))]
+    if kind == "join":
+        bounds = sorted(rng.sample(range(1, 200), len(children) - 1))
+        return {kind: dict(schedules=children, boundaries=bounds)}
+    return {kind: dict(schedules=children)}  # product
+
+
+def config_pool(seed: int = 0, size: int = 52) -> list[LearningRate]:
     """Configs of every kind whose boundaries fall inside the tested steps (0..200, ~2**40)."""
     rng = random.Random(seed)
     pool = []
-    for i in range(size):
-        kind = LearningRate.KINDS[i % 4]
-        if kind == "constant":
-            pool.append(LearningRate(constant=_rate(rng)))
-        elif kind == "piecewise_constant":
-            bounds = sorted(rng.sample(range(0, 220), rng.randint(0, 5)))
-            if rng.random() < 0.25:
-                bounds.append(BIG + rng.randint(-2, 2))
-            values = [_rate(rng) for _ in range(len(bounds) + 1)]
-            pool.append(LearningRate(piecewise_constant=dict(
-                learning_rate_boundaries=bounds, learning_rate_values=values)))
-        elif kind == "linear_ramp_to_constant":
-            ramp = rng.choice([1, 7, rng.randint(1, 250), BIG + 1])
-            pool.append(LearningRate(linear_ramp_to_constant=dict(
-                learning_rate=_rate(rng), num_ramp_steps=ramp)))
-        else:
-            if rng.random() < 0.25:  # the cosine decay still running at 2**40
-                ramp, final = rng.randint(1, 100), BIG + rng.randint(-1, 5)
-            else:
-                ramp = rng.randint(1, 120)
-                final = ramp + rng.randint(1, 120)
-            pool.append(LearningRate(linear_ramp_to_cosine=dict(
-                learning_rate=_rate(rng), final_learning_rate=_rate(rng),
-                num_ramp_steps=ramp, final_num_steps=final)))
+    while len(pool) < size:
+        try:  # a random one_cycle may have a zero-length phase: draw again
+            pool.append(LearningRate(**_kind(LearningRate.KINDS[len(pool) % len(LearningRate.KINDS)], rng)))
+        except ValueError:
+            continue
     return pool
 
 
@@ -181,7 +230,7 @@ def test_cpu_matches_evaluate_table(num_groups):
 @pytest.mark.parametrize("num_groups", GROUP_COUNTS)
 def test_cpu_matches_compute_lr(num_groups):
     pool, index = group_configs(num_groups, seed=1)
-    assert {pool[i].kind for i in index} == set(LearningRate.KINDS) or num_groups < 4
+    assert {pool[i].kind for i in index} == set(LearningRate.KINDS) or num_groups < len(LearningRate.KINDS)
     table = ScheduleTable.build([pool[i] for i in index]).table
     steps, got = sweep(advance_native, table)
     assert_precision_goal(got, config_reference(pool, index, steps), steps, f"native CPU vs compute_lr, G={num_groups}")
@@ -189,7 +238,7 @@ def test_cpu_matches_compute_lr(num_groups):
 
 @needs_native
 def test_every_kind_alone_matches_compute_lr():
-    pool = config_pool(seed=2, size=8)
+    pool = config_pool(seed=2, size=2 * len(LearningRate.KINDS))
     for cfg in pool:
         table = ScheduleTable.build([cfg]).table
         steps, got = sweep(advance_native, table)
@@ -383,10 +432,11 @@ def test_both_registration_orders_coexist():
     proc = _run_python(
         """
         import fusedsched.ops, torch
+        from fusedsched.program import Segment, Shape, pack_programs
         assert not hasattr(torch.ops.fusedsched, "advance_native_")
         import fusedsched._C
         step, lrs = torch.zeros(1, dtype=torch.int64), torch.zeros(1)
-        table = torch.tensor([[[0.0], [0.0], [1.0], [0.25], [0.0], [0.0]]], dtype=torch.float64)
+        table = pack_programs([[Segment(0, Shape.CONSTANT, 0.25)]])
         torch.ops.fusedsched.advance_native_(step, table, lrs, 1)
         torch.ops.fusedsched.advance_(step, table, lrs, 1, "reference")
         print(int(step), lrs.item())
@@ -442,3 +492,46 @@ def test_cuda_graph_replays_advance(start):
     assert int(step) == start + 100
     steps = list(range(start + 1, start + 101))
     assert_precision_goal(torch.stack(rows).cpu(), table_reference(table, steps), steps, "CUDA graph replays")
+
+
+@needs_native
+@pytest.mark.parametrize("cycle_steps, mult", [(1, 4), (3, 7), (2**30 + 3, 4), (5, 2), (1, 1)])
+def test_float64_restarts_are_compute_lr_bit_for_bit_up_to_max_step(cycle_steps, mult):
+    """The cycle lookup stays exact at every restart up to 2**53 - 2, where the products get big."""
+    from fusedsched.config import MAX_STEP
+
+    cfg = LearningRate(cosine_with_restarts=dict(learning_rate=0.1, final_learning_rate=1e-3, num_ramp_steps=3,
+                                                 cycle_steps=cycle_steps, cycle_mult=mult, cycle_decay=0.9))
+    steps, start, n = {MAX_STEP, MAX_STEP - 1}, 0, 0
+    while start < MAX_STEP and n < 200:
+        steps |= {v for v in (start + 2, start + 3, start + 4) if v <= MAX_STEP}  # num_ramp_steps = 3
+        start += cycle_steps * mult**n if mult > 1 else cycle_steps * 2**n
+        n += 1
+    table = ScheduleTable.build([cfg]).table
+    step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(1, dtype=torch.float64)
+    for s in sorted(steps):
+        step.fill_(s)
+        torch.ops.fusedsched.advance_native_.default(step, table, lrs, 0)
+        assert lrs.item() == compute_lr(cfg, s), f"step {s}"
+
+
+@needs_native
+def test_float64_every_kind_is_compute_lr_bit_for_bit_at_its_edges_and_far_away():
+    """Host mode's float64 path for random configs of every kind, beside each edge, up to 2**53 - 2."""
+    from fusedsched.config import MAX_STEP
+    from fusedsched.schedules import schedule_marks
+
+    pool = config_pool(seed=7, size=4 * len(LearningRate.KINDS)) + list(CONFIGS)
+    table = ScheduleTable.build(pool).table
+    step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(len(pool), dtype=torch.float64)
+    marks = {m for cfg in pool for m in schedule_marks(cfg)}
+    steps = sorted({min(max(m + d, 0), MAX_STEP) for m in marks for d in (-1, 0, 1)}
+                   | {2**41, 2**52 + 1, MAX_STEP - 1, MAX_STEP})
+    for s in steps:
+        step.fill_(s)
+        torch.ops.fusedsched.advance_native_.default(step, table, lrs, 0)
+        want = [compute_lr(cfg, s) for cfg in pool]
+        got = lrs.tolist()
+        bad = [(i, pool[i].kind, got[i], want[i]) for i in range(len(pool))
+               if got[i] != want[i] and not (math.isnan(got[i]) and math.isnan(want[i]))]
+        assert not bad, f"step {s}: {bad[:3]}"

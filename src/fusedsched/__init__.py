@@ -43,6 +43,7 @@ _EXPORTS = {
     "recap_param_groups": "optim",
     "schedules_by_group": "optim",
     "plot_schedules": "plotting",  # imports matplotlib only when called
+    "from_torch": "convert",
     "compute_lr": "schedules",
     "compute_lr_array": "schedules",
     "GroupBindingError": "binding",
@@ -69,6 +70,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from .adagrad import FusedAdagrad
     from .binding import GroupBindingError
+    from .convert import from_torch
     from .config import (
         AdagradConfig,
         AdamConfig,

@@ -102,98 +102,13 @@ def _exactly_one(model: _Config, names: tuple[str, ...]) -> str:
 
 
 # --- schedules ---------------------------------------------------------------------------------
-
-
-class PiecewiseConstant(_Config):
-    """``lr(s) = v[bisect_right(b, s)]``: ``v[0]`` before ``b[0]``, ``v[i]`` from ``b[i-1]`` on."""
-
-    learning_rate_boundaries: list[StepInt]
-    learning_rate_values: list[Rate]
-
-    @pydantic.field_validator("learning_rate_boundaries")
-    @classmethod
-    def _boundaries(cls, b: list[int]) -> list[int]:
-        for i, value in enumerate(b):
-            if value < 0:
-                raise ValueError(f"learning_rate_boundaries[{i}] ({value}) must be >= 0")
-            if i and value <= b[i - 1]:
-                raise ValueError(
-                    f"learning_rate_boundaries must be strictly increasing, "
-                    f"got {b[i - 1]} then {value} at index {i}"
-                )
-        return b
-
-    @pydantic.model_validator(mode="after")
-    def _lengths(self) -> PiecewiseConstant:
-        nb, nv = len(self.learning_rate_boundaries), len(self.learning_rate_values)
-        if nv != nb + 1:
-            raise ValueError(
-                f"learning_rate_values has {nv} entries but learning_rate_boundaries has {nb}: "
-                f"need len(learning_rate_values) == len(learning_rate_boundaries) + 1 ({nb + 1})"
-            )
-        return self
-
-
-class LinearRampToConstant(_Config):
-    """``lr(s) = min(L, (L / R) * s)``: from 0 to ``learning_rate`` L over ``num_ramp_steps`` R."""
-
-    learning_rate: Rate
-    num_ramp_steps: Annotated[StepInt, AfterValidator(_at_least_one)]
-
-
-class LinearRampToCosine(_Config):
-    """Linear ramp from 0 to L over R steps, cosine decay to F at step T, then F.
-
-    ``s < R``: ``(L / R) * s``;
-    ``R <= s <= T``: ``F + (L - F) * 0.5 * (1 + cos(pi * (s - R) / (T - R)))``;
-    ``s > T``: ``F``, with L = ``learning_rate``, F = ``final_learning_rate``,
-    R = ``num_ramp_steps``, T = ``final_num_steps`` (T > R).
-    """
-
-    learning_rate: Rate
-    final_learning_rate: Rate
-    num_ramp_steps: Annotated[StepInt, AfterValidator(_at_least_one)]
-    final_num_steps: StepInt
-
-    @pydantic.model_validator(mode="after")
-    def _end_after_ramp(self) -> LinearRampToCosine:
-        if self.final_num_steps <= self.num_ramp_steps:
-            raise ValueError(
-                f"final_num_steps ({self.final_num_steps}) must be greater than "
-                f"num_ramp_steps ({self.num_ramp_steps})"
-            )
-        return self
-
-
-class LearningRate(_Config):
-    """A learning-rate schedule: exactly one of the four kinds is set (the others None/null)."""
-
-    constant: Rate | None = None
-    piecewise_constant: PiecewiseConstant | None = None
-    linear_ramp_to_constant: LinearRampToConstant | None = None
-    linear_ramp_to_cosine: LinearRampToCosine | None = None
-
-    KINDS: ClassVar[tuple[str, ...]] = (
-        "constant",
-        "piecewise_constant",
-        "linear_ramp_to_constant",
-        "linear_ramp_to_cosine",
-    )
-
-    @pydantic.model_validator(mode="after")
-    def _one_kind(self) -> LearningRate:
-        _exactly_one(self, self.KINDS)
-        return self
-
-    @property
-    def kind(self) -> str:
-        """The name of the field that is set, e.g. ``"linear_ramp_to_cosine"``."""
-        return _exactly_one(self, self.KINDS)
-
-    @property
-    def schedule(self) -> float | PiecewiseConstant | LinearRampToConstant | LinearRampToCosine:
-        """The value of the field that is set (a float for ``constant``)."""
-        return getattr(self, self.kind)
+# Every schedule kind lives in fusedsched.kinds (model, formula and compile rule side by side),
+# which builds on the field types above: imported here, after them, from its modules (this works
+# whichever of config and kinds is imported first; fusedsched.kinds imports config first).
+from .kinds.compose import Join, LearningRate, Product  # noqa: E402
+from .kinds.cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay  # noqa: E402
+from .kinds.decay import ExponentialDecay, InverseSqrt, PolynomialDecay  # noqa: E402
+from .kinds.tml import LinearRampToConstant, LinearRampToCosine, PiecewiseConstant  # noqa: E402
 
 
 # --- optimizers --------------------------------------------------------------------------------

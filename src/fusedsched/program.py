@@ -1,19 +1,41 @@
-"""Schedule programs: every ``LearningRate`` compiles to a few segments, all groups pack into one table.
+r"""Schedule programs: every ``LearningRate`` compiles to a few segments, all groups pack into one table.
 
-A segment is ``(start, shape, end, v0, v1, p)``. A group's learning rate at step ``s`` is its last
-segment with ``start <= s``, evaluated at ``s``::
+A segment is active on the steps ``START <= s < STOP``. A group's learning rate at step ``s`` is
+the product of its active segments' values, in table order; a plain schedule has exactly one
+active segment at every step (its value times 1.0, exact), a ``product`` has one per factor.
+``FACTORS`` (the same in every row of a group) is the most segments active at one step: when it
+is 1, each segment stops where the next starts, and the kernels find the active one from
+``START`` alone.
 
-    CONSTANT:  v0
-    LINEAR:    clamp(v0 + ((v1 - v0) / (end - start)) * (s - start), min(v0, v1), max(v0, v1))
-    COSINE:    v1 + (v0 - v1) * 0.5 * (1 + cos(p * (s - start) / (end - start)))
+A segment's value at ``s``, with ``u = (s - SHIFT) - ORIGIN`` and ``span = END - ORIGIN``
+(``SHIFT`` is the integer offset a ``join`` adds; ``ORIGIN`` and ``END`` are local, so shifting
+never rounds them)::
 
-Each shape keeps the operation order of the reference formula it stands for, so the device result
-rounds the same way as ``compute_lr``: ``linear_ramp_to_constant`` is one clamped LINEAR segment
-(``min(L, (L / R) * s)``), ``linear_ramp_to_cosine`` is LINEAR, COSINE (``p = pi``), CONSTANT.
+    CONSTANT         v0
+    LINEAR           clamp(v0 + ((v1 - v0) / span) * u, min(v0, v1), max(v0, v1))
+    COSINE           v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span)), with u first reduced to u % q
+                     when q > 0 (a periodic cosine's period, a whole number of steps)
+    EXPONENTIAL      e = u / span, floored when q != 0;  x = v0 * pow(p, e);
+                     max(x, v1) when p < 1, else min(x, v1)
+    POWER            v1 + (v0 - v1) * pow(1 - u / span, p)
+    INV_SQRT         v0 * (1 / sqrt(u / span))
+    ONE_MINUS_SQRT   v1 + (v0 - v1) * (1 - sqrt(u / span))
+    COSINE_RESTARTS  cycles of length span * q**n (q an integer >= 1) from u = 0: n is the cycle
+                     holding u (found in closed form: an estimate from log, corrected exactly),
+                     t = u - (start of cycle n), T = span * q**n;
+                     v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T)), ``w**n`` by squaring
+                     (in the reference and the C++ kernel; ``pow`` in torch and Triton)
+    COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+
+Each shape keeps the operation order of the reference formulas that compile to it (see
+:mod:`fusedsched.kinds`), so the device rounds like ``compute_lr``. ``pow``, ``cos``, ``log`` and
+``sqrt`` are the C library's in the native CPU kernel, as in Python (so its float64 results are
+``compute_lr``'s bit for bit); Triton computes ``pow(x, y)`` as ``exp(y * log(x))``, within the
+precision goal.
 
 The table is a float64 tensor of shape ``[S, NUM_COLUMNS, G]`` (S = the longest program, G = the
 number of groups), so one column of one segment is contiguous over groups. Shorter programs are
-padded with ``start = +inf``, which no step reaches. Every value a kernel needs (pi included) lives
+padded with ``START = +inf``, which no step reaches. Every value a kernel needs (pi included) lives
 in the table, never in a kernel argument: Triton types Python float arguments as float32 on GPU.
 
 The shape and column codes here are the single source of truth; ``csrc/schedule_math.h`` mirrors
@@ -22,32 +44,45 @@ them and ``tests/test_codes.py`` fails if the two drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from typing import TYPE_CHECKING
-
 if TYPE_CHECKING:
     from .config import LearningRate
+
+INF = math.inf
 
 
 class Shape(enum.IntEnum):
     CONSTANT = 0
     LINEAR = 1
     COSINE = 2
+    EXPONENTIAL = 3
+    POWER = 4
+    INV_SQRT = 5
+    ONE_MINUS_SQRT = 6
+    COSINE_RESTARTS = 7
+    COSINE_CYCLES = 8
 
 
 class Column(enum.IntEnum):
     START = 0
-    SHAPE = 1
-    END = 2
-    V0 = 3
-    V1 = 4
-    P = 5
+    STOP = 1
+    SHAPE = 2
+    SHIFT = 3
+    ORIGIN = 4
+    END = 5
+    V0 = 6
+    V1 = 7
+    P = 8
+    Q = 9
+    W = 10
+    FACTORS = 11
 
 
 NUM_COLUMNS = len(Column)
@@ -55,49 +90,75 @@ NUM_COLUMNS = len(Column)
 
 @dataclass(frozen=True)
 class Segment:
-    """One piece of a program: from step ``start`` on, the group follows ``shape``."""
+    """One piece of a program: on ``start <= s < stop`` the group follows ``shape``.
 
-    start: int
+    ``origin`` defaults to ``start`` and ``end`` to ``origin + 1`` (unused by CONSTANT; never 0/0).
+    """
+
+    start: float
     shape: Shape
     v0: float
     v1: float = 0.0
-    end: int | None = None
     p: float = 0.0
+    q: float = 0.0
+    w: float = 0.0
+    origin: float | None = None
+    end: float | None = None
+    stop: float = INF
+    shift: int = 0
 
-    def row(self) -> list[float]:
-        end = self.start + 1 if self.end is None else self.end  # unused by CONSTANT; never 0/0
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            object.__setattr__(self, "origin", self.start)
+        if self.end is None:
+            object.__setattr__(self, "end", self.origin + 1)
+
+    def row(self, factors: int = 1) -> list[float]:
         row = [0.0] * NUM_COLUMNS
+        row[Column.FACTORS] = float(factors)
         row[Column.START] = float(self.start)
+        row[Column.STOP] = float(self.stop)
         row[Column.SHAPE] = float(self.shape)
-        row[Column.END] = float(end)
+        row[Column.SHIFT] = float(self.shift)
+        row[Column.ORIGIN] = float(self.origin)
+        row[Column.END] = float(self.end)
         row[Column.V0] = float(self.v0)
         row[Column.V1] = float(self.v1)
         row[Column.P] = float(self.p)
+        row[Column.Q] = float(self.q)
+        row[Column.W] = float(self.w)
         return row
+
+
+PADDING = Segment(INF, Shape.CONSTANT, 0.0, origin=0.0, end=1.0)
+
+
+def chain(segments: Sequence[Segment]) -> list[Segment]:
+    """One factor's program: each segment runs until the next one starts, the last forever."""
+    stops = [seg.start for seg in segments[1:]] + [INF]
+    return [dataclasses.replace(seg, stop=stop) for seg, stop in zip(segments, stops)]
+
+
+def shifted(segments: Sequence[Segment], offset: int, until: float = INF) -> list[Segment]:
+    """``segments`` moved ``offset`` steps later and cut at ``until`` (``join``'s rule)."""
+    out = []
+    for seg in segments:
+        start, stop = seg.start + offset, min(seg.stop + offset, until)
+        if start < stop:
+            out.append(dataclasses.replace(seg, start=start, stop=stop, shift=seg.shift + offset))
+    return out
+
+
+def num_factors(program: Sequence[Segment]) -> int:
+    """The most segments active at one step: 1 for a plain schedule, more for a ``product``."""
+    return max((sum(seg.start <= s < seg.stop for seg in program) for s in {seg.start for seg in program}), default=1)
 
 
 def compile_schedule(lr_config: "LearningRate") -> tuple[Segment, ...]:
     """The segments of one schedule (see the module docstring for their meaning)."""
-    kind, cfg = lr_config.kind, lr_config.schedule
-    if kind == "constant":
-        return (Segment(0, Shape.CONSTANT, cfg),)
-    if kind == "piecewise_constant":
-        values, bounds = cfg.learning_rate_values, cfg.learning_rate_boundaries
-        return (Segment(0, Shape.CONSTANT, values[0]),) + tuple(
-            Segment(b, Shape.CONSTANT, v) for b, v in zip(bounds, values[1:])
-        )
-    if kind == "linear_ramp_to_constant":
-        # min(L, (L / R) * s) for every s: the clamp is the min, so no second segment is needed.
-        return (Segment(0, Shape.LINEAR, 0.0, cfg.learning_rate, end=cfg.num_ramp_steps),)
-    if kind == "linear_ramp_to_cosine":
-        L, F = cfg.learning_rate, cfg.final_learning_rate
-        R, T = cfg.num_ramp_steps, cfg.final_num_steps
-        return (
-            Segment(0, Shape.LINEAR, 0.0, L, end=R),
-            Segment(R, Shape.COSINE, L, F, end=T, p=math.pi),
-            Segment(T + 1, Shape.CONSTANT, F),
-        )
-    raise ValueError(f"unknown schedule kind {kind!r}")
+    from .kinds import kind_row
+
+    return tuple(kind_row(lr_config).segments())
 
 
 def pack_programs(programs: Sequence[Sequence[Segment]], device=None) -> torch.Tensor:
@@ -105,8 +166,10 @@ def pack_programs(programs: Sequence[Sequence[Segment]], device=None) -> torch.T
     if not programs:
         raise ValueError("pack_programs needs at least one program (one per param group), got 0")
     num_segments = max(len(p) for p in programs)
-    padding = [math.inf] + [0.0] * (NUM_COLUMNS - 1)
-    rows = [[seg.row() for seg in prog] + [padding] * (num_segments - len(prog)) for prog in programs]
+    rows = []
+    for prog in programs:
+        factors = num_factors(prog)
+        rows.append([seg.row(factors) for seg in prog] + [PADDING.row(factors)] * (num_segments - len(prog)))
     table = torch.tensor(rows, dtype=torch.float64)  # [G, S, W]
     return table.permute(1, 2, 0).contiguous().to(device)
 
@@ -132,21 +195,112 @@ class ScheduleTable:
         return self.table.device
 
 
+def _int_power(base: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+    """``base ** exponent`` for integer-valued ``0 <= exponent < 64``, by squaring: exact in float64."""
+    result, e = torch.ones_like(base), exponent
+    for _ in range(6):
+        result = torch.where(e - 2 * torch.floor(e * 0.5) > 0.5, result * base, result)
+        base, e = base * base, torch.floor(e * 0.5)
+    return result
+
+
+def _restart_cycle(u, span, mult):
+    """COSINE_RESTARTS's cycle lookup: the cycle index n, the step t within it, its length T."""
+    n1 = torch.floor(u / span)  # mult == 1
+    grows = mult > 1
+    m = torch.where(grows, mult, 2.0)  # keeps the unused lanes finite
+    n = torch.floor(torch.log(u * (m - 1) / span + 1) / torch.log(m))
+    n = torch.where(grows & (n >= 0), n, 0.0)
+    power = _int_power(m, n)
+    first = span * ((power - 1) / (m - 1))
+    down = first > u
+    n, power = torch.where(down, n - 1, n), torch.where(down, power / m, power)
+    up = span * ((power * m - 1) / (m - 1)) <= u
+    n, power = torch.where(up, n + 1, n), torch.where(up, power * m, power)
+    first = span * ((power - 1) / (m - 1))
+    return (
+        torch.where(grows, n, n1),
+        torch.where(grows, u - first, u - n1 * span),
+        torch.where(grows, span * power, span),
+    )
+
+
+def segment_values(seg: torch.Tensor, s: torch.Tensor, shapes: "set[Shape] | None" = None) -> torch.Tensor:
+    """Every segment's float64 value at ``s``: ``seg`` is ``[NUM_COLUMNS, ...]``, the result ``[...]``.
+
+    ``shapes``: the shapes to compute (default: all); segments of any other shape get ``v0``.
+    """
+    shapes = set(Shape) if shapes is None else shapes
+    shape = seg[Column.SHAPE]
+    v0, v1, p, q, w = seg[Column.V0], seg[Column.V1], seg[Column.P], seg[Column.Q], seg[Column.W]
+    u = (s - seg[Column.SHIFT]) - seg[Column.ORIGIN]
+    span = seg[Column.END] - seg[Column.ORIGIN]
+    x = u / span
+    out = v0
+    if Shape.LINEAR in shapes:
+        linear = v0 + ((v1 - v0) / span) * u
+        linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
+        out = torch.where(shape == Shape.LINEAR, linear, out)
+    if Shape.COSINE in shapes:
+        reduced = torch.where(q > 0, u - q * torch.floor(u / q), u)
+        out = torch.where(shape == Shape.COSINE, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * reduced / span)), out)
+    if Shape.EXPONENTIAL in shapes:
+        e = torch.where(q != 0, torch.floor(x), x)
+        exponential = v0 * torch.pow(p, e)
+        exponential = torch.where(p < 1, torch.maximum(exponential, v1), torch.minimum(exponential, v1))
+        out = torch.where(shape == Shape.EXPONENTIAL, exponential, out)
+    if Shape.POWER in shapes:
+        out = torch.where(shape == Shape.POWER, v1 + (v0 - v1) * torch.pow(1 - x, p), out)
+    if Shape.INV_SQRT in shapes:
+        out = torch.where(shape == Shape.INV_SQRT, v0 * (1 / torch.sqrt(x)), out)
+    if Shape.ONE_MINUS_SQRT in shapes:
+        out = torch.where(shape == Shape.ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - torch.sqrt(x)), out)
+    if Shape.COSINE_RESTARTS in shapes:
+        n, t, cycle = _restart_cycle(u, span, q)
+        restarts = v1 + (v0 * torch.pow(w, n) - v1) * 0.5 * (1 + torch.cos(p * t / cycle))
+        out = torch.where(shape == Shape.COSINE_RESTARTS, restarts, out)
+    if Shape.COSINE_CYCLES in shapes:
+        c = q * x
+        out = torch.where(shape == Shape.COSINE_CYCLES, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * (c - torch.floor(c)))), out)
+    return out
+
+
+def _last_started(table: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Every group as a plain schedule: the value of its last segment with ``START <= s``, computing
+    only the shapes those segments have (reading them is free on CPU)."""
+    index = ((table[:, Column.START] <= s).sum(0) - 1).clamp_(min=0)
+    seg = table.gather(0, index.view(1, 1, -1).expand(1, NUM_COLUMNS, -1)).squeeze(0)  # [W, G]
+    return segment_values(seg, s, {Shape(int(c)) for c in seg[Column.SHAPE].unique().tolist() if c in _CODES})
+
+
+_CODES = {float(shape) for shape in Shape}
+
+
+def _product_of_active(table: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Every group's product of its active segments' values, in table order (right for any program)."""
+    seg = table.transpose(0, 1)  # [W, S, G]
+    active = (seg[Column.START] <= s) & (s < seg[Column.STOP])  # [S, G]
+    values = segment_values(seg, s)
+    lr = torch.ones_like(values[0])
+    for k in range(table.shape[0]):  # multiply the active segments in table order, like the kernels
+        lr = torch.where(active[k], lr * values[k], lr)
+    return lr
+
+
 def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Every group's float64 learning rate at ``step`` (an integer tensor), with torch ops only.
 
-    No host sync and no data-dependent shapes: this is the ``reference`` backend's math and
-    the host-side evaluation of compiled programs that the tests compare with ``compute_lr``.
+    The ``reference`` backend's math and the host-side evaluation of compiled programs that the
+    tests compare with ``compute_lr``. A negative step (a counter at -1 re-evaluated) counts as
+    step 0. On CUDA: no host sync and no data-dependent shape (capturable in a CUDA graph), every
+    segment evaluated. On CPU, where reading the table costs nothing, plain schedules evaluate
+    only their current segment and products alone take the general path.
     """
-    s = step.to(torch.float64).reshape(())
-    starts = table[:, Column.START]  # [S, G]
-    index = ((starts <= s).sum(0) - 1).clamp_(min=0)  # last segment with start <= s
-    seg = table.gather(0, index.view(1, 1, -1).expand(1, NUM_COLUMNS, -1)).squeeze(0)  # [W, G]
-    start, shape, end = seg[Column.START], seg[Column.SHAPE], seg[Column.END]
-    v0, v1, p = seg[Column.V0], seg[Column.V1], seg[Column.P]
-    span = end - start
-    linear = v0 + ((v1 - v0) / span) * (s - start)
-    linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
-    cosine = v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * (s - start) / span))
-    out = torch.where(shape == Shape.LINEAR, linear, v0)
-    return torch.where(shape == Shape.COSINE, cosine, out)
+    s = step.to(torch.float64).reshape(()).clamp(min=0)
+    if table.device.type != "cpu":
+        return _product_of_active(table, s)
+    lr = _last_started(table, s)
+    products = (table[0, Column.FACTORS] > 1).nonzero().squeeze(1)
+    if products.numel():
+        lr[products] = _product_of_active(table[:, :, products], s)
+    return lr

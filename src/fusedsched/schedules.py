@@ -13,9 +13,10 @@ With ``s`` the integer step (``s >= 0``, torch's ``last_epoch``):
        F & s > T
    \end{cases}
 
-Every expression is evaluated in exactly the order written (DESIGN.md, "The seed semantics"), in
-float64, with ``s`` kept an exact integer until it meets a float. Other backends are judged against
-``float32(compute_lr(cfg, s))``.
+and every other kind's formula in its model's docstring (:mod:`fusedsched.kinds`, where each
+formula is written). Every expression is evaluated in exactly the order written (DESIGN.md, "The
+seed semantics"), in float64, with ``s`` kept an exact integer until it meets a float. Other
+backends are judged against ``float32(compute_lr(cfg, s))``.
 
 >>> from fusedsched.config import LearningRate
 >>> cfg = LearningRate(linear_ramp_to_cosine=dict(
@@ -28,14 +29,13 @@ float64, with ``s`` kept an exact integer until it meets a float. Other backends
 
 from __future__ import annotations
 
-import bisect
-import math
 from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from fusedsched.config import LearningRate
+from fusedsched.kinds import kind_row
 
 __all__ = ["check_step", "compute_lr", "compute_lr_array", "prepare_lr", "schedule_marks"]
 
@@ -58,34 +58,15 @@ def prepare_lr(lr_config: LearningRate) -> Callable[[int], float]:
     """``lr_config``'s formula with its constants bound once: ``prepare_lr(cfg)(s) == compute_lr(cfg, s)``.
 
     The returned function does no checking (``s`` must be a Python int ``>= 0``); it is what host
-    mode calls every step, and ``compute_lr`` is this plus the checks.
+    mode calls every step, and ``compute_lr`` is this plus the checks. Each kind's formula lives
+    beside its model in :mod:`fusedsched.kinds`.
 
     >>> f = prepare_lr(LearningRate(piecewise_constant=dict(
     ...     learning_rate_boundaries=[2], learning_rate_values=[1.0, 0.5])))
     >>> [f(s) for s in (0, 1, 2, 3)]
     [1.0, 1.0, 0.5, 0.5]
     """
-    kind, cfg = _check_lr_config(lr_config).kind, lr_config.schedule
-    if kind == "constant":
-        return lambda s: cfg
-    if kind == "piecewise_constant":
-        b, v = tuple(cfg.learning_rate_boundaries), tuple(cfg.learning_rate_values)
-        return lambda s: v[bisect.bisect_right(b, s)]
-    if kind == "linear_ramp_to_constant":
-        L, R = cfg.learning_rate, cfg.num_ramp_steps
-        return lambda s: min(L, (L / R) * s)
-    # linear_ramp_to_cosine
-    L, F = cfg.learning_rate, cfg.final_learning_rate
-    R, T = cfg.num_ramp_steps, cfg.final_num_steps
-
-    def linear_ramp_to_cosine(s: int) -> float:
-        if s < R:
-            return (L / R) * s
-        if s <= T:
-            return F + (L - F) * 0.5 * (1 + math.cos(math.pi * (s - R) / (T - R)))
-        return F
-
-    return linear_ramp_to_cosine
+    return kind_row(_check_lr_config(lr_config)).formula()
 
 
 def compute_lr(lr_config: LearningRate, step: int) -> float:
@@ -111,13 +92,14 @@ def compute_lr_array(lr_config: LearningRate, steps: npt.ArrayLike) -> np.ndarra
     """``compute_lr`` over an integer array of steps, vectorized: a float64 array of the same shape.
 
     Same formulas and operation order as ``compute_lr``, so the results are identical, except
-    that ``np.cos`` may differ from ``math.cos`` in the last bit on some platforms.
+    that numpy's ``cos``, ``exp``, ``log`` and ``power`` may differ from the C library's in the
+    last bit on some platforms.
 
     Raises:
         TypeError: ``steps`` does not have an integer dtype (bools included).
         ValueError: a step is negative or does not fit in int64.
     """
-    cfg = _check_lr_config(lr_config).schedule
+    _check_lr_config(lr_config)
     arr = np.asarray(steps)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"steps must have an integer dtype, got {arr.dtype}")
@@ -129,38 +111,13 @@ def compute_lr_array(lr_config: LearningRate, steps: npt.ArrayLike) -> np.ndarra
             )
         if arr.max() > np.iinfo(np.int64).max:
             raise ValueError(f"steps must fit in int64, got {arr.max()}")
-    s = arr.astype(np.int64)
-    kind = lr_config.kind
-    if kind == "constant":
-        return np.full(s.shape, cfg, dtype=np.float64)
-    if kind == "piecewise_constant":
-        b = np.asarray(cfg.learning_rate_boundaries, dtype=np.int64)
-        v = np.asarray(cfg.learning_rate_values, dtype=np.float64)
-        return v[np.searchsorted(b, s, side="right")]
-    if kind == "linear_ramp_to_constant":
-        L, R = cfg.learning_rate, cfg.num_ramp_steps
-        return np.minimum(L, (L / R) * s)
-    L, F = cfg.learning_rate, cfg.final_learning_rate
-    R, T = cfg.num_ramp_steps, cfg.final_num_steps
-    out = np.full(s.shape, F, dtype=np.float64)
-    ramp, decay = s < R, (s >= R) & (s <= T)
-    out[ramp] = (L / R) * s[ramp]
-    out[decay] = F + (L - F) * 0.5 * (1 + np.cos(np.pi * (s[decay] - R) / (T - R)))
-    return out
+    return kind_row(lr_config).formula_array(arr.astype(np.int64))
 
 
 def schedule_marks(lr_config: LearningRate) -> list[int]:
-    """The steps where the schedule changes shape, worth marking on a plot.
+    """The steps where the schedule changes shape, worth marking on a plot, ascending.
 
-    Piecewise boundaries; the ramp end ``R``; for cosine ``R`` and the decay end ``T``.
-    A constant has none.
+    Piecewise boundaries; ramp ends; decay starts and ends; the first restarts of a periodic
+    schedule; a join's boundaries. A constant has none.
     """
-    cfg = _check_lr_config(lr_config).schedule
-    kind = lr_config.kind
-    if kind == "piecewise_constant":
-        return list(cfg.learning_rate_boundaries)
-    if kind == "linear_ramp_to_constant":
-        return [cfg.num_ramp_steps]
-    if kind == "linear_ramp_to_cosine":
-        return [cfg.num_ramp_steps, cfg.final_num_steps]
-    return []
+    return kind_row(_check_lr_config(lr_config)).marks()

@@ -1,9 +1,16 @@
 """The ``triton`` backend: one launch evaluates every group's schedule.
 
 One program (``grid=(1,)``) reads the int64 step counter, adds ``increment``, walks the groups in
-blocks of ``BLOCK``, evaluates each group's segment in float64 and stores float32, then writes the
-counter back. A single program is what makes the counter update race-free; the work per group is
-a few loads and flops, so even 10,000 groups are a handful of loop iterations.
+blocks of ``BLOCK``, evaluates each group's program in float64 and stores float32, then writes
+the counter back. A single program is what makes the counter update race-free; the work per group
+is a few loads and flops, so even 10,000 groups are a handful of loop iterations.
+
+Per block, the kernel picks each group's active segment (the last with ``START <= s``) and
+evaluates it; only when some group in the block is a ``product`` (``FACTORS > 1``) does it
+multiply the values of every active segment (``START <= s < STOP``) instead. A shape is computed
+only when some group of the block needs it. The shapes and their operation order are
+:mod:`fusedsched.program`'s; ``pow`` is ``exp(y * log(x))`` (libdevice's ``pow`` does not run in
+the interpreter).
 
 On CPU tensors the kernel runs only under the Triton interpreter, which reads ``TRITON_INTERPRET=1``
 when this module is imported (``INTERPRETED`` records it).
@@ -19,6 +26,106 @@ from ..program import NUM_COLUMNS, Column, Shape
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCK = 1024
+NAN = tl.constexpr(tl.PropagateNan.ALL)  # min / max keep a NaN, like torch.minimum and the C++ kernel
+
+
+@triton.jit
+def _any(mask):
+    return tl.max(mask.to(tl.int32), axis=0) > 0
+
+
+@triton.jit
+def _pow(x, y):
+    return tl.exp(y * tl.log(x))
+
+
+@triton.jit
+def _int_power(base, exponent):
+    """``base ** exponent`` for integer-valued ``0 <= exponent < 64``, by squaring (exact)."""
+    result = tl.full(base.shape, 1.0, tl.float64)
+    for _ in tl.static_range(6):
+        result = tl.where(exponent - 2.0 * tl.floor(exponent * 0.5) > 0.5, result * base, result)
+        base = base * base
+        exponent = tl.floor(exponent * 0.5)
+    return result
+
+
+@triton.jit
+def _restart_cycle(u, span, mult):
+    """COSINE_RESTARTS's cycle (n, t, T) holding u: a log estimate, then corrected exactly."""
+    n1 = tl.floor(u / span)  # mult == 1
+    grows = mult > 1
+    m = tl.where(grows, mult, 2.0)  # keeps the unused lanes finite
+    n = tl.floor(tl.log(u * (m - 1) / span + 1) / tl.log(m))
+    n = tl.where(grows & (n >= 0), n, 0.0)
+    power = _int_power(m, n)
+    down = span * ((power - 1) / (m - 1)) > u
+    n = tl.where(down, n - 1, n)
+    power = tl.where(down, power / m, power)
+    up = span * ((power * m - 1) / (m - 1)) <= u
+    n = tl.where(up, n + 1, n)
+    power = tl.where(up, power * m, power)
+    t = tl.where(grows, u - span * ((power - 1) / (m - 1)), u - n1 * span)
+    return tl.where(grows, n, n1), t, tl.where(grows, span * power, span)
+
+
+@triton.jit
+def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
+                   LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
+                   POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
+                   COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr):
+    """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order).
+
+    Each lane needs at most one ``cos`` and one ``pow``: their arguments are gathered per shape and
+    each function is called once (a smaller kernel than a call per shape).
+    """
+    u = (s - shift) - origin
+    span = end - origin
+    lr = v0  # CONSTANT
+    cos_arg = tl.zeros(u.shape, tl.float64)
+    pow_base = tl.full(u.shape, 1.0, tl.float64)
+    pow_exp = tl.zeros(u.shape, tl.float64)
+    if _any(shape == LINEAR):
+        linear = v0 + ((v1 - v0) / span) * u
+        linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1), propagate_nan=NAN),
+                            tl.maximum(v0, v1), propagate_nan=NAN)
+        lr = tl.where(shape == LINEAR, linear, lr)
+    if _any(shape == INV_SQRT):
+        lr = tl.where(shape == INV_SQRT, v0 * (1 / tl.sqrt(u / span)), lr)
+    if _any(shape == ONE_MINUS_SQRT):
+        lr = tl.where(shape == ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - tl.sqrt(u / span)), lr)
+    if _any(shape == COSINE):
+        reduced = tl.where(q > 0, u - q * tl.floor(u / q), u)  # a periodic cosine: u % period
+        cos_arg = tl.where(shape == COSINE, p * reduced / span, cos_arg)
+    if _any(shape == COSINE_CYCLES):
+        x = q * (u / span)
+        cos_arg = tl.where(shape == COSINE_CYCLES, p * (x - tl.floor(x)), cos_arg)
+    if _any(shape == COSINE_RESTARTS):
+        n, t, length = _restart_cycle(u, span, q)
+        restarts = shape == COSINE_RESTARTS
+        cos_arg = tl.where(restarts, p * t / length, cos_arg)
+        pow_base = tl.where(restarts, w, pow_base)
+        pow_exp = tl.where(restarts, n, pow_exp)
+    if _any(shape == EXPONENTIAL):
+        e = u / span
+        e = tl.where(q != 0, tl.floor(e), e)
+        pow_base = tl.where(shape == EXPONENTIAL, p, pow_base)
+        pow_exp = tl.where(shape == EXPONENTIAL, e, pow_exp)
+    if _any(shape == POWER):
+        pow_base = tl.where(shape == POWER, 1 - u / span, pow_base)
+        pow_exp = tl.where(shape == POWER, p, pow_exp)
+    cosine_family = (shape == COSINE) | (shape == COSINE_CYCLES) | (shape == COSINE_RESTARTS)
+    power_family = (shape == EXPONENTIAL) | (shape == POWER) | (shape == COSINE_RESTARTS)
+    if _any(cosine_family | power_family):
+        c = 1 + tl.cos(cos_arg)
+        pw = _pow(pow_base, pow_exp)
+        lr = tl.where((shape == COSINE) | (shape == COSINE_CYCLES), v1 + (v0 - v1) * 0.5 * c, lr)
+        lr = tl.where(shape == COSINE_RESTARTS, v1 + (v0 * pw - v1) * 0.5 * c, lr)
+        x = v0 * pw
+        bounded = tl.where(p < 1, tl.maximum(x, v1, propagate_nan=NAN), tl.minimum(x, v1, propagate_nan=NAN))
+        lr = tl.where(shape == EXPONENTIAL, bounded, lr)
+        lr = tl.where(shape == POWER, v1 + (v0 - v1) * pw, lr)
+    return lr
 
 
 @triton.jit
@@ -31,43 +138,81 @@ def _advance_kernel(
     num_segments,
     NUM_COLUMNS: tl.constexpr,
     START: tl.constexpr,
+    STOP: tl.constexpr,
     SHAPE: tl.constexpr,
+    SHIFT: tl.constexpr,
+    ORIGIN: tl.constexpr,
     END: tl.constexpr,
     V0: tl.constexpr,
     V1: tl.constexpr,
     P: tl.constexpr,
+    Q: tl.constexpr,
+    W: tl.constexpr,
+    FACTORS: tl.constexpr,
     LINEAR: tl.constexpr,
     COSINE: tl.constexpr,
+    EXPONENTIAL: tl.constexpr,
+    POWER: tl.constexpr,
+    INV_SQRT: tl.constexpr,
+    ONE_MINUS_SQRT: tl.constexpr,
+    COSINE_RESTARTS: tl.constexpr,
+    COSINE_CYCLES: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     step = tl.load(step_ptr) + increment
-    s = step.to(tl.float64)
+    s = tl.maximum(step, 0).to(tl.float64)  # a negative step counts as 0
     for block_start in range(0, num_groups, BLOCK):
         g = block_start + tl.arange(0, BLOCK)
         mask = g < num_groups
-        start = tl.zeros([BLOCK], dtype=tl.float64)
         shape = tl.zeros([BLOCK], dtype=tl.float64)
+        shift = tl.zeros([BLOCK], dtype=tl.float64)
+        origin = tl.zeros([BLOCK], dtype=tl.float64)
         end = tl.full([BLOCK], 1.0, dtype=tl.float64)  # masked lanes: no 0 / 0
-        v0 = tl.zeros([BLOCK], dtype=tl.float64)
+        v0 = tl.full([BLOCK], 1.0, dtype=tl.float64)
         v1 = tl.zeros([BLOCK], dtype=tl.float64)
         p = tl.zeros([BLOCK], dtype=tl.float64)
-        # Select each group's last segment with start <= s (padding has start = +inf).
+        q = tl.zeros([BLOCK], dtype=tl.float64)
+        w = tl.zeros([BLOCK], dtype=tl.float64)
+        # A plain schedule (FACTORS == 1, read from segment 0) follows its last segment with
+        # START <= s (padding has START = +inf): select its columns.
+        factors = tl.load(table_ptr + FACTORS * num_groups + g, mask=mask, other=1.0)
         for k in range(0, num_segments):
             row = table_ptr + k * NUM_COLUMNS * num_groups + g
-            seg_start = tl.load(row + START * num_groups, mask=mask, other=float("inf"))
-            take = seg_start <= s
-            start = tl.where(take, seg_start, start)
+            take = tl.load(row + START * num_groups, mask=mask, other=float("inf")) <= s
             shape = tl.where(take, tl.load(row + SHAPE * num_groups, mask=mask), shape)
+            shift = tl.where(take, tl.load(row + SHIFT * num_groups, mask=mask), shift)
+            origin = tl.where(take, tl.load(row + ORIGIN * num_groups, mask=mask), origin)
             end = tl.where(take, tl.load(row + END * num_groups, mask=mask), end)
             v0 = tl.where(take, tl.load(row + V0 * num_groups, mask=mask), v0)
             v1 = tl.where(take, tl.load(row + V1 * num_groups, mask=mask), v1)
             p = tl.where(take, tl.load(row + P * num_groups, mask=mask), p)
-        span = end - start
-        linear = v0 + ((v1 - v0) / span) * (s - start)
-        linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1)), tl.maximum(v0, v1))
-        cosine = v1 + (v0 - v1) * 0.5 * (1 + tl.cos(p * (s - start) / span))
-        lr = tl.where(shape == LINEAR, linear, v0)
-        lr = tl.where(shape == COSINE, cosine, lr)
+            q = tl.where(take, tl.load(row + Q * num_groups, mask=mask), q)
+            w = tl.where(take, tl.load(row + W * num_groups, mask=mask), w)
+        # Usually one evaluation of the selected segment. When some group of the block is a product,
+        # every segment instead, multiplying the active ones in table order (one call site: the
+        # shapes are compiled once).
+        product = tl.max(factors, axis=0) > 1
+        lr = tl.full([BLOCK], 1.0, dtype=tl.float64)
+        for k in range(0, tl.where(product, num_segments, 1)):
+            if product:
+                row = table_ptr + k * NUM_COLUMNS * num_groups + g
+                seg_start = tl.load(row + START * num_groups, mask=mask, other=float("inf"))
+                seg_stop = tl.load(row + STOP * num_groups, mask=mask, other=float("inf"))
+                take = (seg_start <= s) & (s < seg_stop)
+                shape = tl.load(row + SHAPE * num_groups, mask=take, other=0.0)
+                shift = tl.load(row + SHIFT * num_groups, mask=take, other=0.0)
+                origin = tl.load(row + ORIGIN * num_groups, mask=take, other=0.0)
+                end = tl.load(row + END * num_groups, mask=take, other=1.0)
+                v0 = tl.load(row + V0 * num_groups, mask=take, other=1.0)
+                v1 = tl.load(row + V1 * num_groups, mask=take, other=0.0)
+                p = tl.load(row + P * num_groups, mask=take, other=0.0)
+                q = tl.load(row + Q * num_groups, mask=take, other=0.0)
+                w = tl.load(row + W * num_groups, mask=take, other=0.0)
+            else:
+                take = mask
+            value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, LINEAR, COSINE, EXPONENTIAL,
+                                   POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES)
+            lr = tl.where(take, lr * value, lr)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
 
@@ -82,14 +227,8 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         num_groups,
         num_segments,
         NUM_COLUMNS=NUM_COLUMNS,
-        START=int(Column.START),
-        SHAPE=int(Column.SHAPE),
-        END=int(Column.END),
-        V0=int(Column.V0),
-        V1=int(Column.V1),
-        P=int(Column.P),
-        LINEAR=int(Shape.LINEAR),
-        COSINE=int(Shape.COSINE),
+        **{column.name: int(column) for column in Column},
+        **{shape.name: int(shape) for shape in Shape if shape != Shape.CONSTANT},
         BLOCK=BLOCK,
         enable_fp_fusion=False,  # no FMA: round like the reference, operation by operation
     )

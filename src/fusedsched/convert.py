@@ -1,0 +1,458 @@
+"""``from_torch``: a constructed torch or Hugging Face scheduler, as an ``LRShim`` in device mode.
+
+Each param group's schedule becomes a ``LearningRate`` (a kind, or a ``join`` / ``product`` of
+kinds) whose learning rates are the stock scheduler's, step for step, from its current
+``last_epoch`` on. The stock scheduler's numbers are the spec, quirks included:
+
+- torch's chainable schedulers compute each rate from the previous one; the kinds use the closed
+  form (torch's own ``_get_closed_form_lr`` where it has one), equal up to float64 rounding;
+- ``CosineAnnealingLR`` is periodic past ``T_max`` (``cosine_annealing``);
+- in a ``SequentialLR`` each later scheduler restarts at its milestone from its closed form
+  (``join``); the one running at step 0 starts as a fresh scheduler does;
+- a ``ChainedScheduler`` multiplies its schedulers' factors (``product``); a
+  ``CosineAnnealingLR`` in it drops the other factors at each restart (step ``T_max + 1``):
+  converted when they no longer change by then, refused otherwise;
+- ``OneCycleLR`` gives one more (extrapolated) rate at ``total_steps``, then raises; the shim
+  gives that rate there and then holds the schedule's last value;
+- Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords.
+
+Anything else is refused with a ``TypeError`` (an unsupported scheduler or function) or a
+``ValueError`` (a supported one with settings no kind represents, e.g. ``OneCycleLR(cycle_momentum=
+True)``), before the optimizer is touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+import torch
+from torch.optim import lr_scheduler as tls
+
+from .config import LearningRate
+from .scheduler import LRShim
+from .schedules import compute_lr
+
+__all__ = ["SUPPORTED", "from_torch", "learning_rates_from_torch"]
+
+HF_FUNCTIONS = {
+    "_get_constant_lambda": "get_constant_schedule",
+    "_get_constant_schedule_with_warmup_lr_lambda": "get_constant_schedule_with_warmup",
+    "_get_linear_schedule_with_warmup_lr_lambda": "get_linear_schedule_with_warmup",
+    "_get_cosine_schedule_with_warmup_lr_lambda": "get_cosine_schedule_with_warmup / get_cosine_with_min_lr_schedule_with_warmup",
+    "_get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda": "get_cosine_with_hard_restarts_schedule_with_warmup",
+    "_get_polynomial_decay_schedule_with_warmup_lr_lambda": "get_polynomial_decay_schedule_with_warmup",
+    "_get_inverse_sqrt_schedule_lr_lambda": "get_inverse_sqrt_schedule",
+    "_get_wsd_scheduler_lambda": "get_wsd_schedule",
+}
+SUPPORTED = (
+    "StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR, "
+    "CosineAnnealingWarmRestarts, OneCycleLR (cycle_momentum=False), SequentialLR and ChainedScheduler "
+    "of these, fusedsched.LRShim, and LambdaLR over transformers.optimization's "
+    + ", ".join(dict.fromkeys(HF_FUNCTIONS.values()))
+    + " (MultiplicativeLR over get_constant_schedule's)"
+)
+
+Config = dict[str, Any]
+
+
+def _lr(kind: Config, what: str) -> LearningRate:
+    try:
+        return LearningRate(**kind)
+    except pydantic.ValidationError as e:
+        detail = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"from_torch: {what} has settings no schedule kind represents ({detail})") from None
+
+
+def _name(scheduler: Any) -> str:
+    return type(scheduler).__name__
+
+
+def _unsupported(scheduler: Any, why: str = "") -> TypeError:
+    return TypeError(f"from_torch cannot convert {_name(scheduler)}{': ' + why if why else ''}; supported: {SUPPORTED}")
+
+
+# --- Hugging Face schedule functions ---------------------------------------------------------------
+
+
+def _hf_function(fn: Callable) -> tuple[str, dict[str, Any]] | None:
+    """``(function name, all its keywords)`` when ``fn`` is one of transformers.optimization's
+    lambdas, or a partial of one; None otherwise."""
+    if isinstance(fn, functools.partial) and not fn.args:
+        inner, keywords = fn.func, dict(fn.keywords)
+    else:
+        inner, keywords = fn, {}
+    name = getattr(inner, "__name__", None)
+    if getattr(inner, "__module__", None) != "transformers.optimization" or name not in HF_FUNCTIONS:
+        return None
+    what = f"transformers.optimization.{name}"
+    params = {p.name: p for p in inspect.signature(inner).parameters.values() if p.kind == p.KEYWORD_ONLY}
+    unknown = sorted(set(keywords) - set(params))
+    missing = sorted(k for k, p in params.items() if p.default is p.empty and k not in keywords)
+    if unknown or missing:
+        raise ValueError(f"from_torch: {what} with keywords {sorted(keywords)}: "
+                         f"{'unknown ' + str(unknown) if unknown else 'missing ' + str(missing)}")
+    return name, {k: keywords.get(k, p.default) for k, p in params.items()}
+
+
+def _ramp_then(base: float, warmup: int, then: Config) -> Config:
+    """HF's linear warm-up (from 0) for ``warmup`` steps, then ``then``: a join (or ``then`` alone)."""
+    if warmup <= 0:
+        return then
+    ramp = {"linear_ramp_to_constant": {"learning_rate": base, "num_ramp_steps": warmup}}
+    return {"join": {"schedules": [ramp, then], "boundaries": [warmup]}}
+
+
+def _hf_config(name: str, kw: dict[str, Any], base: float) -> Config:
+    """The kind for ``base * fn(s)``, ``fn`` the HF lambda ``name`` with its keywords ``kw``."""
+    if name == "_get_constant_lambda":
+        return {"constant": base}
+    W = kw["num_warmup_steps"]
+    if name == "_get_constant_schedule_with_warmup_lr_lambda":
+        return _ramp_then(base, W, {"constant": base})
+    if name == "_get_inverse_sqrt_schedule_lr_lambda":
+        if kw["timescale"] is None:
+            raise ValueError(f"from_torch: transformers.optimization.{name} with timescale=None "
+                             "(get_inverse_sqrt_schedule fills it in)")
+        return {"inverse_sqrt": {"learning_rate": base, "num_ramp_steps": W, "timescale": kw["timescale"]}}
+    if name == "_get_wsd_scheduler_lambda":
+        cosine = kw["decay_type"] == "cosine"
+        return {"warmup_stable_decay": {
+            "learning_rate": base, "final_learning_rate": base * kw["min_lr_ratio"], "num_ramp_steps": W,
+            "num_stable_steps": kw["num_stable_steps"], "num_decay_steps": kw["num_decay_steps"],
+            "ramp_shape": kw["warmup_type"], "decay_shape": kw["decay_type"],
+            "num_cycles": kw["num_cycles"] if cosine else 0.5}}
+    T = kw["num_training_steps"]
+    if name == "_get_linear_schedule_with_warmup_lr_lambda":
+        if T <= W:
+            return _ramp_then(base, W, {"constant": 0.0})
+        return {"polynomial_decay": {"learning_rate": base, "num_ramp_steps": W, "final_num_steps": T}}
+    if name == "_get_polynomial_decay_schedule_with_warmup_lr_lambda":
+        end = kw["lr_end"] * (base / kw["lr_init"])
+        if T <= W:  # past the warm-up the step is past num_training_steps (HF divides by 0 at T == W)
+            return _ramp_then(base, W, {"constant": end})
+        return {"polynomial_decay": {"learning_rate": base, "end_learning_rate": end, "num_ramp_steps": W,
+                                     "final_num_steps": T, "power": kw["power"]}}
+    hard = name == "_get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda"
+    final = 0.0 if hard else base * kw["min_lr_rate"]
+    return {"cosine_annealing": {"learning_rate": base, "final_learning_rate": final, "num_ramp_steps": W,
+                                 "num_steps": max(1, T - W), "num_cycles": abs(kw["num_cycles"]), "hard_restarts": hard}}
+
+
+def _is_constant_multiplier(scheduler: Any, g: int) -> bool:
+    """A MultiplicativeLR whose function is get_constant_schedule's (1): it changes nothing."""
+    found = _hf_function(scheduler.lr_lambdas[g])
+    return found is not None and found[0] == "_get_constant_lambda"
+
+
+def _lambda_config(scheduler: Any, g: int, base: float) -> Config:
+    fn = scheduler.lr_lambdas[g]
+    if isinstance(scheduler, tls.MultiplicativeLR):
+        if not _is_constant_multiplier(scheduler, g):
+            raise _unsupported(scheduler, f"its function {getattr(fn, '__qualname__', fn)!r} is applied to the running "
+                                          "rate every step; only get_constant_schedule's (1) has a closed form")
+        return {"constant": base}
+    found = _hf_function(fn)
+    if found is None:
+        raise _unsupported(scheduler, f"its function {getattr(fn, '__qualname__', repr(fn))!r} is not one of "
+                                      "transformers.optimization's schedule functions")
+    name, kw = found
+    return _hf_config(name, kw, base)
+
+
+# --- torch schedulers ------------------------------------------------------------------------------
+
+
+def _base(scheduler: Any, g: int) -> float:
+    value = scheduler.base_lrs[g]
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
+    """OneCycleLR keeps only the phases' float end steps and each group's three rates: find the
+    ``pct_start`` / ``div_factor`` / ``final_div_factor`` that reproduce them exactly."""
+    if scheduler.cycle_momentum:
+        raise ValueError(
+            "from_torch: OneCycleLR(cycle_momentum=True) also schedules the optimizer's momentum, which "
+            "torch optimizers take as a float and fusedsched does not schedule; construct it with "
+            "cycle_momentum=False")
+    group, T, phases = scheduler.optimizer.param_groups[g], scheduler.total_steps, scheduler._schedule_phases
+    peak, initial, minimum = (float(group[k]) for k in ("max_lr", "initial_lr", "min_lr"))
+    strategy = getattr(scheduler, "_anneal_func_type", None)
+    three = len(phases) == 3
+    ends = [p["end_step"] for p in phases]
+
+    def reproduces_ends(p: float) -> bool:
+        return float(p * T) - 1 == ends[0] and (not three or float(2 * p * T) - 2 == ends[1])
+
+    pct = _nearby((ends[0] + 1) / T, reproduces_ends, smallest=0.0)
+    div = _nearby(peak / initial if initial else 25.0, lambda d: peak / d == initial)
+    final_div = _nearby(initial / minimum if minimum else 1e4, lambda f: initial / f == minimum)
+    if pct is None or div is None or final_div is None or strategy not in ("cos", "linear"):
+        raise ValueError(f"from_torch: OneCycleLR group {g} (max_lr {peak}, initial_lr {initial}, min_lr {minimum}, "
+                         f"phases ending at {ends}) is not a one_cycle schedule")
+    kind = {"one_cycle": {"max_learning_rate": peak, "total_steps": T, "pct_start": min(max(pct, 0.0), 1.0),
+                          "anneal_strategy": strategy, "div_factor": div,
+                          "final_div_factor": final_div, "three_phase": three}}
+    # torch gives one more rate at step total_steps (its last phase extrapolated), then raises
+    start, end = ends[-2], ends[-1]
+    if end == start:
+        return kind
+    extra = scheduler._anneal_func(group[phases[-1]["start_lr"]], group[phases[-1]["end_lr"]], (T - start) / (end - start))
+    held = compute_lr(_lr(kind, f"OneCycleLR (param group {g})"), T - 1)
+    if math.isfinite(extra) and extra >= 0:  # a negative extrapolation (linear) is not kept
+        kind = {"join": {"schedules": [kind, {"constant": extra}, {"constant": held}], "boundaries": [T, T + 1]}}
+    return kind
+
+
+def _nearby(guess: float, ok: Callable[[float], bool], ulps: int = 64, smallest: float = math.ulp(0.0)) -> float | None:
+    """The float ``>= smallest`` within ``ulps`` of ``guess``, closest to it, for which ``ok`` holds."""
+    if not math.isfinite(guess) or guess < smallest:
+        return None
+    down = up = guess
+    for _ in range(ulps + 1):
+        for candidate in (down, up):
+            if candidate >= smallest and ok(candidate):
+                return candidate
+        down, up = math.nextafter(down, -math.inf), math.nextafter(up, math.inf)
+    return None
+
+
+FACTORS = (tls.StepLR, tls.MultiStepLR, tls.ExponentialLR, tls.ConstantLR, tls.LinearLR, tls.PolynomialLR,
+           tls.CosineAnnealingLR)
+
+
+def _factor(scheduler: Any, base: float, at_milestone: bool) -> Config:
+    """The kind for one of torch's chainable schedulers over base rate ``base``.
+
+    ``at_milestone``: entered by ``SequentialLR`` at a milestone (closed form at step 0) rather than
+    built fresh (its initial step), which differs for ``total_iters = 0``.
+    """
+    if isinstance(scheduler, tls.StepLR):
+        gamma, k = scheduler.gamma, scheduler.step_size
+        if k < 1:
+            raise ValueError(f"from_torch: StepLR(step_size={k}) never steps (torch divides by it)")
+        if gamma == 0:
+            return {"piecewise_constant": {"learning_rate_boundaries": [k], "learning_rate_values": [base, 0.0]}}
+        return {"exponential_decay": {"learning_rate": base, "decay_rate": gamma, "decay_steps": k, "staircase": True}}
+    if isinstance(scheduler, tls.MultiStepLR):
+        milestones = sorted(m for m in scheduler.milestones.elements() if m >= 0)
+        bounds = sorted(set(milestones))
+        values = [base * scheduler.gamma ** bisect_right(milestones, b) for b in [-1] + bounds]
+        return {"piecewise_constant": {"learning_rate_boundaries": bounds, "learning_rate_values": values}}
+    if isinstance(scheduler, tls.ExponentialLR):
+        if scheduler.gamma == 0:
+            return {"piecewise_constant": {"learning_rate_boundaries": [1], "learning_rate_values": [base, 0.0]}}
+        return {"exponential_decay": {"learning_rate": base, "decay_rate": scheduler.gamma, "decay_steps": 1}}
+    if isinstance(scheduler, tls.ConstantLR):
+        factor, T = scheduler.factor, scheduler.total_iters
+        if T == 0:  # fresh: multiplied at step 0 and never undone; at a milestone: the closed form
+            return {"constant": base * (factor + (1 - factor)) if at_milestone else base * factor}
+        return {"piecewise_constant": {"learning_rate_boundaries": [T],
+                                       "learning_rate_values": [base * (factor + 0.0), base * (factor + (1 - factor))]}}
+    if isinstance(scheduler, tls.LinearLR):
+        start, end, T = scheduler.start_factor, scheduler.end_factor, scheduler.total_iters
+        if T == 0:
+            return {"constant": base * start}
+        return {"polynomial_decay": {"learning_rate": base * start, "end_learning_rate": base * end, "final_num_steps": T}}
+    if isinstance(scheduler, tls.PolynomialLR):
+        if scheduler.total_iters == 0 or scheduler.power == 0:
+            return {"constant": base}
+        return {"polynomial_decay": {"learning_rate": base, "final_num_steps": scheduler.total_iters, "power": scheduler.power}}
+    if isinstance(scheduler, tls.CosineAnnealingLR):
+        return {"cosine_annealing": {"learning_rate": base, "final_learning_rate": scheduler.eta_min, "num_steps": scheduler.T_max}}
+    raise AssertionError(scheduler)
+
+
+def _last_change(scheduler: Any) -> float:
+    """The last step at which a chainable scheduler changes its factor (inf: it never stops)."""
+    if isinstance(scheduler, (tls.StepLR, tls.ExponentialLR)):
+        return 0 if scheduler.gamma == 1 else math.inf
+    if isinstance(scheduler, tls.MultiStepLR):
+        return max(scheduler.milestones, default=0)
+    if isinstance(scheduler, tls.MultiplicativeLR):
+        return 0
+    return scheduler.total_iters  # ConstantLR, LinearLR, PolynomialLR
+
+
+def _exact(scheduler: Any, classes: tuple[type, ...]) -> bool:
+    """A supported class itself: a subclass may compute its rates differently."""
+    return type(scheduler) in classes
+
+
+OVERRIDES = (tls.LambdaLR, tls.CosineAnnealingWarmRestarts, tls.OneCycleLR)
+
+
+def _chained(chain: tls.ChainedScheduler, g: int, base: float) -> Config:
+    members = _flatten(chain)
+    for i, member in enumerate(members):
+        if not _exact(member, FACTORS + OVERRIDES + (tls.MultiplicativeLR,)):
+            raise _unsupported(chain, f"its scheduler {i} is a {_name(member)}")
+    last = members[-1]
+    if _exact(last, OVERRIDES):  # it sets the rate from scratch every step: the others do not count
+        return _config(last, g, base)
+    for i, member in enumerate(members):
+        if _exact(member, OVERRIDES):
+            raise ValueError(
+                f"from_torch: ChainedScheduler with {_name(member)} (scheduler {i}) before chainable schedulers: "
+                "those multiply its rate by their step-to-step ratio, which no schedule kind represents")
+    for i, member in enumerate(members):
+        if _exact(member, (tls.MultiplicativeLR,)) and not _is_constant_multiplier(member, g):
+            raise _unsupported(chain, f"its scheduler {i} is a MultiplicativeLR over a function other than "
+                                      "get_constant_schedule's")
+    members = [m for m in members if not _exact(m, (tls.MultiplicativeLR,))]  # a factor of 1
+    cosines = [m for m in members if _exact(m, (tls.CosineAnnealingLR,))]
+    others = [m for m in members if not _exact(m, (tls.CosineAnnealingLR,))]
+    if not cosines:
+        if not others:
+            return {"constant": base}
+        factors = [_factor(m, base if i == 0 else 1.0, False) for i, m in enumerate(others)]
+        return factors[0] if len(factors) == 1 else {"product": {"schedules": factors}}
+    if len(cosines) > 1:
+        raise ValueError("from_torch: ChainedScheduler with more than one CosineAnnealingLR (each restart drops the "
+                         "others' factors)")
+    cosine = cosines[0]
+    if not others:
+        return _factor(cosine, base, False)
+    T, base = cosine.T_max, _base(cosine, g)  # from T_max + 1 on, the cosine's own base rate
+    if cosine.eta_min != 0:
+        raise ValueError(f"from_torch: ChainedScheduler of CosineAnnealingLR(eta_min={cosine.eta_min}) and other "
+                         "schedulers: with eta_min != 0 the cosine does not multiply the others' factors")
+    late = [m for m in others if _last_change(m) > T]
+    if late:
+        raise ValueError(
+            f"from_torch: ChainedScheduler of CosineAnnealingLR(T_max={T}) and {_name(late[0])}, which still changes "
+            f"after step {T}: at step T_max + 1 the cosine restarts from its base rate, dropping the other factors, "
+            "and the running ones would restart with it; no schedule kind represents that")
+    others_product = [_factor(m, 1.0, False) for m in others]
+    before = others_product[0] if len(others_product) == 1 else {"product": {"schedules": others_product}}
+    return {"product": {"schedules": [
+        {"join": {"schedules": [before, {"constant": 1.0}], "boundaries": [T + 1]}},
+        _factor(cosine, base, False),
+    ]}}
+
+
+def _flatten(chain: tls.ChainedScheduler) -> list[Any]:
+    out = []
+    for member in chain._schedulers:
+        out.extend(_flatten(member) if _exact(member, (tls.ChainedScheduler,)) else [member])
+    return out
+
+
+def _initial_lr(scheduler: Any, g: int) -> float:
+    value = scheduler.optimizer.param_groups[g]["initial_lr"]
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+def _sequential(sequential: tls.SequentialLR, g: int) -> Config:
+    milestones = list(sequential._milestones)
+    if any(b < 0 for b in milestones) or any(b >= c for b, c in zip(milestones, milestones[1:])):
+        raise ValueError(f"from_torch: SequentialLR milestones must be increasing integers >= 0, got {milestones}")
+    first = bisect_right(milestones, 0)  # the scheduler that runs at step 0 starts fresh; the others at a milestone
+    children = []
+    for i, child in enumerate(sequential._schedulers):
+        if _exact(child, (tls.SequentialLR, tls.ChainedScheduler, tls.MultiplicativeLR)) or isinstance(child, LRShim):
+            raise _unsupported(sequential, f"its scheduler {i} is a {_name(child)}, which SequentialLR cannot restart "
+                                           "at a milestone")
+        # a chainable scheduler running at step 0 starts from the rate SequentialLR resets to
+        # (initial_lr, which a OneCycleLR among the others may have set); the others from their own
+        child_base = _initial_lr(sequential, g) if i == first and _exact(child, FACTORS) else _base(child, g)
+        children.append(_config(child, g, child_base, at_milestone=i > first))
+    if not milestones:
+        return children[0]
+    return {"join": {"schedules": children, "boundaries": milestones}}
+
+
+def _config(scheduler: Any, g: int, base: float, at_milestone: bool = False) -> Config:
+    """Group ``g``'s schedule under ``scheduler``, for base rate ``base``, as kind data."""
+    if _exact(scheduler, FACTORS):
+        return _factor(scheduler, base, at_milestone)
+    if _exact(scheduler, (tls.CosineAnnealingWarmRestarts,)):
+        return {"cosine_with_restarts": {"learning_rate": base, "final_learning_rate": scheduler.eta_min,
+                                         "cycle_steps": scheduler.T_0, "cycle_mult": scheduler.T_mult}}
+    if _exact(scheduler, (tls.OneCycleLR,)):
+        return _one_cycle(scheduler, g)
+    if _exact(scheduler, (tls.LambdaLR, tls.MultiplicativeLR)):
+        return _lambda_config(scheduler, g, base)
+    if _exact(scheduler, (tls.SequentialLR,)):
+        return _sequential(scheduler, g)
+    if _exact(scheduler, (tls.ChainedScheduler,)):
+        return _chained(scheduler, g, base)
+    raise _unsupported(scheduler)
+
+
+def _current_step(scheduler: Any) -> int:
+    if isinstance(scheduler, tls.ChainedScheduler):
+        steps = {m.last_epoch for m in _flatten(scheduler)}
+        if len(steps) != 1:
+            raise ValueError(f"from_torch: ChainedScheduler whose schedulers are at different steps {sorted(steps)}")
+        return steps.pop()
+    return int(scheduler.last_epoch)
+
+
+def learning_rates_from_torch(scheduler: Any) -> list[LearningRate]:
+    """One ``LearningRate`` per param group of ``scheduler``'s optimizer, giving its learning rates.
+
+    Raises:
+        TypeError: ``scheduler`` (or one inside it) is not supported (see ``SUPPORTED``).
+        ValueError: it is supported, but with settings no schedule kind represents.
+    """
+    if isinstance(scheduler, LRShim):
+        return list(scheduler.lr_dict.values())
+    if not isinstance(scheduler, tls.LRScheduler):
+        raise TypeError(f"from_torch: scheduler must be a torch.optim.lr_scheduler.LRScheduler, got "
+                        f"{type(scheduler).__name__}; supported: {SUPPORTED}")
+    if isinstance(scheduler, tls.ReduceLROnPlateau):
+        raise _unsupported(scheduler, "its rates follow a metric passed to step(), not the step count")
+    owner = scheduler  # the scheduler holding base_lrs (the composites keep none of their own)
+    while not hasattr(owner, "base_lrs") and getattr(owner, "_schedulers", None):
+        owner = owner._schedulers[0]
+    return [_lr(_config(scheduler, g, _base(owner, g) if hasattr(owner, "base_lrs") else 0.0),
+                f"{_name(scheduler)} (param group {g})")
+            for g in range(len(scheduler.optimizer.param_groups))]
+
+
+def _group_names(optimizer: Any, count: int) -> list[str]:
+    names = [group.get("name") for group in optimizer.param_groups]
+    if all(n is not None for n in names) and len({str(n) for n in names}) == count:
+        return [str(n) for n in names]
+    return [f"group{i}" for i in range(count)]
+
+
+def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.device | str | None = None) -> LRShim:
+    """``scheduler``'s learning rates, evaluated on the device: an ``LRShim`` in device mode.
+
+    Takes a constructed torch scheduler (or Hugging Face's ``LambdaLR``, or an ``LRShim``) at its
+    current ``last_epoch``, rebinds its optimizer's param groups to the shim's device buffer and
+    returns the shim; each later ``shim.step()`` gives the rates the stock scheduler's ``step()``
+    would have (do not step the stock scheduler any more). Per-group base rates and per-group
+    hyperparameters (``OneCycleLR(max_lr=[...])``) carry over.
+
+    Args:
+        scheduler: one of ``SUPPORTED``.
+        backend, device: as for ``LRShim`` (default: ``$FUSEDSCHED_BACKEND`` or ``auto``, and the
+            device of the groups' lr tensors or params).
+
+    Raises:
+        TypeError: an unsupported scheduler or schedule function (``ReduceLROnPlateau``, a custom
+            lambda...), naming it and what is supported; the optimizer is left untouched.
+        ValueError: a supported scheduler with settings no kind represents; nothing is touched.
+
+    Example::
+
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+        >>> shim = from_torch(torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5))
+        >>> [round(shim.get_last_lr()[0], 4) for _ in range(4) if shim.step() is None]
+        [0.1, 0.05, 0.05, 0.025]
+    """
+    configs = learning_rates_from_torch(scheduler)  # raises before anything changes
+    optimizer = scheduler.optimizer
+    step = _current_step(scheduler)
+    names = list(scheduler.lr_dict) if isinstance(scheduler, LRShim) else _group_names(optimizer, len(configs))
+    return LRShim(optimizer, dict(zip(names, configs)), last_epoch=step - 1, device_schedule=True,
+                  backend=backend, device=device)

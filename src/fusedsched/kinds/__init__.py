@@ -1,0 +1,47 @@
+"""Every schedule kind, one row each: its pydantic model, its float64 formula and its compile rule.
+
+Adding a kind touches its module here, ``LearningRate`` and the tests, never a kernel: kinds
+compile to the shapes of :mod:`fusedsched.program`, which every backend evaluates.
+
+| kind | model | source of truth |
+| --- | --- | --- |
+| ``constant`` | a float | tml |
+| ``piecewise_constant`` | :class:`PiecewiseConstant` | tml |
+| ``linear_ramp_to_constant`` | :class:`LinearRampToConstant` | tml |
+| ``linear_ramp_to_cosine`` | :class:`LinearRampToCosine` | tml |
+| ``exponential_decay`` | :class:`ExponentialDecay` | optax ``exponential_decay`` |
+| ``polynomial_decay`` | :class:`PolynomialDecay` | HF ``get_polynomial_decay_schedule_with_warmup`` |
+| ``warmup_stable_decay`` | :class:`WarmupStableDecay` | HF ``get_wsd_schedule`` |
+| ``cosine_annealing`` | :class:`CosineAnnealing` | torch ``CosineAnnealingLR``, HF cosine schedules |
+| ``cosine_with_restarts`` | :class:`CosineWithRestarts` | torch ``CosineAnnealingWarmRestarts``, timm |
+| ``one_cycle`` | :class:`OneCycle` | torch ``OneCycleLR`` |
+| ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
+| ``join`` | :class:`Join` | optax ``join_schedules`` |
+| ``product`` | :class:`Product` | torch ``ChainedScheduler`` |
+"""
+
+from .. import config  # noqa: F401  (first: the kinds build on its field types, and it re-exports them)
+from ._row import Kind
+from .compose import Join, LearningRate, Product, kind_row
+from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
+from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
+from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
+
+__all__ = [
+    "ConstantRow",
+    "CosineAnnealing",
+    "CosineWithRestarts",
+    "ExponentialDecay",
+    "InverseSqrt",
+    "Join",
+    "Kind",
+    "LearningRate",
+    "LinearRampToConstant",
+    "LinearRampToCosine",
+    "OneCycle",
+    "PiecewiseConstant",
+    "PolynomialDecay",
+    "Product",
+    "WarmupStableDecay",
+    "kind_row",
+]

@@ -1,0 +1,218 @@
+"""``LearningRate`` (exactly one kind per schedule) and the kinds built from other schedules:
+``join`` (optax ``join_schedules``) and ``product`` (a product of schedules: torch's
+``ChainedScheduler``)."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+import pydantic
+
+from ..config import Rate, StepInt, _Config, _exactly_one
+from ..program import Segment, shifted
+from ._row import Kind, fold, sorted_marks
+from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
+from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
+from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
+
+__all__ = ["Join", "LearningRate", "Product", "kind_row"]
+
+
+def _at_least_one_schedule(schedules: list) -> list:
+    if not schedules:
+        raise ValueError("schedules must hold at least one schedule, got []")
+    return schedules
+
+
+class Join(_Config, Kind):
+    """optax's ``join_schedules``: ``schedules[i]`` runs from ``boundaries[i - 1]`` on (the first
+    from step 0), seeing the step relative to that boundary.
+
+    ``lr(s) = schedules[i](s - boundaries[i - 1])`` with ``i = bisect_right(boundaries, s)``
+    (``schedules[0](s)`` when ``i == 0``). Boundaries are strictly increasing integers >= 0,
+    one fewer than the schedules; a schedule may itself be a ``join`` or a ``product``.
+    Segments: each schedule's, shifted to its boundary and cut at the next.
+
+    >>> cfg = Join(schedules=[LearningRate(constant=1.0), LearningRate(
+    ...     linear_ramp_to_constant=dict(learning_rate=0.5, num_ramp_steps=2))], boundaries=[3])
+    >>> [cfg.formula()(s) for s in range(6)]
+    [1.0, 1.0, 1.0, 0.0, 0.25, 0.5]
+    """
+
+    schedules: list[LearningRate]
+    boundaries: list[StepInt]
+
+    _check_schedules = pydantic.field_validator("schedules")(_at_least_one_schedule)
+
+    @pydantic.field_validator("boundaries")
+    @classmethod
+    def _boundaries(cls, b: list[int]) -> list[int]:
+        for i, value in enumerate(b):
+            if value < 0:
+                raise ValueError(f"boundaries[{i}] ({value}) must be >= 0")
+            if i and value <= b[i - 1]:
+                raise ValueError(f"boundaries must be strictly increasing, got {b[i - 1]} then {value} at index {i}")
+        return b
+
+    @pydantic.model_validator(mode="after")
+    def _lengths(self) -> Join:
+        ns, nb = len(self.schedules), len(self.boundaries)
+        if nb != ns - 1:
+            raise ValueError(
+                f"boundaries has {nb} entries but schedules has {ns}: "
+                f"need len(boundaries) == len(schedules) - 1 ({ns - 1})"
+            )
+        return self
+
+    def _spans(self) -> list[tuple[int, float]]:
+        """``(from, until)`` of each schedule."""
+        b = self.boundaries
+        return list(zip([0, *b], [*b, float("inf")]))
+
+    def _pick(self, parts: list[Callable]) -> Callable:
+        b = tuple(self.boundaries)
+
+        def join(s: int):
+            i = bisect.bisect_right(b, s)
+            return parts[i](s - b[i - 1]) if i else parts[0](s)
+
+        return join
+
+    def formula(self) -> Callable[[int], float]:
+        return self._pick([kind_row(c).formula() for c in self.schedules])
+
+    def factor_formula(self) -> Callable[[int], tuple[float, ...]]:
+        return self._pick([kind_row(c).factor_formula() for c in self.schedules])
+
+    def factor_arrays(self, s: np.ndarray) -> list[np.ndarray]:
+        pieces = []
+        for cfg, (lo, hi) in zip(self.schedules, self._spans()):
+            here = (s >= lo) & (s < hi)
+            pieces.append((here, kind_row(cfg).factor_arrays(s[here] - lo)))
+        width = max(len(factors) for _, factors in pieces)
+        out = [np.ones(s.shape, dtype=np.float64) for _ in range(width)]  # x * 1.0 == x: padding is exact
+        for here, factors in pieces:
+            for slot, values in zip(out, factors):
+                slot[here] = values
+        return out
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        out = np.empty(s.shape, dtype=np.float64)
+        for cfg, (lo, hi) in zip(self.schedules, self._spans()):
+            here = (s >= lo) & (s < hi)
+            out[here] = kind_row(cfg).formula_array(s[here] - lo)
+        return out
+
+    def segments(self) -> list[Segment]:
+        return [seg for cfg, (lo, hi) in zip(self.schedules, self._spans())
+                for seg in shifted(kind_row(cfg).segments(), lo, hi)]
+
+    def marks(self) -> list[int]:
+        return sorted_marks(*self.boundaries, *(lo + m for cfg, (lo, hi) in zip(self.schedules, self._spans())
+                                                for m in kind_row(cfg).marks() if lo + m < hi))
+
+
+class Product(_Config, Kind):
+    """A product of schedules: ``lr(s) = schedules[0](s) * schedules[1](s) * ...``, left to right.
+
+    Nested products (also inside a ``join``) contribute their own factors in order, so the
+    multiplication order is the flat list of factors (the order the kernels multiply in). torch's
+    ``ChainedScheduler`` of multiplicative schedulers is a product.
+    Segments: each factor's program, one after the other (one active segment per factor).
+
+    >>> cfg = Product(schedules=[LearningRate(constant=0.5), LearningRate(
+    ...     linear_ramp_to_constant=dict(learning_rate=1.0, num_ramp_steps=2))])
+    >>> [cfg.formula()(s) for s in range(3)]
+    [0.0, 0.25, 0.5]
+    """
+
+    schedules: list[LearningRate]
+
+    _check_schedules = pydantic.field_validator("schedules")(_at_least_one_schedule)
+
+    def factor_formula(self) -> Callable[[int], tuple[float, ...]]:
+        parts = [kind_row(c).factor_formula() for c in self.schedules]
+        return lambda s: tuple(x for f in parts for x in f(s))
+
+    def formula(self) -> Callable[[int], float]:
+        factors = self.factor_formula()
+        return lambda s: fold(factors(s))
+
+    def factor_arrays(self, s: np.ndarray) -> list[np.ndarray]:
+        return [a for cfg in self.schedules for a in kind_row(cfg).factor_arrays(s)]
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        return fold(self.factor_arrays(s))
+
+    def segments(self) -> list[Segment]:
+        return [seg for cfg in self.schedules for seg in kind_row(cfg).segments()]
+
+    def marks(self) -> list[int]:
+        return sorted_marks(*(m for cfg in self.schedules for m in kind_row(cfg).marks()))
+
+
+class LearningRate(_Config):
+    """A learning-rate schedule: exactly one kind is set (the others None/null).
+
+    tml's four kinds (``constant``, ``piecewise_constant``, ``linear_ramp_to_constant``,
+    ``linear_ramp_to_cosine``) and the kinds of the big libraries (see each kind's model).
+    """
+
+    constant: Rate | None = None
+    piecewise_constant: PiecewiseConstant | None = None
+    linear_ramp_to_constant: LinearRampToConstant | None = None
+    linear_ramp_to_cosine: LinearRampToCosine | None = None
+    exponential_decay: ExponentialDecay | None = None
+    polynomial_decay: PolynomialDecay | None = None
+    warmup_stable_decay: WarmupStableDecay | None = None
+    cosine_annealing: CosineAnnealing | None = None
+    cosine_with_restarts: CosineWithRestarts | None = None
+    one_cycle: OneCycle | None = None
+    inverse_sqrt: InverseSqrt | None = None
+    join: Join | None = None
+    product: Product | None = None
+
+    KINDS: ClassVar[tuple[str, ...]] = (
+        "constant",
+        "piecewise_constant",
+        "linear_ramp_to_constant",
+        "linear_ramp_to_cosine",
+        "exponential_decay",
+        "polynomial_decay",
+        "warmup_stable_decay",
+        "cosine_annealing",
+        "cosine_with_restarts",
+        "one_cycle",
+        "inverse_sqrt",
+        "join",
+        "product",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_kind(self) -> LearningRate:
+        _exactly_one(self, self.KINDS)
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The name of the field that is set, e.g. ``"linear_ramp_to_cosine"``."""
+        return _exactly_one(self, self.KINDS)
+
+    @property
+    def schedule(self) -> float | Kind:
+        """The value of the field that is set (a float for ``constant``)."""
+        return getattr(self, self.kind)
+
+
+def kind_row(lr_config: LearningRate) -> Kind:
+    """The row (model, formula, compile rule) of ``lr_config``'s kind."""
+    schedule = lr_config.schedule
+    return ConstantRow(schedule) if lr_config.kind == "constant" else schedule
+
+
+Join.model_rebuild()
+Product.model_rebuild()
+LearningRate.model_rebuild()

@@ -1,0 +1,473 @@
+"""Cosine-shaped kinds: ``cosine_annealing`` (torch ``CosineAnnealingLR``, Hugging Face's cosine
+schedules), ``cosine_with_restarts`` (torch ``CosineAnnealingWarmRestarts`` with timm's
+``cycle_decay``), ``warmup_stable_decay`` (Hugging Face ``get_wsd_schedule``) and ``one_cycle``
+(torch ``OneCycleLR``), each model beside its formula and its compile rule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import pydantic
+from pydantic import StrictBool
+
+from ..config import Rate, StepInt, _Config
+from ..program import Segment, Shape
+from ._row import (
+    Count,
+    Kind,
+    Positive,
+    PositiveStep,
+    after_ramp,
+    after_ramp_array,
+    chain,
+    clamped_line,
+    clamped_line_array,
+    ramp_segments,
+    sorted_marks,
+)
+
+__all__ = ["CosineAnnealing", "CosineWithRestarts", "OneCycle", "WarmupStableDecay", "restart_cycle"]
+
+#: Beyond this, int64 arithmetic on steps may overflow and float64 is no longer exact: the array
+#: forms hand such steps to the scalar formula (Python integers).
+EXACT_LIMIT = 2**52
+
+
+def _scalar_fallback(formula: Callable[[int], float], s: np.ndarray, vectorized: Callable[[np.ndarray], np.ndarray],
+                     limit: int = EXACT_LIMIT) -> np.ndarray:
+    """``vectorized(s)``, except for steps ``>= limit``, which go through the scalar ``formula``."""
+    big = s >= limit
+    if not big.any():
+        return vectorized(s)
+    out = np.empty(s.shape, dtype=np.float64)
+    out[~big] = vectorized(s[~big])
+    out[big] = [formula(int(v)) for v in s[big]]
+    return out
+
+
+class CosineAnnealing(_Config, Kind):
+    """tml's linear ramp, then a cosine between L and F that never stops: torch's
+    ``CosineAnnealingLR`` (periodic past ``T_max``) and Hugging Face's cosine schedules.
+
+    ``s < R``: ``min(L, (L / R) * s)``; then, with ``u = s - R`` and N = ``num_steps``:
+
+    - ``hard_restarts: false``: ``F + (L - F) * 0.5 * (1 + cos(p * u / N))`` for every ``u``,
+      ``p = pi * num_cycles * 2.0`` (``num_cycles = 0.5``: down to F at N, back up to L at 2N...).
+      When the period ``N / num_cycles`` is a whole number of steps P (always for torch's
+      ``CosineAnnealingLR``: P = 2N), ``u`` is first reduced to ``u % P``: the same cosine,
+      without a huge argument at huge steps;
+    - ``hard_restarts: true``: ``F + (L - F) * 0.5 * (1 + cos(pi * ((num_cycles * (u / N)) % 1.0)))``
+      while ``u < N``, then F (``num_cycles`` cosine decays, each restarting at L).
+
+    Segments: LINEAR, then COSINE (periodic: no end, ``q`` = P); or COSINE_CYCLES and CONSTANT.
+
+    >>> cfg = CosineAnnealing(learning_rate=1.0, final_learning_rate=0.5, num_steps=2)
+    >>> [cfg.formula()(s) for s in (0, 1, 2, 3, 4)]
+    [1.0, 0.75, 0.5, 0.75, 1.0]
+    """
+
+    learning_rate: Rate
+    final_learning_rate: Rate = 0.0
+    num_ramp_steps: Count = 0
+    num_steps: PositiveStep
+    num_cycles: Positive = 0.5
+    hard_restarts: StrictBool = False
+
+    def formula(self) -> Callable[[int], float]:
+        L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
+        if self.hard_restarts:
+            pi = math.pi
+            return after_ramp(L, R, lambda s: F + (L - F) * 0.5 * (1 + math.cos(pi * ((k * ((s - R) / N)) % 1.0))) if s - R < N else F)
+        p, P = math.pi * k * 2.0, self.period
+        if P:
+            return after_ramp(L, R, lambda s: F + (L - F) * 0.5 * (1 + math.cos(p * ((s - R) % P) / N)))
+        return after_ramp(L, R, lambda s: F + (L - F) * 0.5 * (1 + math.cos(p * (s - R) / N)))
+
+    @property
+    def period(self) -> int:
+        """The cosine's period ``num_steps / num_cycles`` when it is a whole number of steps, else 0."""
+        P = self.num_steps / self.num_cycles
+        return int(P) if not self.hard_restarts and P.is_integer() and P * self.num_cycles == self.num_steps else 0
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
+        if self.hard_restarts:
+            def rest(t: np.ndarray) -> np.ndarray:
+                x = k * ((t - R) / N)
+                return np.where(t - R < N, F + (L - F) * 0.5 * (1 + np.cos(np.pi * (x - np.floor(x)))), F)
+        else:
+            p, P = math.pi * k * 2.0, self.period
+
+            def rest(t: np.ndarray) -> np.ndarray:
+                return F + (L - F) * 0.5 * (1 + np.cos(p * ((t - R) % P if P else t - R) / N))
+
+        return after_ramp_array(L, R, s, rest)
+
+    def segments(self) -> list[Segment]:
+        L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
+        if self.hard_restarts:
+            return chain(ramp_segments(L, R) + [
+                Segment(R, Shape.COSINE_CYCLES, L, F, p=math.pi, q=k, end=R + N),
+                Segment(R + N, Shape.CONSTANT, F),
+            ])
+        return chain(ramp_segments(L, R) + [Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, q=self.period, end=R + N)])
+
+    def marks(self) -> list[int]:
+        return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.num_steps)
+
+
+def int_power(base: float, n: int) -> float:
+    """``base ** n`` for an integer ``n >= 0`` by squaring (the native kernels' exact sequence of
+    multiplications; a handful of them, where ``pow`` costs several times more)."""
+    result = 1.0
+    while n > 0:
+        if n & 1:
+            result *= base
+        base *= base
+        n >>= 1
+    return result
+
+
+def int_power_array(base: float, n: np.ndarray) -> np.ndarray:
+    """:func:`int_power` over an int64 array of exponents (the same multiplications, element-wise)."""
+    result, power, n = np.ones(n.shape), np.full(n.shape, base, dtype=np.float64), n.copy()
+    with np.errstate(over="ignore", under="ignore"):
+        while n.any():
+            result = np.where(n & 1, result * power, result)
+            power, n = power * power, n >> 1
+    return result
+
+
+def restart_cycle(u: int, length: int, mult: int) -> tuple[int, float, float]:
+    """The cycle holding step ``u`` of cycles ``length * mult**n`` long: ``(n, t, T)`` with ``t``
+    the step within the cycle and ``T`` its length.
+
+    Closed form, in float64 exactly as the native kernels compute it: an estimate of ``n`` from
+    ``log``, corrected by comparing ``u`` with the exact cycle starts
+    ``length * ((mult**n - 1) / (mult - 1))`` (whole numbers; exact while below 2**53, so ``n``,
+    ``t`` and ``T`` are the exact ones at every step a config allows, and past that the kernels
+    and this function still agree bit for bit).
+    """
+    u, span = float(u), float(length)
+    if mult == 1:
+        n = math.floor(u / span)
+        return n, u - n * span, span
+    m = float(mult)
+    estimate = math.log(u * (m - 1) / span + 1) / math.log(m)
+    n = int(estimate) if estimate >= 0 else 0
+    power = int_power(m, n)
+    if span * ((power - 1) / (m - 1)) > u:
+        n, power = n - 1, power / m
+    if span * ((power * m - 1) / (m - 1)) <= u:
+        n, power = n + 1, power * m
+    return n, u - span * ((power - 1) / (m - 1)), span * power
+
+
+class CosineWithRestarts(_Config, Kind):
+    """tml's linear ramp, then torch's ``CosineAnnealingWarmRestarts(T_0 = cycle_steps,
+    T_mult = cycle_mult, eta_min = F)`` with each cycle's peak scaled by ``cycle_decay ** n``
+    (timm's ``cycle_decay``).
+
+    ``s < R``: ``min(L, (L / R) * s)``; then, with ``u = s - R`` in cycle ``n`` (which starts at
+    ``C * (m**n - 1) / (m - 1)``, or ``n * C`` when ``m = 1``), ``t`` steps into it, of length
+    ``T = C * m**n``: ``F + (L * d ** n - F) * 0.5 * (1 + cos(pi * t / T))``, with
+    C = ``cycle_steps``, m = ``cycle_mult``, d = ``cycle_decay`` (``d ** n`` by squaring:
+    :func:`int_power`). The cycle is found in closed form
+    (no unrolling: exact at any step), and the program is two segments whatever the step.
+    Segments: LINEAR, COSINE_RESTARTS.
+
+    >>> cfg = CosineWithRestarts(learning_rate=1.0, cycle_steps=2, cycle_mult=2, cycle_decay=0.5)
+    >>> [cfg.formula()(s) for s in (0, 1, 2, 4, 6)]  # cycles [0, 2), [2, 6), [6, 14)
+    [1.0, 0.5, 0.5, 0.25, 0.25]
+    """
+
+    learning_rate: Rate
+    final_learning_rate: Rate = 0.0
+    num_ramp_steps: Count = 0
+    cycle_steps: PositiveStep
+    cycle_mult: PositiveStep = 1
+    cycle_decay: Positive = 1.0
+
+    def formula(self) -> Callable[[int], float]:
+        L, F, R = self.learning_rate, self.final_learning_rate, self.num_ramp_steps
+        C, m, d = self.cycle_steps, self.cycle_mult, self.cycle_decay
+
+        def restarts(s: int) -> float:
+            n, t, T = restart_cycle(s - R, C, m)
+            return F + (L * int_power(d, n) - F) * 0.5 * (1 + math.cos(math.pi * t / T))
+
+        return after_ramp(L, R, restarts)
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        L, F, R = self.learning_rate, self.final_learning_rate, self.num_ramp_steps
+        C, m, d = self.cycle_steps, self.cycle_mult, self.cycle_decay
+
+        def restarts(t: np.ndarray) -> np.ndarray:
+            u = t - R
+            if m == 1:
+                n = u // C
+                within, length = u - n * C, np.full(u.shape, C, dtype=np.int64)
+            else:
+                n = np.maximum(np.floor(np.log(u * (m - 1) / C + 1) / math.log(m)), 0).astype(np.int64)
+                first = lambda n: C * (m**n - 1) // (m - 1)  # noqa: E731
+                n = np.where(first(n) > u, n - 1, n)
+                n = np.where(first(n + 1) <= u, n + 1, n)
+                within, length = u - first(n), C * m**n
+            return F + (L * int_power_array(d, n) - F) * 0.5 * (1 + np.cos(np.pi * within / length))
+
+        # int64 holds C * m**(n + 1) < u * m**2 + C * m below this limit
+        limit = EXACT_LIMIT if m == 1 else max(0, min(EXACT_LIMIT, (2**62 - C * m) // (m * m)))
+        formula = self.formula()
+        return after_ramp_array(L, R, s, lambda t: _scalar_fallback(formula, t, restarts, limit))
+
+    def segments(self) -> list[Segment]:
+        L, F, R = self.learning_rate, self.final_learning_rate, self.num_ramp_steps
+        C, m, d = self.cycle_steps, self.cycle_mult, self.cycle_decay
+        return chain(ramp_segments(L, R) + [
+            Segment(R, Shape.COSINE_RESTARTS, L, F, p=math.pi, q=m, w=d, end=R + C),
+        ])
+
+    def marks(self) -> list[int]:
+        R, C, m = self.num_ramp_steps, self.cycle_steps, self.cycle_mult
+        return sorted_marks(R, *(R + C * (m**n - 1) // (m - 1) if m > 1 else R + n * C for n in (1, 2, 3)))
+
+
+Shape3 = Literal["linear", "cosine", "1-sqrt"]
+
+
+class WarmupStableDecay(_Config, Kind):
+    """Hugging Face's ``get_wsd_schedule`` times L: warm up from F to L, hold L, decay to F, hold F.
+
+    With L = ``learning_rate``, F = ``final_learning_rate`` (HF's ``min_lr_ratio * L``),
+    W / S / D = ``num_ramp_steps`` / ``num_stable_steps`` / ``num_decay_steps``:
+
+    - ``s < W`` (``ramp_shape``): linear ``clamp(F + ((L - F) / W) * s)``; cosine
+      ``L + (F - L) * 0.5 * (1 + cos(pi * s / W))``; 1-sqrt ``F + (L - F) * (1 - sqrt((s - W) / -W))``;
+    - ``W <= s < W + S``: L;
+    - ``W + S <= s < W + S + D``, ``u = s - W - S`` (``decay_shape``): linear
+      ``clamp(L + ((F - L) / D) * u)``; cosine ``F + (L - F) * 0.5 * (1 + cos(p * u / D))`` with
+      ``p = pi * num_cycles * 2.0``; 1-sqrt ``F + (L - F) * (1 - sqrt(u / D))``;
+    - then F.
+
+    Segments: LINEAR / COSINE / ONE_MINUS_SQRT, CONSTANT, LINEAR / COSINE / ONE_MINUS_SQRT, CONSTANT.
+
+    >>> cfg = WarmupStableDecay(learning_rate=1.0, num_ramp_steps=2, num_stable_steps=1,
+    ...                         num_decay_steps=2, decay_shape="linear")
+    >>> [cfg.formula()(s) for s in range(6)]
+    [0.0, 0.5, 1.0, 1.0, 0.5, 0.0]
+    """
+
+    learning_rate: Rate
+    final_learning_rate: Rate = 0.0
+    num_ramp_steps: Count
+    num_stable_steps: Count
+    num_decay_steps: Count
+    decay_shape: Shape3 = "cosine"
+    ramp_shape: Shape3 = "linear"
+    num_cycles: Positive = 0.5
+
+    @pydantic.model_validator(mode="after")
+    def _total_is_exact(self) -> WarmupStableDecay:
+        total = self.num_ramp_steps + self.num_stable_steps + self.num_decay_steps
+        if total > 2**53 - 2:
+            raise ValueError(
+                f"num_ramp_steps + num_stable_steps + num_decay_steps ({total}) must be <= 2**53 - 2 "
+                f"(exact in float64)"
+            )
+        return self
+
+    def _ramp(self) -> Callable[[int], float]:
+        L, F, W = self.learning_rate, self.final_learning_rate, self.num_ramp_steps
+        if self.ramp_shape == "linear":
+            return clamped_line(F, L, W)
+        if self.ramp_shape == "cosine":
+            return lambda s: L + (F - L) * 0.5 * (1 + math.cos(math.pi * s / W))
+        return lambda s: F + (L - F) * (1 - math.sqrt((s - W) / (0 - W)))
+
+    def _decay(self) -> Callable[[int], float]:
+        L, F, D = self.learning_rate, self.final_learning_rate, self.num_decay_steps
+        if self.decay_shape == "linear":
+            return clamped_line(L, F, D)
+        if self.decay_shape == "cosine":
+            p = math.pi * self.num_cycles * 2.0
+            return lambda u: F + (L - F) * 0.5 * (1 + math.cos(p * u / D))
+        return lambda u: F + (L - F) * (1 - math.sqrt(u / D))
+
+    def formula(self) -> Callable[[int], float]:
+        L, F = self.learning_rate, self.final_learning_rate
+        W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
+        ramp = self._ramp() if W else None
+        decay = self._decay() if D else None
+
+        def wsd(s: int) -> float:
+            if s < W:
+                return ramp(s)
+            if s < W + S:
+                return L
+            if s < W + S + D:
+                return decay(s - W - S)
+            return F
+
+        return wsd
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        L, F = self.learning_rate, self.final_learning_rate
+        W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
+        out = np.full(s.shape, F, dtype=np.float64)
+        out[(s >= W) & (s < W + S)] = L
+        ramp, decay = s < W, (s >= W + S) & (s < W + S + D)
+        r, u = s[ramp], s[decay] - W - S
+        if W and self.ramp_shape == "linear":
+            out[ramp] = clamped_line_array(F, L, W, r)
+        elif W and self.ramp_shape == "cosine":
+            out[ramp] = L + (F - L) * 0.5 * (1 + np.cos(np.pi * r / W))
+        elif W:
+            out[ramp] = F + (L - F) * (1 - np.sqrt((r - W) / (0 - W)))
+        if D and self.decay_shape == "linear":
+            out[decay] = clamped_line_array(L, F, D, u)
+        elif D and self.decay_shape == "cosine":
+            out[decay] = F + (L - F) * 0.5 * (1 + np.cos(math.pi * self.num_cycles * 2.0 * u / D))
+        elif D:
+            out[decay] = F + (L - F) * (1 - np.sqrt(u / D))
+        return out
+
+    def segments(self) -> list[Segment]:
+        L, F = self.learning_rate, self.final_learning_rate
+        W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
+        segments = []
+        if W:
+            segments.append({
+                "linear": Segment(0, Shape.LINEAR, F, L, end=W),
+                "cosine": Segment(0, Shape.COSINE, F, L, p=math.pi, end=W),
+                "1-sqrt": Segment(0, Shape.ONE_MINUS_SQRT, L, F, origin=W, end=0),
+            }[self.ramp_shape])
+        if S:
+            segments.append(Segment(W, Shape.CONSTANT, L))
+        if D:
+            segments.append({
+                "linear": Segment(W + S, Shape.LINEAR, L, F, end=W + S + D),
+                "cosine": Segment(W + S, Shape.COSINE, L, F, p=math.pi * self.num_cycles * 2.0, end=W + S + D),
+                "1-sqrt": Segment(W + S, Shape.ONE_MINUS_SQRT, L, F, end=W + S + D),
+            }[self.decay_shape])
+        segments.append(Segment(W + S + D, Shape.CONSTANT, F))
+        return chain(segments)
+
+    def marks(self) -> list[int]:
+        W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
+        return sorted_marks(W, W + S, W + S + D)
+
+
+class OneCycle(_Config, Kind):
+    """torch's ``OneCycleLR`` learning rate; from ``total_steps - 1`` on it holds its last value.
+
+    With T = ``total_steps``, p = ``pct_start``, ``initial = max_learning_rate / div_factor``,
+    ``minimum = initial / final_div_factor``, the phases end (torch's float ``end_step``s) at
+    ``float(p * T) - 1`` and ``T - 1`` (two phases: initial -> max -> minimum), or at
+    ``float(p * T) - 1``, ``float(2 * p * T) - 2`` and ``T - 1`` (``three_phase``: initial -> max
+    -> initial -> minimum). Step ``s`` takes the first phase with ``s <= end`` (the last phase
+    otherwise); from that phase's start ``a`` (the previous ``end``, 0.0 for the first) to its
+    ``end`` it anneals from ``v0`` to ``v1``: ``cos``
+    ``v1 + (v0 - v1) * 0.5 * (1 + cos(pi * (s - a) / (end - a)))``, ``linear``
+    ``clamp(v0 + ((v1 - v0) / (end - a)) * (s - a))``. torch raises past ``T``; here
+    ``lr(s) = lr(T - 1)`` for ``s >= T``.
+    Segments: one COSINE or LINEAR per phase that some step reaches, then CONSTANT.
+
+    >>> cfg = OneCycle(max_learning_rate=1.0, total_steps=5, pct_start=0.4, div_factor=4.0,
+    ...                final_div_factor=2.0, anneal_strategy="linear")
+    >>> [cfg.formula()(s) for s in range(7)]
+    [0.25, 1.0, 0.7083333333333333, 0.41666666666666663, 0.125, 0.125, 0.125]
+    """
+
+    max_learning_rate: Rate
+    total_steps: PositiveStep
+    pct_start: float = 0.3
+    anneal_strategy: Literal["cos", "linear"] = "cos"
+    div_factor: Positive = 25.0
+    final_div_factor: Positive = 1e4
+    three_phase: StrictBool = False
+
+    @pydantic.field_validator("pct_start", mode="before")
+    @classmethod
+    def _pct(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"pct_start ({value!r}) must be a number in [0, 1]")
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _phases_have_length(self) -> OneCycle:
+        for first, last, start, end, _, _ in self.phases():
+            if first <= last and end == start:
+                raise ValueError(
+                    f"one_cycle phase ending at step {end} has zero length (pct_start={self.pct_start}, "
+                    f"total_steps={self.total_steps}): torch would divide by zero there"
+                )
+        return self
+
+    def phases(self) -> list[tuple[int, int, float, float, float, float]]:
+        """``(first step, last step, start, end, v0, v1)`` per phase, as torch's ``get_lr`` picks them;
+        ``first > last`` when no step in ``[0, T - 1]`` reaches the phase."""
+        T, p = self.total_steps, self.pct_start
+        initial = self.max_learning_rate / self.div_factor
+        peak, minimum = self.max_learning_rate, initial / self.final_div_factor
+        if self.three_phase:
+            ends = [float(p * T) - 1, float(2 * p * T) - 2, T - 1]
+            values = [(initial, peak), (peak, initial), (initial, minimum)]
+        else:
+            ends = [float(p * T) - 1, T - 1]
+            values = [(initial, peak), (peak, minimum)]
+        out, start, reached = [], 0.0, -1.0  # reached: the largest end before this phase
+        for i, (end, (v0, v1)) in enumerate(zip(ends, values)):
+            first = max(0, math.floor(reached) + 1)
+            last = T - 1 if i == len(ends) - 1 else min(T - 1, math.floor(end))
+            out.append((first, last, start, end, v0, v1))
+            start, reached = end, max(reached, end)
+        return out
+
+    def _phase_formula(self, start: float, end: float, v0: float, v1: float) -> Callable[[int], float]:
+        if self.anneal_strategy == "linear":
+            line = clamped_line(v0, v1, end - start)
+            return lambda s: line(s - start)
+        return lambda s: v1 + (v0 - v1) * 0.5 * (1 + math.cos(math.pi * (s - start) / (end - start)))
+
+    def formula(self) -> Callable[[int], float]:
+        pieces = [(last, self._phase_formula(start, end, v0, v1))
+                  for first, last, start, end, v0, v1 in self.phases() if first <= last]
+        T = self.total_steps
+
+        def one_cycle(s: int) -> float:
+            s = min(s, T - 1)
+            for last, f in pieces:
+                if s <= last:
+                    return f(s)
+            raise AssertionError("unreachable: the last phase ends at T - 1")
+
+        return one_cycle
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        held = np.minimum(s, self.total_steps - 1)
+        out = np.empty(s.shape, dtype=np.float64)
+        for first, last, start, end, v0, v1 in self.phases():
+            if first > last:
+                continue
+            here = (held >= first) & (held <= last)
+            u = held[here] - start
+            if self.anneal_strategy == "linear":
+                out[here] = clamped_line_array(v0, v1, end - start, u)
+            else:
+                out[here] = v1 + (v0 - v1) * 0.5 * (1 + np.cos(np.pi * u / (end - start)))
+        return out
+
+    def segments(self) -> list[Segment]:
+        shape = Shape.LINEAR if self.anneal_strategy == "linear" else Shape.COSINE
+        p = 0.0 if shape == Shape.LINEAR else math.pi
+        segments = [Segment(first, shape, v0, v1, p=p, origin=start, end=end)
+                    for first, last, start, end, v0, v1 in self.phases() if first <= last]
+        T = self.total_steps
+        segments.append(Segment(T, Shape.CONSTANT, self.formula()(T - 1)))
+        return chain(segments)
+
+    def marks(self) -> list[int]:
+        return sorted_marks(*(first for first, last, *_ in self.phases() if first <= last), self.total_steps - 1)

@@ -1,0 +1,221 @@
+"""Decays after tml's linear ramp: ``exponential_decay`` (optax), ``polynomial_decay`` and
+``inverse_sqrt`` (Hugging Face ``transformers.optimization``), each model beside its formula and
+its compile rule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pydantic
+from pydantic import StrictBool
+
+from ..config import MAX_STEP, Rate, StepInt, _Config
+from ..program import Segment, Shape
+from ._row import (
+    Count,
+    Kind,
+    Positive,
+    PositiveStep,
+    after_ramp,
+    after_ramp_array,
+    chain,
+    ramp_segments,
+    sorted_marks,
+)
+
+__all__ = ["ExponentialDecay", "InverseSqrt", "PolynomialDecay"]
+
+
+def power(base: float, exponent: float) -> float:
+    """``base ** exponent`` (C's ``pow``), with ``inf`` instead of Python's OverflowError."""
+    try:
+        return base**exponent
+    except OverflowError:
+        return math.inf
+
+
+class ExponentialDecay(_Config, Kind):
+    """tml's linear ramp, then optax's ``exponential_decay`` with ``transition_begin = R``.
+
+    ``s < R``: ``min(L, (L / R) * s)``;
+    ``s >= R``: ``x = L * r ** ((s - R) / k)`` (``(s - R) // k`` when ``staircase``), bounded by
+    ``end_learning_rate`` E when set: ``max(x, E)`` when ``r < 1`` (a floor), else ``min(x, E)``
+    (a ceiling); with L = ``learning_rate``, r = ``decay_rate``, k = ``decay_steps``,
+    R = ``num_ramp_steps``. When L is 0 the decay phase is the bound of 0 (never ``0 * inf``).
+    Segments: LINEAR (the ramp), EXPONENTIAL (``p = r``, ``q = staircase``, ``v1`` = the bound:
+    E, or 0 / +inf, which bound nothing).
+
+    >>> cfg = ExponentialDecay(learning_rate=1.0, decay_rate=0.5, decay_steps=2, num_ramp_steps=2)
+    >>> [cfg.formula()(s) for s in (0, 1, 2, 3, 4, 6)]
+    [0.0, 0.5, 1.0, 0.7071067811865476, 0.5, 0.25]
+    """
+
+    learning_rate: Rate
+    decay_rate: Positive
+    decay_steps: PositiveStep
+    num_ramp_steps: Count = 0
+    staircase: StrictBool = False
+    end_learning_rate: Rate | None = None
+
+    def _bound(self) -> tuple[float, Callable[[float], float]]:
+        """The bound's table value and the Python function that applies it, in the kernels' form."""
+        r, E = self.decay_rate, self.end_learning_rate
+        if r < 1:
+            floor = 0.0 if E is None else E  # max(x, 0) is x for the x >= 0 this kind produces
+            return floor, lambda x: max(x, floor)
+        ceiling = math.inf if E is None else E
+        return ceiling, lambda x: min(x, ceiling)
+
+    def formula(self) -> Callable[[int], float]:
+        L, r, k, R = self.learning_rate, self.decay_rate, self.decay_steps, self.num_ramp_steps
+        _, bound = self._bound()
+        if L == 0:
+            held = bound(0.0)
+            return after_ramp(L, R, lambda s: held)
+        if self.staircase:
+            return after_ramp(L, R, lambda s: bound(L * power(r, (s - R) // k)))
+        return after_ramp(L, R, lambda s: bound(L * power(r, (s - R) / k)))
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        L, r, k, R = self.learning_rate, self.decay_rate, self.decay_steps, self.num_ramp_steps
+        value, _ = self._bound()
+        clip = np.maximum if r < 1 else np.minimum
+
+        def decay(t: np.ndarray) -> np.ndarray:
+            if L == 0:
+                return np.full(t.shape, clip(0.0, value), dtype=np.float64)
+            e = (t - R) // k if self.staircase else (t - R) / k
+            with np.errstate(over="ignore"):
+                return clip(L * np.power(r, np.asarray(e, dtype=np.float64)), value)
+
+        return after_ramp_array(L, R, s, decay)
+
+    def _bound_reached(self) -> int | None:
+        """The first step from which the rate is ``end_learning_rate`` for good, or None.
+
+        ``L * r ** e`` is monotone in the step, so once bounded it stays bounded: found by
+        bisection over the formula itself, so the constant segment there changes no value.
+        """
+        if self.end_learning_rate is None or self.learning_rate == 0 or self.decay_rate == 1:
+            return None
+        f, E, R = self.formula(), self.end_learning_rate, self.num_ramp_steps
+        lo, hi = R, R + 1  # f(lo) is not E (or lo == R), f(hi) is to be found
+        while f(hi) != E:
+            lo, hi = hi, R + 2 * (hi - R)
+            if hi > MAX_STEP:
+                return None
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if f(mid) == E else (mid, hi)
+        return R if f(R) == E else hi
+
+    def segments(self) -> list[Segment]:
+        L, r, k, R = self.learning_rate, self.decay_rate, self.decay_steps, self.num_ramp_steps
+        value, bound = self._bound()
+        if L == 0:
+            return chain(ramp_segments(L, R) + [Segment(R, Shape.CONSTANT, bound(0.0))])
+        decay = [Segment(R, Shape.EXPONENTIAL, L, value, p=r, q=float(self.staircase), end=R + k)]
+        reached = self._bound_reached()
+        if reached is not None:  # the same values, without a pow() per step
+            decay = decay[:1] if reached > R else []
+            decay.append(Segment(reached, Shape.CONSTANT, self.end_learning_rate))
+        return chain(ramp_segments(L, R) + decay)
+
+    def marks(self) -> list[int]:
+        return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.decay_steps)
+
+
+class PolynomialDecay(_Config, Kind):
+    """tml's linear ramp, then Hugging Face's ``get_polynomial_decay_schedule_with_warmup`` (times L).
+
+    ``s < R``: ``min(L, (L / R) * s)``;
+    ``R <= s <= T``: ``E + (L - E) * (1 - (s - R) / (T - R)) ** power``;
+    ``s > T``: ``E``, with L = ``learning_rate``, E = ``end_learning_rate``, R = ``num_ramp_steps``,
+    T = ``final_num_steps`` (T > R). E may exceed L (a polynomial rise, torch's ``LinearLR``).
+    Segments: LINEAR, POWER, CONSTANT.
+
+    >>> cfg = PolynomialDecay(learning_rate=1.0, final_num_steps=4, power=2.0)
+    >>> [cfg.formula()(s) for s in (0, 1, 2, 4, 5)]
+    [1.0, 0.5625, 0.25, 0.0, 0.0]
+    """
+
+    learning_rate: Rate
+    end_learning_rate: Rate = 0.0
+    num_ramp_steps: Count = 0
+    final_num_steps: StepInt
+    power: Positive = 1.0
+
+    @pydantic.model_validator(mode="after")
+    def _end_after_ramp(self) -> PolynomialDecay:
+        if self.final_num_steps <= self.num_ramp_steps:
+            raise ValueError(
+                f"final_num_steps ({self.final_num_steps}) must be greater than "
+                f"num_ramp_steps ({self.num_ramp_steps})"
+            )
+        return self
+
+    def formula(self) -> Callable[[int], float]:
+        L, E, R, T, p = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps, self.power
+        D = T - R
+        return after_ramp(L, R, lambda s: E + (L - E) * (1 - (s - R) / D) ** p if s <= T else E)
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        L, E, R, T, p = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps, self.power
+
+        def decay(t: np.ndarray) -> np.ndarray:
+            with np.errstate(invalid="ignore"):  # 1 - x < 0 past T, where E is taken instead
+                return np.where(t <= T, E + (L - E) * np.power(1 - (t - R) / (T - R), p), E)
+
+        return after_ramp_array(L, R, s, decay)
+
+    def segments(self) -> list[Segment]:
+        L, E, R, T = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps
+        return chain(ramp_segments(L, R) + [
+            Segment(R, Shape.POWER, L, E, p=self.power, end=T),
+            Segment(T + 1, Shape.CONSTANT, E),
+        ])
+
+    def marks(self) -> list[int]:
+        return sorted_marks(self.num_ramp_steps, self.final_num_steps)
+
+
+class InverseSqrt(_Config, Kind):
+    """tml's linear ramp, then Hugging Face's ``get_inverse_sqrt_schedule`` (times L).
+
+    ``s < R``: ``min(L, (L / R) * s)``;
+    ``s >= R``: ``L * (1.0 / sqrt((s + shift) / timescale))`` with ``shift = timescale - R``
+    (``s + shift`` computed as ``float(s) - float(R - timescale)``, as the kernels do: the same
+    below 2**53, and rounded alike beyond);
+    ``timescale`` defaults, as in Hugging Face, to R, or 10,000 when R is 0.
+    Segments: LINEAR, INV_SQRT (``ORIGIN = R - timescale``, ``END = R``).
+
+    >>> cfg = InverseSqrt(learning_rate=1.0, num_ramp_steps=4)
+    >>> [cfg.formula()(s) for s in (0, 2, 4, 16)]
+    [0.0, 0.5, 1.0, 0.5]
+    """
+
+    learning_rate: Rate
+    num_ramp_steps: Count
+    timescale: PositiveStep | None = None
+
+    @property
+    def resolved_timescale(self) -> int:
+        return self.timescale if self.timescale is not None else (self.num_ramp_steps or 10_000)
+
+    def formula(self) -> Callable[[int], float]:
+        L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale
+        origin = float(R - ts)  # s - origin is s + shift, rounded like the kernels past 2**53
+        return after_ramp(L, R, lambda s: L * (1.0 / math.sqrt((float(s) - origin) / ts)))
+
+    def formula_array(self, s: np.ndarray) -> np.ndarray:
+        L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale
+        return after_ramp_array(L, R, s, lambda t: L * (1.0 / np.sqrt((t.astype(np.float64) - float(R - ts)) / ts)))
+
+    def segments(self) -> list[Segment]:
+        L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale
+        return chain(ramp_segments(L, R) + [Segment(R, Shape.INV_SQRT, L, origin=R - ts, end=R)])
+
+    def marks(self) -> list[int]:
+        return sorted_marks(self.num_ramp_steps)

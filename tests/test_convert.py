@@ -1,0 +1,266 @@
+"""``from_torch``: the device-mode ``LRShim`` gives, step by step, the stock scheduler's own rates.
+
+Each case builds the same scheduler twice over identical optimizers, converts one and steps both,
+comparing every group's float32 rate with float32 of the stock one to DESIGN.md's precision goal
+(identical or one ulp apart; at most 0.01% one ulp apart), through every phase boundary and far
+past the end; also from a scheduler already stepped, and on every backend that runs here.
+"""
+
+import functools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from _peers import optimizer, ulps32
+from torch.optim import lr_scheduler as tls
+from transformers import optimization as hf
+
+from fusedsched import LRShim, LearningRate, compute_lr, from_torch
+from fusedsched.convert import SUPPORTED, learning_rates_from_torch
+from fusedsched.ops import unavailable_reason
+
+BACKENDS = [b for b in ("native", "reference", "triton") if unavailable_reason(b, "cpu") is None]
+BASES = (0.1, 0.03, 1.0)
+
+
+def _steps(scheduler, n):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(n):
+            scheduler.optimizer.step()
+            scheduler.step()
+
+
+def compare(make, steps, before=0, bases=BASES, backend="native"):
+    """Step ``make``'s stock scheduler and its conversion side by side for ``steps`` steps."""
+    stock, twin = make(optimizer(list(bases))), make(optimizer(list(bases)))
+    _steps(stock, before)
+    _steps(twin, before)
+    shim = from_torch(twin, backend=backend)
+    assert shim.device_schedule and shim.backend == backend
+    got, want = [], []
+    for i in range(steps):
+        if i:
+            _steps(stock, 1)
+            shim.step()
+        want.append([float(v) for v in stock.get_last_lr()])
+        got.append(shim.lr_tensor.tolist())
+        assert all(g["lr"].data_ptr() == shim.lr_tensor[k].data_ptr() for k, g in enumerate(twin.optimizer.param_groups))
+    got, want = np.array(got), np.array(want)
+    ulps = ulps32(got.astype(np.float32), want)
+    where = np.argwhere(ulps > 1)
+    assert not where.size, (
+        f"{len(where)} rates more than 1 ulp off; first at step {before + where[0][0]} group {where[0][1]}: "
+        f"got {got[tuple(where[0])]!r}, stock {want[tuple(where[0])]!r}")
+    assert (ulps == 1).sum() <= max(1e-4 * ulps.size, 0), f"{(ulps == 1).sum()} of {ulps.size} rates 1 ulp off"
+    return shim
+
+
+SCHEDULERS = {
+    "StepLR": (lambda o: tls.StepLR(o, step_size=3, gamma=0.5), 60),
+    "StepLR gamma 0": (lambda o: tls.StepLR(o, step_size=4, gamma=0.0), 12),
+    "MultiStepLR": (lambda o: tls.MultiStepLR(o, milestones=[0, 5, 5, 20, 31], gamma=0.3), 60),
+    "ExponentialLR": (lambda o: tls.ExponentialLR(o, gamma=0.95), 400),
+    "CosineAnnealingLR periodic": (lambda o: tls.CosineAnnealingLR(o, T_max=10, eta_min=0.001), 200),
+    "CosineAnnealingLR T_max 1": (lambda o: tls.CosineAnnealingLR(o, T_max=1), 20),
+    "LinearLR warm-up": (lambda o: tls.LinearLR(o, start_factor=0.25, total_iters=8), 40),
+    "LinearLR decay": (lambda o: tls.LinearLR(o, start_factor=1.0, end_factor=0.1, total_iters=20), 40),
+    "LinearLR total_iters 0": (lambda o: tls.LinearLR(o, start_factor=0.5, total_iters=0), 10),
+    "ConstantLR": (lambda o: tls.ConstantLR(o, factor=0.5, total_iters=4), 20),
+    "ConstantLR total_iters 0": (lambda o: tls.ConstantLR(o, factor=0.5, total_iters=0), 10),
+    "PolynomialLR": (lambda o: tls.PolynomialLR(o, total_iters=30, power=2.0), 60),
+    "CosineAnnealingWarmRestarts": (lambda o: tls.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=2, eta_min=1e-3), 400),
+    "CosineAnnealingWarmRestarts T_mult 1": (lambda o: tls.CosineAnnealingWarmRestarts(o, T_0=7), 100),
+    "OneCycleLR cos": (lambda o: tls.OneCycleLR(o, max_lr=[0.1, 0.2, 0.05], total_steps=50, cycle_momentum=False), 51),
+    "OneCycleLR linear three-phase": (lambda o: tls.OneCycleLR(
+        o, max_lr=0.3, total_steps=77, pct_start=0.25, anneal_strategy="linear", three_phase=True,
+        cycle_momentum=False, div_factor=7.0, final_div_factor=3.0), 78),
+    "OneCycleLR pct_start 0": (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=30, pct_start=0.0, cycle_momentum=False), 31),
+    "OneCycleLR epochs": (lambda o: tls.OneCycleLR(o, max_lr=0.01, epochs=3, steps_per_epoch=7, cycle_momentum=False), 22),
+    "SequentialLR warm-up + cosine": (lambda o: tls.SequentialLR(
+        o, [tls.LinearLR(o, start_factor=0.1, total_iters=10), tls.CosineAnnealingLR(o, T_max=30)], milestones=[10]), 120),
+    "SequentialLR three": (lambda o: tls.SequentialLR(
+        o, [tls.ConstantLR(o, factor=0.1, total_iters=3), tls.ExponentialLR(o, gamma=0.9), tls.StepLR(o, 4, 0.5)],
+        milestones=[5, 15]), 40),
+    "SequentialLR milestone 0": (lambda o: tls.SequentialLR(
+        o, [tls.ConstantLR(o, factor=0.1, total_iters=0), tls.ConstantLR(o, factor=0.3, total_iters=0)], milestones=[0]), 8),
+    "SequentialLR restarts + one-cycle": (lambda o: tls.SequentialLR(
+        o, [tls.CosineAnnealingWarmRestarts(o, T_0=4), tls.OneCycleLR(o, max_lr=0.1, total_steps=20, cycle_momentum=False),
+            tls.MultiStepLR(o, milestones=[3, 6])], milestones=[13, 33]), 50),
+    "SequentialLR of Hugging Face schedules": (lambda o: tls.SequentialLR(
+        o, [hf.get_constant_schedule_with_warmup(o, 5), hf.get_cosine_schedule_with_warmup(o, 3, 40)], milestones=[12]), 80),
+    "ChainedScheduler (torch's example)": (lambda o: tls.ChainedScheduler(
+        [tls.ConstantLR(o, factor=0.1, total_iters=2), tls.ExponentialLR(o, gamma=0.9)]), 60),
+    "ChainedScheduler warm-up x cosine": (lambda o: tls.ChainedScheduler(
+        [tls.LinearLR(o, start_factor=0.1, total_iters=10), tls.CosineAnnealingLR(o, T_max=25)]), 120),
+    "ChainedScheduler cosine x multistep": (lambda o: tls.ChainedScheduler(
+        [tls.CosineAnnealingLR(o, T_max=25), tls.MultiStepLR(o, milestones=[5, 12], gamma=0.5)]), 120),
+    "ChainedScheduler three factors": (lambda o: tls.ChainedScheduler(
+        [tls.LinearLR(o, start_factor=0.5, total_iters=6), tls.StepLR(o, 5, 0.7), tls.PolynomialLR(o, 40, 0.5)]), 60),
+    "ChainedScheduler nested, ending in HF": (lambda o: tls.ChainedScheduler(
+        [tls.ChainedScheduler([tls.StepLR(o, 3, 0.5)]), hf.get_cosine_schedule_with_warmup(o, 5, 40)]), 60),
+    "MultiplicativeLR constant": (lambda o: tls.MultiplicativeLR(o, hf._get_constant_lambda), 10),
+}
+
+HF_SCHEDULES = {
+    "constant": (hf.get_constant_schedule, 10),
+    "constant with warm-up": (functools.partial(hf.get_constant_schedule_with_warmup, num_warmup_steps=7), 20),
+    "linear": (functools.partial(hf.get_linear_schedule_with_warmup, num_warmup_steps=10, num_training_steps=60), 90),
+    "linear, no warm-up": (functools.partial(hf.get_linear_schedule_with_warmup, num_warmup_steps=0, num_training_steps=30), 40),
+    "linear, end before warm-up": (functools.partial(hf.get_linear_schedule_with_warmup, num_warmup_steps=10, num_training_steps=6), 20),
+    "cosine": (functools.partial(hf.get_cosine_schedule_with_warmup, num_warmup_steps=10, num_training_steps=60), 200),
+    "cosine 1.5 cycles": (functools.partial(hf.get_cosine_schedule_with_warmup, num_warmup_steps=3, num_training_steps=40, num_cycles=1.5), 100),
+    "cosine with min lr": (functools.partial(hf.get_cosine_with_min_lr_schedule_with_warmup, num_warmup_steps=5,
+                                             num_training_steps=50, min_lr_rate=0.1), 120),
+    "cosine with hard restarts": (functools.partial(hf.get_cosine_with_hard_restarts_schedule_with_warmup,
+                                                    num_warmup_steps=4, num_training_steps=100, num_cycles=3), 130),
+    "polynomial": (functools.partial(hf.get_polynomial_decay_schedule_with_warmup, num_warmup_steps=5,
+                                     num_training_steps=50, lr_end=1e-4, power=2.0), 80),
+    "inverse sqrt": (functools.partial(hf.get_inverse_sqrt_schedule, num_warmup_steps=10), 200),
+    "inverse sqrt, timescale": (functools.partial(hf.get_inverse_sqrt_schedule, num_warmup_steps=0, timescale=3), 50),
+    "wsd": (functools.partial(hf.get_wsd_schedule, num_warmup_steps=5, num_decay_steps=20, num_stable_steps=10,
+                              min_lr_ratio=0.05), 50),
+    "wsd 1-sqrt / cosine": (functools.partial(hf.get_wsd_schedule, num_warmup_steps=8, num_decay_steps=15,
+                                              num_training_steps=40, warmup_type="1-sqrt", decay_type="linear"), 60),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_torch_scheduler(name):
+    make, steps = SCHEDULERS[name]
+    compare(make, steps)
+
+
+@pytest.mark.parametrize("name", HF_SCHEDULES)
+def test_hugging_face_schedule(name):
+    make, steps = HF_SCHEDULES[name]
+    compare(make, steps, bases=(3e-4, 1e-3))
+
+
+@pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR periodic", "CosineAnnealingWarmRestarts",
+                                  "OneCycleLR cos", "SequentialLR warm-up + cosine", "ChainedScheduler warm-up x cosine"])
+def test_from_a_scheduler_already_stepped(name):
+    make, steps = SCHEDULERS[name]
+    shim = compare(make, steps // 2, before=steps // 2)
+    assert shim.last_epoch == 2 * (steps // 2) - 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend(backend):
+    for name in ("CosineAnnealingWarmRestarts", "OneCycleLR cos", "ChainedScheduler warm-up x cosine"):
+        make, steps = SCHEDULERS[name]
+        compare(make, steps, backend=backend)
+    compare(*HF_SCHEDULES["wsd"], bases=(3e-4,), backend=backend)
+
+
+def test_far_past_the_end():
+    compare(lambda o: tls.CosineAnnealingLR(o, T_max=50, eta_min=1e-4), 2000, bases=(0.1,))
+    compare(lambda o: tls.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=3), 2000, bases=(0.1,))
+    compare(HF_SCHEDULES["polynomial"][0], 1000, bases=(1e-3,))
+
+
+def test_one_cycle_carries_each_groups_max_lr_and_the_step_at_total_steps():
+    make, steps = SCHEDULERS["OneCycleLR cos"]
+    shim = compare(make, steps)  # through step 50 == total_steps, where torch extrapolates
+    rates = learning_rates_from_torch(make(optimizer(list(BASES))))
+    peaks = [c.join.schedules[0].one_cycle.max_learning_rate for c in rates]
+    assert peaks == [0.1, 0.2, 0.05]
+    last = shim.lr_tensor.clone()
+    for _ in range(5):  # torch raises past total_steps; the shim holds the last value of the schedule
+        shim.step()
+    assert shim.lr_tensor.tolist() == [np.float32(c.join.schedules[2].constant) for c in rates]
+    assert shim.lr_tensor.tolist() != last.tolist()  # step total_steps was torch's extrapolation, not the hold
+
+
+def test_lr_shim_itself():
+    lr_dict = {"a": LearningRate(cosine_with_restarts=dict(learning_rate=0.1, cycle_steps=5)),
+               "b": LearningRate(one_cycle=dict(max_learning_rate=0.2, total_steps=30))}
+    host = LRShim(optimizer([0.0, 0.0]), lr_dict, device_schedule=False)
+    _steps(host, 7)
+    shim = from_torch(host, backend="native")
+    assert shim.device_schedule and shim.last_epoch == 7 and list(shim.lr_dict) == ["a", "b"]
+    for s in range(8, 48):
+        shim.step()
+        want = np.array([compute_lr(c, s) for c in lr_dict.values()], dtype=np.float32)
+        assert shim.lr_tensor.numpy().tolist() == want.tolist(), s
+    assert shim.last_epoch == 47
+
+
+def test_group_names_carry_over():
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1, "name": "tower"},
+                           {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.2, "name": "backbone"}], lr=0.1)
+    shim = from_torch(tls.StepLR(opt, 2))
+    assert list(shim.lr_dict) == ["tower", "backbone"]
+
+
+def _untouched_after(make, error, match):
+    opt = optimizer([0.1, 0.2])
+    scheduler = make(opt)
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(error, match=match):
+        from_torch(scheduler)
+    assert [dict(g) for g in opt.param_groups] == before
+    assert all(isinstance(g["lr"], float) for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda o: tls.ReduceLROnPlateau(o), "ReduceLROnPlateau"),
+    (lambda o: tls.LambdaLR(o, lambda s: 0.9**s), "LambdaLR"),
+    (lambda o: tls.MultiplicativeLR(o, lambda s: 0.9), "MultiplicativeLR"),
+    (lambda o: tls.CyclicLR(o, 0.01, 0.1), "CyclicLR"),
+    (lambda o: tls.SequentialLR(o, [tls.StepLR(o, 2), tls.SequentialLR(o, [tls.StepLR(o, 3)], [])], [4]), "SequentialLR"),
+    (lambda o: type("MyStepLR", (tls.StepLR,), {})(o, 2), "MyStepLR"),
+])
+def test_unsupported_schedulers_are_refused_naming_what_is_supported(make, name):
+    _untouched_after(make, TypeError, rf"cannot convert {name}.*supported: StepLR")
+
+
+def test_not_a_scheduler():
+    with pytest.raises(TypeError, match="must be a torch.optim.lr_scheduler.LRScheduler, got dict"):
+        from_torch({"constant": 0.1})
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=10), r"pass cycle_momentum=False|construct it with cycle_momentum=False"),
+    (lambda o: tls.ChainedScheduler([tls.ExponentialLR(o, 0.9), tls.CosineAnnealingLR(o, T_max=10)]), "ExponentialLR, which still changes"),
+    (lambda o: tls.ChainedScheduler([tls.LinearLR(o, total_iters=3), tls.CosineAnnealingLR(o, T_max=10, eta_min=0.01)]), "eta_min"),
+    (lambda o: tls.ChainedScheduler([hf.get_constant_schedule(o), tls.StepLR(o, 2)]), "before chainable"),
+    (lambda o: hf.get_cosine_with_min_lr_schedule_with_warmup_lr_rate(o, 5, 50, min_lr_rate=0.1), "lr_rate"),
+])
+def test_supported_schedulers_with_unrepresentable_settings_are_refused(make, match):
+    error = TypeError if "lr_rate" in match else ValueError
+    _untouched_after(make, error, match)
+
+
+def test_supported_list_names_every_scheduler_of_the_spec():
+    for name in ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "ConstantLR",
+                 "PolynomialLR", "CosineAnnealingWarmRestarts", "OneCycleLR", "SequentialLR", "ChainedScheduler",
+                 "LRShim", "LambdaLR", "MultiplicativeLR", "get_wsd_schedule", "get_inverse_sqrt_schedule"):
+        assert name in SUPPORTED
+
+
+def test_conversions_are_kinds_not_kernels():
+    opt = optimizer(0.1)
+    configs = learning_rates_from_torch(tls.SequentialLR(
+        opt, [tls.LinearLR(opt, start_factor=0.1, total_iters=10), tls.CosineAnnealingLR(opt, T_max=30)], milestones=[10]))
+    assert configs[0].kind == "join"
+    assert [c.kind for c in configs[0].join.schedules] == ["polynomial_decay", "cosine_annealing"]
+    assert math.isclose(configs[0].join.schedules[0].polynomial_decay.learning_rate, 0.01)
+
+
+def test_tensor_learning_rates_and_a_device_mode_shim():
+    params = [torch.nn.Parameter(torch.zeros(3)) for _ in range(2)]
+    opt = torch.optim.Adam([{"params": [p], "lr": torch.tensor(lr)} for p, lr in zip(params, (0.01, 0.02))], lr=0.01)
+    # the stock twin on the same (float32-rounded) base rates, as floats
+    stock_opt = torch.optim.Adam([{"params": [torch.nn.Parameter(torch.zeros(3))], "lr": float(g["lr"])}
+                                  for g in opt.param_groups], lr=0.01)
+    shim = from_torch(tls.CosineAnnealingWarmRestarts(opt, T_0=4, T_mult=2), backend="reference")
+    stock = tls.CosineAnnealingWarmRestarts(stock_opt, T_0=4, T_mult=2)
+    again = from_torch(shim, backend="native")  # an LRShim converts to itself, rebinding the groups
+    assert all(g["lr"].data_ptr() == again.lr_tensor[i].data_ptr() for i, g in enumerate(opt.param_groups))
+    for _ in range(30):
+        _steps(stock, 1)
+        again.step()
+        assert again.lr_tensor.tolist() == np.float32(stock.get_last_lr()).tolist()
