@@ -31,7 +31,7 @@ import torch
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .binding import GroupBinding, GroupBindingError
-from .config import LearningRate
+from .config import MAX_STEP, LearningRate
 from .ops import advance_op, check_advance_args, resolve_backend
 from .ops import _native
 from .program import ScheduleTable
@@ -125,7 +125,7 @@ class _HostRates:
             self._op, self._step_np, self._lrs_np = op, step.numpy(), lrs.numpy()
 
     def __call__(self, step: int) -> list[float]:
-        if self.native:
+        if self.native and step <= MAX_STEP:  # beyond, a float64 step is inexact: only Python ints are
             self._step_np[()] = step
             self._op(*self._tensors)
             return self._lrs_np.tolist()
