@@ -34,6 +34,7 @@ __all__ = [
     "after_ramp",
     "after_ramp_array",
     "chain",
+    "check_end_after_ramp",
     "clamped_line",
     "clamped_line_array",
     "fold",
@@ -140,6 +141,16 @@ def clamped_line(v0: float, v1: float, span: float) -> Callable[[float], float]:
 
 def clamped_line_array(v0: float, v1: float, span: float, u: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(v0 + ((v1 - v0) / span) * u, min(v0, v1)), max(v0, v1))
+
+
+def check_end_after_ramp(model: Any) -> Any:
+    """``model.final_num_steps > model.num_ramp_steps``, else a ``ValueError`` naming both values."""
+    if model.final_num_steps <= model.num_ramp_steps:
+        raise ValueError(
+            f"final_num_steps ({model.final_num_steps}) must be greater than "
+            f"num_ramp_steps ({model.num_ramp_steps})"
+        )
+    return model
 
 
 def sorted_marks(*marks: int) -> list[int]:

@@ -14,6 +14,7 @@ from pydantic import StrictBool
 from ..config import MAX_STEP, Rate, StepInt, _Config
 from ..program import Segment, Shape
 from ._row import (
+    check_end_after_ramp,
     Count,
     Kind,
     Positive,
@@ -147,14 +148,7 @@ class PolynomialDecay(_Config, Kind):
     final_num_steps: StepInt
     power: Positive = 1.0
 
-    @pydantic.model_validator(mode="after")
-    def _end_after_ramp(self) -> PolynomialDecay:
-        if self.final_num_steps <= self.num_ramp_steps:
-            raise ValueError(
-                f"final_num_steps ({self.final_num_steps}) must be greater than "
-                f"num_ramp_steps ({self.num_ramp_steps})"
-            )
-        return self
+    _end_after_ramp = pydantic.model_validator(mode="after")(check_end_after_ramp)
 
     def formula(self) -> Callable[[int], float]:
         L, E, R, T, p = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps, self.power

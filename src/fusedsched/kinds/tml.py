@@ -16,7 +16,7 @@ from pydantic import AfterValidator
 
 from ..config import Rate, StepInt, _at_least_one, _Config
 from ..program import Segment, Shape
-from ._row import Kind, chain, ramp_segments, sorted_marks, tml_ramp, tml_ramp_array
+from ._row import Kind, chain, check_end_after_ramp, ramp_segments, sorted_marks, tml_ramp, tml_ramp_array
 
 __all__ = ["ConstantRow", "LinearRampToConstant", "LinearRampToCosine", "PiecewiseConstant"]
 
@@ -123,14 +123,7 @@ class LinearRampToCosine(_Config, Kind):
     num_ramp_steps: Annotated[StepInt, AfterValidator(_at_least_one)]
     final_num_steps: StepInt
 
-    @pydantic.model_validator(mode="after")
-    def _end_after_ramp(self) -> LinearRampToCosine:
-        if self.final_num_steps <= self.num_ramp_steps:
-            raise ValueError(
-                f"final_num_steps ({self.final_num_steps}) must be greater than "
-                f"num_ramp_steps ({self.num_ramp_steps})"
-            )
-        return self
+    _end_after_ramp = pydantic.model_validator(mode="after")(check_end_after_ramp)
 
     def formula(self) -> Callable[[int], float]:
         L, F = self.learning_rate, self.final_learning_rate
