@@ -30,13 +30,13 @@ from tqdm import tqdm
 from . import bench, plotting
 from .config import (
     AdamConfig,
-    LearningRate,
     MultiTaskLearningRates,
     OptimizerConfig,
     RecapOptimizerConfig,
     read_config_file,
     validate_optimizer_config,
 )
+from .kinds import LearningRate
 from .models import MultiTaskModel, multi_task_batches
 from .ops import BACKENDS, BackendUnavailable
 from .ops.dispatch import BACKEND_ENV
