@@ -9,6 +9,7 @@ from _compare import BIG_STEPS, CONFIGS
 
 from fusedsched import LearningRate, compute_lr
 from fusedsched.kinds import build_table, compile_schedule
+from fusedsched.ops import _native
 from fusedsched.program import NUM_COLUMNS, Column, Segment, Shape, evaluate_table
 
 STEPS = list(range(0, 260)) + BIG_STEPS
@@ -185,3 +186,59 @@ def test_the_device_path_of_evaluate_table_agrees_with_the_cpu_path():
     for s in STEPS[::7]:
         s = torch.tensor(float(s), dtype=torch.float64)
         np.testing.assert_array_equal(_product_of_active(table, s).numpy(), evaluate_table(table, s).numpy())
+
+
+# --- tables from programs, and one program over a vector of steps ---------------------------------
+
+
+def test_from_programs_packs_the_programs_it_is_given():
+    from fusedsched.program import ScheduleTable
+
+    programs = [compile_schedule(c) for c in CONFIGS[:5]]
+    table = ScheduleTable.from_programs(programs)
+    assert table.programs == tuple(programs)
+    assert torch.equal(table.table, build_table(CONFIGS[:5]).table)
+    with pytest.raises(ValueError, match="at least one program"):
+        ScheduleTable.from_programs([])
+
+
+def test_program_over_steps_moves_each_group_back_by_its_step():
+    from fusedsched.program import program_over_steps
+
+    cfg = CONFIGS[30]  # a join: its SHIFT column is not zero
+    program, steps = compile_schedule(cfg), torch.tensor([0, 7, 10**10])
+    table = program_over_steps(program, steps)
+    one = build_table([cfg]).table[..., 0]
+    assert table.shape == (len(program), NUM_COLUMNS, 3)
+    for i, s in enumerate(steps.tolist()):
+        moved = {Column.START, Column.STOP, Column.SHIFT}
+        for column in Column:
+            want = one[:, column] - s if column in moved else one[:, column]
+            assert torch.equal(table[:, column, i], want), (column, s)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_evaluate_program_agrees_with_compute_lr_in_float64(cfg):
+    from fusedsched.program import evaluate_program
+
+    program = compile_schedule(cfg)
+    got = evaluate_program(program, torch.tensor(STEPS)).numpy()
+    want = np.array([compute_lr(cfg, s) for s in STEPS])
+    assert got.shape == (len(STEPS),) and got.dtype == np.float64
+    if {seg.shape for seg in program} <= EXACT_SHAPES:
+        np.testing.assert_array_equal(got, want)
+    else:  # torch's vectorized cos, pow, sqrt, log may differ from the C library's in the last bits
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=8 * np.finfo(np.float64).eps * np.abs(want).max())
+
+
+@pytest.mark.skipif(_native._C is None, reason=f"native extension not available: {_native.REASON}")
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_native_op_over_moved_programs_is_compute_lr(cfg):
+    # what compute_lr_array relies on: the program moved back by s, at step 0, is the program at s
+    from fusedsched.program import program_over_steps
+
+    steps = STEPS + [2**52 + 1, 2**53 - 3, 2**53 - 2]
+    table = program_over_steps(compile_schedule(cfg), torch.tensor(steps))
+    lrs = torch.zeros(len(steps), dtype=torch.float64)
+    torch.ops.fusedsched.advance_native_.default(torch.zeros((), dtype=torch.int64), table, lrs, 0)
+    assert lrs.tolist() == [compute_lr(cfg, s) for s in steps]
