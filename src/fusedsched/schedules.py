@@ -38,7 +38,7 @@ import torch
 from .fields import MAX_STEP
 from .kinds import LearningRate, compile_schedule, kind_row
 from .ops import _native
-from .program import evaluate_program, program_over_steps
+from .program import Segment, evaluate_program, program_over_steps
 
 __all__ = ["check_step", "compute_lr", "compute_lr_array", "prepare_lr", "schedule_marks"]
 
@@ -132,7 +132,7 @@ def compute_lr_array(lr_config: LearningRate, steps: npt.ArrayLike) -> np.ndarra
     return out.reshape(arr.shape)
 
 
-def _evaluate_program(program: tuple, steps: np.ndarray) -> np.ndarray:
+def _evaluate_program(program: tuple[Segment, ...], steps: np.ndarray) -> np.ndarray:
     """``program``'s float64 rates at ``steps`` (int64, each ``<= MAX_STEP``), natively when possible."""
     native = _native.unavailable_reason(torch.device("cpu")) is None
     chunk = max(1, _PAIRS_PER_LAUNCH // len(program))
