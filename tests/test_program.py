@@ -242,3 +242,11 @@ def test_native_op_over_moved_programs_is_compute_lr(cfg):
     lrs = torch.zeros(len(steps), dtype=torch.float64)
     torch.ops.fusedsched.advance_native_.default(torch.zeros((), dtype=torch.int64), table, lrs, 0)
     assert lrs.tolist() == [compute_lr(cfg, s) for s in steps]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_compiled_programs_start_stop_and_shift_at_whole_steps(cfg):
+    # what makes program_over_steps exact (origins and ends may be fractional: one_cycle's are)
+    for seg in compile_schedule(cfg):
+        assert float(seg.start).is_integer() and float(seg.shift).is_integer(), seg
+        assert seg.stop == math.inf or float(seg.stop).is_integer(), seg

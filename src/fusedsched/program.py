@@ -301,15 +301,15 @@ def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     return lr
 
 
-
 def program_over_steps(program: Sequence[Segment], steps: torch.Tensor) -> torch.Tensor:
     """``program``'s table with one group per step, each moved back by its step (``join``'s SHIFT
     rule, as :func:`shifted` with offset ``-s``), so that at step 0 group ``i`` has ``program``'s
     value at ``steps[i]``: one launch of any backend evaluates a whole vector of steps.
 
-    ``steps``: integers in ``[0, 2**53 - 2]``, any shape (flattened). Exact: at step 0 a segment
-    sees ``u = (0 - (SHIFT - s)) - ORIGIN``, the same float64 number as ``(s - SHIFT) - ORIGIN``,
-    and ``START - s <= 0`` exactly when ``START <= s`` (every START, STOP and SHIFT is an integer).
+    ``steps``: integers in ``[0, 2**53 - 2]``, any shape (flattened). Exact for a program whose
+    START, STOP and SHIFT are whole numbers (every compiled schedule's): at step 0 a segment sees
+    ``u = (0 - (SHIFT - s)) - ORIGIN``, the same float64 number as ``(s - SHIFT) - ORIGIN``, and
+    ``START - s <= 0`` exactly when ``START <= s``.
     """
     s = steps.to(torch.float64).reshape(1, -1)
     table = pack_programs([program]).expand(-1, -1, s.shape[1]).clone()  # [S, NUM_COLUMNS, steps]
