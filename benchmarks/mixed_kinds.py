@@ -23,7 +23,7 @@ import sys
 import torch
 
 from fusedsched import LearningRate, bench
-from fusedsched.program import ScheduleTable
+from fusedsched.kinds import build_table
 
 MIXED = [
     LearningRate(**kind) for kind in [
@@ -77,7 +77,7 @@ def op_rows(groups_list, steps, device, rounds, target_s):
         for groups in groups_list:
             cands = {}
             for name, schedules in TABLES.items():
-                table = ScheduleTable.build(cycled(schedules, groups), device).table
+                table = build_table(cycled(schedules, groups), device).table
                 lrs = torch.zeros(groups, dtype=torch.float32, device=device)
                 step = torch.tensor(at, dtype=torch.int64, device=device)
                 cands[name] = (lambda step=step, table=table, lrs=lrs: op(step, table, lrs, 0))
@@ -95,7 +95,7 @@ def each_kind_rows(steps, device, groups=10_000, rounds=5):
         for cfg in MIXED:
             cands = {}
             for n in (1, groups):
-                table = ScheduleTable.build([cfg] * n, device).table
+                table = build_table([cfg] * n, device).table
                 lrs = torch.zeros(n, dtype=torch.float32, device=device)
                 step = torch.tensor(at, dtype=torch.int64, device=device)
                 cands[n] = (lambda step=step, table=table, lrs=lrs: op(step, table, lrs, 0))

@@ -97,11 +97,11 @@ def sweep(device: str, groups: int, steps: int) -> dict:
 
     from fusedsched.bench import stamp
     from fusedsched.ops import BACKENDS, unavailable_reason
-    from fusedsched.program import ScheduleTable
+    from fusedsched.kinds import build_table
 
     device = torch.device(device)
     configs = configs_for(groups)
-    table = ScheduleTable.build(configs, device).table
+    table = build_table(configs, device).table
     windows = {"from 0": 0, "around 2**40": 2**40 - steps // 2}
     result = {
         "stamp": stamp(device),

@@ -10,14 +10,14 @@ import torch
 from _compare import BIG_STEPS, CONFIGS, assert_lrs_match, configs_for, expected_f32
 
 from fusedsched.ops import BackendUnavailable, advance_, explain, resolve_backend, unavailable_reason
-from fusedsched.program import ScheduleTable
+from fusedsched.kinds import build_table
 
 HOST_BACKENDS = [b for b in ("reference", "triton", "native") if unavailable_reason(b, "cpu") is None]
 
 
 def _run(backend, configs, steps, start=-1):
     """Advance from ``start`` through ``steps`` (consecutive) and check every group after each step."""
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     step = torch.tensor(start, dtype=torch.int64)
     lrs = torch.full((len(configs),), float("nan"), dtype=torch.float32)
     off_by_one = 0
@@ -47,7 +47,7 @@ def test_steps_near_2_pow_40(backend):
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_increment_zero_re_evaluates_without_advancing(backend):
     configs = configs_for(5)
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     step = torch.tensor(41, dtype=torch.int64)
     lrs = torch.zeros(5, dtype=torch.float32)
     advance_(step, table, lrs, 0, backend)
@@ -59,7 +59,7 @@ def test_increment_zero_re_evaluates_without_advancing(backend):
 def test_counter_at_minus_one_re_evaluates_as_step_zero(backend):
     # a fresh counter (-1) re-evaluated with increment 0, e.g. after loading a fresh state
     configs = configs_for(len(CONFIGS))
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     step, lrs = torch.tensor(-1), torch.zeros(len(configs), dtype=torch.float32)
     advance_(step, table, lrs, 0, backend)
     assert step.item() == -1
@@ -77,7 +77,7 @@ def test_every_kind_beside_its_edges_up_to_max_step(backend):
     from fusedsched.schedules import schedule_marks
 
     pool = config_pool(seed=11, size=3 * 13) + list(CONFIGS)
-    table = ScheduleTable.build(pool).table
+    table = build_table(pool).table
     marks = {m for cfg in pool for m in schedule_marks(cfg)}
     steps = sorted({min(max(m + d, 0), MAX_STEP) for m in marks for d in (-1, 0, 1)} | {2**52 + 1, MAX_STEP})
     off = 0
@@ -90,7 +90,7 @@ def test_every_kind_beside_its_edges_up_to_max_step(backend):
 
 def test_backends_agree_with_each_other():
     configs = configs_for(37)
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     results = {}
     for backend in HOST_BACKENDS:
         step, lrs = torch.tensor(-1), torch.zeros(37, dtype=torch.float32)
@@ -108,13 +108,13 @@ def test_backends_agree_with_each_other():
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_opcheck(backend):
     configs = configs_for(4)
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     args = (torch.tensor(7), table, torch.zeros(4, dtype=torch.float32), 1, backend)
     torch.library.opcheck(torch.ops.fusedsched.advance_.default, args)
 
 
 def test_bad_arguments_name_the_argument():
-    table = ScheduleTable.build(configs_for(2)).table
+    table = build_table(configs_for(2)).table
     with pytest.raises(ValueError, match="step must be a one-element int64"):
         advance_(torch.tensor(1.0), table, torch.zeros(2), 1)
     with pytest.raises(ValueError, match="lrs must be a contiguous float32 vector of 2"):

@@ -214,7 +214,7 @@ def test_restart_cycle_lookup_is_exact_at_giant_steps():
 
 
 def test_cosine_with_restarts_is_two_segments_at_any_step():
-    from fusedsched.program import compile_schedule
+    from fusedsched.kinds import compile_schedule
 
     cfg = lr(cosine_with_restarts=dict(learning_rate=0.1, num_ramp_steps=10, cycle_steps=1, cycle_mult=2))
     assert len(compile_schedule(cfg)) == 2

@@ -18,7 +18,8 @@ from kind_strategies import NEW_KIND_STRATEGIES
 from fusedsched import LearningRate, compute_lr, compute_lr_array
 from fusedsched.config import MAX_STEP, dump_config, load_config
 from fusedsched.ops import _native, advance_, unavailable_reason
-from fusedsched.program import ScheduleTable, evaluate_table
+from fusedsched.kinds import build_table
+from fusedsched.program import evaluate_table
 from fusedsched.schedules import schedule_marks
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow to inf, 0 * inf in extreme draws
@@ -69,7 +70,7 @@ def configs_and_steps(draw):
 @given(configs_and_steps())
 def test_native_float64_is_compute_lr(case):
     configs, steps = case
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(len(configs), dtype=torch.float64)
     for s in steps:
         step.fill_(s)
@@ -84,7 +85,7 @@ def test_native_float64_is_compute_lr(case):
 @given(case=configs_and_steps())
 def test_every_backend_within_one_ulp(backend, case):
     configs, steps = case
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     for s in steps:
         step, lrs = torch.tensor(s), torch.zeros(len(configs), dtype=torch.float32)
         advance_(step, table, lrs, 0, backend)
@@ -95,7 +96,7 @@ def test_every_backend_within_one_ulp(backend, case):
 @given(configs_and_steps())
 def test_program_and_array_agree_with_compute_lr(case):
     configs, steps = case
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     scale = np.array([_scale(c) for c in configs])
     for s in steps:
         want = np.array([compute_lr(c, s) for c in configs])

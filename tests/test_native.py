@@ -23,7 +23,8 @@ import pytest
 
 from fusedsched.config import LearningRate
 from fusedsched.ops import _native, unavailable_reason
-from fusedsched.program import ScheduleTable, evaluate_table
+from fusedsched.kinds import build_table
+from fusedsched.program import evaluate_table
 from fusedsched.schedules import compute_lr
 
 from _compare import BIG_STEPS, CONFIGS, configs_for
@@ -221,7 +222,7 @@ def test_schema_and_kernels():
 @pytest.mark.parametrize("num_groups", GROUP_COUNTS)
 def test_cpu_matches_evaluate_table(num_groups):
     pool, index = group_configs(num_groups)
-    table = ScheduleTable.build([pool[i] for i in index]).table
+    table = build_table([pool[i] for i in index]).table
     steps, got = sweep(advance_native, table)
     assert_precision_goal(got, table_reference(table, steps), steps, f"native CPU vs evaluate_table, G={num_groups}")
 
@@ -231,7 +232,7 @@ def test_cpu_matches_evaluate_table(num_groups):
 def test_cpu_matches_compute_lr(num_groups):
     pool, index = group_configs(num_groups, seed=1)
     assert {pool[i].kind for i in index} == set(LearningRate.KINDS) or num_groups < len(LearningRate.KINDS)
-    table = ScheduleTable.build([pool[i] for i in index]).table
+    table = build_table([pool[i] for i in index]).table
     steps, got = sweep(advance_native, table)
     assert_precision_goal(got, config_reference(pool, index, steps), steps, f"native CPU vs compute_lr, G={num_groups}")
 
@@ -240,7 +241,7 @@ def test_cpu_matches_compute_lr(num_groups):
 def test_every_kind_alone_matches_compute_lr():
     pool = config_pool(seed=2, size=2 * len(LearningRate.KINDS))
     for cfg in pool:
-        table = ScheduleTable.build([cfg]).table
+        table = build_table([cfg]).table
         steps, got = sweep(advance_native, table)
         assert_precision_goal(got, config_reference([cfg], [0], steps), steps, f"native CPU vs compute_lr for {cfg}")
 
@@ -253,7 +254,7 @@ def test_every_kind_alone_matches_compute_lr():
 @pytest.mark.parametrize("num_groups", GROUP_COUNTS)
 def test_cpu_matches_triton_interpreter(num_groups):
     pool, index = group_configs(num_groups, seed=3)
-    table = ScheduleTable.build([pool[i] for i in index]).table
+    table = build_table([pool[i] for i in index]).table
     runs = ((0, 41), (150, 161), (BIG - 1, BIG + 2))
 
     def advance_triton(step, table, lrs, increment):
@@ -268,7 +269,7 @@ def test_cpu_matches_triton_interpreter(num_groups):
 @needs_native
 def test_increment_zero_reevaluates_without_advancing():
     pool, index = group_configs(11)
-    table = ScheduleTable.build([pool[i] for i in index]).table
+    table = build_table([pool[i] for i in index]).table
     step = torch.tensor([57], dtype=torch.int64)
     lrs = torch.full((11,), float("nan"))
     advance_native(step, table, lrs, 0)
@@ -285,7 +286,7 @@ def test_increment_zero_reevaluates_without_advancing():
 
 @needs_native
 def test_zero_dim_step_counter():
-    table = ScheduleTable.build([LearningRate(constant=0.5)]).table
+    table = build_table([LearningRate(constant=0.5)]).table
     step, lrs = torch.tensor(4), torch.zeros(1)
     advance_native(step, table, lrs, 1)
     assert step.shape == () and int(step) == 5 and lrs.item() == 0.5
@@ -293,7 +294,7 @@ def test_zero_dim_step_counter():
 
 def _sample_args(num_groups=3, device="cpu"):
     pool, index = group_configs(num_groups)
-    table = ScheduleTable.build([pool[i] for i in index], device=device).table
+    table = build_table([pool[i] for i in index], device=device).table
     step = torch.tensor([9], dtype=torch.int64, device=device)
     lrs = torch.zeros(num_groups, dtype=torch.float32, device=device)
     return step, table, lrs
@@ -352,7 +353,7 @@ def test_bad_inputs_name_the_argument(change, argument):
 def test_float64_lrs_on_cpu_are_compute_lr_bit_for_bit():
     """Host mode's path: the CPU kernel writing float64 gives ``compute_lr``'s values exactly."""
     configs = configs_for(len(CONFIGS) * 3)
-    table = ScheduleTable.build(configs).table
+    table = build_table(configs).table
     step = torch.full((), -1, dtype=torch.int64)
     lrs = torch.full((len(configs),), float("nan"), dtype=torch.float64)
     steps = list(range(0, 160)) + BIG_STEPS
@@ -463,7 +464,7 @@ def _needs_native_cuda():
 def test_cuda_matches_reference(num_groups):
     _needs_native_cuda()
     pool, index = group_configs(num_groups, seed=4)
-    table = ScheduleTable.build([pool[i] for i in index], device="cuda").table
+    table = build_table([pool[i] for i in index], device="cuda").table
     steps, got = sweep(advance_native, table)
     assert_precision_goal(got, table_reference(table, steps), steps, f"native CUDA vs evaluate_table, G={num_groups}")
     assert_precision_goal(got, config_reference(pool, index, steps), steps, f"native CUDA vs compute_lr, G={num_groups}")
@@ -507,7 +508,7 @@ def test_float64_restarts_are_compute_lr_bit_for_bit_up_to_max_step(cycle_steps,
         steps |= {v for v in (start + 2, start + 3, start + 4) if v <= MAX_STEP}  # num_ramp_steps = 3
         start += cycle_steps * mult**n if mult > 1 else cycle_steps * 2**n
         n += 1
-    table = ScheduleTable.build([cfg]).table
+    table = build_table([cfg]).table
     step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(1, dtype=torch.float64)
     for s in sorted(steps):
         step.fill_(s)
@@ -522,7 +523,7 @@ def test_float64_every_kind_is_compute_lr_bit_for_bit_at_its_edges_and_far_away(
     from fusedsched.schedules import schedule_marks
 
     pool = config_pool(seed=7, size=4 * len(LearningRate.KINDS)) + list(CONFIGS)
-    table = ScheduleTable.build(pool).table
+    table = build_table(pool).table
     step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(len(pool), dtype=torch.float64)
     marks = {m for cfg in pool for m in schedule_marks(cfg)}
     steps = sorted({min(max(m + d, 0), MAX_STEP) for m in marks for d in (-1, 0, 1)}

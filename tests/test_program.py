@@ -8,7 +8,9 @@ import torch
 from _compare import BIG_STEPS, CONFIGS
 
 from fusedsched import LearningRate, compute_lr
-from fusedsched.program import NUM_COLUMNS, Column, Segment, Shape, ScheduleTable, compile_schedule, evaluate_table
+from fusedsched.kinds import build_table, compile_schedule
+from fusedsched.ops import _native
+from fusedsched.program import NUM_COLUMNS, Column, Segment, Shape, evaluate_table
 
 STEPS = list(range(0, 260)) + BIG_STEPS
 
@@ -22,7 +24,7 @@ EXACT_SHAPES = {Shape.CONSTANT, Shape.LINEAR}  # no cos / pow / sqrt / log: torc
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
 def test_program_agrees_with_compute_lr_in_float64(cfg):
-    table = ScheduleTable.build([cfg]).table
+    table = build_table([cfg]).table
     got = np.array([_host_lrs(table, s)[0] for s in STEPS])
     want = np.array([compute_lr(cfg, s) for s in STEPS])
     if {seg.shape for seg in compile_schedule(cfg)} <= EXACT_SHAPES:
@@ -35,7 +37,7 @@ def test_program_agrees_with_compute_lr_in_float64(cfg):
 def test_linear_ramp_to_constant_keeps_the_min_at_the_ramp_end():
     # (0.1 / 3) * 3 rounds below 0.1; the seed formula min(L, (L / R) * s) returns that, not L.
     cfg = LearningRate(linear_ramp_to_constant={"learning_rate": 0.1, "num_ramp_steps": 3})
-    table = ScheduleTable.build([cfg]).table
+    table = build_table([cfg]).table
     assert _host_lrs(table, 3)[0] == compute_lr(cfg, 3) == min(0.1, (0.1 / 3) * 3)
 
 
@@ -52,7 +54,7 @@ def test_compile_shapes_per_kind():
 
 def test_table_is_padded_and_laid_out_by_column():
     configs = [LearningRate(constant=0.5), CONFIGS[2]]
-    table = ScheduleTable.build(configs)
+    table = build_table(configs)
     assert table.table.dtype == torch.float64
     assert table.table.shape == (4, NUM_COLUMNS, 2)
     assert table.table[:, Column.STOP, 1].tolist() == [3.0, 10.0, 100.0, math.inf]
@@ -65,7 +67,7 @@ def test_table_is_padded_and_laid_out_by_column():
 
 def test_empty_table_is_rejected():
     with pytest.raises(ValueError, match="at least one program"):
-        ScheduleTable.build([])
+        build_table([])
 
 
 # --- the shapes and compositions of the new kinds ------------------------------------------------
@@ -99,7 +101,7 @@ def test_product_concatenates_its_factors():
         {"piecewise_constant": {"learning_rate_boundaries": [3], "learning_rate_values": [1.0, 0.5]}},
     ]})
     assert [(s.start, s.stop, s.v0) for s in compile_schedule(cfg)] == [(0, math.inf, 2.0), (0, 3, 1.0), (3, math.inf, 0.5)]
-    np.testing.assert_array_equal([_host_lrs(ScheduleTable.build([cfg]).table, s)[0] for s in (0, 2, 3, 9)], [2.0, 2.0, 1.0, 1.0])
+    np.testing.assert_array_equal([_host_lrs(build_table([cfg]).table, s)[0] for s in (0, 2, 3, 9)], [2.0, 2.0, 1.0, 1.0])
 
 
 def test_shift_keeps_fractional_origins_exact():
@@ -108,7 +110,7 @@ def test_shift_keeps_fractional_origins_exact():
     cfg = LearningRate(join={"schedules": [{"constant": 0.1}, cycle], "boundaries": [1000]})
     program = compile_schedule(cfg)
     assert [seg.origin for seg in program[1:3]] == [0.0, float(0.3 * 7) - 1]
-    table = ScheduleTable.build([cfg]).table
+    table = build_table([cfg]).table
     steps = range(995, 1010)
     assert [_host_lrs(table, s)[0] for s in steps] == [compute_lr(cfg, s) for s in steps]
 
@@ -141,7 +143,7 @@ def test_factors_column_counts_the_product_factors():
     product = LearningRate(product={"schedules": [{"constant": 2.0}, {"constant": 3.0}, {"constant": 0.5}]})
     joined = LearningRate(join={"schedules": [{"constant": 1.0}, {"product": {"schedules": [{"constant": 2.0}, {"constant": 3.0}]}}],
                                 "boundaries": [4]})
-    table = ScheduleTable.build([plain, product, joined]).table
+    table = build_table([plain, product, joined]).table
     assert table[:, Column.FACTORS].tolist() == [[1.0, 3.0, 2.0]] * table.shape[0]  # every row, padding too
     assert [num_factors(compile_schedule(c)) for c in (plain, product, joined)] == [1, 3, 2]
 
@@ -158,7 +160,7 @@ def test_plain_programs_stop_where_the_next_segment_starts(cfg):
 
 
 def test_negative_step_counts_as_zero():
-    table = ScheduleTable.build(CONFIGS).table
+    table = build_table(CONFIGS).table
     np.testing.assert_array_equal(_host_lrs(table, -1), _host_lrs(table, 0))
 
 
@@ -170,7 +172,7 @@ def test_exponential_decay_becomes_constant_once_bounded(rate, end, staircase):
     assert last.shape == Shape.CONSTANT and last.v0 == end
     c = int(last.start)
     assert compute_lr(cfg, c - 1) != end and compute_lr(cfg, c) == end
-    table = ScheduleTable.build([cfg]).table
+    table = build_table([cfg]).table
     steps = list(range(c - 3, c + 3)) + [10**9]
     assert [_host_lrs(table, s)[0] for s in steps] == [compute_lr(cfg, s) for s in steps]
 
@@ -180,7 +182,71 @@ def test_the_device_path_of_evaluate_table_agrees_with_the_cpu_path():
     # schedules' segments first: both must give the same rates
     from fusedsched.program import _product_of_active
 
-    table = ScheduleTable.build(CONFIGS).table
+    table = build_table(CONFIGS).table
     for s in STEPS[::7]:
         s = torch.tensor(float(s), dtype=torch.float64)
         np.testing.assert_array_equal(_product_of_active(table, s).numpy(), evaluate_table(table, s).numpy())
+
+
+# --- tables from programs, and one program over a vector of steps ---------------------------------
+
+
+def test_from_programs_packs_the_programs_it_is_given():
+    from fusedsched.program import ScheduleTable
+
+    programs = [compile_schedule(c) for c in CONFIGS[:5]]
+    table = ScheduleTable.from_programs(programs)
+    assert table.programs == tuple(programs)
+    assert torch.equal(table.table, build_table(CONFIGS[:5]).table)
+    with pytest.raises(ValueError, match="at least one program"):
+        ScheduleTable.from_programs([])
+
+
+def test_program_over_steps_moves_each_group_back_by_its_step():
+    from fusedsched.program import program_over_steps
+
+    cfg = CONFIGS[30]  # a join: its SHIFT column is not zero
+    program, steps = compile_schedule(cfg), torch.tensor([0, 7, 10**10])
+    table = program_over_steps(program, steps)
+    one = build_table([cfg]).table[..., 0]
+    assert table.shape == (len(program), NUM_COLUMNS, 3)
+    for i, s in enumerate(steps.tolist()):
+        moved = {Column.START, Column.STOP, Column.SHIFT}
+        for column in Column:
+            want = one[:, column] - s if column in moved else one[:, column]
+            assert torch.equal(table[:, column, i], want), (column, s)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_evaluate_program_agrees_with_compute_lr_in_float64(cfg):
+    from fusedsched.program import evaluate_program
+
+    program = compile_schedule(cfg)
+    got = evaluate_program(program, torch.tensor(STEPS)).numpy()
+    want = np.array([compute_lr(cfg, s) for s in STEPS])
+    assert got.shape == (len(STEPS),) and got.dtype == np.float64
+    if {seg.shape for seg in program} <= EXACT_SHAPES:
+        np.testing.assert_array_equal(got, want)
+    else:  # torch's vectorized cos, pow, sqrt, log may differ from the C library's in the last bits
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=8 * np.finfo(np.float64).eps * np.abs(want).max())
+
+
+@pytest.mark.skipif(_native._C is None, reason=f"native extension not available: {_native.REASON}")
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_native_op_over_moved_programs_is_compute_lr(cfg):
+    # what compute_lr_array relies on: the program moved back by s, at step 0, is the program at s
+    from fusedsched.program import program_over_steps
+
+    steps = STEPS + [2**52 + 1, 2**53 - 3, 2**53 - 2]
+    table = program_over_steps(compile_schedule(cfg), torch.tensor(steps))
+    lrs = torch.zeros(len(steps), dtype=torch.float64)
+    torch.ops.fusedsched.advance_native_.default(torch.zeros((), dtype=torch.int64), table, lrs, 0)
+    assert lrs.tolist() == [compute_lr(cfg, s) for s in steps]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_compiled_programs_start_stop_and_shift_at_whole_steps(cfg):
+    # what makes program_over_steps exact (origins and ends may be fractional: one_cycle's are)
+    for seg in compile_schedule(cfg):
+        assert float(seg.start).is_integer() and float(seg.shift).is_integer(), seg
+        assert seg.stop == math.inf or float(seg.stop).is_integer(), seg

@@ -4,10 +4,15 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from _compare import CONFIGS
 
 from fusedsched.config import LearningRate
+from fusedsched import schedules
+from fusedsched.ops import _native
 from fusedsched.schedules import compute_lr, compute_lr_array, schedule_marks
+
+NATIVE = _native.unavailable_reason(torch.device("cpu")) is None
 
 
 def constant(c):
@@ -93,7 +98,7 @@ def test_linear_ramp_to_cosine():
     "L, F, R, T", [(0.3, 0.07, 7, 1000), (1e-3, 3e-5, 33, 777), (0.1, 0.2, 1, 3)]
 )
 def test_matches_the_design_formula_bit_for_bit(L, F, R, T):
-    # DESIGN.md's expressions in their written operation order: the contract for other backends.
+    # docs/semantics.md's expressions in their written operation order: the contract for other backends.
     def design(s):
         if s < R:
             return (L / R) * s
@@ -213,22 +218,47 @@ def grid_steps(cfg):
     return sorted(set(range(300)) | set(around) | {10**10, 2**40, 2**40 + 1, 2**53, 2**62})
 
 
+@pytest.fixture(params=["native", "torch"])
+def evaluator(request, monkeypatch):
+    """compute_lr_array's two ways to evaluate a program: the native CPU op, or (without the
+    extension) the torch reference math."""
+    if request.param == "native" and not NATIVE:
+        pytest.skip(f"native extension not available: {_native.REASON}")
+    if request.param == "torch":
+        monkeypatch.setattr(_native, "unavailable_reason", lambda device: "disabled by the test")
+    return request.param
+
+
 @pytest.mark.parametrize("cfg", GRID_CONFIGS, ids=lambda c: c.kind)
-def test_array_agrees_with_scalar(cfg):
+def test_array_agrees_with_scalar(cfg, evaluator):
     steps = grid_steps(cfg)
     got = compute_lr_array(cfg, np.array(steps, dtype=np.int64))
     want = np.array(values(cfg, steps))
     assert got.dtype == np.float64 and got.shape == (len(steps),)
-    if cfg.kind not in EXACT_KINDS:
-        # np.cos / np.power may differ from the C library's in the last bit; that moves the result by
-        # a few ulps of the schedule's largest rate.
+    if evaluator == "torch" and cfg.kind not in EXACT_KINDS:
+        # torch's vectorized cos / pow / sqrt may differ from the C library's in the last bit; that
+        # moves the result by a few ulps of the schedule's largest rate.
         tol = 8 * np.spacing(np.abs(want[np.isfinite(want)]).max())
         with np.errstate(invalid="ignore"):  # inf - inf where both are inf
             bad = np.flatnonzero(~((np.abs(got - want) <= tol) | (got == want)))
         assert bad.size == 0, f"{bad.size} mismatches, first at steps {[steps[i] for i in bad[:5]]}"
-    else:
-        bad = np.flatnonzero(got != want)
+    else:  # the native op is compute_lr bit for bit (and torch is on constants and lines)
+        bad = np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))
         assert bad.size == 0, f"{bad.size} mismatches, first at steps {[steps[i] for i in bad[:5]]}"
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.kind)
+def test_array_is_the_compiled_program_over_many_launches(cfg, evaluator, monkeypatch):
+    # more steps than one launch evaluates (compute_lr_array splits them), unsorted, repeated,
+    # around 2**53 - 2 (the last step evaluated in float64) and beyond (compute_lr's formula)
+    monkeypatch.setattr(schedules, "_PAIRS_PER_LAUNCH", 64)
+    steps = np.concatenate([np.arange(300)[::-1], [2**40, 2**53 - 3, 2**53 - 2, 2**53 - 1, 2**53, 7, 7]])
+    got = compute_lr_array(cfg, steps.reshape(-1, 1))[:, 0]
+    want = np.array(values(cfg, steps.tolist()))
+    if evaluator == "native":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-15, atol=8 * np.finfo(np.float64).eps * np.abs(want).max())
 
 
 def test_array_keeps_shape_and_accepts_lists_and_unsigned():

@@ -19,12 +19,12 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AdagradConfig": "config",
     "AdamConfig": "config",
-    "LearningRate": "config",
-    "LinearRampToConstant": "config",
-    "LinearRampToCosine": "config",
+    "LearningRate": "kinds",
+    "LinearRampToConstant": "kinds",
+    "LinearRampToCosine": "kinds",
     "MultiTaskLearningRates": "config",
     "OptimizerConfig": "config",
-    "PiecewiseConstant": "config",
+    "PiecewiseConstant": "kinds",
     "SgdConfig": "config",
     "EmbeddingOptimizerConfig": "config",
     "RecapAdamConfig": "config",
@@ -75,12 +75,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         AdagradConfig,
         AdamConfig,
         EmbeddingOptimizerConfig,
-        LearningRate,
-        LinearRampToConstant,
-        LinearRampToCosine,
         MultiTaskLearningRates,
         OptimizerConfig,
-        PiecewiseConstant,
         RecapAdamConfig,
         RecapMultiTaskLearningRates,
         RecapOptimizerConfig,
@@ -90,6 +86,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         read_config_file,
         validate_optimizer_config,
     )
+    from .kinds import LearningRate, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
     from .optim import (
         ALL_PARAMS,
         build_multi_task_optimizer,

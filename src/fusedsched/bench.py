@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .config import LearningRate, load_config
+from .config import load_config
+from .kinds import LearningRate
 from .models import mlp, regression_batches
 from .ops import BACKENDS, resolve_backend, unavailable_reason
 from .ops.dispatch import AUTO_ORDER

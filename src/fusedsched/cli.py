@@ -30,13 +30,13 @@ from tqdm import tqdm
 from . import bench, plotting
 from .config import (
     AdamConfig,
-    LearningRate,
     MultiTaskLearningRates,
     OptimizerConfig,
     RecapOptimizerConfig,
     read_config_file,
     validate_optimizer_config,
 )
+from .kinds import LearningRate
 from .models import MultiTaskModel, multi_task_batches
 from .ops import BACKENDS, BackendUnavailable
 from .ops.dispatch import BACKEND_ENV
@@ -422,7 +422,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", dest="progress", action="store_false", help="no progress bar (--no-progress)")
     demo.set_defaults(func=_demo)
 
-    plot = sub.add_parser("plot", help="draw every group's schedule from a config (compute_lr_array)")
+    plot = sub.add_parser("plot", help="draw every group's schedule from a config (compute_lr_array: the compiled program, as the kernels compute it)")
     plot.add_argument("config", help="tml optimizer YAML, its optimizer section, a multi-task section or a LearningRate")
     plot.add_argument("--steps", type=_int_in(1, plotting.MAX_PLOT_STEPS),
                       help=f"draw steps 0 .. STEPS - 1, STEPS from 1 to {plotting.MAX_PLOT_STEPS} (default: past the last schedule change)")

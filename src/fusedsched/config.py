@@ -3,36 +3,66 @@
 Field names are tml's: its core schema (``optimizers/config.py``, :class:`OptimizerConfig`) and
 recap's (``RecapOptimizerConfig``), so a tml training YAML loads unchanged, in either schema:
 ``load_config("train.yaml", section="optimizer")``. Unlike tml, every
-rule is checked when a model is built (see DESIGN.md, "The seed semantics"); a broken config raises
+rule is checked when a model is built (see docs/semantics.md); a broken config raises
 pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field and the value.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, overload
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
 import pydantic
 import yaml
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
+from .fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
+from .kinds import (
+    CosineAnnealing,
+    CosineWithRestarts,
+    ExponentialDecay,
+    InverseSqrt,
+    Join,
+    LearningRate,
+    LinearRampToConstant,
+    LinearRampToCosine,
+    OneCycle,
+    PiecewiseConstant,
+    PolynomialDecay,
+    Product,
+    WarmupStableDecay,
+)
+
+# The schedule kinds live in fusedsched.kinds and the field types in fusedsched.fields; they are
+# re-exported here, where a tml config's models have always been imported from.
 __all__ = [
     "AdagradConfig",
     "AdamConfig",
+    "Beta",
+    "CosineAnnealing",
+    "CosineWithRestarts",
     "EmbeddingOptimizerConfig",
+    "ExponentialDecay",
+    "InverseSqrt",
+    "Join",
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
+    "MAX_STEP",
     "MultiTaskLearningRates",
+    "OneCycle",
     "OptimizerConfig",
     "PiecewiseConstant",
+    "PolynomialDecay",
+    "Product",
+    "Rate",
     "RecapAdamConfig",
     "RecapMultiTaskLearningRates",
     "RecapOptimizerConfig",
     "SgdConfig",
+    "StepInt",
+    "WarmupStableDecay",
     "dump_config",
     "load_config",
     "optimizer_schema",
@@ -42,95 +72,26 @@ __all__ = [
 ]
 
 
-# --- field types -------------------------------------------------------------------------------
-
-
-def _no_bool(value: Any, info: ValidationInfo) -> Any:
-    # pydantic's lax mode turns True into 1 / 1.0; a bool in a numeric field is always a mistake.
-    if isinstance(value, bool):
-        raise ValueError(f"{info.field_name} must be a number, not a bool, got {value!r}")
-    return value
-
-
-def _rate(value: float, info: ValidationInfo) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{info.field_name} ({value!r}) must be finite and >= 0")
-    return value
-
-
-def _beta(value: float, info: ValidationInfo) -> float:
-    if not 0 <= value < 1:  # also rejects NaN
-        raise ValueError(f"{info.field_name} ({value!r}) must be in [0, 1)")
-    return value
-
-
-def _at_least_one(value: int, info: ValidationInfo) -> int:
-    if value < 1:
-        raise ValueError(f"{info.field_name} ({value}) must be >= 1")
-    return value
-
-
-#: Step counts and boundaries live in a float64 device table: keep them (and T + 1) exact there.
-MAX_STEP = 2**53 - 2
-
-
-def _exact_step(value: int, info: ValidationInfo) -> int:
-    if value > MAX_STEP:
-        raise ValueError(f"{info.field_name} ({value}) must be <= 2**53 - 2 (exact in float64)")
-    return value
-
-
-#: A learning rate (or eps, momentum): a finite float >= 0.
-Rate = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_rate)]
-#: An integer step count; 1.0 coerces to 1, 1.5 and bools are rejected.
-StepInt = Annotated[int, BeforeValidator(_no_bool), AfterValidator(_exact_step)]
-Beta = Annotated[float, BeforeValidator(_no_bool), AfterValidator(_beta)]
-
-
-class _Config(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-
-def _exactly_one(model: _Config, names: tuple[str, ...]) -> str:
-    """The one field of ``names`` that is not None; raise naming all that are set otherwise."""
-    chosen = [name for name in names if getattr(model, name) is not None]
-    if len(chosen) != 1:
-        raise ValueError(
-            f"exactly one of {', '.join(names)} must be set, got: {', '.join(chosen) or 'none'}"
-        )
-    return chosen[0]
-
-
-# --- schedules ---------------------------------------------------------------------------------
-# Every schedule kind lives in fusedsched.kinds (model, formula and compile rule side by side),
-# which builds on the field types above: imported here, after them, from its modules (this works
-# whichever of config and kinds is imported first; fusedsched.kinds imports config first).
-from .kinds.compose import Join, LearningRate, Product  # noqa: E402
-from .kinds.cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay  # noqa: E402
-from .kinds.decay import ExponentialDecay, InverseSqrt, PolynomialDecay  # noqa: E402
-from .kinds.tml import LinearRampToConstant, LinearRampToCosine, PiecewiseConstant  # noqa: E402
-
-
 # --- optimizers --------------------------------------------------------------------------------
 
 
-class AdamConfig(_Config):
+class AdamConfig(ConfigModel):
     lr: Rate
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: Rate = 1e-7
 
 
-class SgdConfig(_Config):
+class SgdConfig(ConfigModel):
     lr: Rate
     momentum: Rate = 0.0
 
 
-class AdagradConfig(_Config):
+class AdagradConfig(ConfigModel):
     lr: Rate
     eps: Rate = 0.0
 
 
-class MultiTaskLearningRates(_Config):
+class MultiTaskLearningRates(ConfigModel):
     """tml recap's per-tower schedules: one per tower name, plus one for the shared backbone."""
 
     tower_learning_rates: dict[str, LearningRate]
@@ -149,7 +110,7 @@ class MultiTaskLearningRates(_Config):
         return towers
 
 
-class OptimizerConfig(_Config):
+class OptimizerConfig(ConfigModel):
     """One optimizer (exactly one of adam / sgd / adagrad) and at most one way to schedule its lr.
 
     ``learning_rate`` schedules every param group; ``multi_task_learning_rates`` gives each tower
@@ -166,7 +127,7 @@ class OptimizerConfig(_Config):
 
     @pydantic.model_validator(mode="after")
     def _one_optimizer(self) -> OptimizerConfig:
-        _exactly_one(self, self.OPTIMIZERS)
+        exactly_one(self, self.OPTIMIZERS)
         if self.learning_rate is not None and self.multi_task_learning_rates is not None:
             raise ValueError(
                 "learning_rate and multi_task_learning_rates are mutually exclusive, got both"
@@ -175,7 +136,7 @@ class OptimizerConfig(_Config):
 
     @property
     def optimizer_name(self) -> Literal["adam", "sgd", "adagrad"]:
-        return _exactly_one(self, self.OPTIMIZERS)  # type: ignore[return-value]
+        return exactly_one(self, self.OPTIMIZERS)  # type: ignore[return-value]
 
     @property
     def optimizer(self) -> AdamConfig | SgdConfig | AdagradConfig:
@@ -185,7 +146,7 @@ class OptimizerConfig(_Config):
 # --- recap's optimizer schema -----------------------------------------------------------------
 
 
-class RecapAdamConfig(_Config):
+class RecapAdamConfig(ConfigModel):
     """Recap's Adam: ``betas=(beta_1, beta_2)``, ``eps=epsilon``. No ``lr``: every rate is scheduled."""
 
     beta_1: Beta = 0.9
@@ -193,7 +154,7 @@ class RecapAdamConfig(_Config):
     epsilon: Rate = 1e-7
 
 
-class RecapMultiTaskLearningRates(_Config):
+class RecapMultiTaskLearningRates(ConfigModel):
     """Recap's per-task schedules; task names are arbitrary strings (dots included).
 
     ``backbone_learning_rate`` may be null when no parameter falls to the backbone.
@@ -212,7 +173,7 @@ class RecapMultiTaskLearningRates(_Config):
         return tasks
 
 
-class RecapOptimizerConfig(_Config):
+class RecapOptimizerConfig(ConfigModel):
     """Recap's optimizer section (``RecapOptimizerConfig``): Adam, and exactly one of
     ``multi_task_learning_rates`` (one schedule per task, plus the backbone) and
     ``single_task_learning_rate`` (one schedule for every parameter)."""
@@ -225,7 +186,7 @@ class RecapOptimizerConfig(_Config):
 
     @pydantic.model_validator(mode="after")
     def _one_learning_rate(self) -> RecapOptimizerConfig:
-        _exactly_one(self, self.LEARNING_RATES)
+        exactly_one(self, self.LEARNING_RATES)
         return self
 
     @property
@@ -237,7 +198,7 @@ class RecapOptimizerConfig(_Config):
         return self.adam
 
 
-class EmbeddingOptimizerConfig(_Config):
+class EmbeddingOptimizerConfig(ConfigModel):
     """Recap's ``large_embeddings.optimizer``: ``learning_rate`` schedules the SGD group ``dense_ebc``
     (parameters whose name contains ``embedding_bags``); ``init_learning_rate`` is kept as recap has it."""
 

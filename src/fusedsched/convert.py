@@ -34,7 +34,7 @@ import pydantic
 import torch
 from torch.optim import lr_scheduler as tls
 
-from .config import LearningRate
+from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
 

@@ -32,13 +32,13 @@ from torch.optim import Optimizer
 from .adagrad import FusedAdagrad
 from .config import (
     EmbeddingOptimizerConfig,
-    LearningRate,
     MultiTaskLearningRates,
     OptimizerConfig,
     RecapMultiTaskLearningRates,
     RecapOptimizerConfig,
     validate_optimizer_config,
 )
+from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
 

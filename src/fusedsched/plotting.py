@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import MAX_STEP, LearningRate
+from .fields import MAX_STEP
+from .kinds import LearningRate
 from .schedules import compute_lr_array, schedule_marks
 
 if TYPE_CHECKING:

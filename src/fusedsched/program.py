@@ -1,5 +1,9 @@
 r"""Schedule programs: every ``LearningRate`` compiles to a few segments, all groups pack into one table.
 
+This module is the segment format, the table and the torch evaluator; it knows no schedule kind
+(each kind's compile rule lives in :mod:`fusedsched.kinds`, which builds tables with
+:func:`fusedsched.kinds.build_table`).
+
 A segment is active on the steps ``START <= s < STOP``. A group's learning rate at step ``s`` is
 the product of its active segments' values, in table order; a plain schedule has exactly one
 active segment at every step (its value times 1.0, exact), a ``product`` has one per factor.
@@ -48,12 +52,9 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import torch
-
-if TYPE_CHECKING:
-    from .config import LearningRate
 
 INF = math.inf
 
@@ -154,13 +155,6 @@ def num_factors(program: Sequence[Segment]) -> int:
     return max((sum(seg.start <= s < seg.stop for seg in program) for s in {seg.start for seg in program}), default=1)
 
 
-def compile_schedule(lr_config: "LearningRate") -> tuple[Segment, ...]:
-    """The segments of one schedule (see the module docstring for their meaning)."""
-    from .kinds import kind_row
-
-    return tuple(kind_row(lr_config).segments())
-
-
 def pack_programs(programs: Sequence[Sequence[Segment]], device=None) -> torch.Tensor:
     """Pack programs (one per group) into the float64 ``[S, NUM_COLUMNS, G]`` table on ``device``."""
     if not programs:
@@ -182,8 +176,9 @@ class ScheduleTable:
     programs: tuple[tuple[Segment, ...], ...]
 
     @classmethod
-    def build(cls, lr_configs: "Sequence[LearningRate]", device=None) -> "ScheduleTable":
-        programs = tuple(compile_schedule(c) for c in lr_configs)
+    def from_programs(cls, programs: Sequence[Sequence[Segment]], device=None) -> ScheduleTable:
+        """The table of ``programs`` (one per group, in order) on ``device``; see :func:`pack_programs`."""
+        programs = tuple(tuple(p) for p in programs)
         return cls(pack_programs(programs, device), programs)
 
     @property
@@ -304,3 +299,27 @@ def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     if products.numel():
         lr[products] = _product_of_active(table[:, :, products], s)
     return lr
+
+
+def program_over_steps(program: Sequence[Segment], steps: torch.Tensor) -> torch.Tensor:
+    """``program``'s table with one group per step, each moved back by its step (``join``'s SHIFT
+    rule, as :func:`shifted` with offset ``-s``), so that at step 0 group ``i`` has ``program``'s
+    value at ``steps[i]``: one launch of any backend evaluates a whole vector of steps.
+
+    ``steps``: integers in ``[0, 2**53 - 2]``, any shape (flattened). Exact for a program whose
+    START, STOP and SHIFT are whole numbers (every compiled schedule's): at step 0 a segment sees
+    ``u = (0 - (SHIFT - s)) - ORIGIN``, the same float64 number as ``(s - SHIFT) - ORIGIN``, and
+    ``START - s <= 0`` exactly when ``START <= s``.
+    """
+    s = steps.to(torch.float64).reshape(1, -1)
+    table = pack_programs([program]).expand(-1, -1, s.shape[1]).clone()  # [S, NUM_COLUMNS, steps]
+    for column in (Column.START, Column.STOP, Column.SHIFT):
+        table[:, column] -= s
+    return table
+
+
+def evaluate_program(program: Sequence[Segment], steps: torch.Tensor) -> torch.Tensor:
+    """``program``'s float64 learning rate at every step of ``steps`` (see
+    :func:`program_over_steps`), with the torch math of :func:`evaluate_table`: a 1-D tensor."""
+    table = program_over_steps(program, steps)
+    return evaluate_table(table, torch.zeros((), dtype=torch.int64, device=table.device))

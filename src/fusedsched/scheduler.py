@@ -31,10 +31,10 @@ import torch
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .binding import GroupBinding, GroupBindingError
-from .config import MAX_STEP, LearningRate
+from .fields import MAX_STEP
+from .kinds import LearningRate, build_table
 from .ops import advance_op, check_advance_args, resolve_backend
 from .ops import _native
-from .program import ScheduleTable
 from .schedules import compute_lr, prepare_lr
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
@@ -117,7 +117,7 @@ class _HostRates:
         self._formulas = [prepare_lr(cfg) for cfg in configs]
         self.native = len(configs) >= HOST_NATIVE_MIN_GROUPS and _native.unavailable_reason(torch.device("cpu")) is None
         if self.native:
-            table = ScheduleTable.build(configs, "cpu").table
+            table = build_table(configs, "cpu").table
             step = torch.zeros((), dtype=torch.int64)
             lrs = torch.zeros(len(configs), dtype=torch.float64)
             op = torch.ops.fusedsched.advance_native_.default
@@ -252,7 +252,7 @@ class LRShim(LRScheduler):
         if problems:
             raise ValueError("device mode gives every group a tensor lr, but " + "; ".join(problems))
         self.backend = resolve_backend(device, backend)
-        self._table = ScheduleTable.build(list(self.lr_dict.values()), device).table
+        self._table = build_table(list(self.lr_dict.values()), device).table
         self._step = torch.full((), last_epoch, dtype=torch.int64, device=device)
         self._lrs = torch.zeros(len(self.lr_dict), dtype=torch.float32, device=device)
         check_advance_args(self._step, self._table, self._lrs, 1)

@@ -1,7 +1,8 @@
 """Every schedule kind, one row each: its pydantic model, its float64 formula and its compile rule.
 
 Adding a kind touches its module here, ``LearningRate`` and the tests, never a kernel: kinds
-compile to the shapes of :mod:`fusedsched.program`, which every backend evaluates.
+compile to the shapes of :mod:`fusedsched.program`, which every backend evaluates
+(:func:`compile_schedule` one schedule, :func:`build_table` every group's into one table).
 
 | kind | model | source of truth |
 | --- | --- | --- |
@@ -20,8 +21,8 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``product`` | :class:`Product` | torch ``ChainedScheduler`` |
 """
 
-from .. import config  # noqa: F401  (first: the kinds build on its field types, and it re-exports them)
 from ._row import Kind
+from .compiler import build_table, compile_schedule
 from .compose import Join, LearningRate, Product, kind_row
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
@@ -43,5 +44,7 @@ __all__ = [
     "PolynomialDecay",
     "Product",
     "WarmupStableDecay",
+    "build_table",
+    "compile_schedule",
     "kind_row",
 ]

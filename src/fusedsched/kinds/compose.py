@@ -8,10 +8,9 @@ import bisect
 from collections.abc import Callable
 from typing import ClassVar
 
-import numpy as np
 import pydantic
 
-from ..config import Rate, StepInt, _Config, _exactly_one
+from ..fields import ConfigModel, Rate, StepInt, exactly_one
 from ..program import Segment, shifted
 from ._row import Kind, fold, sorted_marks
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
@@ -27,7 +26,7 @@ def _at_least_one_schedule(schedules: list) -> list:
     return schedules
 
 
-class Join(_Config, Kind):
+class Join(ConfigModel, Kind):
     """optax's ``join_schedules``: ``schedules[i]`` runs from ``boundaries[i - 1]`` on (the first
     from step 0), seeing the step relative to that boundary.
 
@@ -87,25 +86,6 @@ class Join(_Config, Kind):
     def factor_formula(self) -> Callable[[int], tuple[float, ...]]:
         return self._pick([kind_row(c).factor_formula() for c in self.schedules])
 
-    def factor_arrays(self, s: np.ndarray) -> list[np.ndarray]:
-        pieces = []
-        for cfg, (lo, hi) in zip(self.schedules, self._spans()):
-            here = (s >= lo) & (s < hi)
-            pieces.append((here, kind_row(cfg).factor_arrays(s[here] - lo)))
-        width = max(len(factors) for _, factors in pieces)
-        out = [np.ones(s.shape, dtype=np.float64) for _ in range(width)]  # x * 1.0 == x: padding is exact
-        for here, factors in pieces:
-            for slot, values in zip(out, factors):
-                slot[here] = values
-        return out
-
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        out = np.empty(s.shape, dtype=np.float64)
-        for cfg, (lo, hi) in zip(self.schedules, self._spans()):
-            here = (s >= lo) & (s < hi)
-            out[here] = kind_row(cfg).formula_array(s[here] - lo)
-        return out
-
     def segments(self) -> list[Segment]:
         return [seg for cfg, (lo, hi) in zip(self.schedules, self._spans())
                 for seg in shifted(kind_row(cfg).segments(), lo, hi)]
@@ -115,7 +95,7 @@ class Join(_Config, Kind):
                                                 for m in kind_row(cfg).marks() if lo + m < hi))
 
 
-class Product(_Config, Kind):
+class Product(ConfigModel, Kind):
     """A product of schedules: ``lr(s) = schedules[0](s) * schedules[1](s) * ...``, left to right.
 
     Nested products (also inside a ``join``) contribute their own factors in order, so the
@@ -141,12 +121,6 @@ class Product(_Config, Kind):
         factors = self.factor_formula()
         return lambda s: fold(factors(s))
 
-    def factor_arrays(self, s: np.ndarray) -> list[np.ndarray]:
-        return [a for cfg in self.schedules for a in kind_row(cfg).factor_arrays(s)]
-
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        return fold(self.factor_arrays(s))
-
     def segments(self) -> list[Segment]:
         return [seg for cfg in self.schedules for seg in kind_row(cfg).segments()]
 
@@ -154,7 +128,7 @@ class Product(_Config, Kind):
         return sorted_marks(*(m for cfg in self.schedules for m in kind_row(cfg).marks()))
 
 
-class LearningRate(_Config):
+class LearningRate(ConfigModel):
     """A learning-rate schedule: exactly one kind is set (the others None/null).
 
     tml's four kinds (``constant``, ``piecewise_constant``, ``linear_ramp_to_constant``,
@@ -193,13 +167,13 @@ class LearningRate(_Config):
 
     @pydantic.model_validator(mode="after")
     def _one_kind(self) -> LearningRate:
-        _exactly_one(self, self.KINDS)
+        exactly_one(self, self.KINDS)
         return self
 
     @property
     def kind(self) -> str:
         """The name of the field that is set, e.g. ``"linear_ramp_to_cosine"``."""
-        return _exactly_one(self, self.KINDS)
+        return exactly_one(self, self.KINDS)
 
     @property
     def schedule(self) -> float | Kind:

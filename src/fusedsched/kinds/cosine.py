@@ -9,46 +9,16 @@ import math
 from collections.abc import Callable
 from typing import Literal
 
-import numpy as np
 import pydantic
 from pydantic import StrictBool
 
-from ..config import Rate, StepInt, _Config
+from ..fields import ConfigModel, Count, Positive, PositiveStep, Rate
 from ..program import Segment, Shape
-from ._row import (
-    Count,
-    Kind,
-    Positive,
-    PositiveStep,
-    after_ramp,
-    after_ramp_array,
-    chain,
-    clamped_line,
-    clamped_line_array,
-    ramp_segments,
-    sorted_marks,
-)
+from ._row import Kind, after_ramp, chain, clamped_line, ramp_segments, sorted_marks
 
 __all__ = ["CosineAnnealing", "CosineWithRestarts", "OneCycle", "WarmupStableDecay", "restart_cycle"]
 
-#: Beyond this, int64 arithmetic on steps may overflow and float64 is no longer exact: the array
-#: forms hand such steps to the scalar formula (Python integers).
-EXACT_LIMIT = 2**52
-
-
-def _scalar_fallback(formula: Callable[[int], float], s: np.ndarray, vectorized: Callable[[np.ndarray], np.ndarray],
-                     limit: int = EXACT_LIMIT) -> np.ndarray:
-    """``vectorized(s)``, except for steps ``>= limit``, which go through the scalar ``formula``."""
-    big = s >= limit
-    if not big.any():
-        return vectorized(s)
-    out = np.empty(s.shape, dtype=np.float64)
-    out[~big] = vectorized(s[~big])
-    out[big] = [formula(int(v)) for v in s[big]]
-    return out
-
-
-class CosineAnnealing(_Config, Kind):
+class CosineAnnealing(ConfigModel, Kind):
     """tml's linear ramp, then a cosine between L and F that never stops: torch's
     ``CosineAnnealingLR`` (periodic past ``T_max``) and Hugging Face's cosine schedules.
 
@@ -92,20 +62,6 @@ class CosineAnnealing(_Config, Kind):
         P = self.num_steps / self.num_cycles
         return int(P) if not self.hard_restarts and P.is_integer() and P * self.num_cycles == self.num_steps else 0
 
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
-        if self.hard_restarts:
-            def rest(t: np.ndarray) -> np.ndarray:
-                x = k * ((t - R) / N)
-                return np.where(t - R < N, F + (L - F) * 0.5 * (1 + np.cos(np.pi * (x - np.floor(x)))), F)
-        else:
-            p, P = math.pi * k * 2.0, self.period
-
-            def rest(t: np.ndarray) -> np.ndarray:
-                return F + (L - F) * 0.5 * (1 + np.cos(p * ((t - R) % P if P else t - R) / N))
-
-        return after_ramp_array(L, R, s, rest)
-
     def segments(self) -> list[Segment]:
         L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
         if self.hard_restarts:
@@ -128,16 +84,6 @@ def int_power(base: float, n: int) -> float:
             result *= base
         base *= base
         n >>= 1
-    return result
-
-
-def int_power_array(base: float, n: np.ndarray) -> np.ndarray:
-    """:func:`int_power` over an int64 array of exponents (the same multiplications, element-wise)."""
-    result, power, n = np.ones(n.shape), np.full(n.shape, base, dtype=np.float64), n.copy()
-    with np.errstate(over="ignore", under="ignore"):
-        while n.any():
-            result = np.where(n & 1, result * power, result)
-            power, n = power * power, n >> 1
     return result
 
 
@@ -166,7 +112,7 @@ def restart_cycle(u: int, length: int, mult: int) -> tuple[int, float, float]:
     return n, u - span * ((power - 1) / (m - 1)), span * power
 
 
-class CosineWithRestarts(_Config, Kind):
+class CosineWithRestarts(ConfigModel, Kind):
     """tml's linear ramp, then torch's ``CosineAnnealingWarmRestarts(T_0 = cycle_steps,
     T_mult = cycle_mult, eta_min = F)`` with each cycle's peak scaled by ``cycle_decay ** n``
     (timm's ``cycle_decay``).
@@ -201,28 +147,6 @@ class CosineWithRestarts(_Config, Kind):
 
         return after_ramp(L, R, restarts)
 
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        L, F, R = self.learning_rate, self.final_learning_rate, self.num_ramp_steps
-        C, m, d = self.cycle_steps, self.cycle_mult, self.cycle_decay
-
-        def restarts(t: np.ndarray) -> np.ndarray:
-            u = t - R
-            if m == 1:
-                n = u // C
-                within, length = u - n * C, np.full(u.shape, C, dtype=np.int64)
-            else:
-                n = np.maximum(np.floor(np.log(u * (m - 1) / C + 1) / math.log(m)), 0).astype(np.int64)
-                first = lambda n: C * (m**n - 1) // (m - 1)  # noqa: E731
-                n = np.where(first(n) > u, n - 1, n)
-                n = np.where(first(n + 1) <= u, n + 1, n)
-                within, length = u - first(n), C * m**n
-            return F + (L * int_power_array(d, n) - F) * 0.5 * (1 + np.cos(np.pi * within / length))
-
-        # int64 holds C * m**(n + 1) < u * m**2 + C * m below this limit
-        limit = EXACT_LIMIT if m == 1 else max(0, min(EXACT_LIMIT, (2**62 - C * m) // (m * m)))
-        formula = self.formula()
-        return after_ramp_array(L, R, s, lambda t: _scalar_fallback(formula, t, restarts, limit))
-
     def segments(self) -> list[Segment]:
         L, F, R = self.learning_rate, self.final_learning_rate, self.num_ramp_steps
         C, m, d = self.cycle_steps, self.cycle_mult, self.cycle_decay
@@ -238,7 +162,7 @@ class CosineWithRestarts(_Config, Kind):
 Shape3 = Literal["linear", "cosine", "1-sqrt"]
 
 
-class WarmupStableDecay(_Config, Kind):
+class WarmupStableDecay(ConfigModel, Kind):
     """Hugging Face's ``get_wsd_schedule`` times L: warm up from F to L, hold L, decay to F, hold F.
 
     With L = ``learning_rate``, F = ``final_learning_rate`` (HF's ``min_lr_ratio * L``),
@@ -313,27 +237,6 @@ class WarmupStableDecay(_Config, Kind):
 
         return wsd
 
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        L, F = self.learning_rate, self.final_learning_rate
-        W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
-        out = np.full(s.shape, F, dtype=np.float64)
-        out[(s >= W) & (s < W + S)] = L
-        ramp, decay = s < W, (s >= W + S) & (s < W + S + D)
-        r, u = s[ramp], s[decay] - W - S
-        if W and self.ramp_shape == "linear":
-            out[ramp] = clamped_line_array(F, L, W, r)
-        elif W and self.ramp_shape == "cosine":
-            out[ramp] = L + (F - L) * 0.5 * (1 + np.cos(np.pi * r / W))
-        elif W:
-            out[ramp] = F + (L - F) * (1 - np.sqrt((r - W) / (0 - W)))
-        if D and self.decay_shape == "linear":
-            out[decay] = clamped_line_array(L, F, D, u)
-        elif D and self.decay_shape == "cosine":
-            out[decay] = F + (L - F) * 0.5 * (1 + np.cos(math.pi * self.num_cycles * 2.0 * u / D))
-        elif D:
-            out[decay] = F + (L - F) * (1 - np.sqrt(u / D))
-        return out
-
     def segments(self) -> list[Segment]:
         L, F = self.learning_rate, self.final_learning_rate
         W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
@@ -360,7 +263,7 @@ class WarmupStableDecay(_Config, Kind):
         return sorted_marks(W, W + S, W + S + D)
 
 
-class OneCycle(_Config, Kind):
+class OneCycle(ConfigModel, Kind):
     """torch's ``OneCycleLR`` learning rate; from ``total_steps - 1`` on it holds its last value.
 
     With T = ``total_steps``, p = ``pct_start``, ``initial = max_learning_rate / div_factor``,
@@ -445,20 +348,6 @@ class OneCycle(_Config, Kind):
             raise AssertionError("unreachable: the last phase ends at T - 1")
 
         return one_cycle
-
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        held = np.minimum(s, self.total_steps - 1)
-        out = np.empty(s.shape, dtype=np.float64)
-        for first, last, start, end, v0, v1 in self.phases():
-            if first > last:
-                continue
-            here = (held >= first) & (held <= last)
-            u = held[here] - start
-            if self.anneal_strategy == "linear":
-                out[here] = clamped_line_array(v0, v1, end - start, u)
-            else:
-                out[here] = v1 + (v0 - v1) * 0.5 * (1 + np.cos(np.pi * u / (end - start)))
-        return out
 
     def segments(self) -> list[Segment]:
         shape = Shape.LINEAR if self.anneal_strategy == "linear" else Shape.COSINE

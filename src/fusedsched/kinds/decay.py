@@ -7,24 +7,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import pydantic
 from pydantic import StrictBool
 
-from ..config import MAX_STEP, Rate, StepInt, _Config
+from ..fields import MAX_STEP, ConfigModel, Count, Positive, PositiveStep, Rate, StepInt
 from ..program import Segment, Shape
-from ._row import (
-    check_end_after_ramp,
-    Count,
-    Kind,
-    Positive,
-    PositiveStep,
-    after_ramp,
-    after_ramp_array,
-    chain,
-    ramp_segments,
-    sorted_marks,
-)
+from ._row import Kind, after_ramp, chain, check_end_after_ramp, ramp_segments, sorted_marks
 
 __all__ = ["ExponentialDecay", "InverseSqrt", "PolynomialDecay"]
 
@@ -37,7 +25,7 @@ def power(base: float, exponent: float) -> float:
         return math.inf
 
 
-class ExponentialDecay(_Config, Kind):
+class ExponentialDecay(ConfigModel, Kind):
     """tml's linear ramp, then optax's ``exponential_decay`` with ``transition_begin = R``.
 
     ``s < R``: ``min(L, (L / R) * s)``;
@@ -79,20 +67,6 @@ class ExponentialDecay(_Config, Kind):
             return after_ramp(L, R, lambda s: bound(L * power(r, (s - R) // k)))
         return after_ramp(L, R, lambda s: bound(L * power(r, (s - R) / k)))
 
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        L, r, k, R = self.learning_rate, self.decay_rate, self.decay_steps, self.num_ramp_steps
-        value, _ = self._bound()
-        clip = np.maximum if r < 1 else np.minimum
-
-        def decay(t: np.ndarray) -> np.ndarray:
-            if L == 0:
-                return np.full(t.shape, clip(0.0, value), dtype=np.float64)
-            e = (t - R) // k if self.staircase else (t - R) / k
-            with np.errstate(over="ignore"):
-                return clip(L * np.power(r, np.asarray(e, dtype=np.float64)), value)
-
-        return after_ramp_array(L, R, s, decay)
-
     def _bound_reached(self) -> int | None:
         """The first step from which the rate is ``end_learning_rate`` for good, or None.
 
@@ -128,7 +102,7 @@ class ExponentialDecay(_Config, Kind):
         return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.decay_steps)
 
 
-class PolynomialDecay(_Config, Kind):
+class PolynomialDecay(ConfigModel, Kind):
     """tml's linear ramp, then Hugging Face's ``get_polynomial_decay_schedule_with_warmup`` (times L).
 
     ``s < R``: ``min(L, (L / R) * s)``;
@@ -155,15 +129,6 @@ class PolynomialDecay(_Config, Kind):
         D = T - R
         return after_ramp(L, R, lambda s: E + (L - E) * (1 - (s - R) / D) ** p if s <= T else E)
 
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        L, E, R, T, p = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps, self.power
-
-        def decay(t: np.ndarray) -> np.ndarray:
-            with np.errstate(invalid="ignore"):  # 1 - x < 0 past T, where E is taken instead
-                return np.where(t <= T, E + (L - E) * np.power(1 - (t - R) / (T - R), p), E)
-
-        return after_ramp_array(L, R, s, decay)
-
     def segments(self) -> list[Segment]:
         L, E, R, T = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps
         return chain(ramp_segments(L, R) + [
@@ -175,7 +140,7 @@ class PolynomialDecay(_Config, Kind):
         return sorted_marks(self.num_ramp_steps, self.final_num_steps)
 
 
-class InverseSqrt(_Config, Kind):
+class InverseSqrt(ConfigModel, Kind):
     """tml's linear ramp, then Hugging Face's ``get_inverse_sqrt_schedule`` (times L).
 
     ``s < R``: ``min(L, (L / R) * s)``;
@@ -202,10 +167,6 @@ class InverseSqrt(_Config, Kind):
         L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale
         origin = float(R - ts)  # s - origin is s + shift, rounded like the kernels past 2**53
         return after_ramp(L, R, lambda s: L * (1.0 / math.sqrt((float(s) - origin) / ts)))
-
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale
-        return after_ramp_array(L, R, s, lambda t: L * (1.0 / np.sqrt((t.astype(np.float64) - float(R - ts)) / ts)))
 
     def segments(self) -> list[Segment]:
         L, R, ts = self.learning_rate, self.num_ramp_steps, self.resolved_timescale

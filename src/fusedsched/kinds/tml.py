@@ -1,6 +1,6 @@
 """tml's four schedule kinds: ``constant``, ``piecewise_constant``, ``linear_ramp_to_constant``,
-``linear_ramp_to_cosine`` (DESIGN.md, "The seed semantics"), each model beside its formula and
-its compile rule."""
+``linear_ramp_to_cosine`` (docs/semantics.md, the seed semantics), each model beside its formula
+and its compile rule."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
 
-import numpy as np
 import pydantic
-from pydantic import AfterValidator
 
-from ..config import Rate, StepInt, _at_least_one, _Config
+from ..fields import ConfigModel, PositiveStep, Rate, StepInt
 from ..program import Segment, Shape
-from ._row import Kind, chain, check_end_after_ramp, ramp_segments, sorted_marks, tml_ramp, tml_ramp_array
+from ._row import Kind, chain, check_end_after_ramp, ramp_segments, sorted_marks, tml_ramp
 
 __all__ = ["ConstantRow", "LinearRampToConstant", "LinearRampToCosine", "PiecewiseConstant"]
 
@@ -31,14 +28,11 @@ class ConstantRow(Kind):
         c = self.value
         return lambda s: c
 
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        return np.full(s.shape, self.value, dtype=np.float64)
-
     def segments(self) -> list[Segment]:
         return chain([Segment(0, Shape.CONSTANT, self.value)])
 
 
-class PiecewiseConstant(_Config, Kind):
+class PiecewiseConstant(ConfigModel, Kind):
     """``lr(s) = v[bisect_right(b, s)]``: ``v[0]`` before ``b[0]``, ``v[i]`` from ``b[i-1]`` on."""
 
     learning_rate_boundaries: list[StepInt]
@@ -71,11 +65,6 @@ class PiecewiseConstant(_Config, Kind):
         b, v = tuple(self.learning_rate_boundaries), tuple(self.learning_rate_values)
         return lambda s: v[bisect.bisect_right(b, s)]
 
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        b = np.asarray(self.learning_rate_boundaries, dtype=np.int64)
-        v = np.asarray(self.learning_rate_values, dtype=np.float64)
-        return v[np.searchsorted(b, s, side="right")]
-
     def segments(self) -> list[Segment]:
         values, bounds = self.learning_rate_values, self.learning_rate_boundaries
         return chain([Segment(0, Shape.CONSTANT, values[0])] + [
@@ -86,20 +75,17 @@ class PiecewiseConstant(_Config, Kind):
         return list(self.learning_rate_boundaries)
 
 
-class LinearRampToConstant(_Config, Kind):
+class LinearRampToConstant(ConfigModel, Kind):
     """``lr(s) = min(L, (L / R) * s)``: from 0 to ``learning_rate`` L over ``num_ramp_steps`` R.
 
     One clamped LINEAR segment: the clamp is the min.
     """
 
     learning_rate: Rate
-    num_ramp_steps: Annotated[StepInt, AfterValidator(_at_least_one)]
+    num_ramp_steps: PositiveStep
 
     def formula(self) -> Callable[[int], float]:
         return tml_ramp(self.learning_rate, self.num_ramp_steps)
-
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        return tml_ramp_array(self.learning_rate, self.num_ramp_steps, s)
 
     def segments(self) -> list[Segment]:
         return chain(ramp_segments(self.learning_rate, self.num_ramp_steps))
@@ -108,7 +94,7 @@ class LinearRampToConstant(_Config, Kind):
         return [self.num_ramp_steps]
 
 
-class LinearRampToCosine(_Config, Kind):
+class LinearRampToCosine(ConfigModel, Kind):
     """Linear ramp from 0 to L over R steps, cosine decay to F at step T, then F.
 
     ``s < R``: ``(L / R) * s``;
@@ -120,7 +106,7 @@ class LinearRampToCosine(_Config, Kind):
 
     learning_rate: Rate
     final_learning_rate: Rate
-    num_ramp_steps: Annotated[StepInt, AfterValidator(_at_least_one)]
+    num_ramp_steps: PositiveStep
     final_num_steps: StepInt
 
     _end_after_ramp = pydantic.model_validator(mode="after")(check_end_after_ramp)
@@ -137,15 +123,6 @@ class LinearRampToCosine(_Config, Kind):
             return F
 
         return linear_ramp_to_cosine
-
-    def formula_array(self, s: np.ndarray) -> np.ndarray:
-        L, F = self.learning_rate, self.final_learning_rate
-        R, T = self.num_ramp_steps, self.final_num_steps
-        out = np.full(s.shape, F, dtype=np.float64)
-        ramp, decay = s < R, (s >= R) & (s <= T)
-        out[ramp] = (L / R) * s[ramp]
-        out[decay] = F + (L - F) * 0.5 * (1 + np.cos(np.pi * (s[decay] - R) / (T - R)))
-        return out
 
     def segments(self) -> list[Segment]:
         L, F = self.learning_rate, self.final_learning_rate
