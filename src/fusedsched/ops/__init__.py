@@ -1,16 +1,19 @@
 """The ``advance_`` op and its backends (``native``, ``triton``, ``reference``)."""
 
-from .advance import advance_, advance_op, check_advance_args
+from .advance import Launch, advance_, advance_op, check_advance_args, host_evaluator, launcher
 from .dispatch import AUTO_ORDER, BACKENDS, BackendUnavailable, explain, resolve_backend, unavailable_reason
 
 __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "BackendUnavailable",
+    "Launch",
     "advance_",
     "advance_op",
     "check_advance_args",
     "explain",
+    "host_evaluator",
+    "launcher",
     "resolve_backend",
     "unavailable_reason",
 ]
