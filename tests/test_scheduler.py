@@ -3,7 +3,7 @@
 Tested the way PyTorch tests its schedulers (test/optim/test_lrscheduler.py): per-step targets,
 closed form against stepping, and a ``state_dict`` round trip into a differently configured
 scheduler. Host mode must give ``compute_lr`` exactly (float64); device mode gives
-``float32(compute_lr)`` (DESIGN.md's precision goal: at most 1 ulp, identical for >= 99.99%).
+``float32(compute_lr)`` (the precision goal of docs/precision.md: at most 1 ulp, identical for >= 99.99%).
 """
 
 from __future__ import annotations

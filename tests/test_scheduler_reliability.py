@@ -459,6 +459,42 @@ def test_resume_with_a_changed_config_uses_the_configured_schedule_and_says_so(m
     assert strict.last_epoch == 0
 
 
+def _join(decay_rate: float) -> LearningRate:
+    return LearningRate(
+        join={
+            "schedules": [
+                {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 5}},
+                {"product": {"schedules": [
+                    {"exponential_decay": {"learning_rate": 1.0, "decay_rate": decay_rate, "decay_steps": 10}},
+                    {"constant": 0.1},
+                ]}},
+            ],
+            "boundaries": [5],
+        }
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_change_inside_join_and_product_is_reported_by_its_field_path(mode):
+    optimizer = _optimizer(n=1)
+    shim = _shim(optimizer, {"g": _join(0.5)}, mode)
+    _run(optimizer, shim, 6)
+    state = _save_load(shim.state_dict())
+
+    rebuilt = _optimizer(n=1)
+    resumed = _shim(rebuilt, {"g": _join(0.9)}, mode)
+    with pytest.warns(ScheduleChangedWarning) as record:
+        resumed.load_state_dict(state)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert (
+        "group 'g': join.schedules[1].product.schedules[0].exponential_decay.decay_rate is 0.5 in the checkpoint, "
+        "0.9 configured" in message
+    ), message
+    assert "join.schedules is" not in message  # not the whole list
+    assert resumed.last_epoch == 6 and _lrs(rebuilt) == _want([_join(0.9)], 6, mode)
+
+
 # --- construction errors --------------------------------------------------------------------------------
 
 

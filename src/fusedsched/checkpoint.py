@@ -98,7 +98,10 @@ def validate_lr_dict(lr_dict: Any, what: str = "lr_dict") -> dict[str, LearningR
 
 
 def _plain(value: Any) -> Any:
-    return value.model_dump(exclude_none=True) if isinstance(value, pydantic.BaseModel) else value
+    """As the checkpoint shows it: models as their dumps."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(exclude_none=True)
+    return [_plain(v) for v in value] if isinstance(value, list) else value
 
 
 def _differences(path: str, saved: Any, configured: Any) -> list[str]:
@@ -115,10 +118,11 @@ def _differences(path: str, saved: Any, configured: Any) -> list[str]:
         return [line for f in fields for line in _differences(f"{path}.{f}", getattr(saved, f), getattr(configured, f))]
     if isinstance(saved, list) and isinstance(configured, list):
         if len(saved) == len(configured):
-            return [line for i, (a, b) in enumerate(zip(saved, configured)) for line in _differences(f"{path}[{i}]", a, b)]
+            pairs = enumerate(zip(saved, configured))
+            return [line for i, (a, b) in pairs for line in _differences(f"{path}[{i}]", a, b)]
         return [
-            f"{path} is {_plain(saved)!r} ({len(saved)} entries) in the checkpoint, "
-            f"{_plain(configured)!r} ({len(configured)} entries) configured"
+            f"{path} is {_plain(saved)!r} in the checkpoint (length {len(saved)}), "
+            f"{_plain(configured)!r} configured (length {len(configured)})"
         ]
     if saved == configured:
         return []
