@@ -38,6 +38,30 @@ def _float(value: Any) -> float:
     return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
 
 
+def _warn_if_optimizer_step_skipped(optimizer: Any) -> None:
+    # torch's LRScheduler.step() warnings, word for word.
+    if not hasattr(optimizer.step, "_wrapped_by_lr_sched"):
+        warnings.warn(
+            "Seems like `optimizer.step()` has been overridden after learning rate scheduler "
+            "initialization. Please, make sure to call `optimizer.step()` before "
+            "`lr_scheduler.step()`. See more details at "
+            "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif not getattr(optimizer, "_opt_called", False):
+        warnings.warn(
+            "Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
+            "In PyTorch 1.1.0 and later, you should call them in the opposite order: "
+            "`optimizer.step()` before `lr_scheduler.step()`.  Failure to do this "
+            "will result in PyTorch skipping the first value of the learning rate schedule. "
+            "See more details at "
+            "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 class LRShim(LRScheduler):
     """Schedules every param group from a tml ``LearningRate`` config.
 
@@ -60,9 +84,10 @@ class LRShim(LRScheduler):
         device: where the device-mode buffers live: the parameters' device (the default).
 
     Raises:
-        TypeError / ValueError / OverflowError: a bad argument (a step beyond the mode's range), names that do not match (both lists are shown),
-            or (device mode) an optimizer setting that cannot take a tensor lr (the message names
-            the setting to change). Nothing is changed on the optimizer before these checks pass.
+        TypeError / ValueError / OverflowError: a bad argument (a step beyond the mode's range),
+            names that do not match (both lists are shown), or (device mode) an optimizer setting
+            that cannot take a tensor lr (the message names the setting to change). Nothing is
+            changed on the optimizer before these checks pass.
 
     Example::
 
@@ -193,40 +218,17 @@ class LRShim(LRScheduler):
                 return
             engine.check_groups()  # O(optimizers): no per-group work on this path
             if self._steps == 1 and not engine.ahead:
-                self._warn_if_optimizer_step_skipped()
+                _warn_if_optimizer_step_skipped(self.optimizer)
             self._steps += 1
             engine.advance()
             return
         epoch = self._check_step(epoch, "epoch")  # before any state changes
         engine.check_groups()
         if self._step_count == 1:
-            self._warn_if_optimizer_step_skipped()
+            _warn_if_optimizer_step_skipped(self.optimizer)
         self._steps += 1
         warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self._update_lr(epoch)
-
-    def _warn_if_optimizer_step_skipped(self) -> None:
-        # torch's LRScheduler.step() warnings, word for word.
-        if not hasattr(self.optimizer.step, "_wrapped_by_lr_sched"):
-            warnings.warn(
-                "Seems like `optimizer.step()` has been overridden after learning rate scheduler "
-                "initialization. Please, make sure to call `optimizer.step()` before "
-                "`lr_scheduler.step()`. See more details at "
-                "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",
-                UserWarning,
-                stacklevel=3,
-            )
-        elif not getattr(self.optimizer, "_opt_called", False):
-            warnings.warn(
-                "Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
-                "In PyTorch 1.1.0 and later, you should call them in the opposite order: "
-                "`optimizer.step()` before `lr_scheduler.step()`.  Failure to do this "
-                "will result in PyTorch skipping the first value of the learning rate schedule. "
-                "See more details at "
-                "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",
-                UserWarning,
-                stacklevel=3,
-            )
 
     def _update_lr(self, epoch: int | None = None) -> None:
         """Go to the next step (``epoch`` None) or to ``epoch``, and set every group's rate there."""

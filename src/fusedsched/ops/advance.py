@@ -5,6 +5,9 @@
 writes float32 into ``lrs`` (one element per group) and writes the counter back. ``backend`` is a
 concrete backend name (see :mod:`fusedsched.ops.dispatch`); the op mutates ``step`` and ``lrs`` and
 returns nothing, so it traces under ``torch.compile(fullgraph=True)`` and replays in CUDA graphs.
+
+:func:`launcher` is what a scheduler calls every step (the C++ op itself for ``native``);
+:func:`host_evaluator` evaluates on the CPU in float64 for host mode, through the native kernel.
 """
 
 from __future__ import annotations
