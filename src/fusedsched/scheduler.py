@@ -74,7 +74,7 @@ class LRShim(LRScheduler):
             that sub-optimizer has one group; named groups take the schedule of their name, and
             only when no group has a name does the order of ``lr_dict`` decide (tml's behaviour).
         last_epoch: the step of the last completed ``step()``; -1 starts a fresh schedule. Device
-            mode takes steps up to ``MAX_STEP`` (2**53 - 2, exact in float64) here, in ``step(epoch)``,
+            mode takes steps up to ``config.MAX_STEP`` (2**53 - 2, exact in float64) here, in ``step(epoch)``,
             ``last_epoch = k`` and ``load_state_dict``; host mode any step up to ``MAX_EPOCH`` (2**63 - 1).
         verbose: accepted for tml compatibility and ignored (torch no longer takes it).
         device_schedule: ``None`` (default) picks device mode when the groups' lrs are tensors;
@@ -189,7 +189,11 @@ class LRShim(LRScheduler):
 
     @property
     def last_epoch(self) -> int:
-        """The step of the last ``step()``; in device mode refreshed from the counter when stale (syncs)."""
+        """The step of the last ``step()``; in device mode refreshed from the counter when stale (syncs).
+
+        Set it to resume at a step (the next ``step()`` evaluates the one after): -1 or more, at most
+        ``MAX_STEP`` in device mode.
+        """
         self._catch_up()
         return self._engine.step
 
@@ -209,7 +213,11 @@ class LRShim(LRScheduler):
         self._steps = value
 
     def step(self, epoch: int | None = None) -> None:
-        """Advance one step (or jump to ``epoch``, deprecated as in torch) and update every group."""
+        """Advance one step (or jump to ``epoch``, deprecated as in torch) and update every group.
+
+        ``epoch`` is checked before anything changes: an int >= 0, at most ``MAX_STEP`` (2**53 - 2)
+        in device mode (the device evaluates the step in float64), at most 2**63 - 1 in host mode.
+        """
         engine = self._engine
         if epoch is None:
             if engine.compilable and torch.compiler.is_compiling():
