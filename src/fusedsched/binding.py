@@ -18,7 +18,9 @@ a wrapper's groups are those of the optimizer it wraps (``_optimizer``), which i
   :meth:`GroupBinding.check` is O(number of optimizers), for every ``step()``; a replaced ``lr`` is
   seen there through a weak-reference callback on the view (when nothing else holds the old view),
   and always by :meth:`GroupBinding.verify`, O(groups), which ``get_last_lr()`` and ``state_dict()``
-  run.
+  run;
+- after a copy, drops a ``step`` wrapper copied from the original optimizer
+  (:meth:`GroupBinding.drop_stale_step_wrappers`), so the copy steps itself.
 """
 
 from __future__ import annotations
