@@ -5,14 +5,13 @@ op on a backend, :func:`host_evaluator` the float64 host evaluation, :func:`reso
 :func:`unavailable_reason` / :func:`explain` which backend serves which device and why.
 """
 
-from .advance import Launch, advance_, advance_op, check_advance_args, host_evaluator, launcher
+from .advance import advance_, advance_op, check_advance_args, host_evaluator, launcher
 from .dispatch import AUTO_ORDER, BACKENDS, BackendUnavailable, explain, resolve_backend, unavailable_reason
 
 __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "BackendUnavailable",
-    "Launch",
     "advance_",
     "advance_op",
     "check_advance_args",
