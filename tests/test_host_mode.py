@@ -15,6 +15,7 @@ from _compare import BIG_STEPS, CONFIGS
 
 from fusedsched import LRShim, compute_lr
 from fusedsched import scheduler as scheduler_module
+from fusedsched import ops
 from fusedsched.ops import unavailable_reason
 
 NATIVE = unavailable_reason("native", "cpu") is None
@@ -55,7 +56,7 @@ def _check_path(optimizer, shim, configs) -> None:
 @pytest.mark.parametrize("index", range(len(CONFIGS)))
 def test_one_group_uses_prepared_formulas_and_is_exact(index):
     optimizer, shim, configs = _shim([CONFIGS[index]])
-    assert not shim._rates.native
+    assert not shim._engine.native
     _check_path(optimizer, shim, configs)
 
 
@@ -64,14 +65,14 @@ def test_many_groups_use_the_native_op_and_are_exact():
         pytest.skip(f"the native extension is not available: {unavailable_reason('native', 'cpu')}")
     optimizer, shim, configs = _shim(CONFIGS, copies=3)
     assert len(configs) >= scheduler_module.HOST_NATIVE_MIN_GROUPS
-    assert shim._rates.native
+    assert shim._engine.native
     _check_path(optimizer, shim, configs)
 
 
 def test_many_groups_without_the_native_op_fall_back_to_prepared_formulas(monkeypatch):
-    monkeypatch.setattr(scheduler_module._native, "unavailable_reason", lambda device: "disabled for this test")
+    monkeypatch.setattr(ops._native, "unavailable_reason", lambda device: "disabled for this test")
     optimizer, shim, configs = _shim(CONFIGS, copies=3)
-    assert not shim._rates.native
+    assert not shim._engine.native
     _check_path(optimizer, shim, configs)
 
 

@@ -3,7 +3,7 @@
 Tested the way PyTorch tests its schedulers (test/optim/test_lrscheduler.py): per-step targets,
 closed form against stepping, and a ``state_dict`` round trip into a differently configured
 scheduler. Host mode must give ``compute_lr`` exactly (float64); device mode gives
-``float32(compute_lr)`` (DESIGN.md's precision goal: at most 1 ulp, identical for >= 99.99%).
+``float32(compute_lr)`` (the precision goal of docs/precision.md: at most 1 ulp, identical for >= 99.99%).
 """
 
 from __future__ import annotations
@@ -430,10 +430,10 @@ def test_load_state_dict_keeps_device_buffers_in_place():
     source = LRShim(_sgd(2), {"a": EDGE_CONFIGS["piecewise"], "b": EDGE_CONFIGS["cosine"]}, device_schedule=True)
     for _ in range(5):
         source.step()
-    ptrs = [t.data_ptr() for t in (shim._table, shim.step_tensor, shim.lr_tensor)]
+    ptrs = [t.data_ptr() for t in (shim._engine.table, shim.step_tensor, shim.lr_tensor)]
     views = [g["lr"] for g in optimizer.param_groups]
     shim.load_state_dict(source.state_dict())
-    assert [t.data_ptr() for t in (shim._table, shim.step_tensor, shim.lr_tensor)] == ptrs
+    assert [t.data_ptr() for t in (shim._engine.table, shim.step_tensor, shim.lr_tensor)] == ptrs
     assert [g["lr"].data_ptr() for g in optimizer.param_groups] == [v.data_ptr() for v in views]
     _check_lrs(shim, [EDGE_CONFIGS["piecewise"], EDGE_CONFIGS["cosine"]], 5, "device")
 
@@ -535,7 +535,7 @@ def test_mark_device_ahead_refreshes_last_epoch_from_the_counter():
     _step(optimizer, shim)
     assert shim.last_epoch == 1
     for _ in range(7):  # what 7 replays of a captured step do: only the device counter moves
-        advance_(shim.step_tensor, shim._table, shim.lr_tensor, 1, shim.backend)
+        advance_(shim.step_tensor, shim._engine.table, shim.lr_tensor, 1, shim.backend)
     assert shim.last_epoch == 1  # not told: the host value is stale (and reading it does not sync)
     shim.mark_device_ahead()
     assert shim.last_epoch == 8

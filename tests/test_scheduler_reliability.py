@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import re
 import sys
 import warnings
 
@@ -20,6 +21,7 @@ import torch
 from torch.optim.lr_scheduler import ChainedScheduler, ExponentialLR, LambdaLR, SequentialLR
 
 from fusedsched import FusedAdagrad, GroupBindingError, LearningRate, LRShim, ScheduleChangedWarning, compute_lr
+from fusedsched.config import MAX_STEP
 from fusedsched.ops import advance_, unavailable_reason
 
 MODES = ["host", "device"]
@@ -155,7 +157,7 @@ def test_device_counter_and_step_count_agree_after_replays_and_jumps():
     _run(optimizer, shim, 2)
     assert (shim.last_epoch, shim._step_count, shim.step_tensor.item()) == (2, 3, 2)
     for _ in range(4):  # as CUDA graph replays do: only the device moves
-        advance_(shim.step_tensor, shim._table, shim.lr_tensor, 1, shim.backend)
+        advance_(shim.step_tensor, shim._engine.table, shim.lr_tensor, 1, shim.backend)
     shim.mark_device_ahead()
     assert shim._step_count == 7 and shim.last_epoch == 6
     with pytest.warns(UserWarning, match="deprecated"):
@@ -368,8 +370,8 @@ def test_a_broken_state_is_refused_before_anything_changes(mode, patch, error, m
         assert shim.step_tensor.item() == 4
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_step_beyond_int64_is_a_clear_error(mode):
+@pytest.mark.parametrize("mode, largest", [("host", 2**63 - 1), ("device", MAX_STEP)])
+def test_step_beyond_int64_is_a_clear_error(mode, largest):
     optimizer = _optimizer(n=1)
     shim = _shim(optimizer, {"g": RAMP}, mode)
     _run(optimizer, shim, 2)
@@ -378,8 +380,48 @@ def test_step_beyond_int64_is_a_clear_error(mode):
     assert shim.last_epoch == 2 and shim._step_count == 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        shim.step(2**63 - 1)  # the largest step the counter holds
-    assert shim.last_epoch == 2**63 - 1 and shim.get_last_lr() == _want([RAMP], 2**63 - 1, mode)
+        shim.step(largest)  # host: the largest step the counter holds; device: the largest exact in float64
+    assert shim.last_epoch == largest and shim.get_last_lr() == _want([RAMP], largest, mode)
+
+
+COSINE_17 = LearningRate(cosine_annealing={"learning_rate": 0.01, "num_steps": 17})
+BEYOND = r"must be <= 2\*\*53 - 2 \(9007199254740990\) in device mode, got {}"
+
+
+def test_device_mode_refuses_a_step_beyond_float64_exact_steps_before_anything_changes():
+    """The device evaluates the step in float64: at 2**62 it would give 0.0099999998 where compute_lr
+    gives 0.0086950446. Every way of setting a step refuses it, naming the value and the limit."""
+    host = _shim(_optimizer(n=1), {"g": COSINE_17}, "host")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        host.step(2**62)  # host mode evaluates exact Python at any int64 step
+    assert host.get_last_lr() == [compute_lr(COSINE_17, 2**62)]
+    far_state = host.state_dict()
+
+    optimizer = _optimizer(n=1)
+    shim = LRShim(optimizer, {"g": COSINE_17}, device_schedule=True)
+    _run(optimizer, shim, 3)
+    before = (shim.last_epoch, shim._step_count, shim.step_tensor.item(), _lrs(optimizer))
+    attempts = {
+        "epoch": lambda: shim.step(2**62),
+        "last_epoch": lambda: setattr(shim, "last_epoch", 2**62),
+        "state_dict['last_epoch']": lambda: shim.load_state_dict(far_state),
+    }
+    for name, attempt in attempts.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            with pytest.raises(OverflowError, match=re.escape(name) + " " + BEYOND.format(2**62)):
+                attempt()
+        assert (shim.last_epoch, shim._step_count, shim.step_tensor.item(), _lrs(optimizer)) == before, name
+    shim.last_epoch = MAX_STEP  # the largest is taken, and the step after it is still exact
+    _run(optimizer, shim, 1)
+    assert shim.get_last_lr() == _want([COSINE_17], MAX_STEP + 1, "device")
+
+    resumed = _optimizer(n=1)
+    resumed.param_groups[0]["initial_lr"] = 0.5
+    with pytest.raises(OverflowError, match="last_epoch " + BEYOND.format(MAX_STEP + 1)):
+        LRShim(resumed, {"g": COSINE_17}, last_epoch=MAX_STEP + 1, device_schedule=True)
+    assert resumed.param_groups[0]["lr"] == 0.5  # still the float: nothing was bound
 
 
 FINAL_30 = LearningRate(
@@ -415,6 +457,42 @@ def test_resume_with_a_changed_config_uses_the_configured_schedule_and_says_so(m
     with pytest.raises(ValueError, match=r"(?s)strict=True.*'head': linear_ramp_to_cosine.final_num_steps is 30"):
         strict.load_state_dict(state, strict=True)
     assert strict.last_epoch == 0
+
+
+def _join(decay_rate: float) -> LearningRate:
+    return LearningRate(
+        join={
+            "schedules": [
+                {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 5}},
+                {"product": {"schedules": [
+                    {"exponential_decay": {"learning_rate": 1.0, "decay_rate": decay_rate, "decay_steps": 10}},
+                    {"constant": 0.1},
+                ]}},
+            ],
+            "boundaries": [5],
+        }
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_change_inside_join_and_product_is_reported_by_its_field_path(mode):
+    optimizer = _optimizer(n=1)
+    shim = _shim(optimizer, {"g": _join(0.5)}, mode)
+    _run(optimizer, shim, 6)
+    state = _save_load(shim.state_dict())
+
+    rebuilt = _optimizer(n=1)
+    resumed = _shim(rebuilt, {"g": _join(0.9)}, mode)
+    with pytest.warns(ScheduleChangedWarning) as record:
+        resumed.load_state_dict(state)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert (
+        "group 'g': join.schedules[1].product.schedules[0].exponential_decay.decay_rate is 0.5 in the checkpoint, "
+        "0.9 configured" in message
+    ), message
+    assert "join.schedules is" not in message  # not the whole list
+    assert resumed.last_epoch == 6 and _lrs(rebuilt) == _want([_join(0.9)], 6, mode)
 
 
 # --- construction errors --------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ a wrapper's groups are those of the optimizer it wraps (``_optimizer``), which i
   :meth:`GroupBinding.check` is O(number of optimizers), for every ``step()``; a replaced ``lr`` is
   seen there through a weak-reference callback on the view (when nothing else holds the old view),
   and always by :meth:`GroupBinding.verify`, O(groups), which ``get_last_lr()`` and ``state_dict()``
-  run.
+  run;
+- after a copy, drops a ``step`` wrapper copied from the original optimizer
+  (:meth:`GroupBinding.drop_stale_step_wrappers`), so the copy steps itself.
 """
 
 from __future__ import annotations
@@ -362,6 +364,24 @@ class GroupBinding:
             raise GroupBindingError(self._message())
         if self._lrs is not None:
             self.bind(self._lrs)
+
+    def drop_stale_step_wrappers(self) -> None:
+        """Remove a copied ``step`` that ``LRScheduler`` patched onto the original (torchrec copies keep it).
+
+        torch's scheduler wraps ``optimizer.step`` in an instance attribute that holds a weak reference
+        to the *original* optimizer; torchrec's optimizers copy their whole ``__dict__``, so a copy would
+        step the original. Without the attribute the class's own ``step`` runs.
+        """
+        objects = [self.client, self.optimizer] + [obj for _, chain in self._leaves for obj in chain]
+        for obj in objects:
+            step = getattr(obj, "__dict__", {}).get("step")
+            if step is None or not getattr(step, "_wrapped_by_lr_sched", False):
+                continue
+            for cell in step.__closure__ or ():
+                target = cell.cell_contents
+                if isinstance(target, weakref.ReferenceType) and target() is not obj:
+                    del obj.__dict__["step"]
+                    break
 
     def reclaim(self) -> None:
         """Device mode: take the groups back (from another LRShim, or after a hand-made change)."""

@@ -1,6 +1,11 @@
-"""The ``advance_`` op and its backends (``native``, ``triton``, ``reference``)."""
+"""The ``advance_`` op and its backends (``native``, ``triton``, ``reference``).
 
-from .advance import advance_, advance_op, check_advance_args
+Callers outside ``ops`` name no backend internals: :func:`launcher` gives the cheapest call of the
+op on a backend, :func:`host_evaluator` the float64 host evaluation, :func:`resolve_backend` /
+:func:`unavailable_reason` / :func:`explain` which backend serves which device and why.
+"""
+
+from .advance import advance_, advance_op, check_advance_args, host_evaluator, launcher
 from .dispatch import AUTO_ORDER, BACKENDS, BackendUnavailable, explain, resolve_backend, unavailable_reason
 
 __all__ = [
@@ -11,6 +16,8 @@ __all__ = [
     "advance_op",
     "check_advance_args",
     "explain",
+    "host_evaluator",
+    "launcher",
     "resolve_backend",
     "unavailable_reason",
 ]

@@ -54,3 +54,26 @@ def unavailable_reason(device: torch.device) -> str | None:
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
     torch.ops.fusedsched.advance_native_(step, table, lrs, increment)
+
+
+def overload():
+    """The op's default overload itself: the cheapest call (no Python between the caller and C++)."""
+    return torch.ops.fusedsched.advance_native_.default
+
+
+def host_evaluator(table: torch.Tensor):
+    """``evaluate(step) -> list[float]``: every group's float64 rate at ``step`` from a CPU ``table``.
+
+    The CPU kernel writes float64 when ``lrs`` is float64 (not rounded to float32); the step and the
+    rates go through numpy views of two preallocated tensors, so a call allocates only the list.
+    """
+    step = torch.zeros((), dtype=torch.int64)
+    lrs = torch.zeros(table.shape[2], dtype=torch.float64)
+    op, step_np, lrs_np = overload(), step.numpy(), lrs.numpy()
+
+    def evaluate(s: int) -> list[float]:
+        step_np[()] = s
+        op(step, table, lrs, 0)
+        return lrs_np.tolist()
+
+    return evaluate

@@ -5,15 +5,23 @@
 writes float32 into ``lrs`` (one element per group) and writes the counter back. ``backend`` is a
 concrete backend name (see :mod:`fusedsched.ops.dispatch`); the op mutates ``step`` and ``lrs`` and
 returns nothing, so it traces under ``torch.compile(fullgraph=True)`` and replays in CUDA graphs.
+
+:func:`launcher` is what a scheduler calls every step (the C++ op itself for ``native``);
+:func:`host_evaluator` evaluates on the CPU in float64 for host mode, through the native kernel.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from ..program import NUM_COLUMNS
 from . import _native, _reference
-from .dispatch import resolve_backend
+from .dispatch import BackendUnavailable, resolve_backend, unavailable_reason
+
+#: ``launch(step, table, lrs, increment)``: one call of ``advance_`` on one backend.
+Launch = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], None]
 
 
 def _launch_triton(step, table, lrs, increment):
@@ -67,3 +75,29 @@ def advance_(
     name = resolve_backend(step.device, backend)
     advance_op(step, table, lrs, increment, name)
     return name
+
+
+def launcher(backend: str) -> Launch:
+    """``launch(step, table, lrs, increment)`` for the concrete ``backend``, unchecked (check once with
+    :func:`check_advance_args`): the C++ op itself for ``native`` (the cheapest call), else the op
+    ``advance_`` on that backend. Both trace under ``torch.compile`` and replay in CUDA graphs."""
+    if backend == "native":
+        return _native.overload()
+
+    def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+        advance_op(step, table, lrs, increment, backend)
+
+    return launch
+
+
+def host_evaluator(table: torch.Tensor) -> Callable[[int], list[float]]:
+    """``evaluate(step) -> list[float]``: every group's rate at ``step`` in float64 (not rounded to float32).
+
+    One call of the native CPU kernel over a CPU ``table``, for steps up to ``MAX_STEP`` (2**53 - 2,
+    exact in float64). Raises :class:`BackendUnavailable` where the native op has no CPU kernel
+    (``unavailable_reason("native", "cpu")`` says so beforehand).
+    """
+    reason = unavailable_reason("native", "cpu")
+    if reason is not None:
+        raise BackendUnavailable(f"the host evaluator needs the native CPU op: {reason}")
+    return _native.host_evaluator(table)

@@ -1,0 +1,331 @@
+"""Where an ``LRShim``'s rates live and how they move: :class:`HostEngine` and :class:`DeviceEngine`.
+
+``LRShim`` picks one engine at construction and delegates to it; both implement :class:`Engine`.
+The scheduler keeps torch's ``LRScheduler`` contract (``_step_count``, warnings, checkpoints); the
+engine keeps the step and every group's rate at that step.
+
+- :class:`HostEngine` (float ``group["lr"]``): each step evaluates every group's rate on the host,
+  exactly ``compute_lr``'s float64 value, and writes the floats into the groups. Few groups: one
+  prepared formula per group (:func:`fusedsched.schedules.prepare_lr`); many groups: the native CPU
+  op over the compiled programs, writing float64, in one call (:func:`fusedsched.ops.host_evaluator`).
+- :class:`DeviceEngine` (tensor ``group["lr"]``): the schedules are compiled once into a device
+  table (:mod:`fusedsched.program`), one float32 buffer holds every group's rate and each
+  ``group["lr"]`` is a 0-dim view into it (:mod:`fusedsched.binding`). A step is one call of the op
+  ``advance_`` (:func:`fusedsched.ops.launcher`): it advances a device int64 step counter and
+  rewrites the buffer, with no host sync and nothing allocated, so it runs inside a CUDA graph or a
+  ``torch.compile``'d step. The counter is the truth; ``step`` is the host's copy of it.
+
+Growing them: another hyperparameter scheduled beside ``lr`` is another row of ``values`` (one per
+group) bound to its group key; another input of the op (a skip flag, an amount, a metric) is another
+tensor the device engine owns and passes in every launch. Neither changes what ``LRShim`` calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from .binding import GroupBinding
+from .fields import MAX_STEP
+from .kinds import LearningRate, build_table
+from .ops import check_advance_args, host_evaluator, launcher, resolve_backend, unavailable_reason
+from .schedules import prepare_lr
+
+__all__ = ["HOST_NATIVE_MIN_GROUPS", "DeviceEngine", "Engine", "HostEngine", "HostRates"]
+
+#: From this many groups on, host mode evaluates every group with one call of the native CPU op
+#: (float64) instead of one prepared formula per group. Measured on the development CPU: the two
+#: cost the same at about 8 groups (1.3 us); at 1,000 groups the op takes 20 us, the formulas 190 us.
+HOST_NATIVE_MIN_GROUPS = 8
+
+
+def _table(configs: list[LearningRate], device: torch.device | str) -> torch.Tensor:
+    return build_table(configs, device).table
+
+
+class Engine(Protocol):
+    """What ``LRShim`` asks of its rates (see the module docstring)."""
+
+    on_device: bool  #: the rates live in a device buffer that the groups view
+    compilable: bool  #: :meth:`advance_unseen` may run inside a compiled graph
+    step: int  #: the step of the last evaluation, as the host knows it (``last_epoch``)
+    ahead: bool  #: the counter moved without the host: ``step`` is stale until :meth:`catch_up`
+    backend: str | None  #: the ``advance_`` backend (None on the host)
+    values: Any  #: the current rates: floats (host), the float32 buffer (device)
+    counter: torch.Tensor | None  #: the int64 device step counter (None on the host)
+
+    def check_step(self, step: int, name: str) -> None:
+        """Raise ``OverflowError`` naming ``name`` if this engine cannot evaluate ``step`` exactly."""
+
+    def check_groups(self) -> None:
+        """O(optimizers): raise ``GroupBindingError`` if the groups changed behind the scheduler."""
+
+    def advance(self) -> None:
+        """Go one step forward and set every group's rate there."""
+
+    def advance_unseen(self) -> None:
+        """:meth:`advance` without touching host state (inside a compiled graph); sets ``ahead``."""
+
+    def jump(self, step: int) -> None:
+        """Go to ``step`` and set every group's rate there."""
+
+    def move(self, step: int) -> None:
+        """Set the step without evaluating (torch's ``last_epoch = k``: the next advance evaluates k + 1)."""
+
+    def catch_up(self) -> int:
+        """Take the step from the counter (device: a sync); returns how many steps it moved unseen."""
+
+    def floats(self) -> list[float]:
+        """Every group's current rate as Python floats (device: one copy to the host)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Entries this engine adds to the scheduler's ``state_dict`` (plain data)."""
+
+    def restore(self, step: int) -> None:
+        """After a checkpoint load: bind the groups again, go to ``step`` (evaluated when >= 0)."""
+
+    def rebind(self) -> None:
+        """Hand every group back to the schedule at the current step."""
+
+
+# --- host -----------------------------------------------------------------------------------------
+
+
+class HostRates:
+    """Every group's float64 rate at a step, bit for bit ``compute_lr``'s, from prepared programs."""
+
+    def __init__(self, configs: list[LearningRate]) -> None:
+        self.configs = configs
+        self._formulas = [prepare_lr(cfg) for cfg in configs]
+        self.native = len(configs) >= HOST_NATIVE_MIN_GROUPS and unavailable_reason("native", "cpu") is None
+        if self.native:
+            self._evaluate = host_evaluator(_table(configs, "cpu"))
+
+    def __call__(self, step: int) -> list[float]:
+        if self.native and step <= MAX_STEP:  # beyond, a float64 step is inexact: only Python ints are
+            return self._evaluate(step)
+        return [formula(step) for formula in self._formulas]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"configs": self.configs}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["configs"])
+
+
+class HostEngine:
+    """Host mode: every group's rate, exactly ``compute_lr``'s float64 value, written as a float.
+
+    Any int64 step is evaluated exactly (beyond ``MAX_STEP`` by the Python formulas). A tensor
+    ``group["lr"]`` is filled in place, as torch's schedulers do.
+    """
+
+    on_device = False
+    compilable = False
+    ahead = False
+    backend = None
+    counter = None
+
+    def __init__(self, binding: GroupBinding, configs: list[LearningRate], last_epoch: int) -> None:
+        self._binding = binding
+        self._rates = HostRates(configs)
+        self.step = last_epoch
+        self.values: list[float] = []
+
+    @property
+    def native(self) -> bool:
+        """Whether the native CPU op evaluates the rates (else one prepared formula per group)."""
+        return self._rates.native
+
+    @staticmethod
+    def check_step(step: int, name: str) -> None:
+        pass  # every int64 step is exact on the host
+
+    def check_groups(self) -> None:
+        self._binding.check_counts()
+
+    def advance(self) -> None:
+        self.jump(self.step + 1)
+
+    def advance_unseen(self) -> None:  # pragma: no cover - compilable is False
+        raise NotImplementedError("host mode evaluates on the host: it has no in-graph step")
+
+    def jump(self, step: int) -> None:
+        values = self._rates(step)
+        for group, lr in zip(self._binding.groups(), values):
+            old = group["lr"]
+            if type(old) is float or not isinstance(old, torch.Tensor):
+                group["lr"] = lr
+            else:
+                old.fill_(lr)
+        self.values = values
+        self.step = step
+
+    def move(self, step: int) -> None:
+        self.step = step
+
+    def catch_up(self) -> int:
+        self.ahead = False  # nothing moves without the host
+        return 0
+
+    def floats(self) -> list[float]:
+        return list(self.values)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, step: int) -> None:
+        self.step = step
+        if step >= 0:
+            self.jump(step)
+
+    def rebind(self) -> None:
+        if self.step >= 0:
+            self.jump(self.step)
+
+
+# --- device ---------------------------------------------------------------------------------------
+
+
+def buffer_device(binding: GroupBinding, device: Any) -> torch.device:
+    """Where the rate buffer lives: ``device``, which must be the parameters' device (their device by default)."""
+    params_device = binding.params_device()
+    if device is None:
+        return params_device or torch.device("cpu")
+    try:
+        wanted = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch.device or a device string, got {device!r}") from None
+    if wanted.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} but CUDA is not available here (torch {torch.__version__}); "
+                f"omit device to keep the learning rates with the parameters"
+            )
+        if wanted.index is None:
+            wanted = torch.device("cuda", torch.cuda.current_device())
+    if params_device is not None and params_device != wanted:
+        raise ValueError(
+            f"device={device!r} but the optimizer's parameters are on {params_device}: the learning "
+            f"rates must live on the parameters' device (omit device to use it)"
+        )
+    return wanted
+
+
+class DeviceEngine:
+    """Device mode: one float32 buffer of rates that the groups view, advanced by the op ``advance_``.
+
+    Steps go up to ``MAX_STEP`` (2**53 - 2): the device evaluates the step in float64, exact only
+    that far, so :meth:`check_step` refuses more (host mode takes any int64 step).
+
+    Args:
+        binding: the groups; they are bound to the buffer once every check has passed.
+        configs: one schedule per group, in group order.
+        last_epoch: the starting step (-1: none yet).
+        device: the buffer's device (default: the parameters'); backend: see ``LRShim``.
+    """
+
+    on_device = True
+    compilable = True
+
+    def __init__(
+        self,
+        binding: GroupBinding,
+        configs: list[LearningRate],
+        last_epoch: int,
+        device: torch.device | str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        self.check_step(last_epoch, "last_epoch")
+        device = buffer_device(binding, device)
+        problems = binding.tensor_lr_problems()
+        if problems:
+            raise ValueError("device mode gives every group a tensor lr, but " + "; ".join(problems))
+        self.backend = resolve_backend(device, backend)
+        self.table = _table(configs, device)
+        self.counter = torch.full((), last_epoch, dtype=torch.int64, device=device)
+        self.values = torch.zeros(len(configs), dtype=torch.float32, device=device)
+        check_advance_args(self.counter, self.table, self.values, 1)
+        self._launch = launcher(self.backend)
+        self._binding = binding
+        self.step = last_epoch
+        self.ahead = False  # the counter moved without the host (graph replay, compiled step)
+        # Every check passed: from here on the optimizer's groups change.
+        if last_epoch == -1:  # as torch records it, before binding points the groups at the buffer
+            for group in binding.groups():
+                lr = group["lr"]
+                group.setdefault("initial_lr", lr.clone() if isinstance(lr, torch.Tensor) else lr)
+        binding.bind(self.values)
+        binding.attach()
+
+    @staticmethod
+    def check_step(step: int, name: str) -> None:
+        # Called where a step is set (step(epoch), last_epoch, a load, the constructor). A counter
+        # that passes MAX_STEP by advancing one step at a time takes 2**53 steps: unreachable in
+        # practice, so the hot path has no check (and the first step past it, 2**53 - 1, is exact).
+        if step > MAX_STEP:
+            raise OverflowError(
+                f"{name} must be <= 2**53 - 2 ({MAX_STEP}) in device mode, got {step}: the device "
+                f"evaluates the step in float64, exact only up to there (host mode, device_schedule=False, "
+                f"takes steps up to 2**63 - 1)"
+            )
+
+    def check_groups(self) -> None:
+        self._binding.check()
+
+    def advance(self) -> None:
+        self._launch(self.counter, self.table, self.values, 1)
+        self.step += 1
+
+    def advance_unseen(self) -> None:
+        self._launch(self.counter, self.table, self.values, 1)
+        self.ahead = True
+
+    def jump(self, step: int) -> None:
+        self.counter.fill_(step)
+        self._launch(self.counter, self.table, self.values, 0)
+        self.step = step
+
+    def move(self, step: int) -> None:
+        self.counter.fill_(step)
+        self.step = step
+
+    def catch_up(self) -> int:
+        device_step = int(self.counter.item())
+        taken, self.step, self.ahead = device_step - self.step, device_step, False
+        return taken
+
+    def floats(self) -> list[float]:
+        return self.values.tolist()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"device_step": self.step}
+
+    def restore(self, step: int) -> None:
+        self.ahead = False
+        self.move(step)
+        self._binding.bind(self.values)
+        if step >= 0:
+            self._launch(self.counter, self.table, self.values, 0)
+
+    def rebind(self) -> None:
+        self._binding.reclaim()
+
+    # --- copies: deepcopy, pickle, torch.save --------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_launch"]  # rebuilt for this process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        try:
+            self._launch = launcher(resolve_backend(self.values.device, self.backend))
+        except RuntimeError:  # the saved backend is not available here: take the best one that is
+            self.backend = resolve_backend(self.values.device, None)
+            self._launch = launcher(self.backend)
+        self._binding.drop_stale_step_wrappers()
+        self._binding.bind(self.values)
+        self._binding.attach()
