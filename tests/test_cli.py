@@ -15,8 +15,9 @@ import pytest
 import torch
 
 import fusedsched
-from fusedsched import LearningRate, LRShim, bench, compute_lr
+from fusedsched import LearningRate, LRShim, compute_lr
 from fusedsched.cli import load_schedules, main
+from fusedsched.tools import bench
 
 EXAMPLE = bench.example_config_path()
 SRC = Path(fusedsched.__file__).parent.parent
@@ -206,6 +207,19 @@ def test_bench_quick_writes_json(tmp_path, capsys):
             assert r["torch"] == torch.__version__ and r["backend"]
         assert mine[auto]["syncs_per_step"] == 0
     assert result["training_step"] == [] and "training_step" in result["skipped"]  # CPU: CUDA-only suites
+
+
+def test_bench_writes_json_only_when_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    quickest = ["bench", "--quick", "--groups", "1", "--rounds", "1", "-q"]
+    code, out, err = run_main(quickest, capsys)
+    assert code == 0, err
+    assert "scheduler.step()" in out and "wrote" not in out
+    assert list(tmp_path.iterdir()) == []  # no bench.json, nor anything else, in the current folder
+    code, out, err = run_main([*quickest, "--json", "out.json"], capsys)
+    assert code == 0, err
+    assert "wrote out.json" in out and list(tmp_path.iterdir()) == [tmp_path / "out.json"]
+    assert json.loads((tmp_path / "out.json").read_text())["settings"]["command"].endswith("--json out.json")
 
 
 def test_stock_lambda_is_the_reference():
