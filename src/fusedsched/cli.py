@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pydantic
 import torch
-import yaml
 
 from . import plotting
 from .config import (
@@ -274,7 +273,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     _backend(None)  # the run reports the default backend: a bad $FUSEDSCHED_BACKEND fails now, not after it
     device = _device(args.device)
-    if args.json:
+    if args.json is not None:
         _check_writable(args.json, "--json")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     threads = torch.get_num_threads()
@@ -286,7 +285,7 @@ def _bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     result["settings"]["command"] = "python -m fusedsched " + " ".join(args.argv)
     print(bench.format_report(result))
-    if args.json:
+    if args.json is not None:
         try:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         except OSError as e:
