@@ -1,34 +1,48 @@
-# Everything starts from python3 alone: `make test` and `make demo` create .venv on first use.
-# The CPU build of torch is pinned so that set-up never pulls the CUDA wheels.
+# Everything starts from python3 alone: `make demo` and `make test` create .venv on first use.
+# The CPU build of torch is pinned, and installed before anything that depends on torch, so that
+# set-up never pulls the CUDA wheels. Two stages, each with its stamp: $(STAMP) holds what the demo
+# needs (torch, Triton, the package with its native op, the plot extra); $(TEST_STAMP) adds the test
+# extra and torchrec. `make test` after `make demo` installs only the difference.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TRITON_SPEC ?= triton==3.8.0
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+BENCH_JSON ?=
 
 .PHONY: setup test demo bench clean
 
-setup: $(STAMP)
+setup: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml setup.py requirements-torchrec.txt $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q "$(TRITON_SPEC)" setuptools wheel
-	@# torchrec and its needs, pinned, without their metadata's fbgemm-gpu and unpinned torch.
-	$(PY) -m pip install -q --no-deps -r requirements-torchrec.txt
 	@# FUSEDSCHED_BUILD_NATIVE from the environment: 0 skips fusedsched._C, 1 requires it, unset tries.
-	$(PY) -m pip install -q --no-build-isolation -e ".[test,plot]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[plot]"
 	touch $@
 
-test: $(STAMP)
+# The test extra's requirements are read from the installed package's metadata: installing
+# ".[test]" would reinstall, and so rebuild, the package itself. torchrec and its needs come last,
+# pinned and without their metadata's fbgemm-gpu and unpinned torch: pip checks dependencies after
+# every install that has them, and would then report torchrec's fbgemm-gpu as missing.
+$(TEST_STAMP): $(STAMP) requirements-torchrec.txt
+	$(PY) -c 'import importlib.metadata as m; print("\n".join(r.split(";")[0] for r in m.requires("fusedsched") if "extra == \"test\"" in r))' > $(VENV)/requirements-test.txt
+	$(PY) -m pip install -q -r $(VENV)/requirements-test.txt
+	$(PY) -m pip install -q --no-deps -r requirements-torchrec.txt
+	touch $@
+
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
 	$(PY) -m fusedsched demo
 
+# BENCH_JSON=out.json also writes the results as JSON.
 bench: $(STAMP)
-	$(PY) -m fusedsched bench
+	$(PY) -m fusedsched bench $(if $(BENCH_JSON),--json "$(BENCH_JSON)")
 
 clean:
 	rm -rf $(VENV) .venv-cuda build src/*.egg-info src/fusedsched/_C*.so

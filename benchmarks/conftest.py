@@ -1,4 +1,4 @@
-"""pytest-benchmark suites for fusedsched; the measuring code is :mod:`fusedsched.bench`'s.
+"""pytest-benchmark suites for fusedsched; the measuring code is :mod:`fusedsched.tools.bench`'s.
 
 Not collected by ``make test`` (pyproject's ``testpaths`` is ``tests``). Run, e.g.::
 
@@ -19,7 +19,7 @@ import warnings
 import pytest
 import torch
 
-from fusedsched import bench
+from fusedsched.tools import bench
 
 DEVICE = torch.device(os.environ.get("FUSEDSCHED_BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
 GROUPS = [int(g) for g in os.environ.get("FUSEDSCHED_BENCH_GROUPS", "1,10,100,1000,10000").split(",")]

@@ -1,6 +1,6 @@
 """What a table mixing every schedule kind costs the op, next to the example's four tml kinds.
 
-One process, one build, candidates alternated round-robin (:func:`fusedsched.bench.alternate`):
+One process, one build, candidates alternated round-robin (:func:`fusedsched.tools.bench.alternate`):
 for each group count, ``scheduler.step()`` of a device-mode ``LRShim`` whose groups cycle through
 (a) the bundled example's four tml schedules, (b) ``MIXED``, one schedule of every kind with phases
 of the same length as the example's (tens to hundreds of steps). As in ``fusedsched bench`` the
@@ -22,8 +22,9 @@ import sys
 
 import torch
 
-from fusedsched import LearningRate, bench
+from fusedsched import LearningRate
 from fusedsched.kinds import build_table
+from fusedsched.tools import bench
 
 MIXED = [
     LearningRate(**kind) for kind in [

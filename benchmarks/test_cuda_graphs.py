@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fusedsched import bench
+from fusedsched.tools import bench
 
 pytestmark = pytest.mark.usefixtures("require_cuda")
 

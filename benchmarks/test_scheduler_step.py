@@ -1,6 +1,6 @@
 """``scheduler.step()`` per call: fusedsched device mode (each backend), host mode, and LambdaLR."""
 
-from fusedsched import bench
+from fusedsched.tools import bench
 
 
 def test_scheduler_step(measure, device, groups, scheduler_candidate):

@@ -184,7 +184,7 @@ def record_triton_launches():
     from triton.runtime.jit import JITFunction
 
     from fusedsched import LRShim
-    from fusedsched.bench import cycled_schedules
+    from fusedsched.tools.bench import cycled_schedules
     from fusedsched.ops import _triton
 
     kernels = {name: obj for name, obj in vars(_triton).items() if isinstance(obj, JITFunction)}

@@ -247,7 +247,7 @@ def summary_markdown(out: Path, stages: list[dict[str, str]], stage_dir: Path, s
             head.append(line)
         try:
             sys.path.insert(0, str(ROOT / "src"))
-            from fusedsched.bench import format_report
+            from fusedsched.tools.bench import format_report
 
             md += ["", "## `python -m fusedsched bench`", "", "```", format_report(bench), "```"]
         except Exception as exc:  # noqa: BLE001 - the table is a convenience; the JSON is the record

@@ -95,7 +95,7 @@ def sweep(device: str, groups: int, steps: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from _compare import CONFIGS, configs_for  # every schedule kind, kept current by the tests
 
-    from fusedsched.bench import stamp
+    from fusedsched.tools.bench import stamp
     from fusedsched.ops import BACKENDS, unavailable_reason
     from fusedsched.kinds import build_table
 

@@ -1,4 +1,5 @@
-"""The command line: ``demo``, ``plot`` and ``bench`` run, write pictures (by extension), CSV and JSON, and fail in one line."""
+"""The command line: ``demo``, ``plot`` and ``bench`` run, write pictures (by extension), CSV and JSON, and fail in one line;
+``plot`` and ``demo`` take every schedule kind."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 import fusedsched
-from fusedsched import LearningRate, LRShim, bench, compute_lr
+from fusedsched import LearningRate, LRShim, compute_lr
 from fusedsched.cli import load_schedules, main
+from fusedsched.tools import bench
 
 EXAMPLE = bench.example_config_path()
 SRC = Path(fusedsched.__file__).parent.parent
@@ -208,6 +211,19 @@ def test_bench_quick_writes_json(tmp_path, capsys):
     assert result["training_step"] == [] and "training_step" in result["skipped"]  # CPU: CUDA-only suites
 
 
+def test_bench_writes_json_only_when_asked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    quickest = ["bench", "--quick", "--groups", "1", "--rounds", "1", "-q"]
+    code, out, err = run_main(quickest, capsys)
+    assert code == 0, err
+    assert "scheduler.step()" in out and "wrote" not in out
+    assert list(tmp_path.iterdir()) == []  # no bench.json, nor anything else, in the current folder
+    code, out, err = run_main([*quickest, "--json", "out.json"], capsys)
+    assert code == 0, err
+    assert "wrote out.json" in out and list(tmp_path.iterdir()) == [tmp_path / "out.json"]
+    assert json.loads((tmp_path / "out.json").read_text())["settings"]["command"].endswith("--json out.json")
+
+
 def test_stock_lambda_is_the_reference():
     for cfg in bench.example_schedules():
         f = bench.stock_lambda(cfg)
@@ -220,6 +236,64 @@ def test_sync_counter_sees_item_and_inside_custom_ops():
     shim = LRShim(opt, {"g": LearningRate(constant=0.1)}, device_schedule=True, backend="reference")
     syncs, ops = bench.count_host_syncs(shim.step, calls=2)
     assert syncs == 0 and ops > 1  # the reference backend's torch ops are counted, not just the op call
+
+
+# --- every schedule kind: plot and demo take a multi-task config with one tower per kind -------
+
+#: One tower per kind beyond tml's four, in one multi-task config.
+KIND_TOWERS = {
+    "exponential": {"exponential_decay": {"learning_rate": 0.01, "decay_rate": 0.5, "decay_steps": 40, "num_ramp_steps": 10}},
+    "polynomial": {"polynomial_decay": {"learning_rate": 0.01, "end_learning_rate": 1e-4, "num_ramp_steps": 10, "final_num_steps": 150, "power": 2.0}},
+    "wsd": {"warmup_stable_decay": {"learning_rate": 0.01, "final_learning_rate": 1e-4, "num_ramp_steps": 10, "num_stable_steps": 60, "num_decay_steps": 80}},
+    "annealing": {"cosine_annealing": {"learning_rate": 0.01, "final_learning_rate": 1e-3, "num_steps": 60}},
+    "restarts": {"cosine_with_restarts": {"learning_rate": 0.01, "cycle_steps": 20, "cycle_mult": 2, "cycle_decay": 0.7}},
+    "one_cycle": {"one_cycle": {"max_learning_rate": 0.01, "total_steps": 120}},
+    "inverse_sqrt": {"inverse_sqrt": {"learning_rate": 0.01, "num_ramp_steps": 10}},
+    "joined": {"join": {"schedules": [{"constant": 0.001}, {"cosine_annealing": {"learning_rate": 0.01, "num_steps": 50}}], "boundaries": [30]}},
+    "product": {"product": {"schedules": [{"linear_ramp_to_constant": {"learning_rate": 1.0, "num_ramp_steps": 20}},
+                                         {"exponential_decay": {"learning_rate": 0.01, "decay_rate": 0.9, "decay_steps": 10}}]}},
+}
+
+
+def every_kind_config(tmp_path: Path) -> Path:
+    data = {"optimizer": {"adam": {"lr": 0.001}, "multi_task_learning_rates": {
+        "tower_learning_rates": KIND_TOWERS, "backbone_learning_rate": {"constant": 0.001}}}}
+    path = tmp_path / "kinds.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_every_kind_is_in_the_example_config():
+    kinds = {LearningRate(**cfg).kind for cfg in KIND_TOWERS.values()}
+    assert kinds | {"constant", "piecewise_constant", "linear_ramp_to_constant", "linear_ramp_to_cosine"} == set(LearningRate.KINDS)
+
+
+def test_plot_draws_every_kind(tmp_path, capsys):
+    path, png, data = every_kind_config(tmp_path), tmp_path / "kinds.png", tmp_path / "kinds.csv"
+    code, out, err = run_main(["plot", str(path), "--steps", "300", "-o", str(png), "--csv", str(data)], capsys)
+    assert code == 0, err
+    assert png.read_bytes().startswith(SIGNATURES["png"])
+    header, steps, columns = read_csv(data)
+    assert steps.tolist() == list(range(300))
+    schedules, _ = load_schedules(path)
+    for name, cfg in KIND_TOWERS.items():
+        lr = LearningRate(**cfg)
+        assert schedules[name] == lr
+        want = np.array([compute_lr(lr, int(s)) for s in steps])
+        np.testing.assert_allclose(columns[name], want, rtol=1e-12, atol=0)  # np.cos may differ in the last bit
+
+
+def test_demo_trains_with_every_kind(tmp_path, capsys):
+    png, data = tmp_path / "demo.png", tmp_path / "demo.csv"
+    code, out, err = run_main(
+        ["demo", "--config", str(every_kind_config(tmp_path)), "--steps", "40", "-q", "-o", str(png), "--csv", str(data)], capsys)
+    assert code == 0, err
+    header, steps, columns = read_csv(data)
+    for name, cfg in KIND_TOWERS.items():  # the rates the optimizer read, within one float32 ulp
+        lr = LearningRate(**cfg)
+        got = np.float32(columns[name])
+        want = np.float32([compute_lr(lr, int(s)) for s in steps])
+        assert np.abs(got.view(np.int32) - want.view(np.int32)).max() <= 1, name
 
 
 # --- bad input ---------------------------------------------------------------------------------

@@ -10,15 +10,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
 import fusedsched
+import fusedsched.kinds
 
 PROGRAM = """
 import sys
+import typing
 import fusedsched
+import fusedsched.kinds
 assert "torch._dynamo" not in sys.modules, "import fusedsched imported torch._dynamo"
 values = [getattr(fusedsched, name) for name in fusedsched.__all__]
 import fusedsched.graphs, fusedsched.ops, fusedsched.binding
@@ -51,3 +55,27 @@ def test_unknown_names_are_attribute_errors_and_public_names_are_listed():
         fusedsched.nope  # noqa: B018
     assert set(fusedsched.__all__) <= set(dir(fusedsched))
     assert fusedsched.LRShim.__module__ == "fusedsched.scheduler"
+
+
+KIND_MODELS = [
+    "PiecewiseConstant", "LinearRampToConstant", "LinearRampToCosine", "ExponentialDecay", "PolynomialDecay",
+    "WarmupStableDecay", "CosineAnnealing", "CosineWithRestarts", "OneCycle", "InverseSqrt", "Join", "Product",
+]
+
+
+def test_every_kind_model_and_learning_rate_are_exported_from_kinds():
+    from fusedsched import (  # the statement users write
+        CosineAnnealing, CosineWithRestarts, ExponentialDecay, InverseSqrt, Join, LearningRate, LinearRampToConstant,
+        LinearRampToCosine, OneCycle, PiecewiseConstant, PolynomialDecay, Product, WarmupStableDecay,
+    )
+
+    imported = [PiecewiseConstant, LinearRampToConstant, LinearRampToCosine, ExponentialDecay, PolynomialDecay,
+                WarmupStableDecay, CosineAnnealing, CosineWithRestarts, OneCycle, InverseSqrt, Join, Product]
+    # The kind models are LearningRate's field types, one per kind but the float "constant".
+    fields = [typing.get_args(LearningRate.model_fields[kind].annotation) for kind in LearningRate.KINDS if kind != "constant"]
+    models = [next(t for t in args if t is not type(None)) for args in fields]
+    assert [m.__name__ for m in models] == KIND_MODELS and imported == models
+    for name in [*KIND_MODELS, "LearningRate"]:
+        assert name in fusedsched.__all__ and name in dir(fusedsched)
+        assert getattr(fusedsched, name) is getattr(fusedsched.kinds, name), name
+        assert getattr(fusedsched, name).__module__.startswith("fusedsched.kinds."), name

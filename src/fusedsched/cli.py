@@ -6,7 +6,9 @@ with status 1, also in one line. ``FUSEDSCHED_DEBUG=1`` re-raises instead, with 
 
 Pictures are drawn by matplotlib (:mod:`fusedsched.plotting`, ``pip install 'fusedsched[plot]'``)
 outside pyplot, with the Agg canvas, in the format the output's extension names; ``plot`` without
-matplotlib is bad input. The demo's progress bar is tqdm's.
+matplotlib is bad input. This module checks the options, loads the configs and writes the files;
+the demo and the benchmark themselves are tools (:mod:`fusedsched.tools.demo`,
+:mod:`fusedsched.tools.bench`). ``bench`` writes its JSON only where ``--json`` says.
 """
 
 from __future__ import annotations
@@ -24,10 +26,8 @@ from typing import Any
 import numpy as np
 import pydantic
 import torch
-import yaml
-from tqdm import tqdm
 
-from . import bench, plotting
+from . import plotting
 from .config import (
     AdamConfig,
     MultiTaskLearningRates,
@@ -37,10 +37,10 @@ from .config import (
     validate_optimizer_config,
 )
 from .kinds import LearningRate
-from .models import MultiTaskModel, multi_task_batches
 from .ops import BACKENDS, BackendUnavailable
 from .ops.dispatch import BACKEND_ENV
-from .optim import BACKBONE, build_optimizer, sanitize, schedules_by_group
+from .optim import BACKBONE, schedules_by_group
+from .tools import bench, demo
 
 __all__ = ["CliError", "load_schedules", "main"]
 
@@ -253,97 +253,17 @@ def _demo(args: argparse.Namespace) -> int:
     if args.csv:
         _check_writable(args.csv, "--csv")
     config = args.config or bench.example_config_path()
-    schedules, opt_cfg = load_schedules(config)
-    rates = opt_cfg.multi_task_learning_rates
-    towers = list(rates.tower_learning_rates) if rates is not None else ["task_a", "task_b"]
-    torch.manual_seed(0)
-    model = MultiTaskModel([sanitize(t) for t in towers]).to(device)  # recap names its tower modules so
+    _, opt_cfg = load_schedules(config)
     try:
-        optimizer, shim = build_optimizer(model, opt_cfg, device_schedule=True, backend=backend)
+        model, optimizer, shim = demo.build(opt_cfg, device, backend)
     except ValueError as e:  # e.g. a recap config whose backbone schedule is null: the demo has a backbone
         raise CliError(f"{config}: cannot build the demo's optimizer: {_one_line(e)}") from None
-    names = shim.group_names
-    xs, ys = multi_task_batches(len(towers), device=device)
-    lr_hist = torch.zeros(args.steps, len(names), device=device)
-    loss_hist = torch.zeros(args.steps, device=device)
-    if device.type == "cuda":
-        from .graphs import CapturedTrainingStep
-
-        mode, warmup = "whole step captured in a CUDA graph, replayed", 3
-        captured = CapturedTrainingStep(model.loss, optimizer, shim, (xs[0], ys[0]), warmup_steps=warmup)
-
-        def train_step(i: int) -> None:
-            lr_hist[i].copy_(shim.lr_tensor)  # the rates this replay's optimizer.step() reads
-            loss_hist[i].copy_(captured.replay(xs[i % len(xs)], ys[i % len(ys)]))
-    else:
-        mode, warmup = "eager", 0
-
-        def train_step(i: int) -> None:
-            lr_hist[i].copy_(shim.lr_tensor)
-            optimizer.zero_grad(set_to_none=True)
-            loss = model.loss(xs[i % len(xs)], ys[i % len(ys)])
-            loss.backward()
-            optimizer.step()
-            shim.step()
-            loss_hist[i].copy_(loss.detach())
-
-    first_step = int(shim.step_tensor.item())  # after the graph's warm-up steps, if any
-    threads = torch.get_num_threads()
-    if device.type == "cpu":  # a model this small gains nothing from intra-op threads, and they
-        torch.set_num_threads(1)  # stall for whole time slices when other processes share the cores
-        mode += ", 1 CPU thread"
-    bar = tqdm(total=args.steps, desc="training", unit="step", file=sys.stderr, mininterval=0.1,
-               dynamic_ncols=True, disable=not _progress_wanted(args.progress))
-    try:
-        bench.synchronize(device)
-        start = time.perf_counter()
-        for i in range(args.steps):
-            train_step(i)
-            bar.update()
-        bench.synchronize(device)
-        elapsed = time.perf_counter() - start
-    finally:
-        bar.close()
-        torch.set_num_threads(threads)
-
-    # The scheduler's own cost, against LambdaLR doing the same schedules, on fresh instances.
-    ordered = [shim.lr_dict[n] for n in names]
-    ours = bench.fused_name(shim.backend)
-    cands = bench.scheduler_candidates(ordered, device, names=[ours, bench.LAMBDA_FLOAT])
-    timing = bench.alternate({n: fn for n, (_, fn) in cands.items()}, device, rounds=7, target_s=0.003)
-    syncs, ops = bench.count_host_syncs(cands[ours][1], calls=5)
-
-    lrs, losses = lr_hist.cpu().numpy(), loss_hist.cpu().numpy()
-    recorded = {n: lrs[:, k] for k, n in enumerate(names)}
-    last_step = first_step + args.steps - 1
+    run = demo.train(model, optimizer, shim, device, args.steps, progress=_progress_wanted(args.progress))
     if out is not None:
-        title = f"fusedsched demo: {device.type}, {mode.split(',')[0]}, backend {shim.backend}"
-        fig = plotting.plot_training(first_step, recorded, losses, shim.lr_dict, title=title, pyplot=False)
-        _save(fig, out)
+        _save(demo.figure(run), out)
     if args.csv:
-        _write_csv(args.csv, np.arange(first_step, last_step + 1), {**recorded, "loss": losses})
-
-    t_ours, t_stock = timing[ours], timing[bench.LAMBDA_FLOAT]
-    ratio = t_stock.median / t_ours.median
-    versus = f"{ratio:.1f}x cheaper" if ratio >= 1 else f"{1 / ratio:.1f}x more expensive"
-    tail = losses[-min(10, len(losses)):].mean()
-    print(f"fusedsched demo: {args.steps} steps on {device} ({mode}), backend {shim.backend}, "
-          f"{len(names)} param group(s): {', '.join(names)}")
-    print(f"  training          {args.steps / elapsed:.1f} steps/s ({elapsed:.2f} s"
-          f"{f', after {warmup} warm-up steps' if warmup else ''}); loss {losses[0]:.4f} -> {tail:.4f}")
-    if not np.isfinite(losses).all():
-        print(f"  warning           the loss is not finite from step {int(np.argmin(np.isfinite(losses)))} on: check the config")
-    print(f"  scheduler.step()  {t_ours.median * 1e6:.2f} us ({ours}) vs {t_stock.median * 1e6:.2f} us "
-          f"(LambdaLR, float LRs, same schedules): {versus} "
-          f"[median of {t_ours.rounds} alternated rounds, p10-p90 {t_ours.p10 * 1e6:.2f}-{t_ours.p90 * 1e6:.2f} us]")
-    print(f"  host syncs        {syncs:g} per scheduler.step() (aten::_local_scalar_dense / aten::item over 5 steps; "
-          f"{ops:g} op(s) dispatched per step)")
-    if out is not None:
-        print(f"  plot              {out}: {len(names)} LR curve(s) + loss, schedule steps {first_step}-{last_step}")
-    else:
-        print(f"  plot              skipped: {skipped}")
-    if args.csv:
-        print(f"  data              {args.csv}: step, {len(names)} recorded LR column(s), loss")
+        _write_csv(args.csv, run.step_numbers, {**run.rates, "loss": run.losses})
+    print(demo.report(run, out, skipped, args.csv))
     return 0
 
 
@@ -353,7 +273,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     _backend(None)  # the run reports the default backend: a bad $FUSEDSCHED_BACKEND fails now, not after it
     device = _device(args.device)
-    _check_writable(args.json, "--json")
+    if args.json is not None:
+        _check_writable(args.json, "--json")
     log = (lambda msg: None) if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     threads = torch.get_num_threads()
     if args.threads:
@@ -364,11 +285,12 @@ def _bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     result["settings"]["command"] = "python -m fusedsched " + " ".join(args.argv)
     print(bench.format_report(result))
-    try:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    except OSError as e:
-        raise CliError(f"cannot write {args.json}: {e.strerror or _one_line(e)}") from None
-    print(f"wrote {args.json}")
+    if args.json is not None:
+        try:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise CliError(f"cannot write {args.json}: {e.strerror or _one_line(e)}") from None
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -433,7 +355,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="time scheduler.step() against torch's LambdaLR (and whole steps on CUDA)")
     b.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
-    b.add_argument("--json", default="bench.json", help="where to write the results (default bench.json)")
+    b.add_argument("--json", help="also write the results as JSON to this file (default: none written)")
     b.add_argument("--groups", type=_groups, default=list(bench.DEFAULT_GROUPS),
                    help=f"comma-separated group counts, each 1 to {MAX_BENCH_GROUPS:,}")
     b.add_argument("--rounds", type=_int_in(1, 10_000), help="alternated rounds per candidate (default 11, quick 3)")

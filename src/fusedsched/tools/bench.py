@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .config import load_config
-from .kinds import LearningRate
+from ..config import load_config
+from ..kinds import LearningRate
+from ..ops import BACKENDS, resolve_backend, unavailable_reason
+from ..ops.dispatch import AUTO_ORDER
+from ..schedules import compute_lr, prepare_lr, schedule_marks
+from ..scheduler import LRShim
 from .models import mlp, regression_batches
-from .ops import BACKENDS, resolve_backend, unavailable_reason
-from .ops.dispatch import AUTO_ORDER
-from .schedules import compute_lr, prepare_lr, schedule_marks
-from .scheduler import LRShim
 
 __all__ = [
     "DEFAULT_GROUPS",
@@ -409,7 +409,7 @@ def training_candidates(device: torch.device | str, width: int = 256, depth: int
     The three graph variants share :class:`fusedsched.graphs.CapturedTrainingStep`, so they differ
     only in how the learning rates move: on the device inside the graph, not at all, or by the host.
     """
-    from .graphs import CapturedTrainingStep
+    from ..graphs import CapturedTrainingStep
 
     device = torch.device(device)
     xs, ys = regression_batches(width, device=device)
