@@ -496,6 +496,10 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
             whose group rate is not its schedule's at the current step (torch would go on from
             that rate); nothing is touched.
 
+    Warns:
+        ConversionWarning: ``OneCycleLR(anneal_strategy="linear")`` whose extrapolated rate at
+            ``total_steps`` is negative: the shim gives the schedule's last value there instead.
+
     Example::
 
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
