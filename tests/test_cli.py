@@ -430,3 +430,52 @@ def test_python_dash_m_entry_point(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("fusedsched: error:")]
     assert errors == [f"fusedsched: error: config file not found: {tmp_path / 'nope.yaml'}"]
     assert "Traceback" not in proc.stderr
+
+
+# --- the cause of an invalid config comes first --------------------------------------------------
+
+MISSPELT = {
+    "schedule": ("cosine_annealing: {learning_rate: 0.1, num_step: 100}\n", "cosine_annealing"),
+    "optimizer section": ("optimizer:\n  adam: {lr: 0.1}\n  learning_rate:\n    cosine_annealing:\n"
+                          "      learning_rate: 0.1\n      num_step: 100\n", "optimizer.learning_rate.cosine_annealing"),
+    "learning_rate": ("learning_rate: {cosine_annealing: {learning_rate: 0.1, num_step: 100}}\n",
+                      "learning_rate.cosine_annealing"),
+}
+
+
+@pytest.mark.parametrize("case", MISSPELT)
+def test_a_misspelt_required_field_is_reported_as_the_unknown_key_with_a_hint(tmp_path, capsys, case):
+    text, where = MISSPELT[case]
+    code, _, err = run_main(["plot", str(write(tmp_path, "lr.yaml", text)), "-o", str(tmp_path / "x.png")], capsys)
+    one_error_line(code, err, f"invalid config: unknown key 'num_step' at {where} (did you mean 'num_steps'?)")
+
+
+def test_a_misspelt_optional_field_gets_no_hint(tmp_path, capsys):
+    text = "one_cycle: {max_learning_rate: 0.1, total_steps: 100, pct_strat: 0.2}\n"
+    code, _, err = run_main(["plot", str(write(tmp_path, "lr.yaml", text)), "-o", str(tmp_path / "x.png")], capsys)
+    one_error_line(code, err, "invalid config: unknown key 'pct_strat' at one_cycle\n")
+
+
+UNINDENTED = {
+    "learning_rate": ("learning_rate:\n  cosine_annealing:\n  learning_rate: 0.1\n  num_steps: 100\n",
+                      "learning_rate.cosine_annealing is empty and learning_rate has stray keys 'learning_rate', "
+                      "'num_steps': are the schedule's fields indented under cosine_annealing?"),
+    "optimizer section": ("optimizer:\n  adam: {lr: 0.1}\n  learning_rate:\n    cosine_annealing:\n"
+                          "    learning_rate: 0.1\n    num_steps: 100\n",
+                          "optimizer.learning_rate.cosine_annealing is empty and optimizer.learning_rate has stray keys "
+                          "'learning_rate', 'num_steps': are the schedule's fields indented under cosine_annealing?"),
+    "a bare schedule": ("cosine_annealing:\nlearning_rate: 0.1\nnum_steps: 100\n",
+                        "cosine_annealing is empty and the top level has stray keys 'learning_rate', 'num_steps': "
+                        "are the schedule's fields indented under cosine_annealing?"),
+    "a tower's schedule": ("tower_learning_rates:\n  ctr:\n    one_cycle:\n    max_learning_rate: 0.1\n"
+                           "    total_steps: 50\nbackbone_learning_rate: {constant: 0.1}\n",
+                           "tower_learning_rates.ctr.one_cycle is empty and tower_learning_rates.ctr has stray keys "
+                           "'max_learning_rate', 'total_steps': are the schedule's fields indented under one_cycle?"),
+}
+
+
+@pytest.mark.parametrize("case", UNINDENTED)
+def test_an_unindented_schedule_is_reported_as_such(tmp_path, capsys, case):
+    text, message = UNINDENTED[case]
+    code, _, err = run_main(["plot", str(write(tmp_path, "lr.yaml", text)), "-o", str(tmp_path / "x.png")], capsys)
+    one_error_line(code, err, f"invalid config: {message}\n")

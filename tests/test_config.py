@@ -704,3 +704,65 @@ def test_kinds_and_config_import_in_any_order(first):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "0.125"
+
+
+# --- load_config reports the likely cause first ----------------------------------------------------
+
+
+@pytest.mark.parametrize("text, cls, section, loc", [
+    ("learning_rate: {cosine_annealing: {learning_rate: 0.1, num_step: 100}}\nsgd: {lr: 0.1}\n", None, None,
+     ("learning_rate", "cosine_annealing", "num_step")),
+    ("cosine_annealing: {learning_rate: 0.1, num_step: 100}\n", LearningRate, None, ("cosine_annealing", "num_step")),
+    ("optimizer:\n  learning_rate: {cosine_annealing: {learning_rate: 0.1, num_step: 100}}\n", LearningRate,
+     "optimizer.learning_rate", ("cosine_annealing", "num_step")),
+])
+def test_load_config_leads_with_a_misspelt_required_field(text, cls, section, loc):
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_config(text, cls, section)
+    first = info.value.errors()[0]
+    assert (first["type"], first["loc"]) == ("extra_forbidden", loc)
+    assert "(unknown key 'num_step'; did you mean 'num_steps'?)" in first["msg"]
+    lines = str(info.value).splitlines()
+    assert lines[0] == "2 validation errors for " + (cls or OptimizerConfig).__name__
+    assert lines[1] == ".".join(loc) and "did you mean 'num_steps'?" in lines[2]
+    assert "Field required" in lines[4]  # pydantic's own error, still there, after the cause
+
+
+UNINDENTED = {
+    "a bare schedule": ("cosine_annealing:\nlearning_rate: 0.1\nnum_steps: 100\n", LearningRate, None,
+                        ("cosine_annealing",), "cosine_annealing is empty and the top level has stray keys"),
+    "an optimizer section": ("adam: {lr: 0.1}\nlearning_rate:\n  cosine_annealing:\n  learning_rate: 0.1\n  num_steps: 100\n",
+                             None, None, ("learning_rate", "cosine_annealing"),
+                             "learning_rate.cosine_annealing is empty and learning_rate has stray keys"),
+    "an optimizer section in a file": (
+        "optimizer:\n  adam: {lr: 0.1}\n  learning_rate:\n    cosine_annealing:\n    learning_rate: 0.1\n    num_steps: 100\n",
+        OptimizerConfig, "optimizer", ("learning_rate", "cosine_annealing"),
+        "learning_rate.cosine_annealing is empty and learning_rate has stray keys"),
+    "a learning_rate section": ("learning_rate:\n  cosine_annealing:\n  learning_rate: 0.1\n  num_steps: 100\n",
+                                LearningRate, "learning_rate", ("cosine_annealing",),
+                                "cosine_annealing is empty and the top level has stray keys"),
+}
+
+
+@pytest.mark.parametrize("case", UNINDENTED)
+def test_load_config_reports_an_unindented_schedule(case):
+    text, cls, section, loc, message = UNINDENTED[case]
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_config(text, cls, section)
+    errors = info.value.errors()
+    assert len(errors) == 1, errors  # the stray keys' own errors are this one
+    assert (errors[0]["type"], errors[0]["loc"]) == ("schedule_not_indented", loc)
+    assert errors[0]["msg"] == (f"{message} 'learning_rate', 'num_steps': are the schedule's fields indented "
+                                "under cosine_annealing?")
+
+
+def test_load_config_leaves_other_validation_errors_as_pydantic_gives_them():
+    bad = {"learning_rate": {"constant": 0.1, "warmup": 3}, "sgd": {"lr": -1.0}}
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_config(bad)
+    with pytest.raises(pydantic.ValidationError) as direct:
+        OptimizerConfig.model_validate(bad)
+    assert str(info.value) == str(direct.value)  # no missing field to hint at, nothing unindented
+    # explicit nulls for the unused kinds are still fine
+    assert load_config({"cosine_annealing": {"learning_rate": 0.1, "num_steps": 10}, "constant": None},
+                       LearningRate) == LearningRate(cosine_annealing=dict(learning_rate=0.1, num_steps=10))

@@ -1,7 +1,7 @@
 """``from_torch``: the device-mode ``LRShim`` gives, step by step, the stock scheduler's own rates.
 
 Each case builds the same scheduler twice over identical optimizers, converts one and steps both,
-comparing every group's float32 rate with float32 of the stock one to DESIGN.md's precision goal
+comparing every group's float32 rate with float32 of the stock one to docs/precision.md's goal
 (identical or one ulp apart; at most 0.01% one ulp apart), through every phase boundary and far
 past the end; also from a scheduler already stepped, and on every backend that runs here.
 """
@@ -18,7 +18,7 @@ from torch.optim import lr_scheduler as tls
 from transformers import optimization as hf
 
 from fusedsched import LRShim, LearningRate, compute_lr, from_torch
-from fusedsched.convert import SUPPORTED, learning_rates_from_torch
+from fusedsched.convert import SUPPORTED, ConversionWarning, learning_rates_from_torch
 from fusedsched.ops import unavailable_reason
 
 BACKENDS = [b for b in ("native", "reference", "triton") if unavailable_reason(b, "cpu") is None]
@@ -264,3 +264,117 @@ def test_tensor_learning_rates_and_a_device_mode_shim():
         _steps(stock, 1)
         again.step()
         assert again.lr_tensor.tolist() == np.float32(stock.get_last_lr()).tolist()
+
+
+RECURSIVE = {
+    "StepLR": lambda o, last=-1: tls.StepLR(o, step_size=10, gamma=0.5, last_epoch=last),
+    "MultiStepLR": lambda o, last=-1: tls.MultiStepLR(o, milestones=[5, 20, 31], gamma=0.3, last_epoch=last),
+    "ExponentialLR": lambda o, last=-1: tls.ExponentialLR(o, gamma=0.9, last_epoch=last),
+}
+
+
+def _with_initial_lr(lrs):
+    """An optimizer whose groups hold ``initial_lr`` (as a resumed one does) but still their base ``lr``."""
+    opt = optimizer(list(lrs))
+    for group in opt.param_groups:
+        group["initial_lr"] = group["lr"]
+    return opt
+
+
+@pytest.mark.parametrize("name", RECURSIVE)
+def test_a_group_rate_torch_would_go_on_from_is_refused(name):
+    # constructed at last_epoch=12 over groups still at their base rate: torch goes on from that rate
+    # (StepLR: 0.1 until step 19, then 0.05), the closed form is 0.05 at step 13
+    opt = _with_initial_lr([0.1, 0.2])
+    scheduler = RECURSIVE[name](opt, 12)
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError, match=rf"param group 0 has lr 0.1, but {name}'s schedule gives .* at its step 13 "
+                                         r"\(from initial_lr 0.1\).*last_epoch=-1.*load the optimizer's state"):
+        from_torch(scheduler)
+    assert [dict(g) for g in opt.param_groups] == before
+    assert all(isinstance(g["lr"], float) for g in opt.param_groups)
+
+
+@pytest.mark.parametrize("name", RECURSIVE)
+@pytest.mark.parametrize("how", ["load both states", "optimizer state, then last_epoch"])
+def test_a_resumed_scheduler_converts_and_goes_on_as_torch(name, how):
+    make = RECURSIVE[name]
+    stock = make(optimizer(list(BASES)))
+    _steps(stock, 13)
+    opt = optimizer(list(BASES))
+    opt.load_state_dict(stock.optimizer.state_dict())
+    if how == "load both states":
+        resumed = make(opt)
+        resumed.load_state_dict(stock.state_dict())
+    else:  # constructing steps once, from the loaded rates
+        resumed = make(opt, 12)
+    assert resumed.last_epoch == 13
+    shim = from_torch(resumed, backend="native")
+    for i in range(31):
+        if i:
+            _steps(stock, 1)
+            shim.step()
+        got, want = shim.lr_tensor.numpy(), np.array(stock.get_last_lr(), dtype=np.float64)
+        assert (ulps32(got, want) <= 1).all(), (13 + i, got.tolist(), want.tolist())
+
+
+def test_closed_form_schedulers_ignore_a_changed_group_rate():
+    # LambdaLR, OneCycleLR and CosineAnnealingWarmRestarts compute every rate from the base rate:
+    # a group rate set by hand is overwritten at the next step by torch as by the shim
+    for make in (lambda o: hf.get_cosine_schedule_with_warmup(o, 5, 40),
+                 lambda o: tls.CosineAnnealingWarmRestarts(o, T_0=7),
+                 lambda o: tls.OneCycleLR(o, max_lr=0.3, total_steps=40, cycle_momentum=False)):
+        stock, twin = make(optimizer(list(BASES))), make(optimizer(list(BASES)))
+        _steps(stock, 9)
+        _steps(twin, 9)
+        for a, b in zip(stock.optimizer.param_groups, twin.optimizer.param_groups):
+            a["lr"] = b["lr"] = 0.5
+        shim = from_torch(twin, backend="native")
+        for _ in range(20):
+            _steps(stock, 1)
+            shim.step()
+            assert (ulps32(shim.lr_tensor.numpy(), np.array(stock.get_last_lr())) <= 1).all()
+
+
+@pytest.mark.parametrize("three_phase", [False, True])
+def test_one_cycle_linear_negative_extrapolation_is_not_kept_and_warned(three_phase):
+    make = lambda o: tls.OneCycleLR(o, max_lr=[0.1, 0.3], total_steps=100, anneal_strategy="linear",  # noqa: E731
+                                    cycle_momentum=False, three_phase=three_phase)
+    stock = make(optimizer([0.1, 0.3]))
+    with pytest.warns(ConversionWarning, match=r"extrapolates its last phase to -\d.* at step total_steps=100; "
+                                               r"the shim gives the schedule's last value 4(\.0+\d*)?e-07"):
+        shim = from_torch(make(optimizer([0.1, 0.3])), backend="native")
+    for step in range(1, 101):
+        _steps(stock, 1)
+        shim.step()
+        want = np.array(stock.get_last_lr(), dtype=np.float64)
+        if step < 100:
+            assert (ulps32(shim.lr_tensor.numpy(), want) <= 1).all(), step
+    assert (want < 0).all()  # torch's at total_steps
+    assert (shim.lr_tensor.numpy() >= 0).all()
+    assert shim.lr_tensor.tolist() == np.float32([0.1 / 25 / 1e4, 0.3 / 25 / 1e4]).tolist()
+
+
+def test_one_cycle_cos_keeps_torch_s_rate_at_total_steps_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConversionWarning)
+        compare(lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=100, cycle_momentum=False), 101)
+
+
+@pytest.mark.parametrize("make, refused", [
+    (lambda o: tls.SequentialLR(o, [tls.LinearLR(o, 0.5, total_iters=3), tls.StepLR(o, 4)], milestones=[5]), True),
+    (lambda o: tls.SequentialLR(o, [tls.StepLR(o, 4), hf.get_constant_schedule(o)], milestones=[5]), False),
+    (lambda o: tls.ChainedScheduler([tls.ConstantLR(o, 0.5, total_iters=3), tls.ExponentialLR(o, 0.9)]), True),
+    (lambda o: tls.ChainedScheduler([tls.ExponentialLR(o, 0.9), hf.get_constant_schedule(o)]), False),
+    (lambda o: tls.CosineAnnealingLR(o, T_max=20), True),
+])
+def test_a_changed_group_rate_is_refused_where_the_running_scheduler_goes_on_from_it(make, refused):
+    scheduler = make(optimizer([0.1]))
+    _steps(scheduler, 8)
+    scheduler.optimizer.param_groups[0]["lr"] = 0.5
+    if refused:
+        with pytest.raises(ValueError, match=r"param group 0 has lr 0.5, but .* at its step 8"):
+            from_torch(scheduler)
+        assert scheduler.optimizer.param_groups[0]["lr"] == 0.5
+    else:
+        assert from_torch(scheduler).last_epoch == 8

@@ -36,6 +36,7 @@ from .config import (
     read_config_file,
     validate_optimizer_config,
 )
+from .errors import NOT_INDENTED, causes_first
 from .kinds import LearningRate
 from .ops import BACKENDS, BackendUnavailable
 from .ops.dispatch import BACKEND_ENV
@@ -73,16 +74,21 @@ def _at(data: Any, loc: Sequence[Any]) -> Any:
 
 
 def _describe(error: pydantic.ValidationError, data: Any, section: str | None) -> str:
-    """The first validation error as ``where: what``, with the unknown-key case spelled out."""
-    errors = error.errors()
+    """The likely cause among the validation errors (``errors.causes_first``) as ``where: what``,
+    with the unknown-key and unindented-schedule cases spelled out."""
+    errors = causes_first(error, data, [section] if section else [])
     first, loc = errors[0], list(errors[0]["loc"])
     dotted = lambda parts: ".".join(map(str, ([section] if section else []) + list(parts))) or "top level"  # noqa: E731
-    if first["type"] == "extra_forbidden":
+    if first["type"] == NOT_INDENTED:
+        text = first["msg"]
+    elif first["type"] == "extra_forbidden":
         parent, key = _at(data, loc[:-1]), loc[-1]
         if isinstance(parent, dict) and set(parent) & set(LearningRate.KINDS):
             text = f"unknown schedule kind {key!r} at {dotted(loc[:-1])} (expected one of {', '.join(LearningRate.KINDS)})"
         else:
             text = f"unknown key {key!r} at {dotted(loc[:-1])}"
+        if "hint" in first:
+            text += f" (did you mean {first['hint']!r}?)"
     else:
         text = f"{dotted(loc)}: {first['msg'].removeprefix('Value error, ')}"
         if first["type"] != "value_error":  # pydantic's own messages do not show the value

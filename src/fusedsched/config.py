@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, TypeVar, overload
 import pydantic
 import yaml
 
+from .errors import explained
 from .fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
 from .kinds import (
     CosineAnnealing,
@@ -456,14 +457,17 @@ def load_config(
         raise ValueError(
             f"{where}: {what} must be a mapping, got {type(data).__name__}: {data!r:.60}"
         )
-    if cls is None:
-        try:
-            return validate_optimizer_config(data)
-        except pydantic.ValidationError:
-            raise
-        except ValueError as e:
-            raise ValueError(f"{where}{f' section {section!r}' if section else ''}: {e}") from None
-    return cls.model_validate(dict(data))
+    try:
+        if cls is None:
+            try:
+                return validate_optimizer_config(data)
+            except pydantic.ValidationError:
+                raise
+            except ValueError as e:
+                raise ValueError(f"{where}{f' section {section!r}' if section else ''}: {e}") from None
+        return cls.model_validate(dict(data))
+    except pydantic.ValidationError as e:  # the likely cause first (an unindented schedule, an unknown key)
+        raise explained(e, data) from None
 
 
 def dump_config(

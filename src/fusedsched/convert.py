@@ -13,12 +13,17 @@ kinds) whose learning rates are the stock scheduler's, step for step, from its c
   ``CosineAnnealingLR`` in it drops the other factors at each restart (step ``T_max + 1``):
   converted when they no longer change by then, refused otherwise;
 - ``OneCycleLR`` gives one more (extrapolated) rate at ``total_steps``, then raises; the shim
-  gives that rate there and then holds the schedule's last value;
+  gives that rate there and then holds the schedule's last value; where the extrapolation is
+  negative (``anneal_strategy="linear"``) the shim holds the last value from ``total_steps - 1``
+  on instead, with a ``ConversionWarning`` naming both rates;
 - Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords.
 
 Anything else is refused with a ``TypeError`` (an unsupported scheduler or function) or a
 ``ValueError`` (a supported one with settings no kind represents, e.g. ``OneCycleLR(cycle_momentum=
-True)``), before the optimizer is touched.
+True)``), before the optimizer is touched. So is a scheduler whose next rate torch computes from
+the group's current one (the chainable schedulers) while that rate is not the schedule's at the
+current step (e.g. constructed with ``last_epoch=12`` over groups whose ``lr`` is still the base
+rate): torch's rates would go on from the group's rate, the shim's from the closed form.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import struct
+import warnings
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +45,7 @@ from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
 
-__all__ = ["SUPPORTED", "from_torch", "learning_rates_from_torch"]
+__all__ = ["SUPPORTED", "ConversionWarning", "from_torch", "learning_rates_from_torch"]
 
 HF_FUNCTIONS = {
     "_get_constant_lambda": "get_constant_schedule",
@@ -59,6 +66,10 @@ SUPPORTED = (
 )
 
 Config = dict[str, Any]
+
+
+class ConversionWarning(UserWarning):
+    """A converted schedule gives, at some step, a rate the stock scheduler does not."""
 
 
 def _lr(kind: Config, what: str) -> LearningRate:
@@ -205,8 +216,12 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
         return kind
     extra = scheduler._anneal_func(group[phases[-1]["start_lr"]], group[phases[-1]["end_lr"]], (T - start) / (end - start))
     held = compute_lr(_lr(kind, f"OneCycleLR (param group {g})"), T - 1)
-    if math.isfinite(extra) and extra >= 0:  # a negative extrapolation (linear) is not kept
-        kind = {"join": {"schedules": [kind, {"constant": extra}, {"constant": held}], "boundaries": [T, T + 1]}}
+    if math.isfinite(extra) and extra >= 0:
+        return {"join": {"schedules": [kind, {"constant": extra}, {"constant": held}], "boundaries": [T, T + 1]}}
+    warnings.warn(ConversionWarning(  # a negative learning rate is not reproduced
+        f"from_torch: OneCycleLR (param group {g}, anneal_strategy={strategy!r}) extrapolates its last phase to "
+        f"{extra!r} at step total_steps={T}; the shim gives the schedule's last value {held!r} there (and after)"),
+        stacklevel=2)
     return kind
 
 
@@ -417,6 +432,42 @@ def learning_rates_from_torch(scheduler: Any) -> list[LearningRate]:
             for g in range(len(scheduler.optimizer.param_groups))]
 
 
+def _reads_current_rate(scheduler: Any, step: int) -> bool:
+    """Whether torch computes the rate after ``step`` from the group's current one (a chainable
+    scheduler runs then), rather than from the base rate alone (``LambdaLR``, ``OneCycleLR``...)."""
+    if _exact(scheduler, FACTORS + (tls.MultiplicativeLR,)):
+        return True
+    if _exact(scheduler, (tls.ChainedScheduler,)):
+        return not _exact(_flatten(scheduler)[-1], OVERRIDES)
+    if _exact(scheduler, (tls.SequentialLR,)):
+        return _reads_current_rate(scheduler._schedulers[bisect_right(list(scheduler._milestones), step)], step)
+    return False
+
+
+def _float32_bits(x: float) -> int:
+    """``x`` rounded to float32, as an integer that orders like the floats (adjacent floats: 1 apart)."""
+    bits = struct.unpack("<i", struct.pack("<f", x))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+
+def _check_current_rates(scheduler: Any, configs: list[LearningRate], step: int) -> None:
+    """Refuse when a group's rate is not the converted schedule's at ``step`` (1 float32 ulp
+    allowed: torch's chained products round differently) and torch goes on from the group's rate."""
+    if isinstance(scheduler, LRShim) or not _reads_current_rate(scheduler, step):
+        return
+    for g, (group, config) in enumerate(zip(scheduler.optimizer.param_groups, configs)):
+        have, want = float(group["lr"]), compute_lr(config, step)
+        if not math.isfinite(have) or abs(_float32_bits(have) - _float32_bits(want)) > 1:
+            named = f" ({group['name']!r})" if "name" in group else ""
+            raise ValueError(
+                f"from_torch: param group {g}{named} has lr {have!r}, but {_name(scheduler)}'s schedule gives {want!r} "
+                f"at its step {step} (from initial_lr {_initial_lr(scheduler, g)!r}); torch computes each next rate from the "
+                "group's current one, so the converted rates would differ from torch's from here on. Construct the "
+                "scheduler with last_epoch=-1 (and step it, or load its state_dict), or load the optimizer's state "
+                "(optimizer.load_state_dict) before constructing the scheduler, so that the group's lr is the "
+                "schedule's at that step")
+
+
 def _group_names(optimizer: Any, count: int) -> list[str]:
     names = [group.get("name") for group in optimizer.param_groups]
     if all(n is not None for n in names) and len({str(n) for n in names}) == count:
@@ -441,7 +492,13 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
     Raises:
         TypeError: an unsupported scheduler or schedule function (``ReduceLROnPlateau``, a custom
             lambda...), naming it and what is supported; the optimizer is left untouched.
-        ValueError: a supported scheduler with settings no kind represents; nothing is touched.
+        ValueError: a supported scheduler with settings no kind represents, or a chainable one
+            whose group rate is not its schedule's at the current step (torch would go on from
+            that rate); nothing is touched.
+
+    Warns:
+        ConversionWarning: ``OneCycleLR(anneal_strategy="linear")`` whose extrapolated rate at
+            ``total_steps`` is negative: the shim gives the schedule's last value there instead.
 
     Example::
 
@@ -453,6 +510,7 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
     configs = learning_rates_from_torch(scheduler)  # raises before anything changes
     optimizer = scheduler.optimizer
     step = _current_step(scheduler)
+    _check_current_rates(scheduler, configs, step)
     names = list(scheduler.lr_dict) if isinstance(scheduler, LRShim) else _group_names(optimizer, len(configs))
     return LRShim(optimizer, dict(zip(names, configs)), last_epoch=step - 1, device_schedule=True,
                   backend=backend, device=device)

@@ -1,0 +1,118 @@
+"""A config's validation errors, the likely cause first.
+
+pydantic reports a misspelt required field as two errors, the required field missing and the
+unknown key, in the model's field order; and a schedule whose fields lost their indentation
+(``cosine_annealing:`` empty, its fields beside it) as unknown keys or a wrong type one level up.
+``causes_first`` puts first: such a schedule (one new error naming the empty kind and the stray
+keys), then the unknown keys (with the missing required field each one likely misspells), then
+pydantic's other errors. The CLI reports the first as one line; ``load_config`` raises them all
+as a ``pydantic.ValidationError`` (``explained``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pydantic
+from pydantic_core import PydanticCustomError
+
+from .kinds import LearningRate
+
+__all__ = ["NOT_INDENTED", "causes_first", "dotted", "explained"]
+
+#: The error type of a schedule whose fields are not indented under its kind.
+NOT_INDENTED = "schedule_not_indented"
+Loc = tuple[Any, ...]
+
+
+def dotted(loc: Sequence[Any], prefix: Sequence[Any] = ()) -> str:
+    """``a.b.0.c``, or ``top level`` for the empty path."""
+    return ".".join(map(str, [*prefix, *loc])) or "top level"
+
+
+def _kind_fields() -> dict[str, set[str]]:
+    """Each schedule kind that is a model (all but ``constant``), with its field names."""
+    fields = {}
+    for kind in LearningRate.KINDS:
+        for arg in typing.get_args(LearningRate.model_fields[kind].annotation):
+            if isinstance(arg, type) and issubclass(arg, pydantic.BaseModel):
+                fields[kind] = set(arg.model_fields)
+    return fields
+
+
+def unindented_schedule(data: Any) -> tuple[Loc, str, list[str]] | None:
+    """The first mapping in ``data`` (depth first) holding an empty (null) schedule kind beside
+    keys that are that kind's fields: ``(the mapping's loc, the kind, those keys)``; None if none."""
+    fields = _kind_fields()
+
+    def walk(node: Any, loc: Loc) -> tuple[Loc, str, list[str]] | None:
+        if isinstance(node, Mapping):
+            for kind, value in node.items():
+                stray = [k for k in node if k in fields.get(kind, ())] if value is None else []
+                if stray:
+                    return loc, kind, stray
+            children = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            return None
+        for key, child in children:
+            if (found := walk(child, (*loc, key))) is not None:
+                return found
+        return None
+
+    return walk(data, ())
+
+
+def causes_first(error: pydantic.ValidationError, data: Any, prefix: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """``error.errors()`` for ``data``, the likely cause first (see the module); ``prefix``: the
+    path of ``data`` in its file, for the messages. An unknown key close to a required field
+    missing beside it gets ``hint`` (that field's name) and says so in its ``msg``."""
+    errors = error.errors()
+    lead = []
+    found = unindented_schedule(data)
+    if found is not None:
+        at, kind, stray = found
+        holder = f"{dotted(at, prefix)} has" if at or prefix else "the top level has"
+        lead.append({"type": NOT_INDENTED, "loc": (*at, kind), "input": None, "msg": (
+            f"{dotted((*at, kind), prefix)} is empty and {holder} stray keys {', '.join(map(repr, stray))}: "
+            f"are the schedule's fields indented under {kind}?")})
+        explained_here = {(*at, key) for key in (kind, *stray)}
+        errors = [e for e in errors if tuple(e["loc"][: len(at) + 1]) not in explained_here]
+    missing: dict[Loc, list[str]] = {}
+    for e in errors:
+        if e["type"] == "missing":
+            missing.setdefault(tuple(e["loc"][:-1]), []).append(str(e["loc"][-1]))
+    unknown, rest = [], []
+    for e in errors:
+        if e["type"] != "extra_forbidden":
+            rest.append(e)
+            continue
+        close = difflib.get_close_matches(str(e["loc"][-1]), missing.get(tuple(e["loc"][:-1]), []), n=1)
+        if close:
+            e = {**e, "hint": close[0], "msg": f"{e['msg']} (unknown key {e['loc'][-1]!r}; did you mean {close[0]!r}?)"}
+        unknown.append(e)
+    return lead + unknown + rest
+
+
+def _line(e: dict[str, Any]) -> dict[str, Any]:
+    """``e`` as pydantic builds it: its own type where that rebuilds, a custom one otherwise."""
+    line = {"type": e["type"], "loc": tuple(e["loc"]), "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
+    if "hint" not in e:
+        try:
+            pydantic.ValidationError.from_exception_data("check", [line])
+            return line
+        except (TypeError, ValueError, KeyError):
+            pass
+    return {"type": PydanticCustomError(e["type"], e["msg"]), "loc": tuple(e["loc"]), "input": e["input"]}
+
+
+def explained(error: pydantic.ValidationError, data: Any) -> pydantic.ValidationError:
+    """``error`` with its errors as ``causes_first`` orders them (``error`` itself if unchanged)."""
+    errors = causes_first(error, data)
+    if errors == error.errors():
+        return error
+    return pydantic.ValidationError.from_exception_data(error.title, [_line(e) for e in errors])
