@@ -1,9 +1,10 @@
 """``from_torch``: the device-mode ``LRShim`` gives, step by step, the stock scheduler's own rates.
 
 Each case builds the same scheduler twice over identical optimizers, converts one and steps both,
-comparing every group's float32 rate with float32 of the stock one to DESIGN.md's precision goal
-(identical or one ulp apart; at most 0.01% one ulp apart), through every phase boundary and far
-past the end; also from a scheduler already stepped, and on every backend that runs here.
+comparing every group's float32 rate with float32 of the stock one to the precision goal of
+docs/precision.md (identical or one ulp apart; at most 0.01% one ulp apart), through every phase
+boundary and far past the end; also from a scheduler already stepped, and on every backend that
+runs here.
 """
 
 import functools

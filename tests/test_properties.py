@@ -16,7 +16,7 @@ conftest.py turns on). After every operation each lane is checked against a mode
 - every ``step`` call, with or without an epoch, adds one to ``_step_count``; a load restores it.
 
 At every point the rates the optimizer uses are the ones ``get_last_lr()`` reports, and in device
-mode the device counter equals ``last_epoch``. Precision (DESIGN.md): host mode equals
+mode the device counter equals ``last_epoch``. Precision (docs/precision.md): host mode equals
 ``compute_lr`` exactly (float64); device mode is within one float32 ulp of
 ``float32(compute_lr)``.
 
