@@ -6,8 +6,8 @@ kind) is advanced one step at a time (increment 1, the ``scheduler.step()`` path
 ``--steps`` consecutive steps from step 0 and again from ``2**40 - steps/2``. Every (group, step)
 float32 rate is compared with float32(compute_lr(config, step)), computed once per distinct
 config. Per backend and window it reports the pairs, how many are identical, how many one ulp
-apart, the worst distance in ulp and the NaN mismatches, and whether DESIGN.md's goal holds
-(>= 99.99% identical, never more than one ulp).
+apart, the worst distance in ulp and the NaN mismatches, and whether the goal of
+docs/precision.md holds (>= 99.99% identical, never more than one ulp).
 
     python scripts/gpu_precision_sweep.py --device cuda --json precision.json
 

@@ -71,7 +71,7 @@ def expected_f32(configs: list[LearningRate], step: int) -> np.ndarray:
 
 
 def assert_lrs_match(actual: torch.Tensor | np.ndarray, expected: np.ndarray, what: str = "") -> int:
-    """DESIGN.md's precision goal for one batch: never more than 1 float32 ulp apart, no NaN.
+    """The precision goal (docs/precision.md) for one batch: never more than 1 float32 ulp apart, no NaN.
 
     Returns how many differ by exactly one ulp, so callers can check the >= 99.99% identical rate
     over all their pairs.

@@ -1,7 +1,7 @@
 """The native backend (``fusedsched._C``: csrc/advance.cpp on CPU, csrc/cuda/advance.cu on CUDA).
 
 Judged against the float64 references: ``evaluate_table`` (the segment math) and ``compute_lr``
-(the seed formulas), to the precision goal of DESIGN.md: identical float32 on >= 99.99% of
+(the seed formulas), to the precision goal of docs/precision.md: identical float32 on >= 99.99% of
 (group, step) pairs and never more than one float32 ulp apart. Skipped with a reason when the
 extension is not built; CI builds it with ``FUSEDSCHED_BUILD_NATIVE=1`` and then nothing skips.
 """
