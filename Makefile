@@ -69,7 +69,7 @@ $(CUDA_STAMP):
 check-gpu-build: $(STAMP) $(CUDA_STAMP)
 	$(PY) scripts/check_gpu_build.py --cuda-python $(CUDA_PY) --cuda-home "$(CUDA_HOME)" --archs "$(CUDA_ARCHS)"
 
-# --- GPU evidence kit (README.md, "GPU evidence") ----------------------------------------------
+# --- GPU evidence kit (CONTRIBUTING.md, "GPU evidence") ----------------------------------------------
 # gpu-wheels puts into .whl/ the cp312 wheels the lent GPU machine lacks (it has no network), checks
 # that every requirement is either carried or on that machine, and records the commit in .whl/SOURCE.
 GPU_WHEELS ?= pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gather every piece of GPU evidence in one run on a lent GPU machine (README.md, "GPU evidence").
+# Gather every piece of GPU evidence in one run on a lent GPU machine (CONTRIBUTING.md, "GPU evidence").
 #
 #   bash scripts/gpu-evidence.sh [--out DIR] [--budget SECONDS] [--wheels DIR]
 #   bash scripts/gpu-evidence.sh --check-wheels [--wheels DIR]   # install the wheels only (no GPU needed)

@@ -124,3 +124,45 @@ def test_fields_import_nothing_from_the_package():
 def test_program_imports_no_kind_and_no_config():
     bad = {m for m in _graph()[f"{PACKAGE}.program"] if m.startswith((f"{PACKAGE}.kinds", f"{PACKAGE}.config"))}
     assert not bad, f"fusedsched.program imports {sorted(bad)}"
+
+
+#: docs/architecture.md's layers, bottom-up: a module imports only from layers below its own
+#: (or from its own package). The package's ``__init__`` (lazy exports of everything) and the
+#: entry points sit above them all.
+LAYERS = [
+    {"fields", "program", "binding", "adagrad"},
+    {"kinds", "ops"},
+    {"schedules", "errors"},
+    {"config", "checkpoint", "engines"},
+    {"scheduler"},
+    {"optim", "graphs", "convert", "plotting"},
+    {"tools"},
+    {"cli"},
+    {"__main__"},
+]
+
+
+def _layer_of(module: str) -> tuple[str, int]:
+    top = module.split(".")[1] if "." in module else ""
+    for level, names in enumerate(LAYERS):
+        if top in names:
+            return top, level
+    return top, len(LAYERS)
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted({_layer_of(m)[0] for m in _modules() if m != PACKAGE} - set().union(*LAYERS))
+    assert not unplaced, f"modules with no layer in LAYERS (add them, and to docs/architecture.md): {unplaced}"
+
+
+def test_imports_only_reach_lower_layers():
+    upward = []
+    for module, targets in _graph().items():
+        if module == PACKAGE:
+            continue
+        top, level = _layer_of(module)
+        for target in targets:
+            other, other_level = _layer_of(target)
+            if target.startswith(f"{PACKAGE}.") and other != top and other_level >= level:
+                upward.append(f"{module} (layer {level}) imports {target} (layer {other_level})")
+    assert not upward, "imports that do not go down a layer:\n  " + "\n  ".join(sorted(upward))
