@@ -27,8 +27,8 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .binding import GroupBinding, GroupBindingError
 from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, validate_lr_dict
-from .kinds import LearningRate
 from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine
+from .kinds import LearningRate
 from .schedules import compute_lr
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
@@ -74,7 +74,7 @@ class LRShim(LRScheduler):
             that sub-optimizer has one group; named groups take the schedule of their name, and
             only when no group has a name does the order of ``lr_dict`` decide (tml's behaviour).
         last_epoch: the step of the last completed ``step()``; -1 starts a fresh schedule. Device
-            mode takes steps up to ``config.MAX_STEP`` (2**53 - 2, exact in float64) here, in ``step(epoch)``,
+            mode takes steps up to ``fields.MAX_STEP`` (2**53 - 2, exact in float64) here, in ``step(epoch)``,
             ``last_epoch = k`` and ``load_state_dict``; host mode any step up to ``MAX_EPOCH`` (2**63 - 1).
         verbose: accepted for tml compatibility and ignored (torch no longer takes it).
         device_schedule: ``None`` (default) picks device mode when the groups' lrs are tensors;
