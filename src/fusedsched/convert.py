@@ -16,7 +16,9 @@ kinds) whose learning rates are the stock scheduler's, step for step, from its c
   gives that rate there and then holds the schedule's last value; where the extrapolation is
   negative (``anneal_strategy="linear"``) the shim holds the last value from ``total_steps - 1``
   on instead, with a ``ConversionWarning`` naming both rates;
-- Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords.
+- Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords;
+  ``cosine_warmup_with_min_lr`` needs ``num_warmup_steps >= 2`` (or 1 with no ``warmup_lr_rate``):
+  its cosine starts one step early, before step 0 otherwise.
 
 Anything else is refused with a ``TypeError`` (an unsupported scheduler or function) or a
 ``ValueError`` (a supported one with settings no kind represents, e.g. ``OneCycleLR(cycle_momentum=
