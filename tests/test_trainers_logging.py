@@ -69,7 +69,7 @@ class FakeEvent:
     def __init__(self) -> None:
         self.done = False
 
-    def record(self) -> None:
+    def record(self, stream=None) -> None:
         self.done = False
 
     def query(self) -> bool:
@@ -88,6 +88,13 @@ class FakeCudaRates(RecentRates):
 
     def _new_event(self) -> FakeEvent:
         return FakeEvent()
+
+    def _stream(self) -> None:
+        return None
+
+    @staticmethod
+    def _capturing() -> bool:
+        return False
 
 
 def test_a_read_takes_the_newest_completed_copy_and_never_goes_back():
@@ -165,3 +172,21 @@ def test_recent_rates_on_cuda_never_sync_after_the_first_read():
     positions = [nearest(r) for r in seen]
     assert all(max(abs(a - b) for a, b in zip(expected[k], r)) < 1e-7 for k, r in zip(positions, seen))
     assert positions == sorted(positions)
+
+
+@pytest.mark.cuda
+def test_a_step_captured_in_a_cuda_graph_makes_no_copy():
+    shim = _shim(True, "cuda")
+    shim.get_recent_lr()
+    recent = shim._engine._recent
+    recorded = recent._recorded
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        shim.step()
+    shim.mark_device_ahead()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert recent._recorded == recorded
+    shim.step()  # an eager step copies again
+    torch.cuda.synchronize()
+    assert recent._recorded == recorded + 1 and shim.get_recent_lr() == shim.get_last_lr()

@@ -376,7 +376,8 @@ class RecentRates:
     which never blocks). So a read gives the rates after the last step, or after an earlier one
     while the device is still behind (usually the one before: one step stale), and never a value
     older than the last one it returned. A buffer is written only by the copy two steps later,
-    after the host has read it, so a read never sees a copy in flight.
+    after the host has read it, so a read never sees a copy in flight. Steps captured into a CUDA
+    graph make no copy (nor do their replays).
 
     On the CPU, and on other devices, a read is the buffer itself (no sync exists on the CPU).
     """
@@ -402,15 +403,24 @@ class RecentRates:
     def _new_event(self) -> Any:
         return torch.cuda.Event()
 
+    def _stream(self) -> Any:
+        return torch.cuda.current_stream(self._values.device)
+
+    @staticmethod
+    def _capturing() -> bool:
+        return torch.cuda.is_current_stream_capturing()
+
     def record(self, step: int) -> None:
         """Enqueue a copy of the buffer, the rates at ``step`` (CUDA); nothing elsewhere."""
         if not self._copies:
             self._latest = (step, [])  # the rates are read from the buffer itself
             return
+        if self._capturing():  # a copy captured into a CUDA graph would not be this one
+            return
         self._recorded += 1
         i = self._recorded % 2
         self._slots[i].copy_(self._values, non_blocking=True)
-        self._events[i].record()
+        self._events[i].record(self._stream())  # the stream the copy (and the op) ran on
         self._order[i], self._steps[i] = self._recorded, step
 
     def read(self) -> tuple[int, list[float]]:
