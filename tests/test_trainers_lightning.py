@@ -5,12 +5,15 @@ A tiny model on the CPU: the rate the optimizer used at every step (float32 of t
 most 1 ulp apart: torch's ``CosineAnnealingLR`` computes each rate from the previous one), the
 rates ``LearningRateMonitor`` / ``RecentLearningRateMonitor`` log, ``interval: "step"`` and
 ``"epoch"`` with ``frequency``, gradient accumulation, skipped steps, and a resume from Lightning's
-own checkpoint (``ckpt_path``) against the uninterrupted run.
+own checkpoint (``ckpt_path``) against the uninterrupted run; and DDP with 2 processes on the CPU
+(gloo, ``ddp_spawn``), where every rank steps the schedule as one process does.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 
 import numpy as np
@@ -44,6 +47,14 @@ class MemoryLogger(Logger):
         pass
 
 
+def cosine(optimizer):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=40, eta_min=1e-3)
+
+
+def multistep(optimizer):
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 3, 7], gamma=0.5)
+
+
 class Regression(pl.LightningModule):
     """Records the rate each optimizer step uses; skips the batches numbered in ``skip`` (training_step: None)."""
 
@@ -52,7 +63,7 @@ class Regression(pl.LightningModule):
         torch.manual_seed(0)
         self.linear = torch.nn.Linear(4, 1)
         self.device_schedule, self.interval, self.frequency, self.skip = device, interval, frequency, set(skip)
-        self.make = make or (lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40, eta_min=1e-3))
+        self.make = make or cosine
         self.used: list[float] = []
         self.skipped = 0
 
@@ -127,8 +138,7 @@ def test_lightnings_own_monitor_logs_the_same_rates_from_the_device_buffer():
 
 @pytest.mark.parametrize("interval, frequency", [("epoch", 1), ("epoch", 2), ("step", 3)])
 def test_interval_and_frequency_step_the_schedule_as_for_the_stock_scheduler(interval, frequency):
-    make = (lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 3, 7], gamma=0.5)) \
-        if interval == "epoch" else None
+    make = multistep if interval == "epoch" else cosine
     stock, stock_logged, stock_trainer = fit(False, steps=12 * BATCHES, make=make, interval=interval, frequency=frequency)
     model, logged, trainer = fit(True, steps=12 * BATCHES, make=make, interval=interval, frequency=frequency)
     assert _scheduler(trainer).last_epoch == _scheduler(stock_trainer).last_epoch > 3
@@ -155,3 +165,28 @@ def test_resume_from_ckpt_path_goes_on_as_the_uninterrupted_run(tmp_path):
     assert _scheduler(part_trainer).state_dict() == _scheduler(whole_trainer).state_dict()
     for a, b in zip(part.parameters(), whole.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+class RankRates(Regression):
+    """Writes the rates this rank used, and its scheduler's step, to ``out/rank<r>.json``."""
+
+    def __init__(self, out: str) -> None:
+        super().__init__(True)
+        self.out = out
+
+    def on_train_end(self) -> None:
+        last_epoch = self.trainer.lr_scheduler_configs[0].scheduler.last_epoch
+        with open(os.path.join(self.out, f"rank{self.global_rank}.json"), "w") as f:
+            json.dump({"used": self.used, "last_epoch": last_epoch}, f)
+
+
+def test_ddp_with_two_processes_steps_the_schedule_on_every_rank_as_one_process(tmp_path):
+    stock, _, _ = fit(False, steps=20)
+    trainer = pl.Trainer(max_steps=20, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="pytorch_lightning|lightning_fabric|torch")
+        trainer.fit(RankRates(str(tmp_path)), data())
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1] and ranks[0]["last_epoch"] == 20
+    assert_float32_of(ranks[0]["used"], stock.used)
