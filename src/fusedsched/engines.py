@@ -379,12 +379,14 @@ class RecentRates:
     after the host has read it, so a read never sees a copy in flight. Steps captured into a CUDA
     graph make no copy (nor do their replays).
 
-    On the CPU, and on other devices, a read is the buffer itself (no sync exists on the CPU).
+    On any other device a read is the buffer itself: on the CPU no sync exists (on MPS or XPU,
+    each read syncs).
     """
 
     def __init__(self, values: torch.Tensor, step: int) -> None:
         self._values = values
         self._copies = self._copies_to_pinned_memory(values)
+        self._step = step  # of the last record (read from the buffer itself where there are no copies)
         self._latest = (step, values.tolist())  # enabling: one read (on CUDA, one sync)
         if self._copies:
             self._slots = [self._new_slot() for _ in range(2)]
@@ -413,7 +415,7 @@ class RecentRates:
     def record(self, step: int) -> None:
         """Enqueue a copy of the buffer, the rates at ``step`` (CUDA); nothing elsewhere."""
         if not self._copies:
-            self._latest = (step, [])  # the rates are read from the buffer itself
+            self._step = step
             return
         if self._capturing():  # a copy captured into a CUDA graph would not be this one
             return
@@ -426,7 +428,7 @@ class RecentRates:
     def read(self) -> tuple[int, list[float]]:
         """``(step, rates)`` of the newest completed copy (CUDA), or of the buffer now (elsewhere)."""
         if not self._copies:
-            return self._latest[0], self._values.tolist()
+            return self._step, self._values.tolist()
         for i in sorted((0, 1), key=lambda k: -self._order[k]):  # newest first
             if self._order[i] > self._taken and self._events[i].query():
                 self._taken = self._order[i]
