@@ -18,18 +18,16 @@ import socket
 import time
 import types
 
+import accelerate
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _peers import ulps32
+from accelerate.state import AcceleratorState, GradientState
 
-accelerate = pytest.importorskip("accelerate")
-
-from _peers import ulps32  # noqa: E402
-from accelerate.state import AcceleratorState, GradientState  # noqa: E402
-
-from fusedsched import LRShim, from_torch  # noqa: E402
+from fusedsched import LRShim, from_torch
 
 BATCHES = 8
 

@@ -14,15 +14,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import transformers
+from _peers import ulps32
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
-transformers = pytest.importorskip("transformers")
-pytest.importorskip("accelerate")  # the Trainer's own requirement
-
-from _peers import ulps32  # noqa: E402
-from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
-
-from fusedsched import LRShim  # noqa: E402
-from fusedsched.integrations.huggingface import SCHEDULE_TYPES, DeviceScheduleTrainer, check_schedule_type  # noqa: E402
+from fusedsched import LRShim
+from fusedsched.integrations.huggingface import SCHEDULE_TYPES, DeviceScheduleTrainer, check_schedule_type
 
 STEPS = 120
 

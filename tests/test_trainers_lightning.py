@@ -18,16 +18,14 @@ import warnings
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
+from _peers import ulps32
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import Logger
 
-pl = pytest.importorskip("pytorch_lightning")
-
-from _peers import ulps32  # noqa: E402
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
-from pytorch_lightning.loggers import Logger  # noqa: E402
-
-from fusedsched import LRShim, from_torch  # noqa: E402
-from fusedsched.integrations.lightning import RecentLearningRateMonitor  # noqa: E402
+from fusedsched import LRShim, from_torch
+from fusedsched.integrations.lightning import RecentLearningRateMonitor
 
 BATCHES = 8  # per epoch
 
