@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
 # ".[test]" would reinstall, and so rebuild, the package itself. torchrec and its needs come last,
 # pinned and without their metadata's fbgemm-gpu and unpinned torch: pip checks dependencies after
 # every install that has them, and would then report torchrec's fbgemm-gpu as missing.
-$(TEST_STAMP): $(STAMP) requirements-torchrec.txt
+$(TEST_STAMP): $(STAMP) requirements-trainers.txt requirements-torchrec.txt
 	$(PY) -c 'import importlib.metadata as m; print("\n".join(r.split(";")[0] for r in m.requires("fusedsched") if "extra == \"test\"" in r))' > $(VENV)/requirements-test.txt
 	$(PY) -m pip install -q -r $(VENV)/requirements-test.txt
+	$(PY) -m pip install -q --no-deps -r requirements-trainers.txt
 	$(PY) -m pip install -q --no-deps -r requirements-torchrec.txt
 	touch $@
 

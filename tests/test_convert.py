@@ -114,6 +114,13 @@ HF_SCHEDULES = {
     "cosine 1.5 cycles": (functools.partial(hf.get_cosine_schedule_with_warmup, num_warmup_steps=3, num_training_steps=40, num_cycles=1.5), 100),
     "cosine with min lr": (functools.partial(hf.get_cosine_with_min_lr_schedule_with_warmup, num_warmup_steps=5,
                                              num_training_steps=50, min_lr_rate=0.1), 120),
+    "cosine, warm-up with min lr": (functools.partial(hf.get_cosine_with_min_lr_schedule_with_warmup_lr_rate,
+                                                      num_warmup_steps=6, num_training_steps=50, min_lr_rate=0.1), 120),
+    "cosine, warm-up from a rate": (functools.partial(hf.get_cosine_with_min_lr_schedule_with_warmup_lr_rate,
+                                                      num_warmup_steps=4, num_training_steps=30, min_lr=0.002,
+                                                      warmup_lr_rate=0.25), 80),
+    "cosine, one warm-up step": (functools.partial(hf.get_cosine_with_min_lr_schedule_with_warmup_lr_rate,
+                                                   num_warmup_steps=1, num_training_steps=30, min_lr_rate=0.0), 50),
     "cosine with hard restarts": (functools.partial(hf.get_cosine_with_hard_restarts_schedule_with_warmup,
                                                     num_warmup_steps=4, num_training_steps=100, num_cycles=3), 130),
     "polynomial": (functools.partial(hf.get_polynomial_decay_schedule_with_warmup, num_warmup_steps=5,
@@ -227,11 +234,12 @@ def test_not_a_scheduler():
     (lambda o: tls.ChainedScheduler([tls.ExponentialLR(o, 0.9), tls.CosineAnnealingLR(o, T_max=10)]), "ExponentialLR, which still changes"),
     (lambda o: tls.ChainedScheduler([tls.LinearLR(o, total_iters=3), tls.CosineAnnealingLR(o, T_max=10, eta_min=0.01)]), "eta_min"),
     (lambda o: tls.ChainedScheduler([hf.get_constant_schedule(o), tls.StepLR(o, 2)]), "before chainable"),
-    (lambda o: hf.get_cosine_with_min_lr_schedule_with_warmup_lr_rate(o, 5, 50, min_lr_rate=0.1), "lr_rate"),
+    (lambda o: hf.get_cosine_with_min_lr_schedule_with_warmup_lr_rate(o, 0, 50, min_lr_rate=0.1), "one step before step 0"),
+    (lambda o: hf.get_cosine_with_min_lr_schedule_with_warmup_lr_rate(o, 1, 50, min_lr_rate=0.1, warmup_lr_rate=0.5),
+     "after a first step at warmup_lr_rate"),
 ])
 def test_supported_schedulers_with_unrepresentable_settings_are_refused(make, match):
-    error = TypeError if "lr_rate" in match else ValueError
-    _untouched_after(make, error, match)
+    _untouched_after(make, ValueError, match)
 
 
 def test_supported_list_names_every_scheduler_of_the_spec():

@@ -136,6 +136,7 @@ LAYERS = [
     {"config", "checkpoint", "engines"},
     {"scheduler"},
     {"optim", "graphs", "convert", "plotting"},
+    {"integrations"},
     {"tools"},
     {"cli"},
     {"__main__"},

@@ -16,7 +16,9 @@ kinds) whose learning rates are the stock scheduler's, step for step, from its c
   gives that rate there and then holds the schedule's last value; where the extrapolation is
   negative (``anneal_strategy="linear"``) the shim holds the last value from ``total_steps - 1``
   on instead, with a ``ConversionWarning`` naming both rates;
-- Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords.
+- Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords;
+  ``cosine_warmup_with_min_lr`` needs ``num_warmup_steps >= 2`` (or 1 with no ``warmup_lr_rate``):
+  its cosine starts one step early, before step 0 otherwise.
 
 Anything else is refused with a ``TypeError`` (an unsupported scheduler or function) or a
 ``ValueError`` (a supported one with settings no kind represents, e.g. ``OneCycleLR(cycle_momentum=
@@ -56,6 +58,7 @@ HF_FUNCTIONS = {
     "_get_polynomial_decay_schedule_with_warmup_lr_lambda": "get_polynomial_decay_schedule_with_warmup",
     "_get_inverse_sqrt_schedule_lr_lambda": "get_inverse_sqrt_schedule",
     "_get_wsd_scheduler_lambda": "get_wsd_schedule",
+    "_get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda": "get_cosine_with_min_lr_schedule_with_warmup_lr_rate",
 }
 SUPPORTED = (
     "StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR, "
@@ -139,6 +142,8 @@ def _hf_config(name: str, kw: dict[str, Any], base: float) -> Config:
             "ramp_shape": kw["warmup_type"], "decay_shape": kw["decay_type"],
             "num_cycles": kw["num_cycles"] if cosine else 0.5}}
     T = kw["num_training_steps"]
+    if name == "_get_cosine_with_min_lr_schedule_with_warmup_lr_rate_lambda":
+        return _hf_cosine_early(name, kw, base)
     if name == "_get_linear_schedule_with_warmup_lr_lambda":
         if T <= W:
             return _ramp_then(base, W, {"constant": 0.0})
@@ -153,6 +158,25 @@ def _hf_config(name: str, kw: dict[str, Any], base: float) -> Config:
     final = 0.0 if hard else base * kw["min_lr_rate"]
     return {"cosine_annealing": {"learning_rate": base, "final_learning_rate": final, "num_ramp_steps": W,
                                  "num_steps": max(1, T - W), "num_cycles": abs(kw["num_cycles"]), "hard_restarts": hard}}
+
+
+def _hf_cosine_early(name: str, kw: dict[str, Any], base: float) -> Config:
+    """HF's ``cosine_warmup_with_min_lr``: a linear rise from ``base * r`` at step 0 to ``base`` at
+    step ``W - 1`` (``r`` = ``warmup_lr_rate``, or ``1 / W``), then the cosine one step early
+    (progress ``(s - W + 1) / max(1, T - W)``): a join at ``W - 1``, where both give ``base``."""
+    W, T, r = kw["num_warmup_steps"], kw["num_training_steps"], kw["warmup_lr_rate"]
+    cosine = {"cosine_annealing": {"learning_rate": base, "final_learning_rate": base * kw["min_lr_rate"],
+                                   "num_steps": max(1, T - W), "num_cycles": abs(kw["num_cycles"])}}
+    first = 1.0 / W if r is None and W >= 1 else r
+    if W >= 2:
+        rise = {"polynomial_decay": {"learning_rate": base * first, "end_learning_rate": base, "final_num_steps": W - 1}}
+        return {"join": {"schedules": [rise, cosine], "boundaries": [W - 1]}}
+    if W == 1 and first == 1.0:
+        return cosine
+    raise ValueError(f"from_torch: transformers.optimization.{name} with num_warmup_steps={W} and "
+                     f"warmup_lr_rate={r}: its cosine starts one step before step 0"
+                     f"{'' if W == 0 else ' (after a first step at warmup_lr_rate)'}, which no schedule kind "
+                     "represents; use num_warmup_steps >= 2")
 
 
 def _is_constant_multiplier(scheduler: Any, g: int) -> bool:

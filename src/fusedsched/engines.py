@@ -15,6 +15,11 @@ engine keeps the step and every group's rate at that step.
   rewrites the buffer, with no host sync and nothing allocated, so it runs inside a CUDA graph or a
   ``torch.compile``'d step. The counter is the truth; ``step`` is the host's copy of it.
 
+Logging reads the rates with :meth:`Engine.recent_rates`, which never syncs: the host engine has
+them as floats; the device engine, from its first call on, has every eager step also copy the buffer
+into pinned host memory without blocking (:class:`RecentRates`) and returns the newest copy the
+device has finished.
+
 Growing them: another hyperparameter scheduled beside ``lr`` is another row of ``values`` (one per
 group) bound to its group key; another input of the op (a skip flag, an amount, a metric) is another
 tensor the device engine owns and passes in every launch. Neither changes what ``LRShim`` calls.
@@ -32,7 +37,7 @@ from .kinds import LearningRate, build_table
 from .ops import check_advance_args, host_evaluator, launcher, resolve_backend, unavailable_reason
 from .schedules import prepare_lr
 
-__all__ = ["HOST_NATIVE_MIN_GROUPS", "DeviceEngine", "Engine", "HostEngine", "HostRates"]
+__all__ = ["HOST_NATIVE_MIN_GROUPS", "DeviceEngine", "Engine", "HostEngine", "HostRates", "RecentRates"]
 
 #: From this many groups on, host mode evaluates every group with one call of the native CPU op
 #: (float64) instead of one prepared formula per group. Measured on the development CPU: the two
@@ -78,6 +83,9 @@ class Engine(Protocol):
 
     def floats(self) -> list[float]:
         """Every group's current rate as Python floats (device: one copy to the host)."""
+
+    def recent_rates(self) -> tuple[int, list[float]]:
+        """``(step, rates)`` of a recent step, read without a host sync (see :class:`RecentRates`)."""
 
     def extra_state(self) -> dict[str, Any]:
         """Entries this engine adds to the scheduler's ``state_dict`` (plain data)."""
@@ -172,6 +180,9 @@ class HostEngine:
     def floats(self) -> list[float]:
         return list(self.values)
 
+    def recent_rates(self) -> tuple[int, list[float]]:
+        return self.step, list(self.values)
+
     def extra_state(self) -> dict[str, Any]:
         return {}
 
@@ -251,6 +262,7 @@ class DeviceEngine:
         self._binding = binding
         self.step = last_epoch
         self.ahead = False  # the counter moved without the host (graph replay, compiled step)
+        self._recent: RecentRates | None = None  # set by the first recent_rates()
         # Every check passed: from here on the optimizer's groups change.
         if last_epoch == -1:  # as torch records it, before binding points the groups at the buffer
             for group in binding.groups():
@@ -286,6 +298,8 @@ class DeviceEngine:
         self.counter.fill_(step)
         self._launch(self.counter, self.table, self.values, 0)
         self.step = step
+        if self._recent is not None:
+            self._recent.record(step)
 
     def move(self, step: int) -> None:
         self.counter.fill_(step)
@@ -302,12 +316,32 @@ class DeviceEngine:
     def extra_state(self) -> dict[str, Any]:
         return {"device_step": self.step}
 
+    def recent_rates(self) -> tuple[int, list[float]]:
+        """``(step, rates)``: the newest rates the device has copied to the host, without a sync.
+
+        The first call reads the buffer (on CUDA, one sync) and from then on every :meth:`advance`
+        (and jump or load) also enqueues a copy of the buffer into pinned host memory
+        (:class:`RecentRates`); steps taken unseen (CUDA graph replays, compiled steps) make none.
+        Until the first call, ``advance`` is the plain one: steps cost nothing more.
+        """
+        if self._recent is None:
+            self._recent = RecentRates(self.values, self.step)
+            self.advance = self._advance_and_copy  # type: ignore[method-assign]
+        return self._recent.read()
+
+    def _advance_and_copy(self) -> None:
+        self._launch(self.counter, self.table, self.values, 1)
+        self.step += 1
+        self._recent.record(self.step)  # type: ignore[union-attr]
+
     def restore(self, step: int) -> None:
         self.ahead = False
         self.move(step)
         self._binding.bind(self.values)
         if step >= 0:
             self._launch(self.counter, self.table, self.values, 0)
+        if self._recent is not None:
+            self._recent.record(step)
 
     def rebind(self) -> None:
         self._binding.reclaim()
@@ -317,10 +351,12 @@ class DeviceEngine:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_launch"]  # rebuilt for this process
+        state.pop("advance", None)  # the copy starts without recent-rate copies (events do not pickle)
+        state["_recent"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"_recent": None, **state})
         try:
             self._launch = launcher(resolve_backend(self.values.device, self.backend))
         except RuntimeError:  # the saved backend is not available here: take the best one that is
@@ -329,3 +365,73 @@ class DeviceEngine:
         self._binding.drop_stale_step_wrappers()
         self._binding.bind(self.values)
         self._binding.attach()
+
+
+class RecentRates:
+    """The rates of recent steps on the host, copied without a sync: for logging.
+
+    On CUDA, :meth:`record` (called by the step) enqueues a non-blocking copy of the rate buffer
+    into one of two pinned host buffers, in turn, and records an event after it on the current
+    stream; :meth:`read` returns the newest copy whose event has completed (``event.query()``,
+    which never blocks). So a read gives the rates after the last step, or after an earlier one
+    while the device is still behind (usually the one before: one step stale), and never a value
+    older than the last one it returned. A buffer is written only by the copy two steps later,
+    after the host has read it, so a read never sees a copy in flight. Steps captured into a CUDA
+    graph make no copy (nor do their replays).
+
+    On any other device a read is the buffer itself: on the CPU no sync exists (on MPS or XPU,
+    each read syncs).
+    """
+
+    def __init__(self, values: torch.Tensor, step: int) -> None:
+        self._values = values
+        self._copies = self._copies_to_pinned_memory(values)
+        self._step = step  # of the last record (read from the buffer itself where there are no copies)
+        self._latest = (step, values.tolist())  # enabling: one read (on CUDA, one sync)
+        if self._copies:
+            self._slots = [self._new_slot() for _ in range(2)]
+            self._events = [self._new_event() for _ in range(2)]
+            self._order = [0, 0]  # when each slot was written (0: never); 1, 2... in record order
+            self._steps = [step, step]
+            self._recorded = self._taken = 0  # the newest copy made; the newest one read
+
+    @staticmethod
+    def _copies_to_pinned_memory(values: torch.Tensor) -> bool:
+        return values.device.type == "cuda"
+
+    def _new_slot(self) -> torch.Tensor:
+        return torch.empty(self._values.shape, dtype=self._values.dtype, pin_memory=True)
+
+    def _new_event(self) -> Any:
+        return torch.cuda.Event()
+
+    def _stream(self) -> Any:
+        return torch.cuda.current_stream(self._values.device)
+
+    @staticmethod
+    def _capturing() -> bool:
+        return torch.cuda.is_current_stream_capturing()
+
+    def record(self, step: int) -> None:
+        """Enqueue a copy of the buffer, the rates at ``step`` (CUDA); nothing elsewhere."""
+        if not self._copies:
+            self._step = step
+            return
+        if self._capturing():  # a copy captured into a CUDA graph would not be this one
+            return
+        self._recorded += 1
+        i = self._recorded % 2
+        self._slots[i].copy_(self._values, non_blocking=True)
+        self._events[i].record(self._stream())  # the stream the copy (and the op) ran on
+        self._order[i], self._steps[i] = self._recorded, step
+
+    def read(self) -> tuple[int, list[float]]:
+        """``(step, rates)`` of the newest completed copy (CUDA), or of the buffer now (elsewhere)."""
+        if not self._copies:
+            return self._step, self._values.tolist()
+        for i in sorted((0, 1), key=lambda k: -self._order[k]):  # newest first
+            if self._order[i] > self._taken and self._events[i].query():
+                self._taken = self._order[i]
+                self._latest = (self._steps[i], self._slots[i].tolist())
+                break
+        return self._latest

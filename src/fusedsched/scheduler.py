@@ -266,6 +266,17 @@ class LRShim(LRScheduler):
         self._binding.verify()
         return self._engine.floats()
 
+    def get_recent_lr(self) -> list[float]:
+        """Every group's rate after a recent step, read without a host sync: for logging.
+
+        Host mode and CPU tensors: the current rates, as :meth:`get_last_lr`. CUDA: the first call
+        reads the buffer once (a sync) and from then on each ``step()`` also copies the rates into
+        pinned host memory without blocking; a call returns the newest copy the device has finished,
+        the current step's or, while the device is still behind, an earlier one's (usually one step
+        stale). Steps taken inside a CUDA graph or a compiled step make no copy.
+        """
+        return self._engine.recent_rates()[1]
+
     def state_dict(self) -> dict[str, Any]:
         """Plain Python data only (ints, floats, strings, lists, dicts); loads with ``weights_only=True``.
 
