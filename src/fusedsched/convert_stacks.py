@@ -592,7 +592,11 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     A = D - Dw  # the anneal starts after step A
     wsd = {"warmup_stable_decay": {"learning_rate": hi, "final_learning_rate": lo, "num_ramp_steps": 0,
                                    "num_stable_steps": max(A - W, 0), "num_decay_steps": Dw, "decay_shape": shape}}
-    return _join([*warmup, (W, _offset(wsd, max(W - A, 0)))])
+    if A >= W:
+        return _join([*warmup, (W, wsd)])
+    # the anneal starts inside the warm-up: step W is still the warm-up's, the anneal goes on from W + 1
+    last = init + ((hi - init) * float(W) / float(W))
+    return _join([*warmup, (W, {"constant": last}), (W + 1, _offset(wsd, W + 1 - A))])
 
 
 def megatron_learning_rates(scheduler: Any) -> list[LearningRate]:
