@@ -434,3 +434,49 @@ def test_offset_kind_on_every_backend(backend):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert math.isfinite(compute_lr(configs[0], 2**40))
+
+
+# --- torchtitan: its LambdaLR, recognized by from_torch ---------------------------------------------
+
+
+def torchtitan_lambda(optimizer, training_steps, **config):
+    module = pytest.importorskip("torchtitan.components.optimizer.lr_scheduler",
+                                 reason="torchtitan is not installed (make test installs it)")
+    container = module.LRSchedulersContainer.Config(**config).build(optimizers=[optimizer], training_steps=training_steps)
+    return container.schedulers[0]
+
+
+TORCHTITAN_CASES = {
+    # (config, training steps, warned, compared far past the last step)
+    "linear, no stable phase": (dict(warmup_steps=10, decay_type="linear"), 60, True, False),
+    "sqrt, WSD, min_lr_factor": (dict(warmup_steps=5, decay_ratio=0.4, decay_type="sqrt", min_lr_factor=0.1), 50, True, False),
+    "cosine, WSD, far past the end": (dict(warmup_steps=7, decay_ratio=0.5, decay_type="cosine", min_lr_factor=0.05), 40,
+                                      False, True),
+    "cosine, no warm-up": (dict(warmup_steps=0, decay_type="cosine"), 30, False, True),
+    "warm-up over every step (torchtitan asserts after)": (dict(warmup_steps=30, decay_type="linear"), 20, False, False),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCHTITAN_CASES))
+def test_torchtitan(name):
+    from fusedsched import from_torch
+    from fusedsched.convert import ConversionWarning
+
+    config, total, warned, far = TORCHTITAN_CASES[name]
+    source, twin = (torchtitan_lambda(make_optimizer([{"lr": b} for b in DS_BASES], lr=0.1), total, **config)
+                    for _ in range(2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shim = from_torch(twin)
+    held = [w for w in caught if issubclass(w.category, ConversionWarning)]
+    assert bool(held) == warned, [str(w.message) for w in held]
+    # torchtitan steps the scheduler once per training step: steps 0 .. total; the cosine goes on
+    steps = 4 * total if far else total + 1
+    got, want = [shim.lr_tensor.tolist()], [rates(source.optimizer)]
+    for _ in range(1, steps):
+        source.optimizer.step()
+        source.step()
+        shim.step()
+        got.append(shim.lr_tensor.tolist())
+        want.append(rates(source.optimizer))
+    assert_precision(got, want, list(range(steps)))
