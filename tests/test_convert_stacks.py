@@ -316,7 +316,10 @@ def test_deepspeed_config_needs_no_deepspeed():
 
 # --- Megatron-core ---------------------------------------------------------------------------------
 
-MEGATRON_GROUPS = [{"lr": 0.0}, {"lr": 0.0, "max_lr": 0.02, "min_lr": 2e-4}, {"lr": 0.0, "max_lr": 0.5, "min_lr": 0.0}]
+# Megatron-core 0.16 builds each group's max_lr / min_lr from its overrides (lr_mult is kept for
+# backwards compatibility and not read by the scheduler).
+MEGATRON_GROUPS = [{"lr": 0.0}, {"lr": 0.0, "max_lr": 0.02, "min_lr": 2e-4, "lr_mult": 2.0, "wd_mult": 0.0},
+                   {"lr": 0.0, "max_lr": 0.5, "min_lr": 0.0}]
 
 
 def megatron_cases():

@@ -601,7 +601,8 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
 
 def megatron_learning_rates(scheduler: Any) -> list[LearningRate]:
     """One ``LearningRate`` per param group of Megatron's ``OptimizerParamScheduler``, over its
-    ``num_steps`` (each group's ``max_lr`` / ``min_lr``, which carry its ``lr_mult``).
+    ``num_steps``, from each group's ``max_lr`` / ``min_lr`` (the scheduler's own where a group has
+    none): Megatron-core 0.16 puts a group's overrides there; the scheduler reads no ``lr_mult``.
 
     Raises:
         TypeError: not Megatron-core's ``OptimizerParamScheduler``.
