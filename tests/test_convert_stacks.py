@@ -483,3 +483,24 @@ def test_torchtitan(name):
         got.append(shim.lr_tensor.tolist())
         want.append(rates(source.optimizer))
     assert_precision(got, want, list(range(steps)))
+
+
+def test_megatron_drives_the_torch_optimizer_behind_megatron_s():
+    scheduler_class = megatron()
+    from megatron.core.optimizer.optimizer import ChainedOptimizer
+
+    class Wrapper:  # what MegatronOptimizer exposes: its torch optimizer and that one's groups
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+        @property
+        def param_groups(self):
+            return self.optimizer.param_groups
+
+    params = dict(megatron_cases()["cosine"][0])
+    inner = make_optimizer(MEGATRON_GROUPS)
+    shim = from_megatron(scheduler_class(Wrapper(inner), **params))
+    assert all(g["lr"].data_ptr() == shim.lr_tensor[i].data_ptr() for i, g in enumerate(inner.param_groups))
+    chained = ChainedOptimizer([Wrapper(make_optimizer([{"lr": 0.1}])), Wrapper(make_optimizer([{"lr": 0.2}]))])
+    with pytest.raises(TypeError, match="ChainedOptimizer of 2 optimizers is not converted"):
+        from_megatron(scheduler_class(chained, **params))

@@ -44,6 +44,8 @@ __all__ = [
     "from_deepspeed",
     "from_megatron",
     "from_timm",
+    "megatron_learning_rates",
+    "timm_learning_rates",
 ]
 
 Config = dict[str, Any]
@@ -534,6 +536,10 @@ def _megatron_optimizer(scheduler: Any) -> Any:
     optimizer = scheduler.optimizer
     if isinstance(optimizer, torch.optim.Optimizer) or hasattr(optimizer, "_optims"):
         return optimizer
+    chained = getattr(optimizer, "chained_optimizers", None)
+    if chained is not None and len(chained) != 1:
+        raise TypeError(f"from_megatron: a {type(optimizer).__name__} of {len(chained)} optimizers is not converted "
+                        "(one scheduler over several optimizers' groups); only one optimizer behind the scheduler")
     inner = getattr(optimizer, "optimizer", None)
     if isinstance(inner, torch.optim.Optimizer):
         return inner
