@@ -86,9 +86,10 @@ def _float(value: Any) -> float:
 
 
 def _int(value: Any, what: str) -> int:
-    """``value`` as an int when it is a whole number (timm and DeepSpeed take floats), else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value // 1:
-        raise ValueError(f"{what}={value!r}: only a whole number of steps is converted")
+    """``value`` as an int when it is a whole number (timm and DeepSpeed take floats), else a ValueError.
+    ``what`` names the setting: ``"Class(setting"`` reads ``Class(setting=value)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != value // 1:
+        raise ValueError(f"{what}={value!r}{')' if '(' in what else ''}: only a whole number of steps is converted")
     return int(value)
 
 
@@ -119,6 +120,8 @@ class _JumpingShim(LRShim):
     def _start(cls, optimizer: Any, configs: list[LearningRate], step: int, backend: str | None,
                device: torch.device | str | None, **attributes: Any) -> Any:
         """A device-mode shim over ``optimizer``'s groups whose current step is ``step``."""
+        if not 0 <= step <= MAX_STEP:  # before the groups are bound
+            raise ValueError(f"{cls.__name__}: the source scheduler is at step {step}, outside [0, 2**53 - 2]")
         shim = cls.__new__(cls)
         shim.__dict__.update(attributes)
         LRShim.__init__(shim, optimizer, dict(zip(_group_names(optimizer.param_groups), configs)),
@@ -312,7 +315,7 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
     """
     configs = timm_learning_rates(scheduler)
     name = _timm_class(scheduler)
-    step = _int(t, "t")
+    step = _int(t, "from_timm: t")
     if not 0 <= step <= MAX_STEP:
         raise ValueError(f"from_timm: t={t!r} must be in [0, 2**53 - 2]")
     _timm_check(scheduler, configs, name, step)
@@ -412,7 +415,8 @@ def _ds_one_cycle(mins: list[float], maxs: list[float], first: Any, second: Any,
     if not skip_decay:
         raise ValueError(f"DeepSpeed OneCycle(decay_lr_rate={decay[0]!r}, decay_step_size={decay[1]!r}): the "
                          "post-cycle decay min_lr / (1 + rate * k / size) has no schedule kind; use decay_lr_rate 0")
-    up, down = _int(first, "OneCycle(cycle_first_step_size"), _int(second, "OneCycle(cycle_second_step_size")
+    up, down = _int(first, "DeepSpeed OneCycle(cycle_first_step_size"), _int(
+        second, "DeepSpeed OneCycle(cycle_second_step_size")
     return [_join([(0, _line(lo, hi, up)), (up, _line(hi, lo, down) if down else {"constant": lo}),
                    (up + down, {"constant": lo})]) for lo, hi in zip(mins, maxs)]
 
@@ -442,10 +446,10 @@ def _deepspeed_from_params(kind: str, params: Mapping[str, Any], base_lrs: Seque
         raise ValueError(f"deepspeed {kind}: warmup_num_steps must be a positive integer, got {W!r}")
     W = max(2, W)
     if kind == "WarmupCosineLR":
-        return _ds_cosine([float(b) for b in base_lrs], W, _int(p["total_num_steps"], "total_num_steps"),
+        return _ds_cosine([float(b) for b in base_lrs], W, _int(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps"),
                           _float(p["warmup_min_ratio"]), _float(p["cos_min_ratio"]), p["warmup_type"])
     maxs = list(base_lrs) if p["warmup_max_lr"] is None else p["warmup_max_lr"]
-    total = _int(p["total_num_steps"], "total_num_steps") if kind == "WarmupDecayLR" else None
+    total = _int(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
     return _ds_warmup(kind, _per_group(p["warmup_min_lr"], count, "warmup_min_lr"),
                       _per_group(maxs, count, "warmup_max_lr"), W, p["warmup_type"], total)
 
@@ -479,13 +483,15 @@ def _deepspeed_configs(scheduler: Any) -> list[Config]:
         raise TypeError(f"from_deepspeed cannot convert {kind}; supported: {DEEPSPEED_SUPPORTED}")
     s = scheduler
     if kind == "OneCycle":
-        return _ds_one_cycle(list(s.min_lrs), list(s.max_lrs), s.first_step_size, s.second_step_size,
+        return _ds_one_cycle([_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.first_step_size,
+                             s.second_step_size,
                              (s.first_stair_count, s.second_stair_count), s.skip_lr_decay,
                              (s.decay_lr_rate, s.decay_step_size), bool(s.cycle_momentum))
     if kind == "WarmupCosineLR":
-        return _ds_cosine([_float(v) for v in s.org_lrs], s.warmup_num_steps, _int(s.total_num_steps, "total_num_steps"),
+        return _ds_cosine([_float(v) for v in s.org_lrs], s.warmup_num_steps,
+                          _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps"),
                           _float(s.warmup_min_ratio), _float(s.cos_min_ratio), s.warmup_type)
-    total = _int(s.total_num_steps, "total_num_steps") if kind == "WarmupDecayLR" else None
+    total = _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
     return _ds_warmup(kind, [_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.warmup_num_steps,
                       s.warmup_type, total)
 
