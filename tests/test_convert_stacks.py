@@ -85,6 +85,11 @@ def timm_cases():
         "poly, cycles": (lambda o, ts: ts.PolyLRScheduler(
             o, t_initial=10, power=0.5, cycle_mul=2, cycle_decay=0.7, cycle_limit=3, warmup_t=4,
             warmup_prefix=True), 100),
+        "wsd 1-sqrt": (lambda o, ts: ts.WSDLRScheduler(o, t_initial=60, decay_t=20, lr_min=1e-4, warmup_t=5,
+                                                      warmup_lr_init=1e-6, t_in_epochs=False), 100),
+        "wsd cosine, from the start": (lambda o, ts: ts.WSDLRScheduler(
+            o, t_initial=30, decay_t=30, lr_min=0.01, decay_fn="cosine"), 50),
+        "wsd linear": (lambda o, ts: ts.WSDLRScheduler(o, t_initial=40, decay_t=15, decay_fn="linear", warmup_t=3), 60),
         "create_scheduler_v2 cosine, per update": (lambda o, ts: ts.create_scheduler_v2(
             o, "cosine", num_epochs=12, warmup_epochs=2, warmup_lr=1e-5, min_lr=1e-6, cooldown_epochs=1,
             step_on_epochs=False, updates_per_epoch=9)[0], 140),
@@ -160,6 +165,9 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
         (lambda o: ts.StepLRScheduler(o, decay_t=2.5), ValueError, r"decay_t=2.5"),
         (lambda o: ts.PlateauLRScheduler(o), TypeError, "cannot convert PlateauLRScheduler"),
         (lambda o: ts.TanhLRScheduler(o, t_initial=10), TypeError, "cannot convert TanhLRScheduler"),
+        (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, stable_fn="rsqrt", stable_timescale=3), ValueError,
+         r"stable_fn='rsqrt'\)"),
+        (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, decay_fn="exp"), ValueError, r"decay_fn='exp'\)"),
         (lambda o: ts.PolyLRScheduler(o, t_initial=2, cycle_limit=100), ValueError, r"cycle_limit=100\)"),
         # timm finds the cycle with a float log: log(243, 3) < 5 misses the restart at t = 121
         (lambda o: ts.CosineLRScheduler(o, t_initial=1, cycle_mul=3, cycle_limit=8), ValueError,
@@ -172,6 +180,19 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
         with pytest.raises(error, match=match):
             from_timm(scheduler)
         assert_untouched(optimizer, before)
+
+
+def test_timm_wsd_with_lr_min_above_a_base_lr_converts_once_timm_has_set_t_0():
+    ts = timm_scheduler()
+    optimizer = make_optimizer(TIMM_GROUPS)
+    scheduler = ts.WSDLRScheduler(optimizer, t_initial=30, decay_t=10, lr_min=0.05)  # above 0.03 and 0.02
+    before = [g["lr"] for g in optimizer.param_groups]
+    with pytest.raises(ValueError, match=r"param group 1 has its base lr 0.015, .* call scheduler.step\(0\)"):
+        from_timm(scheduler)
+    assert_untouched(optimizer, before)
+    scheduler.step(0)  # timm's rate at t = 0: max(lr, lr_min) * lr_scale
+    want = rates(optimizer)
+    assert from_timm(scheduler).get_last_lr() == pytest.approx(want, rel=1e-6) and want != before
 
 
 def test_timm_without_its_t_is_refused():

@@ -135,7 +135,8 @@ class _JumpingShim(LRShim):
 # --- timm -----------------------------------------------------------------------------------------
 
 TIMM_SUPPORTED = ("timm.scheduler's CosineLRScheduler (k_decay=1, a whole cycle_mul), StepLRScheduler, "
-                  "MultiStepLRScheduler and PolyLRScheduler (k_decay=1), without noise")
+                  "MultiStepLRScheduler, PolyLRScheduler (k_decay=1) and WSDLRScheduler (stable_fn='constant', "
+                  "decay_fn linear, 1-sqrt or cosine), without noise")
 _MAX_CYCLES = 64  # cycles checked against timm (and, for PolyLRScheduler, joined)
 
 
@@ -210,6 +211,19 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
         if not bounds:
             return {"constant": values[0]}
         return {"piecewise_constant": {"learning_rate_boundaries": bounds, "learning_rate_values": values}}
+    if name == "WSDLRScheduler":  # stable max(lr, lr_min); from t_initial - decay_t on, down to lr_min
+        if scheduler.stable_fn != "constant":
+            raise ValueError(f"from_timm: WSDLRScheduler(stable_fn={scheduler.stable_fn!r}): its decaying stable phase "
+                             "has no schedule kind; only stable_fn='constant' is converted")
+        shape = {"linear": "linear", "1-sqrt": "1-sqrt", "cosine": "cosine"}.get(
+            scheduler.decay_fn if isinstance(scheduler.decay_fn, str) else None)
+        if shape is None:
+            raise ValueError(f"from_timm: WSDLRScheduler(decay_fn={scheduler.decay_fn!r}): only 'linear', '1-sqrt' and "
+                             "'cosine' have a schedule kind")
+        T, Dt = _int(scheduler.t_initial, "WSDLRScheduler(t_initial"), _int(scheduler.decay_t, "WSDLRScheduler(decay_t")
+        return {"warmup_stable_decay": {"learning_rate": max(base, scheduler.lr_min), "final_learning_rate": scheduler.lr_min,
+                                        "num_ramp_steps": 0, "num_stable_steps": T - Dt, "num_decay_steps": Dt,
+                                        "decay_shape": shape}}
     T0, mul, limit = _timm_cycles(scheduler, name)
     lr_min, decay = scheduler.lr_min, scheduler.cycle_decay
     if limit <= 0:
@@ -231,8 +245,9 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
 def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
     W, init = _int(scheduler.warmup_t, f"{name}(warmup_t"), scheduler.warmup_lr_init
     main = _timm_main(scheduler, name, base)
-    if W > 0:
-        main = _join([(0, _line(init, base, W)), (W, main if scheduler.warmup_prefix else _offset(main, W))])
+    if W > 0:  # WSDLRScheduler's warm-up is always a prefix
+        prefix = getattr(scheduler, "warmup_prefix", True)
+        main = _join([(0, _line(init, base, W)), (W, main if prefix else _offset(main, W))])
     scale = scheduler.optimizer.param_groups[g].get("lr_scale")
     if scale is not None and scale != 1:
         return {"product": {"schedules": [main, {"constant": scale}]}}  # timm: value * lr_scale
@@ -242,9 +257,11 @@ def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
 def _timm_marks(scheduler: Any, name: str) -> list[int]:
     """Steps around each place the schedule changes piece (where a mapping error would show)."""
     W = int(scheduler.warmup_t)
-    offset = W if getattr(scheduler, "warmup_prefix", False) else 0
+    offset = W if getattr(scheduler, "warmup_prefix", True) else 0
     marks = {0, W}
-    if name in ("CosineLRScheduler", "PolyLRScheduler"):
+    if name == "WSDLRScheduler":
+        marks.update((W + scheduler.t_initial - scheduler.decay_t, W + scheduler.t_initial))
+    elif name in ("CosineLRScheduler", "PolyLRScheduler"):
         T0, mul, limit = int(scheduler.t_initial), int(scheduler.cycle_mul), int(scheduler.cycle_limit)
         for n in range(1, min(max(limit, 0), _MAX_CYCLES) + 1):
             start = _cycle_start(T0, mul, n) + offset
@@ -273,6 +290,12 @@ def _timm_check(scheduler: Any, configs: list[LearningRate], name: str, t: int) 
     for g, (group, config) in enumerate(zip(scheduler.optimizer.param_groups, configs)):
         have, want = _float(group["lr"]), compute_lr(config, t)
         if not math.isfinite(have) or abs(_float32_bits(have) - _float32_bits(want)) > 1:
+            if t == 0 and not scheduler.warmup_t and have == _float(group[scheduler._initial_param_group_field]) * (
+                    scales[g] if scales[g] is not None else 1.0):
+                raise ValueError(
+                    f"from_timm: param group {g} has its base lr {have!r}, which timm sets at construction, but {name} "
+                    f"gives {want!r} at t=0 (lr_min above the base lr); timm's first step() / step_update() call sets "
+                    "it: call scheduler.step(0) (t_in_epochs) or scheduler.step_update(0) before converting")
             raise ValueError(
                 f"from_timm: param group {g} has lr {have!r}, but {name} gives {want!r} at t={t}; timm keeps no "
                 "step count: pass t= the last epoch (t_in_epochs) or update count given to step() / step_update()")
@@ -283,12 +306,12 @@ def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
 
     Raises:
         TypeError: not one of ``TIMM_SUPPORTED`` (``PlateauLRScheduler`` follows a metric,
-            ``TanhLRScheduler``'s tanh and ``WSDLRScheduler``'s shapes have no schedule kind).
+            ``TanhLRScheduler``'s tanh has no schedule kind).
         ValueError: a supported class with settings no kind represents (noise, ``k_decay != 1``,
             a fractional ``cycle_mul`` or ``decay_t``...).
     """
     name = _timm_class(scheduler)
-    if name not in ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler", "PolyLRScheduler"):
+    if name not in ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler", "PolyLRScheduler", "WSDLRScheduler"):
         raise TypeError(f"from_timm cannot convert {type(scheduler).__name__}; supported: {TIMM_SUPPORTED}")
     if scheduler.param_group_field != "lr":
         raise ValueError(f"from_timm: {name} schedules {scheduler.param_group_field!r}, not 'lr'")
