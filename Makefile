@@ -25,13 +25,16 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.h csrc/*.cpp csrc/cuda/*.cu)
 	touch $@
 
 # The test extra's requirements are read from the installed package's metadata: installing
-# ".[test]" would reinstall, and so rebuild, the package itself. torchrec and its needs come last,
-# pinned and without their metadata's fbgemm-gpu and unpinned torch: pip checks dependencies after
-# every install that has them, and would then report torchrec's fbgemm-gpu as missing.
-$(TEST_STAMP): $(STAMP) requirements-trainers.txt requirements-torchrec.txt
+# ".[test]" would reinstall, and so rebuild, the package itself. The trainers
+# (requirements-trainers.txt), the other stacks' schedulers (requirements-stacks.txt) and torchrec
+# with its needs come last, pinned and without their metadata's torchvision, fbgemm-gpu, CUDA
+# packages and unpinned torch: pip checks dependencies after every install that has them, and would
+# then report those as missing.
+$(TEST_STAMP): $(STAMP) requirements-trainers.txt requirements-stacks.txt requirements-torchrec.txt
 	$(PY) -c 'import importlib.metadata as m; print("\n".join(r.split(";")[0] for r in m.requires("fusedsched") if "extra == \"test\"" in r))' > $(VENV)/requirements-test.txt
 	$(PY) -m pip install -q -r $(VENV)/requirements-test.txt
 	$(PY) -m pip install -q --no-deps -r requirements-trainers.txt
+	DS_BUILD_OPS=0 $(PY) -m pip install -q --no-deps --no-build-isolation -r requirements-stacks.txt
 	$(PY) -m pip install -q --no-deps -r requirements-torchrec.txt
 	touch $@
 

@@ -119,3 +119,28 @@ def assert_rates_match(ours, peer, steps=None, *, rel: float = 16 * EPS, what: s
     if bad.size:
         first = "; ".join(f"step {steps[i]}: ours {ours[i]!r} peer {peer[i]!r}" for i in bad[:6])
         raise AssertionError(f"{what}: {bad.size} of {ours.size} rates differ: {first}")
+
+
+# --- the other training stacks' schedulers, imported for real ------------------------------------
+
+
+def timm_scheduler():
+    """``timm.scheduler``, without running ``timm/__init__.py`` (it imports torchvision, whose
+    registry wheels link torch's CUDA libraries and do not load with the CPU torch): ``timm`` is
+    registered as a bare package over the installed one's directory (and spec), so that
+    ``import timm.scheduler`` runs only that subpackage, which needs torch and numpy alone.
+    Skips (``pytest.importorskip``'s reason) when timm is not installed."""
+    import importlib.util
+    import sys
+    import types
+
+    import pytest
+
+    if "timm" not in sys.modules:
+        spec = importlib.util.find_spec("timm")
+        if spec is None or spec.submodule_search_locations is None:
+            return pytest.importorskip("timm.scheduler", reason="timm is not installed (make test installs it)")
+        package = types.ModuleType("timm")
+        package.__spec__, package.__path__ = spec, list(spec.submodule_search_locations)
+        sys.modules["timm"] = package
+    return importlib.import_module("timm.scheduler")

@@ -1,7 +1,7 @@
 """Hypothesis strategies for valid schedule configs: one strategy per ``LearningRate`` kind.
 
 ``KIND_STRATEGIES[kind]`` draws valid ``LearningRate`` configs of that kind (built through the
-pydantic model, so every draw passes validation); ``join`` and ``product`` nest other kinds.
+pydantic model, so every draw passes validation); ``join``, ``product`` and ``offset`` nest other kinds.
 ``NEW_KIND_STRATEGIES`` holds those of the kinds beyond tml's four. ``test_properties.py`` fails
 when a name in ``LearningRate.KINDS`` has no entry here: a new kind needs its strategy added beside
 the others.
@@ -147,9 +147,9 @@ def _inverse_sqrt(draw):
 
 
 def _plain() -> st.SearchStrategy[LearningRate]:
-    """A kind that nests none: tml's constant and linear ramp, or a kind beyond tml's four but join and product."""
+    """A kind that nests none: tml's constant and linear ramp, or a kind beyond tml's four but join, product and offset."""
     tml = st.one_of(_constant, _linear_ramp_to_constant)
-    return st.one_of(tml, *(s for k, s in NEW_KIND_STRATEGIES.items() if k not in ("join", "product")))
+    return st.one_of(tml, *(s for k, s in NEW_KIND_STRATEGIES.items() if k not in ("join", "product", "offset")))
 
 
 @st.composite
@@ -165,6 +165,13 @@ def _product(draw):
     return _config("product", {"schedules": [s.model_dump(exclude_none=True) for s in schedules]})
 
 
+@st.composite
+def _offset(draw):
+    schedule = draw(st.one_of(_plain(), _join()))
+    steps = draw(st.one_of(st.integers(0, 300), st.just(2**40)))
+    return _config("offset", {"schedule": schedule.model_dump(exclude_none=True), "steps": steps})
+
+
 NEW_KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
     "exponential_decay": _exponential_decay(),
     "polynomial_decay": _polynomial_decay(),
@@ -175,6 +182,7 @@ NEW_KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
     "inverse_sqrt": _inverse_sqrt(),
     "join": _join(),
     "product": _product(),
+    "offset": _offset(),
 }
 
 KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {

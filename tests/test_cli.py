@@ -252,6 +252,7 @@ KIND_TOWERS = {
     "joined": {"join": {"schedules": [{"constant": 0.001}, {"cosine_annealing": {"learning_rate": 0.01, "num_steps": 50}}], "boundaries": [30]}},
     "product": {"product": {"schedules": [{"linear_ramp_to_constant": {"learning_rate": 1.0, "num_ramp_steps": 20}},
                                          {"exponential_decay": {"learning_rate": 0.01, "decay_rate": 0.9, "decay_steps": 10}}]}},
+    "offset": {"offset": {"schedule": {"cosine_annealing": {"learning_rate": 0.01, "num_steps": 50}}, "steps": 30}},
 }
 
 

@@ -135,7 +135,7 @@ LAYERS = [
     {"schedules", "errors"},
     {"config", "checkpoint", "engines"},
     {"scheduler"},
-    {"optim", "graphs", "convert", "plotting"},
+    {"optim", "graphs", "convert", "convert_stacks", "plotting"},
     {"integrations"},
     {"tools"},
     {"cli"},

@@ -112,7 +112,10 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            three_phase=rng.random() < 0.5)}
     if kind == "inverse_sqrt":
         return {kind: dict(learning_rate=_rate(rng), num_ramp_steps=ramp, timescale=rng.choice([None, rng.randint(1, 500)]))}
-    children = [_kind(rng.choice(LearningRate.KINDS[:-2] if depth else LearningRate.KINDS), rng, depth + 1)
+    plain = LearningRate.KINDS[:-3]  # every kind but join, product and offset
+    if kind == "offset":
+        return {kind: dict(schedule=_kind(rng.choice(plain), rng, depth + 1), steps=rng.choice([0, rng.randint(1, 80)]))}
+    children = [_kind(rng.choice(plain if depth else LearningRate.KINDS), rng, depth + 1)
                 for _ in range(rng.randint(1, 3))]
     if kind == "join":
         bounds = sorted(rng.sample(range(1, 200), len(children) - 1))

@@ -155,12 +155,13 @@ class Lane:
             assert counter == expected.epoch, f"{where}: device counter {counter} != last_epoch {expected.epoch}"
         reported = shim.get_last_lr()
         used = [float(group["lr"]) for group in self.optimizer.param_groups]
-        assert used == reported, f"{where}: the optimizer uses {used} but get_last_lr() reports {reported}"
+        # NaN equals NaN here (a rate that overflows to inf - inf), which float == does not say
+        assert np.array_equal(used, reported, equal_nan=True), f"{where}: the optimizer uses {used} but get_last_lr() reports {reported}"
         if not expected.lrs_known:
             return
         want = [compute_lr(self.schedules[name], expected.epoch) for name in self.declared]
         if self.lane == "host":
-            assert reported == want, f"{where}, step {expected.epoch}: {reported} != compute_lr {want}"
+            assert np.array_equal(reported, want, equal_nan=True), f"{where}, step {expected.epoch}: {reported} != compute_lr {want}"
         else:
             with np.errstate(over="ignore"):  # rates beyond float32's range round to inf, as on the device
                 want32 = np.array(want, dtype=np.float64).astype(np.float32)

@@ -39,6 +39,7 @@ _EXPORTS = {
     "LearningRate": "kinds",
     "LinearRampToConstant": "kinds",
     "LinearRampToCosine": "kinds",
+    "Offset": "kinds",
     "OneCycle": "kinds",
     "PiecewiseConstant": "kinds",
     "PolynomialDecay": "kinds",
@@ -54,6 +55,14 @@ _EXPORTS = {
     "schedules_by_group": "optim",
     "plot_schedules": "plotting",  # imports matplotlib only when called
     "from_torch": "convert",
+    # the other training stacks' schedulers (timm, DeepSpeed, Megatron-core)
+    "DeepSpeedShim": "convert_stacks",
+    "MegatronShim": "convert_stacks",
+    "TimmShim": "convert_stacks",
+    "deepspeed_config_to_schedules": "convert_stacks",
+    "from_deepspeed": "convert_stacks",
+    "from_megatron": "convert_stacks",
+    "from_timm": "convert_stacks",
     "compute_lr": "schedules",
     "compute_lr_array": "schedules",
     "GroupBindingError": "binding",
@@ -81,6 +90,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from .adagrad import FusedAdagrad
     from .binding import GroupBindingError
     from .convert import from_torch
+    from .convert_stacks import (
+        DeepSpeedShim,
+        MegatronShim,
+        TimmShim,
+        deepspeed_config_to_schedules,
+        from_deepspeed,
+        from_megatron,
+        from_timm,
+    )
     from .config import (
         AdagradConfig,
         AdamConfig,
@@ -105,6 +123,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         LearningRate,
         LinearRampToConstant,
         LinearRampToCosine,
+        Offset,
         OneCycle,
         PiecewiseConstant,
         PolynomialDecay,

@@ -18,7 +18,10 @@ kinds) whose learning rates are the stock scheduler's, step for step, from its c
   on instead, with a ``ConversionWarning`` naming both rates;
 - Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords;
   ``cosine_warmup_with_min_lr`` needs ``num_warmup_steps >= 2`` (or 1 with no ``warmup_lr_rate``):
-  its cosine starts one step early, before step 0 otherwise.
+  its cosine starts one step early, before step 0 otherwise. So is torchtitan's
+  ``linear_warmup_stable_decay`` (``LRSchedulersContainer``'s ``LambdaLR``s); past torchtitan's last
+  step its linear and sqrt decays go on below ``min_lr_factor``, where the shim holds the floor,
+  with a ``ConversionWarning``.
 
 Anything else is refused with a ``TypeError`` (an unsupported scheduler or function) or a
 ``ValueError`` (a supported one with settings no kind represents, e.g. ``OneCycleLR(cycle_momentum=
@@ -65,7 +68,7 @@ SUPPORTED = (
     "CosineAnnealingWarmRestarts, OneCycleLR (cycle_momentum=False), SequentialLR and ChainedScheduler "
     "of these, fusedsched.LRShim, and LambdaLR over transformers.optimization's "
     + ", ".join(dict.fromkeys(HF_FUNCTIONS.values()))
-    + " (MultiplicativeLR over get_constant_schedule's)"
+    + " (MultiplicativeLR over get_constant_schedule's), and LambdaLR over torchtitan's linear_warmup_stable_decay"
 )
 
 Config = dict[str, Any]
@@ -177,6 +180,50 @@ def _hf_cosine_early(name: str, kw: dict[str, Any], base: float) -> Config:
                      f"warmup_lr_rate={r}: its cosine starts one step before step 0"
                      f"{'' if W == 0 else ' (after a first step at warmup_lr_rate)'}, which no schedule kind "
                      "represents; use num_warmup_steps >= 2")
+# --- torchtitan's warm-up / stable / decay function ------------------------------------------------
+
+TORCHTITAN_FUNCTION = ("torchtitan.components.optimizer.lr_scheduler", "linear_warmup_stable_decay")
+TORCHTITAN_KEYWORDS = {"warmup_steps", "stable_steps", "decay_steps", "lr_decay_type", "min_lr_factor"}
+
+
+def _torchtitan_keywords(fn: Callable) -> dict[str, Any] | None:
+    """The keywords of torchtitan's ``LRSchedulersContainer.Config.build`` partial; None otherwise."""
+    inner = fn.func if isinstance(fn, functools.partial) and not fn.args else None
+    if (getattr(inner, "__module__", None), getattr(inner, "__name__", None)) != TORCHTITAN_FUNCTION:
+        return None
+    if set(fn.keywords) != TORCHTITAN_KEYWORDS:
+        raise ValueError(f"from_torch: torchtitan's linear_warmup_stable_decay with keywords {sorted(fn.keywords)}, "
+                         f"expected {sorted(TORCHTITAN_KEYWORDS)}")
+    return dict(fn.keywords)
+
+
+def _torchtitan_config(kw: dict[str, Any], base: float, g: int) -> Config:
+    """``base * f(n)``: ``(n + 1) / W`` for ``n < W``, 1 until ``W + S``, then ``m + (1 - m) * adj(p)``
+    with ``p = (n + 1 - (W + S)) / D`` (linear ``1 - p``, sqrt ``1 - sqrt(p)``, cosine
+    ``0.5 * (1 + cos(pi * p))``). Past ``p = 1`` (after torchtitan's last step) the linear and sqrt
+    decays go on below ``m``; the shim holds ``m * base`` there, with a ``ConversionWarning``."""
+    W, S, D, kind, m = (kw[k] for k in ("warmup_steps", "stable_steps", "decay_steps", "lr_decay_type", "min_lr_factor"))
+    if kind not in ("linear", "sqrt", "cosine"):
+        raise ValueError(f"from_torch: torchtitan's lr_decay_type={kind!r}; supported: linear, sqrt, cosine")
+    if D == 0:  # torchtitan asserts past W + S
+        decay: Config = {"constant": base}
+    elif kind == "cosine":  # periodic past the end, as torchtitan's
+        decay = {"cosine_annealing": {"learning_rate": base, "final_learning_rate": base * m, "num_steps": D}}
+    else:
+        decay = ({"polynomial_decay": {"learning_rate": base, "end_learning_rate": base * m, "final_num_steps": D}}
+                 if kind == "linear" else
+                 {"warmup_stable_decay": {"learning_rate": base, "final_learning_rate": base * m, "num_ramp_steps": 0,
+                                          "num_stable_steps": 0, "num_decay_steps": D, "decay_shape": "1-sqrt"}})
+        warnings.warn(ConversionWarning(
+            f"from_torch: torchtitan's {kind} decay (param group {g}) goes on below min_lr_factor * lr past its last "
+            f"step {W + S + D - 1} (negative where min_lr_factor is 0); the shim holds {base * m!r} there"),
+            stacklevel=4)
+    pieces = [{"offset": {"schedule": {"linear_ramp_to_constant": {"learning_rate": base, "num_ramp_steps": W}},
+                          "steps": 1}}] if W else []
+    pieces += [{"constant": base}] if S else []
+    pieces.append({"offset": {"schedule": decay, "steps": 1}} if D else decay)
+    bounds = [b for b, n in ((W, W), (W + S, S)) if n][: len(pieces) - 1]
+    return pieces[0] if len(pieces) == 1 else {"join": {"schedules": pieces, "boundaries": bounds}}
 
 
 def _is_constant_multiplier(scheduler: Any, g: int) -> bool:
@@ -194,8 +241,11 @@ def _lambda_config(scheduler: Any, g: int, base: float) -> Config:
         return {"constant": base}
     found = _hf_function(fn)
     if found is None:
+        titan = _torchtitan_keywords(fn)
+        if titan is not None:
+            return _torchtitan_config(titan, base, g)
         raise _unsupported(scheduler, f"its function {getattr(fn, '__qualname__', repr(fn))!r} is not one of "
-                                      "transformers.optimization's schedule functions")
+                                      "transformers.optimization's schedule functions or torchtitan's")
     name, kw = found
     return _hf_config(name, kw, base)
 

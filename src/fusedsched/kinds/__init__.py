@@ -19,11 +19,12 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
 | ``join`` | :class:`Join` | optax ``join_schedules`` |
 | ``product`` | :class:`Product` | torch ``ChainedScheduler`` |
+| ``offset`` | :class:`Offset` | a schedule already some steps in (timm, DeepSpeed) |
 """
 
 from ._row import Kind
 from .compiler import build_table, compile_schedule
-from .compose import Join, LearningRate, Product, kind_row
+from .compose import Join, LearningRate, Offset, Product, kind_row
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
@@ -39,6 +40,7 @@ __all__ = [
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
+    "Offset",
     "OneCycle",
     "PiecewiseConstant",
     "PolynomialDecay",

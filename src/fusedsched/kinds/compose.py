@@ -1,23 +1,24 @@
 """``LearningRate`` (exactly one kind per schedule) and the kinds built from other schedules:
-``join`` (optax ``join_schedules``) and ``product`` (a product of schedules: torch's
-``ChainedScheduler``)."""
+``join`` (optax ``join_schedules``), ``product`` (a product of schedules: torch's
+``ChainedScheduler``) and ``offset`` (a schedule already some steps in)."""
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Callable
 from typing import ClassVar
 
 import pydantic
 
-from ..fields import ConfigModel, Rate, StepInt, exactly_one
+from ..fields import Count, ConfigModel, Rate, StepInt, exactly_one
 from ..program import Segment, shifted
 from ._row import Kind, fold, sorted_marks
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 
-__all__ = ["Join", "LearningRate", "Product", "kind_row"]
+__all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row"]
 
 
 def _at_least_one_schedule(schedules: list) -> list:
@@ -128,6 +129,43 @@ class Product(ConfigModel, Kind):
         return sorted_marks(*(m for cfg in self.schedules for m in kind_row(cfg).marks()))
 
 
+class Offset(ConfigModel, Kind):
+    """A schedule already ``steps`` steps in: ``lr(s) = schedule(s + steps)``.
+
+    Inside a ``join``, a later schedule sees the step relative to its boundary; an ``offset`` of
+    that boundary gives it the outer step back (timm's cosine after a warm-up that is not a
+    prefix, DeepSpeed's cosine counted from the last warm-up step).
+    Segments: the schedule's, moved ``steps`` earlier (``SHIFT - steps``) and cut at step 0.
+
+    >>> cfg = Offset(schedule=LearningRate(linear_ramp_to_constant=dict(learning_rate=1.0,
+    ...     num_ramp_steps=4)), steps=2)
+    >>> [cfg.formula()(s) for s in range(4)]
+    [0.5, 0.75, 1.0, 1.0]
+    """
+
+    schedule: LearningRate
+    steps: Count
+
+    def formula(self) -> Callable[[int], float]:
+        f, k = kind_row(self.schedule).formula(), self.steps
+        return lambda s: f(s + k)
+
+    def factor_formula(self) -> Callable[[int], tuple[float, ...]]:
+        f, k = kind_row(self.schedule).factor_formula(), self.steps
+        return lambda s: f(s + k)
+
+    def segments(self) -> list[Segment]:
+        k, out = self.steps, []
+        for seg in kind_row(self.schedule).segments():
+            start, stop = max(seg.start - k, 0), seg.stop - k
+            if start < stop:  # origin and end are local: only the shift moves
+                out.append(dataclasses.replace(seg, start=start, stop=stop, shift=seg.shift - k))
+        return out
+
+    def marks(self) -> list[int]:
+        return sorted_marks(*(m - self.steps for m in kind_row(self.schedule).marks()))
+
+
 class LearningRate(ConfigModel):
     """A learning-rate schedule: exactly one kind is set (the others None/null).
 
@@ -148,6 +186,7 @@ class LearningRate(ConfigModel):
     inverse_sqrt: InverseSqrt | None = None
     join: Join | None = None
     product: Product | None = None
+    offset: Offset | None = None
 
     KINDS: ClassVar[tuple[str, ...]] = (
         "constant",
@@ -163,6 +202,7 @@ class LearningRate(ConfigModel):
         "inverse_sqrt",
         "join",
         "product",
+        "offset",
     )
 
     @pydantic.model_validator(mode="after")
@@ -189,4 +229,5 @@ def kind_row(lr_config: LearningRate) -> Kind:
 
 Join.model_rebuild()
 Product.model_rebuild()
+Offset.model_rebuild()
 LearningRate.model_rebuild()

@@ -1,0 +1,672 @@
+"""Converters for the schedulers of other training stacks: timm, DeepSpeed and Megatron-core.
+
+Like :func:`fusedsched.from_torch`, each takes the scheduler a training script already builds and
+returns an ``LRShim`` in device mode whose groups follow that scheduler's own rates, from its current
+step on; each group's schedule is a ``LearningRate`` (kinds joined with ``join``, shifted with
+``offset``, scaled with ``product``). The source object's numbers are the spec, quirks included;
+a setting no kind represents is refused with a ``ValueError`` naming it (an unsupported class with a
+``TypeError``) before the optimizer is touched. The returned shims keep the source's stepping calls:
+
+- :func:`from_timm` -> :class:`TimmShim`: ``step(epoch)`` and ``step_update(num_updates)`` set the
+  rate at that ``t`` (whichever ``t_in_epochs`` selects; the other is a no-op, as in timm);
+- :func:`from_deepspeed` -> :class:`DeepSpeedShim`: ``step()`` / ``step(last_batch_iteration)``;
+  the shim's step is ``last_batch_iteration + 1`` (DeepSpeed starts at -1);
+- :func:`from_megatron` -> :class:`MegatronShim`: ``step(increment)`` adds ``increment`` to
+  ``num_steps`` (the shim's step).
+
+:func:`deepspeed_config_to_schedules` turns DeepSpeed's JSON ``"scheduler"`` block into the same
+schedules without building DeepSpeed's object. Sources of truth: timm 1.0.31's ``timm.scheduler``,
+DeepSpeed 0.19.8's ``deepspeed.runtime.lr_schedules``, Megatron-core 0.16.1's
+``megatron.core.optimizer_param_scheduler`` (docs/semantics.md, "Other training stacks").
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pydantic
+import torch
+
+from .config import MAX_STEP
+from .kinds import LearningRate
+from .scheduler import LRShim
+from .schedules import compute_lr
+
+__all__ = [
+    "DeepSpeedShim",
+    "MegatronShim",
+    "TimmShim",
+    "deepspeed_config_to_schedules",
+    "from_deepspeed",
+    "from_megatron",
+    "from_timm",
+    "megatron_learning_rates",
+    "timm_learning_rates",
+]
+
+Config = dict[str, Any]
+
+
+# --- shared pieces ---------------------------------------------------------------------------------
+
+
+def _lr(kind: Config, what: str) -> LearningRate:
+    try:
+        return LearningRate(**kind)
+    except pydantic.ValidationError as e:
+        detail = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"{what} has settings no schedule kind represents ({detail})") from None
+
+
+def _line(v0: float, v1: float, steps: int) -> Config:
+    """``v0 + ((v1 - v0) / steps) * s`` for ``s < steps`` (then v0: cut it with a ``join``)."""
+    return {"warmup_stable_decay": {"learning_rate": v1, "final_learning_rate": v0, "num_ramp_steps": steps,
+                                    "num_stable_steps": 0, "num_decay_steps": 0}}
+
+
+def _join(pieces: Sequence[tuple[int, Config]]) -> Config:
+    """``(start, schedule)`` pieces, the first at 0, as one schedule (a join when more than one);
+    a piece that starts where the next does is dropped."""
+    kept = [(b, c) for i, (b, c) in enumerate(pieces) if i + 1 == len(pieces) or pieces[i + 1][0] > b]
+    if len(kept) == 1:
+        return kept[0][1]
+    return {"join": {"schedules": [c for _, c in kept], "boundaries": [b for b, _ in kept[1:]]}}
+
+
+def _offset(schedule: Config, steps: int) -> Config:
+    return schedule if steps == 0 else {"offset": {"schedule": schedule, "steps": steps}}
+
+
+def _float(value: Any) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+def _int(value: Any, what: str) -> int:
+    """``value`` as an int when it is a whole number (timm and DeepSpeed take floats), else a ValueError.
+    ``what`` names the setting: ``"Class(setting"`` reads ``Class(setting=value)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != value // 1:
+        raise ValueError(f"{what}={value!r}{')' if '(' in what else ''}: only a whole number of steps is converted")
+    return int(value)
+
+
+def _float32_bits(x: float) -> int:
+    bits = struct.unpack("<i", struct.pack("<f", x))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+
+def _group_names(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    names = [group.get("name") for group in groups]
+    if all(n is not None for n in names) and len({str(n) for n in names}) == len(names):
+        return [str(n) for n in names]
+    return [f"group{i}" for i in range(len(names))]
+
+
+class _JumpingShim(LRShim):
+    """An ``LRShim`` that can also go straight to a step (the stacks' own ``step`` arguments)."""
+
+    def _go_to(self, step: Any, what: str) -> None:
+        """Set every group's rate at ``step``; one more ``step()`` call for ``_step_count``."""
+        step = self._check_step(step, what)  # before anything changes
+        self._engine.check_groups()
+        self._steps += 1
+        self._catch_up()
+        self._engine.jump(step)
+
+    @classmethod
+    def _start(cls, optimizer: Any, configs: list[LearningRate], step: int, backend: str | None,
+               device: torch.device | str | None, **attributes: Any) -> Any:
+        """A device-mode shim over ``optimizer``'s groups whose current step is ``step``."""
+        if not 0 <= step <= MAX_STEP:  # before the groups are bound
+            raise ValueError(f"{cls.__name__}: the source scheduler is at step {step}, outside [0, 2**53 - 2]")
+        shim = cls.__new__(cls)
+        shim.__dict__.update(attributes)
+        LRShim.__init__(shim, optimizer, dict(zip(_group_names(optimizer.param_groups), configs)),
+                        device_schedule=True, backend=backend, device=device)
+        if step:
+            shim._catch_up()
+            shim._engine.jump(step)
+        return shim
+
+
+# --- timm -----------------------------------------------------------------------------------------
+
+TIMM_SUPPORTED = ("timm.scheduler's CosineLRScheduler (k_decay=1, a whole cycle_mul), StepLRScheduler, "
+                  "MultiStepLRScheduler, PolyLRScheduler (k_decay=1) and WSDLRScheduler (stable_fn='constant', "
+                  "decay_fn linear, 1-sqrt or cosine), without noise")
+_MAX_CYCLES = 64  # cycles checked against timm (and, for PolyLRScheduler, joined)
+
+
+class TimmShim(_JumpingShim):
+    """The device-mode ``LRShim`` :func:`from_timm` returns: timm's stepping calls, timm's rates.
+
+    ``step(epoch)`` sets the rates at ``t = epoch`` when ``t_in_epochs``, ``step_update(num_updates)``
+    at ``t = num_updates`` otherwise; the other call does nothing (timm's ``metric`` is ignored, as
+    timm's non-plateau schedulers do). ``step()`` without an argument advances one ``t``.
+    """
+
+    t_in_epochs: bool
+
+    def step(self, epoch: int | None = None, metric: Any = None) -> None:
+        if epoch is None:
+            super().step()
+        elif self.t_in_epochs:
+            self._go_to(epoch, "epoch")
+
+    def step_update(self, num_updates: int, metric: Any = None) -> None:
+        if not self.t_in_epochs:
+            self._go_to(num_updates, "num_updates")
+
+
+def _timm_class(scheduler: Any) -> str | None:
+    """The timm scheduler class name of ``scheduler`` (its exact class), or None."""
+    cls = type(scheduler)
+    if not cls.__module__.startswith("timm.scheduler."):
+        return None
+    return cls.__name__
+
+
+def _timm_cycles(scheduler: Any, name: str) -> tuple[int, int, int]:
+    """``(t_initial, cycle_mul, cycle_limit)`` as ints, checked."""
+    T0 = _int(scheduler.t_initial, f"{name}(t_initial")
+    mul = scheduler.cycle_mul
+    if isinstance(mul, bool) or not isinstance(mul, (int, float)) or mul < 1 or mul != mul // 1:
+        raise ValueError(f"from_timm: {name}(cycle_mul={mul!r}): only a whole cycle_mul >= 1 is converted "
+                         "(cycle lengths t_initial * cycle_mul**i must be whole numbers of steps)")
+    if scheduler.k_decay != 1:
+        raise ValueError(f"from_timm: {name}(k_decay={scheduler.k_decay!r}): no schedule kind has the k-decay "
+                         "shape (t**k / T**k); only k_decay=1 is converted")
+    return T0, int(mul), int(scheduler.cycle_limit)
+
+
+def _cycle_start(T0: int, mul: int, n: int) -> int:
+    return T0 * n if mul == 1 else T0 * (mul**n - 1) // (mul - 1)
+
+
+def _timm_main(scheduler: Any, name: str, base: float) -> Config:
+    """The schedule after the warm-up, seen from ``t = 0`` (timm's ``t`` after ``warmup_prefix``)."""
+    if name in ("StepLRScheduler", "MultiStepLRScheduler"):
+        rate = scheduler.decay_rate
+        if name == "StepLRScheduler":
+            k = _int(scheduler.decay_t, "StepLRScheduler(decay_t")
+            if k < 1:
+                raise ValueError(f"from_timm: StepLRScheduler(decay_t={scheduler.decay_t!r}) must be >= 1")
+            if rate == 1:
+                return {"constant": base}
+            if rate > 0:
+                return {"exponential_decay": {"learning_rate": base, "decay_rate": rate, "decay_steps": k,
+                                              "staircase": True}}
+            bounds = [k]
+            values = [base, base * rate**1]
+        else:
+            marks = [_int(m, "MultiStepLRScheduler(decay_t") for m in scheduler.decay_t]
+            if marks != sorted(marks):
+                raise ValueError(f"from_timm: MultiStepLRScheduler(decay_t={scheduler.decay_t!r}) must be sorted "
+                                 "(timm bisects it)")
+            bounds = sorted({m - 1 for m in marks if m >= 1})  # timm counts the marks <= t + 1
+            values = [base * rate ** bisect.bisect_right(marks, b + 1) for b in [-1, *bounds]]
+        if not bounds:
+            return {"constant": values[0]}
+        return {"piecewise_constant": {"learning_rate_boundaries": bounds, "learning_rate_values": values}}
+    if name == "WSDLRScheduler":  # stable max(lr, lr_min); from t_initial - decay_t on, down to lr_min
+        if scheduler.stable_fn != "constant":
+            raise ValueError(f"from_timm: WSDLRScheduler(stable_fn={scheduler.stable_fn!r}): its decaying stable phase "
+                             "has no schedule kind; only stable_fn='constant' is converted")
+        shape = {"linear": "linear", "1-sqrt": "1-sqrt", "cosine": "cosine"}.get(
+            scheduler.decay_fn if isinstance(scheduler.decay_fn, str) else None)
+        if shape is None:
+            raise ValueError(f"from_timm: WSDLRScheduler(decay_fn={scheduler.decay_fn!r}): only 'linear', '1-sqrt' and "
+                             "'cosine' have a schedule kind")
+        T, Dt = _int(scheduler.t_initial, "WSDLRScheduler(t_initial"), _int(scheduler.decay_t, "WSDLRScheduler(decay_t")
+        return {"warmup_stable_decay": {"learning_rate": max(base, scheduler.lr_min), "final_learning_rate": scheduler.lr_min,
+                                        "num_ramp_steps": 0, "num_stable_steps": T - Dt, "num_decay_steps": Dt,
+                                        "decay_shape": shape}}
+    T0, mul, limit = _timm_cycles(scheduler, name)
+    lr_min, decay = scheduler.lr_min, scheduler.cycle_decay
+    if limit <= 0:
+        return {"constant": lr_min}
+    end = _cycle_start(T0, mul, limit) if limit <= _MAX_CYCLES or mul == 1 else math.inf
+    if name == "CosineLRScheduler":
+        cycles = {"cosine_with_restarts": {"learning_rate": base, "final_learning_rate": lr_min, "cycle_steps": T0,
+                                           "cycle_mult": mul, "cycle_decay": decay}}
+        return _join([(0, cycles), (end, {"constant": lr_min})]) if end <= MAX_STEP else cycles
+    if limit > _MAX_CYCLES:
+        raise ValueError(f"from_timm: PolyLRScheduler(cycle_limit={limit}): at most {_MAX_CYCLES} cycles are "
+                         "converted (each is one piece of a join)")
+    pieces = [(_cycle_start(T0, mul, i), {"polynomial_decay": {
+        "learning_rate": base * decay**i, "end_learning_rate": lr_min, "final_num_steps": T0 * mul**i,
+        "power": scheduler.power}}) for i in range(limit)]
+    return _join([*pieces, (end, {"constant": lr_min})])
+
+
+def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
+    W, init = _int(scheduler.warmup_t, f"{name}(warmup_t"), scheduler.warmup_lr_init
+    main = _timm_main(scheduler, name, base)
+    if W > 0:  # WSDLRScheduler's warm-up is always a prefix
+        prefix = getattr(scheduler, "warmup_prefix", True)
+        main = _join([(0, _line(init, base, W)), (W, main if prefix else _offset(main, W))])
+    scale = scheduler.optimizer.param_groups[g].get("lr_scale")
+    if scale is not None and scale != 1:
+        return {"product": {"schedules": [main, {"constant": scale}]}}  # timm: value * lr_scale
+    return main
+
+
+def _timm_marks(scheduler: Any, name: str) -> list[int]:
+    """Steps around each place the schedule changes piece (where a mapping error would show)."""
+    W = int(scheduler.warmup_t)
+    offset = W if getattr(scheduler, "warmup_prefix", True) else 0
+    marks = {0, W}
+    if name == "WSDLRScheduler":
+        marks.update((W + scheduler.t_initial - scheduler.decay_t, W + scheduler.t_initial))
+    elif name in ("CosineLRScheduler", "PolyLRScheduler"):
+        T0, mul, limit = int(scheduler.t_initial), int(scheduler.cycle_mul), int(scheduler.cycle_limit)
+        for n in range(1, min(max(limit, 0), _MAX_CYCLES) + 1):
+            start = _cycle_start(T0, mul, n) + offset
+            if start > MAX_STEP // 2:
+                break
+            marks.update((start, start + T0 // 2))
+    elif name == "StepLRScheduler":
+        marks.update(offset + int(scheduler.decay_t) * n for n in (1, 2, 3))
+    else:
+        marks.update(offset + int(m) - 1 for m in scheduler.decay_t)
+    return sorted(s for m in marks for s in (m - 1, m, m + 1) if 0 <= s <= MAX_STEP)
+
+
+def _timm_check(scheduler: Any, configs: list[LearningRate], name: str, t: int) -> None:
+    """Refuse when the conversion and timm's own ``_get_lr`` differ by more than one float32 ulp at
+    a step around a change of piece (timm finds the cycle with a float ``log``, which can miss a
+    restart by a step), or when the groups' rates are not timm's at ``t``."""
+    scales = [group.get("lr_scale") for group in scheduler.optimizer.param_groups]
+    for s in _timm_marks(scheduler, name):
+        for g, (value, config) in enumerate(zip(scheduler._get_lr(s), configs)):
+            have = value if scales[g] is None else value * scales[g]  # timm's update_groups
+            want = compute_lr(config, s)
+            if abs(_float32_bits(have) - _float32_bits(want)) > 1:
+                raise ValueError(f"from_timm: {name} gives {have!r} at t={s} (param group {g}), its conversion "
+                                 f"{want!r}: timm's cycle arithmetic is not one schedule kind's here")
+    for g, (group, config) in enumerate(zip(scheduler.optimizer.param_groups, configs)):
+        have, want = _float(group["lr"]), compute_lr(config, t)
+        if not math.isfinite(have) or abs(_float32_bits(have) - _float32_bits(want)) > 1:
+            if t == 0 and not scheduler.warmup_t and have == _float(group[scheduler._initial_param_group_field]) * (
+                    scales[g] if scales[g] is not None else 1.0):
+                raise ValueError(
+                    f"from_timm: param group {g} has its base lr {have!r}, which timm sets at construction, but {name} "
+                    f"gives {want!r} at t=0 (lr_min above the base lr); timm's first step() / step_update() call sets "
+                    "it: call scheduler.step(0) (t_in_epochs) or scheduler.step_update(0) before converting")
+            raise ValueError(
+                f"from_timm: param group {g} has lr {have!r}, but {name} gives {want!r} at t={t}; timm keeps no "
+                "step count: pass t= the last epoch (t_in_epochs) or update count given to step() / step_update()")
+
+
+def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
+    """One ``LearningRate`` per param group: the group's rate at timm's ``t`` (``lr_scale`` included).
+
+    Raises:
+        TypeError: not one of ``TIMM_SUPPORTED`` (``PlateauLRScheduler`` follows a metric,
+            ``TanhLRScheduler``'s tanh has no schedule kind).
+        ValueError: a supported class with settings no kind represents (noise, ``k_decay != 1``,
+            a fractional ``cycle_mul`` or ``decay_t``...).
+    """
+    name = _timm_class(scheduler)
+    if name not in ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler", "PolyLRScheduler", "WSDLRScheduler"):
+        raise TypeError(f"from_timm cannot convert {type(scheduler).__name__}; supported: {TIMM_SUPPORTED}")
+    if scheduler.param_group_field != "lr":
+        raise ValueError(f"from_timm: {name} schedules {scheduler.param_group_field!r}, not 'lr'")
+    if scheduler.noise_range_t is not None:
+        raise ValueError(f"from_timm: {name}(noise_range_t={scheduler.noise_range_t!r}) adds seeded random noise "
+                         "to the rate, which no schedule kind represents; construct it with noise_range_t=None")
+    return [_lr(_timm_config(scheduler, name, g, float(base)), f"from_timm: {name} (param group {g})")
+            for g, base in enumerate(scheduler.base_values)]
+
+
+def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
+              device: torch.device | str | None = None) -> TimmShim:
+    """timm ``scheduler``'s rates, evaluated on the device: a :class:`TimmShim`.
+
+    timm keeps no step count: ``t`` is the last ``epoch`` / ``num_updates`` given to its
+    ``step()`` / ``step_update()`` (0, a fresh scheduler, by default); the groups' rates must be
+    timm's at ``t``. The training loop goes on calling ``step(epoch)`` and
+    ``step_update(num_updates)`` on the returned shim (do not step timm's any more).
+
+    Raises:
+        TypeError / ValueError: see :func:`timm_learning_rates`; also a ``ValueError`` when timm's
+            rates at a change of piece, or the groups' rates at ``t``, are not the conversion's.
+            Nothing is touched.
+    """
+    configs = timm_learning_rates(scheduler)
+    name = _timm_class(scheduler)
+    step = _int(t, "from_timm: t")
+    if not 0 <= step <= MAX_STEP:
+        raise ValueError(f"from_timm: t={t!r} must be in [0, 2**53 - 2]")
+    _timm_check(scheduler, configs, name, step)
+    return TimmShim._start(scheduler.optimizer, configs, step, backend, device, t_in_epochs=bool(scheduler.t_in_epochs))
+
+
+# --- DeepSpeed ------------------------------------------------------------------------------------
+
+DEEPSPEED_SUPPORTED = ("deepspeed.runtime.lr_schedules' WarmupLR, WarmupDecayLR and WarmupCosineLR "
+                       "(warmup_type='linear'), and OneCycle (no stairs, no post-cycle decay, cycle_momentum off)")
+
+#: Each scheduler's parameters and their defaults in DeepSpeed 0.19.8 (``...``: required).
+DEEPSPEED_PARAMS: dict[str, dict[str, Any]] = {
+    "WarmupLR": {"warmup_min_lr": 0.0, "warmup_max_lr": None, "warmup_num_steps": 1000, "warmup_type": "log",
+                 "last_batch_iteration": -1},
+    "WarmupDecayLR": {"total_num_steps": ..., "warmup_min_lr": 0.0, "warmup_max_lr": 0.001,
+                      "warmup_num_steps": 1000, "warmup_type": "log", "last_batch_iteration": -1},
+    "WarmupCosineLR": {"total_num_steps": ..., "warmup_min_ratio": 0.0, "warmup_num_steps": 1000,
+                       "cos_min_ratio": 0.0001, "warmup_type": "log", "last_batch_iteration": -1},
+    "OneCycle": {"cycle_min_lr": ..., "cycle_max_lr": ..., "decay_lr_rate": 0.0, "cycle_first_step_size": 2000,
+                 "cycle_second_step_size": None, "cycle_first_stair_count": 0, "cycle_second_stair_count": None,
+                 "decay_step_size": 0, "cycle_momentum": True, "cycle_min_mom": 0.8, "cycle_max_mom": 0.9,
+                 "decay_mom_rate": 0.0, "last_batch_iteration": -1},
+}
+
+
+class DeepSpeedShim(_JumpingShim):
+    """The device-mode ``LRShim`` :func:`from_deepspeed` returns. Its step is DeepSpeed's
+    ``last_batch_iteration + 1`` (DeepSpeed starts at -1); ``step(k)`` goes to iteration ``k``."""
+
+    def step(self, last_batch_iteration: int | None = None) -> None:
+        if last_batch_iteration is None:
+            super().step()
+        else:
+            self._go_to(_int(last_batch_iteration, "last_batch_iteration") + 1, "last_batch_iteration + 1")
+
+    @property
+    def last_batch_iteration(self) -> int:
+        return self.last_epoch - 1
+
+
+def _per_group(value: Any, count: int, what: str) -> list[float]:
+    """DeepSpeed's ``_format_param``: a scalar for every group, or one value per group."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise ValueError(f"DeepSpeed {what}: expected {count} values (one per param group), got {len(value)}")
+        return [_float(v) for v in value]
+    return [_float(value)] * count
+
+
+def _linear_warmup(kind: str, warmup_type: Any) -> None:
+    if warmup_type != "linear":
+        raise ValueError(f"DeepSpeed {kind}(warmup_type={warmup_type!r}): the logarithmic warm-up "
+                         "(log(step + 1) / log(warmup_num_steps), DeepSpeed's default) has no schedule kind; "
+                         "use warmup_type='linear'")
+
+
+def _ds_warmup(kind: str, mins: list[float], maxs: list[float], W: int, warmup_type: Any,
+               total: int | None) -> list[Config]:
+    """WarmupLR (``total`` None) and WarmupDecayLR, over the shim's step ``n + 1``."""
+    _linear_warmup(kind, warmup_type)
+    out = []
+    for lo, hi in zip(mins, maxs):
+        delta = hi - lo
+        if total is None:
+            after: Config = {"constant": lo + delta * 1.0}
+        elif total - W >= 1:  # lo + delta * ((total - n) / (total - W)), then lo
+            after = {"polynomial_decay": {"learning_rate": hi, "end_learning_rate": lo, "final_num_steps": total - W}}
+        else:
+            after = {"constant": lo + delta * 0.0}
+        out.append(_join([(0, {"constant": lo}), (1, _line(lo, hi, W)), (1 + W, after)]))
+    return out
+
+
+def _ds_cosine(orgs: list[float], W: int, total: int, warmup_min_ratio: float, cos_min_ratio: float,
+               warmup_type: Any) -> list[Config]:
+    """WarmupCosineLR: ``org_lr * ratio(n)``, 0.0 before the first step."""
+    _linear_warmup("WarmupCosineLR", warmup_type)
+    N = max(1, total - W)
+    cosine = {"cosine_annealing": {"learning_rate": 1.0, "final_learning_rate": cos_min_ratio, "num_steps": N}}
+    ratio = _join([(0, _line(warmup_min_ratio, 1.0, W)), (W, _offset(cosine, 1)),  # its step: n - W + 1
+                   (W + N - 1, {"constant": cos_min_ratio})])
+    return [_join([(0, {"constant": 0.0}), (1, {"product": {"schedules": [{"constant": org}, ratio]}})])
+            for org in orgs]
+
+
+def _ds_one_cycle(mins: list[float], maxs: list[float], first: Any, second: Any, stairs: tuple[Any, Any],
+                  skip_decay: bool, decay: tuple[Any, Any], momentum: bool) -> list[Config]:
+    """OneCycle over the shim's step ``b = n + 1``: min -> max over ``first`` steps, max -> min over
+    ``second``, then min."""
+    if momentum:
+        raise ValueError("DeepSpeed OneCycle(cycle_momentum=True) also cycles the optimizer's betas, which "
+                         "fusedsched does not schedule; set cycle_momentum to false")
+    if any(s for s in stairs):
+        raise ValueError(f"DeepSpeed OneCycle(cycle_first_stair_count, cycle_second_stair_count = {stairs}): "
+                         "the staircase is not converted; use 0")
+    if not skip_decay:
+        raise ValueError(f"DeepSpeed OneCycle(decay_lr_rate={decay[0]!r}, decay_step_size={decay[1]!r}): the "
+                         "post-cycle decay min_lr / (1 + rate * k / size) has no schedule kind; use decay_lr_rate 0")
+    up, down = _int(first, "DeepSpeed OneCycle(cycle_first_step_size"), _int(
+        second, "DeepSpeed OneCycle(cycle_second_step_size")
+    return [_join([(0, _line(lo, hi, up)), (up, _line(hi, lo, down) if down else {"constant": lo}),
+                   (up + down, {"constant": lo})]) for lo, hi in zip(mins, maxs)]
+
+
+def _deepspeed_from_params(kind: str, params: Mapping[str, Any], base_lrs: Sequence[float]) -> list[Config]:
+    defaults = DEEPSPEED_PARAMS.get(kind)
+    if defaults is None:
+        raise TypeError(f"deepspeed: cannot convert scheduler type {kind!r}; supported: {DEEPSPEED_SUPPORTED}")
+    unknown = sorted(set(params) - set(defaults))
+    missing = sorted(k for k, v in defaults.items() if v is ... and k not in params)
+    if unknown or missing:
+        raise ValueError(f"deepspeed {kind} params {sorted(params)}: "
+                         f"{'unknown ' + str(unknown) if unknown else 'missing ' + str(missing)}")
+    p = {**defaults, **params}
+    count = len(base_lrs)
+    if kind == "OneCycle":
+        first = _float(p["cycle_first_step_size"])
+        second = first if p["cycle_second_step_size"] is None else _float(p["cycle_second_step_size"])
+        stairs2 = p["cycle_first_stair_count"] if p["cycle_second_stair_count"] is None else p["cycle_second_stair_count"]
+        skip = math.isclose(p["decay_step_size"], 0) or math.isclose(p["decay_lr_rate"], 0)
+        return _ds_one_cycle(_per_group(p["cycle_min_lr"], count, "cycle_min_lr"),
+                             _per_group(p["cycle_max_lr"], count, "cycle_max_lr"), first, second,
+                             (p["cycle_first_stair_count"], stairs2), skip,
+                             (p["decay_lr_rate"], p["decay_step_size"]), bool(p["cycle_momentum"]))
+    W = p["warmup_num_steps"]
+    if isinstance(W, bool) or not isinstance(W, int) or W <= 0:
+        raise ValueError(f"deepspeed {kind}: warmup_num_steps must be a positive integer, got {W!r}")
+    W = max(2, W)
+    if kind == "WarmupCosineLR":
+        return _ds_cosine([float(b) for b in base_lrs], W, _int(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps"),
+                          _float(p["warmup_min_ratio"]), _float(p["cos_min_ratio"]), p["warmup_type"])
+    maxs = list(base_lrs) if p["warmup_max_lr"] is None else p["warmup_max_lr"]
+    total = _int(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
+    return _ds_warmup(kind, _per_group(p["warmup_min_lr"], count, "warmup_min_lr"),
+                      _per_group(maxs, count, "warmup_max_lr"), W, p["warmup_type"], total)
+
+
+def deepspeed_config_to_schedules(config: Mapping[str, Any], base_lrs: Sequence[float]) -> list[LearningRate]:
+    """DeepSpeed's JSON ``"scheduler"`` block (``{"type": ..., "params": {...}}``) as one
+    ``LearningRate`` per param group, over DeepSpeed's ``last_batch_iteration + 1``.
+
+    ``base_lrs``: each group's ``lr`` before the scheduler (``WarmupLR`` without
+    ``warmup_max_lr`` warms up to it, ``WarmupCosineLR`` scales it). Parameters and defaults are
+    DeepSpeed 0.19.8's (:data:`DEEPSPEED_PARAMS`); ``OneCycle``'s ``cycle_momentum`` (true by
+    default) must be false here, since DeepSpeed turns it off only for optimizers without betas.
+
+    Raises:
+        TypeError: a type other than those of ``DEEPSPEED_SUPPORTED`` (``LRRangeTest``...).
+        ValueError: unknown or missing params, or settings no kind represents.
+    """
+    if not isinstance(config, Mapping) or "type" not in config:
+        raise ValueError(f"deepspeed scheduler config must be a mapping with 'type' and 'params', got {config!r}")
+    unknown = sorted(set(config) - {"type", "params"})
+    if unknown:
+        raise ValueError(f"deepspeed scheduler config has unknown keys {unknown} (expected 'type' and 'params')")
+    kind = config["type"]
+    return [_lr(c, f"deepspeed {kind} (param group {g})")
+            for g, c in enumerate(_deepspeed_from_params(kind, config.get("params") or {}, [float(b) for b in base_lrs]))]
+
+
+def _deepspeed_configs(scheduler: Any) -> list[Config]:
+    kind = type(scheduler).__name__
+    if type(scheduler).__module__ != "deepspeed.runtime.lr_schedules" or kind not in DEEPSPEED_PARAMS:
+        raise TypeError(f"from_deepspeed cannot convert {kind}; supported: {DEEPSPEED_SUPPORTED}")
+    s = scheduler
+    if kind == "OneCycle":
+        return _ds_one_cycle([_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.first_step_size,
+                             s.second_step_size,
+                             (s.first_stair_count, s.second_stair_count), s.skip_lr_decay,
+                             (s.decay_lr_rate, s.decay_step_size), bool(s.cycle_momentum))
+    if kind == "WarmupCosineLR":
+        return _ds_cosine([_float(v) for v in s.org_lrs], s.warmup_num_steps,
+                          _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps"),
+                          _float(s.warmup_min_ratio), _float(s.cos_min_ratio), s.warmup_type)
+    total = _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
+    return _ds_warmup(kind, [_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.warmup_num_steps,
+                      s.warmup_type, total)
+
+
+def from_deepspeed(scheduler: Any, *, backend: str | None = None,
+                   device: torch.device | str | None = None) -> DeepSpeedShim:
+    """DeepSpeed ``scheduler``'s rates (one of ``DEEPSPEED_SUPPORTED``), evaluated on the device,
+    from its current ``last_batch_iteration`` on: a :class:`DeepSpeedShim` (step it instead).
+
+    Raises:
+        TypeError: an unsupported scheduler (``LRRangeTest``...).
+        ValueError: settings no kind represents (``warmup_type='log'``, ``OneCycle``'s momentum
+            cycling, stairs or post-cycle decay). Nothing is touched.
+    """
+    configs = [_lr(c, f"from_deepspeed: {type(scheduler).__name__} (param group {g})")
+               for g, c in enumerate(_deepspeed_configs(scheduler))]
+    step = _int(scheduler.last_batch_iteration, "last_batch_iteration") + 1
+    if step < 0:
+        raise ValueError(f"from_deepspeed: last_batch_iteration={scheduler.last_batch_iteration!r} must be >= -1")
+    return DeepSpeedShim._start(scheduler.optimizer, configs, step, backend, device)
+
+
+# --- Megatron-core --------------------------------------------------------------------------------
+
+MEGATRON_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
+MEGATRON_WSD_STYLES = {"linear": "linear", "cosine": "cosine", "minus_sqrt": "1-sqrt"}
+
+
+class MegatronShim(_JumpingShim):
+    """The device-mode ``LRShim`` :func:`from_megatron` returns: ``step(increment)`` adds
+    ``increment`` to ``num_steps`` (the shim's step), as Megatron's ``OptimizerParamScheduler`` does."""
+
+    def step(self, increment: int | None = None) -> None:
+        if increment is None or (type(increment) is int and increment == 1):
+            super().step()
+        else:
+            if isinstance(increment, bool) or not isinstance(increment, int) or increment < 0:
+                raise ValueError(f"increment must be an int >= 0, got {increment!r}")
+            self._go_to(self.last_epoch + increment, "num_steps + increment")
+
+    @property
+    def num_steps(self) -> int:
+        return self.last_epoch
+
+
+def _megatron_optimizer(scheduler: Any) -> Any:
+    """The torch optimizer behind Megatron's (its ``optimizer`` attribute, or itself)."""
+    optimizer = scheduler.optimizer
+    if isinstance(optimizer, torch.optim.Optimizer) or hasattr(optimizer, "_optims"):
+        return optimizer
+    chained = getattr(optimizer, "chained_optimizers", None)
+    if chained is not None and len(chained) != 1:
+        raise TypeError(f"from_megatron: a {type(optimizer).__name__} of {len(chained)} optimizers is not converted "
+                        "(one scheduler over several optimizers' groups); only one optimizer behind the scheduler")
+    inner = getattr(optimizer, "optimizer", None)
+    if isinstance(inner, torch.optim.Optimizer):
+        return inner
+    raise TypeError(f"from_megatron: the scheduler's optimizer {type(optimizer).__name__} has no torch optimizer "
+                    "(an 'optimizer' attribute) whose param groups the shim can drive")
+
+
+def _megatron_inverse_sqrt_end(scheduler: Any, group: Mapping[str, Any], B: int) -> int:
+    """The first step from ``B`` on at which Megatron's inverse square root is floored at ``min_lr``
+    (or ``lr_decay_steps + 1``), found with Megatron's own ``get_lr`` (its ``num_steps`` restored)."""
+    min_lr, D = group.get("min_lr", scheduler.min_lr), scheduler.lr_decay_steps
+    saved = scheduler.num_steps
+
+    def floored(n: int) -> bool:
+        scheduler.num_steps = n
+        return scheduler.get_lr(group) == min_lr
+
+    try:
+        if not floored(D):
+            return D + 1
+        lo, hi = B, D  # floored(hi); the first floored step is in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if floored(mid) else (mid + 1, hi)
+        return lo
+    finally:
+        scheduler.num_steps = saved
+
+
+def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
+    s = scheduler
+    hi, lo, init = float(group.get("max_lr", s.max_lr)), float(group.get("min_lr", s.min_lr)), float(s.init_lr)
+    W, D, style = int(s.lr_warmup_steps), int(s.lr_decay_steps), s.lr_decay_style
+    if style not in MEGATRON_STYLES:
+        raise ValueError(f"from_megatron: lr_decay_style={style!r}; supported: {MEGATRON_STYLES}")
+    warmup = [(0, _line(init, hi, W))] if W > 0 else []
+    if style == "constant":
+        return _join([*warmup, (W, {"constant": hi})])
+    if style == "inverse-square-root":  # max(min_lr, max_lr * sqrt(max(W, 1)) / sqrt(max(n, 1)))
+        B = max(W, 1)
+        first = warmup or [(0, {"constant": hi})]
+        end = _megatron_inverse_sqrt_end(s, group, B)
+        return _join([*first, (B, {"inverse_sqrt": {"learning_rate": hi, "num_ramp_steps": 0, "timescale": B}}),
+                      (max(end, B), {"constant": lo})])
+    if style == "linear":
+        return _join([*warmup, (W, {"polynomial_decay": {"learning_rate": hi, "end_learning_rate": lo,
+                                                          "final_num_steps": D - W}})])
+    if style == "cosine":
+        return _join([*warmup, (W, {"cosine_annealing": {"learning_rate": hi, "final_learning_rate": lo,
+                                                          "num_steps": D - W}}), (D + 1, {"constant": lo})])
+    shape = MEGATRON_WSD_STYLES.get(s.lr_wsd_decay_style)
+    if shape is None:
+        raise ValueError(f"from_megatron: lr_wsd_decay_style={s.lr_wsd_decay_style!r}; supported: "
+                         f"{sorted(MEGATRON_WSD_STYLES)} (the exponential anneal 2 * 0.5**r - 1 has no schedule kind)")
+    Dw = int(s.wsd_decay_steps)
+    A = D - Dw  # the anneal starts after step A
+    wsd = {"warmup_stable_decay": {"learning_rate": hi, "final_learning_rate": lo, "num_ramp_steps": 0,
+                                   "num_stable_steps": max(A - W, 0), "num_decay_steps": Dw, "decay_shape": shape}}
+    if A >= W:
+        return _join([*warmup, (W, wsd)])
+    # the anneal starts inside the warm-up: step W is still the warm-up's, the anneal goes on from W + 1
+    last = init + ((hi - init) * float(W) / float(W))
+    return _join([*warmup, (W, {"constant": last}), (W + 1, _offset(wsd, W + 1 - A))])
+
+
+def megatron_learning_rates(scheduler: Any) -> list[LearningRate]:
+    """One ``LearningRate`` per param group of Megatron's ``OptimizerParamScheduler``, over its
+    ``num_steps``, from each group's ``max_lr`` / ``min_lr`` (the scheduler's own where a group has
+    none): Megatron-core 0.16 puts a group's overrides there; the scheduler reads no ``lr_mult``.
+
+    Raises:
+        TypeError: not Megatron-core's ``OptimizerParamScheduler``.
+        ValueError: a weight-decay increment (``start_wd != end_wd``: fusedsched schedules learning
+            rates only), or settings no kind represents (``lr_wsd_decay_style="exponential"``).
+    """
+    cls = type(scheduler)
+    if cls.__name__ != "OptimizerParamScheduler" or not cls.__module__.startswith("megatron.core."):
+        raise TypeError(f"from_megatron cannot convert {cls.__name__}; supported: "
+                        "megatron.core.optimizer_param_scheduler.OptimizerParamScheduler")
+    groups = _megatron_optimizer(scheduler).param_groups
+    for g, group in enumerate(groups):
+        start, end = group.get("start_wd", scheduler.start_wd), group.get("end_wd", scheduler.end_wd)
+        if start != end:
+            raise ValueError(
+                f"from_megatron: param group {g} increments its weight decay from start_wd={start!r} to end_wd={end!r} "
+                f"({scheduler.wd_incr_style}); fusedsched schedules learning rates only: use start_wd == end_wd")
+    return [_lr(_megatron_config(scheduler, group), f"from_megatron: OptimizerParamScheduler (param group {g})")
+            for g, group in enumerate(groups)]
+
+
+def from_megatron(scheduler: Any, *, backend: str | None = None,
+                  device: torch.device | str | None = None) -> MegatronShim:
+    """Megatron's ``OptimizerParamScheduler`` rates, evaluated on the device, from its current
+    ``num_steps`` on: a :class:`MegatronShim` (call its ``step(increment)`` instead).
+
+    Raises:
+        TypeError / ValueError: see :func:`megatron_learning_rates`; nothing is touched.
+    """
+    configs = megatron_learning_rates(scheduler)
+    step = _int(scheduler.num_steps, "num_steps")
+    return MegatronShim._start(_megatron_optimizer(scheduler), configs, step, backend, device)
