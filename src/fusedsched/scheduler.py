@@ -33,7 +33,7 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 from .binding import GroupBinding, GroupBindingError
 from .config import MAX_STEP, LearningRate
 from .ops import advance_op, check_advance_args, resolve_backend
-from .ops import _native
+from .ops import _native, _reference
 from .program import ScheduleTable
 from .schedules import compute_lr, prepare_lr
 
@@ -139,9 +139,12 @@ class _HostRates:
 
 
 def _launcher(backend: str):
-    """``launch(step, table, lrs, increment)`` for ``backend``: the C++ op directly for ``native``."""
+    """``launch(step, table, lrs, increment)`` for ``backend``: the C++ op directly for ``native``, the
+    numpy evaluation directly for ``reference`` on CPU in eager mode (both skip ``advance_``'s dispatch)."""
     if backend == "native":
         return torch.ops.fusedsched.advance_native_.default
+    if backend == "reference":
+        return _reference.eager_launch
 
     def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
         advance_op(step, table, lrs, increment, backend)
