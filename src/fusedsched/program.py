@@ -221,6 +221,36 @@ TORCH = ArrayNamespace(torch.where, torch.minimum, torch.maximum, torch.floor, t
 NUMPY = ArrayNamespace(np.where, np.minimum, np.maximum, np.floor, np.cos, np.power, np.sqrt, np.log, np.ones_like)
 
 
+def _nan_min(a, b):
+    return a if a < b or a != a else b
+
+
+def _nan_max(a, b):
+    return a if a > b or a != a else b
+
+
+def _floor(x):
+    return np.float64(math.floor(x)) if math.isfinite(x) else np.float64(x)
+
+
+def _cos(x):
+    return np.float64(math.cos(x) if math.isfinite(x) else math.nan)
+
+
+def _sqrt(x):
+    return np.float64(math.sqrt(x) if x >= 0 else math.nan)
+
+
+def _log(x):
+    return np.float64(math.log(x) if x > 0 else -math.inf if x == 0 else math.nan)
+
+
+# One lane as numpy float64 scalars (inf and NaN as numpy arrays give them, under np.errstate), with
+# the C library's cos / pow / log / sqrt: where a handful of lanes cost less one by one.
+SCALAR = ArrayNamespace(lambda c, a, b: a if c else b, _nan_min, _nan_max, _floor, _cos,
+                        lambda a, b: np.float64(a) ** b, _sqrt, _log, lambda x: np.float64(1.0))
+
+
 def _int_power(base, exponent, xp: ArrayNamespace = TORCH):
     """``base ** exponent`` for integer-valued ``0 <= exponent < 64``, by squaring: exact in float64."""
     result, e = xp.ones_like(base), exponent
@@ -306,17 +336,22 @@ _FORMULAS = {
 }
 
 
+_SHIFT, _ORIGIN, _END, _V0, _V1, _P, _Q, _W = (int(c) for c in (
+    Column.SHIFT, Column.ORIGIN, Column.END, Column.V0, Column.V1, Column.P, Column.Q, Column.W))
+
+
 def _arguments(seg, s):
-    u = (s - seg[Column.SHIFT]) - seg[Column.ORIGIN]
-    span = seg[Column.END] - seg[Column.ORIGIN]
-    return u, span, seg[Column.V0], seg[Column.V1], seg[Column.P], seg[Column.Q], seg[Column.W]
+    u = (s - seg[_SHIFT]) - seg[_ORIGIN]
+    span = seg[_END] - seg[_ORIGIN]
+    return u, span, seg[_V0], seg[_V1], seg[_P], seg[_Q], seg[_W]
 
 
 def shape_values(shape: Shape, seg, s, xp: ArrayNamespace = TORCH):
     """The float64 value at ``s`` of segments that all have ``shape``: ``seg`` is ``[NUM_COLUMNS, ...]``
-    (a tensor, or an array with ``xp=NUMPY``), the result ``[...]``; ``s`` a scalar or 0-dim tensor."""
+    (a tensor; arrays or their rows with ``xp=NUMPY``; one lane's float64 scalars with ``xp=SCALAR``),
+    the result ``[...]``; ``s`` a float or a 0-dim tensor."""
     if shape == Shape.CONSTANT:
-        return seg[Column.V0]
+        return seg[_V0]
     return _FORMULAS[shape](*_arguments(seg, s), xp)
 
 
