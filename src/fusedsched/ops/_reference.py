@@ -160,17 +160,11 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         lrs.copy_(evaluate_table(table, step))
 
 
-_OP = None
-
-
 def eager_launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
     """What ``LRShim`` calls: :func:`launch_cpu` directly on CPU in eager mode (the custom op's own
     dispatch costs about 20 us), else the op ``fusedsched::advance_`` (traced by ``torch.compile``,
     seen by dispatch modes, on CUDA captured in graphs)."""
     if table.is_cpu and not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack():
         launch_cpu(step, table, lrs, increment)
-        return
-    global _OP
-    if _OP is None:
-        _OP = torch.ops.fusedsched.advance_.default
-    _OP(step, table, lrs, increment, "reference")
+    else:
+        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference")
