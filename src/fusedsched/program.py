@@ -24,7 +24,7 @@ never rounds them)::
                      holding u (found in closed form: an estimate from log, corrected exactly),
                      t = u - (start of cycle n), T = span * q**n;
                      v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T)), ``w**n`` by squaring
-                     (in the reference and the C++ kernel; ``pow`` in torch and Triton)
+                     (in the reference and the C++ kernel; ``pow`` in torch, numpy and Triton)
     COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
