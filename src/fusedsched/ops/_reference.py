@@ -33,7 +33,7 @@ import torch
 from ..program import NUMPY, SCALAR, Column, Shape, evaluate_table, shape_values
 
 _CODES = {float(shape) for shape in Shape if shape != Shape.CONSTANT}
-SCALAR_LANES = 2  # a shape on at most this many lanes is evaluated lane by lane (numpy scalars)
+SCALAR_LANES = 4  # a shape on at most this many lanes is evaluated lane by lane (numpy scalars)
 _START, _STOP, _SHAPE, _V0, _FACTORS = (int(c) for c in (Column.START, Column.STOP, Column.SHAPE, Column.V0, Column.FACTORS))
 
 
