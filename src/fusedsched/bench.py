@@ -225,11 +225,14 @@ class Timing:
         p10, p50, p90 = np.percentile(np.asarray(samples), [10, 50, 90])
         return cls(float(p50), float(p10), float(p90), len(samples), calls, tuple(samples))
 
-    def as_us(self) -> dict[str, Any]:
-        return {
+    def as_us(self, samples: bool = False) -> dict[str, Any]:
+        out = {
             "median_us": self.median * 1e6, "p10_us": self.p10 * 1e6, "p90_us": self.p90 * 1e6,
             "rounds": self.rounds, "calls_per_round": self.calls,
         }
+        if samples:
+            out["samples_us"] = [x * 1e6 for x in self.samples]
+        return out
 
 
 def paired_ratio(a: Timing, b: Timing) -> float:
@@ -421,45 +424,61 @@ def scheduler_step_rows(
     log: Callable[[str], None] = lambda msg: None, regimes: Sequence[str] = tuple(REGIMES),
 ) -> list[dict[str, Any]]:
     """One row per (regime, groups, candidate): per-call time of ``scheduler.step()`` from step
-    :data:`START_STEP` on, ratios vs fusedsched (paired by round, :func:`paired_ratio`)."""
+    :data:`START_STEP` on, each round's time (``samples_us``) and the ratio to fusedsched's in the
+    same round. Per regime, every (groups, candidate) pair is alternated in one run, so the
+    per-group slopes and the ratios pair times taken moments apart (:func:`paired_ratio`)."""
     device = torch.device(device)
     rounds, target = _settings(quick, rounds)
     base_name, env, rows = fused_name(resolve_backend(device)), stamp(device), []
     for regime in regimes:
-        for groups in groups_list:
-            log(f"scheduler.step(), schedules {regime}: {groups} groups")
-            cands = scheduler_candidates(regime_schedules(regime, groups), device, start=START_STEP)
-            timings = alternate({n: fn for n, (_, fn) in cands.items()}, device, rounds, target)
-            for name, (backend, fn) in cands.items():
-                syncs, ops = count_host_syncs(fn, calls=2)
-                ratio = paired_ratio(timings[name], timings[base_name]) if base_name in timings else float("nan")
-                rows.append({
-                    "suite": "scheduler_step", "regime": regime, "candidate": name, "backend": backend,
-                    "groups": groups, **timings[name].as_us(), "ratio_vs_fusedsched": ratio,
-                    "syncs_per_step": syncs, "ops_per_step": ops, **env,
-                })
-            del cands
-            gc.collect()
+        log(f"scheduler.step(), schedules {regime}: {', '.join(map(str, groups_list))} groups")
+        cands = {(groups, name): pair for groups in groups_list
+                 for name, pair in scheduler_candidates(regime_schedules(regime, groups), device, start=START_STEP).items()}
+        timings = alternate({key: fn for key, (_, fn) in cands.items()}, device, rounds, target)
+        for (groups, name), (backend, fn) in cands.items():
+            syncs, ops = count_host_syncs(fn, calls=2)
+            base = timings.get((groups, base_name))
+            rows.append({
+                "suite": "scheduler_step", "regime": regime, "candidate": name, "backend": backend,
+                "groups": groups, **timings[(groups, name)].as_us(samples=True),
+                "ratio_vs_fusedsched": paired_ratio(timings[(groups, name)], base) if base else float("nan"),
+                "syncs_per_step": syncs, "ops_per_step": ops, **env,
+            })
+        del cands
+        gc.collect()
     return rows
 
 
-def _per_group_ns(times: dict[int, float], groups: int | None = None) -> float | None:
+def _paired(rows: dict[int, dict[str, Any]], groups: int, f: Callable[..., float], *others: dict[int, dict[str, Any]]) -> float:
+    """The median over rounds of ``f`` of the rounds' times (us) of ``rows[groups]`` and ``rows[1st]``
+    (the fewest groups), then the same of ``others``, all from one alternated run."""
+    lo = min(rows)
+    series = [np.asarray(r[g]["samples_us"]) for r in (rows, *others) for g in (groups, lo)]
+    if len({len(x) for x in series}) != 1:  # rows from separate runs: medians
+        series = [np.asarray([r[g]["median_us"]]) for r in (rows, *others) for g in (groups, lo)]
+    return float(np.median(f(*series)))
+
+
+def _per_group_ns(rows: dict[int, dict[str, Any]], groups: int | None = None) -> float | None:
     """The slope from the fewest groups measured to ``groups`` (default the most), ns per group."""
-    lo, hi = min(times), (max(times) if groups is None else groups)
-    return (times[hi] - times[lo]) / (hi - lo) * 1e3 if hi in times and hi > lo else None
+    lo, hi = min(rows), (max(rows) if groups is None else groups)
+    if hi not in rows or hi <= lo:
+        return None
+    return _paired(rows, hi, lambda t_hi, t_lo: (t_hi - t_lo) / (hi - lo) * 1e3)
 
 
 def targets(rows: Sequence[dict[str, Any]], device: torch.device | str, regime: str = "active") -> dict[str, Any]:
     """The targets for the auto backend in ``regime``, as measured (reported, never asserted); on CPU
-    also the reference backend's against native (``reference``)."""
+    also the reference backend's against native (``reference``). Slopes and ratios pair the times of
+    one round."""
     base = fused_name(resolve_backend(device))
     rows = [r for r in rows if r.get("regime", regime) == regime]
-    times = {name: {r["groups"]: r["median_us"] for r in rows if r["candidate"] == name} for name in {r["candidate"] for r in rows}}
+    by = {name: {r["groups"]: r for r in rows if r["candidate"] == name} for name in {r["candidate"] for r in rows}}
     at = {(r["candidate"], r["groups"]): r["ratio_vs_fusedsched"] for r in rows}
     out: dict[str, Any] = {"candidate": base, "regime": regime}
-    fused = times.get(base, {})
+    fused = by.get(base, {})
     if fused:
-        out["fixed_us"] = fused[min(fused)]
+        out["fixed_us"] = fused[min(fused)]["median_us"]
         if (slope := _per_group_ns(fused)) is not None:
             out["per_group_ns"] = slope
     for key, cand in (("vs_lambdalr_float_at_1000", LAMBDA_FLOAT), ("vs_lambdalr_tensor_at_1000", LAMBDA_TENSOR)):
@@ -469,15 +488,16 @@ def targets(rows: Sequence[dict[str, Any]], device: torch.device | str, regime: 
         if key in out:
             out[f"{key}_target"] = goal
             out[f"{key}_met"] = bool(out[key] < goal) if key in ("fixed_us", "per_group_ns") else bool(out[key] >= goal)
-    native, reference = times.get(fused_name("native"), {}), times.get(fused_name("reference"), {})
-    if native and reference and 1 in native and 1 in reference:
-        ref: dict[str, Any] = {"fixed_vs_native": reference[1] / native[1]}
+    native, reference = by.get(fused_name("native"), {}), by.get(fused_name("reference"), {})
+    if 1 in native and 1 in reference:
+        ref: dict[str, Any] = {"fixed_vs_native": _paired(reference, 1, lambda r, _r, n, _n: r / n, native)}
         for n in (1000, 10000):
-            mine, theirs = _per_group_ns(reference, n), _per_group_ns(native, n)
-            if mine is not None and theirs:
-                ref[f"per_group_vs_native_at_{n}"] = mine / theirs
-        if (LAMBDA_FLOAT, 1) in at and base == fused_name("native"):
-            ref["vs_lambdalr_float_at_1"] = reference[1] / times[LAMBDA_FLOAT][1]
+            if n in native and n in reference:
+                ref[f"per_group_vs_native_at_{n}"] = _paired(
+                    reference, n, lambda r_hi, r_lo, n_hi, n_lo: (r_hi - r_lo) / (n_hi - n_lo), native)
+        lambdalr = by.get(LAMBDA_FLOAT, {})
+        if 1 in lambdalr:
+            ref["vs_lambdalr_float_at_1"] = _paired(reference, 1, lambda r, _r, f, _f: r / f, lambdalr)
         for key, goal in REFERENCE_TARGETS.items():
             if key in ref:
                 ref[f"{key}_target"] = goal
