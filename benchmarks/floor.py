@@ -1,7 +1,7 @@
 """The floor of ``scheduler.step()`` on CPU: an empty C++ custom op with ``advance_native_``'s signature.
 
-Builds, for this benchmark only (``torch.utils.cpp_extension.load_inline``, cached by torch in its
-extensions folder; never part of fusedsched's own extension), the op
+Builds, for this benchmark only (``torch.utils.cpp_extension.load_inline`` with setup.py's C++
+flags, cached by torch in its extensions folder; never part of fusedsched's own extension), the op
 ``fusedsched_floor::empty_(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment) -> ()``
 whose CPU kernel does nothing, and times side by side in one run (candidates alternated round-robin,
 :func:`fusedsched.bench.alternate`), at 1 group, the schedules of ``fusedsched bench``'s regimes,
@@ -50,7 +50,9 @@ TARGET = 1.5  # LRShim.step() (native) / the empty op
 
 def build_empty_op():
     """``torch.ops.fusedsched_floor.empty_.default``, built on first use."""
-    load_inline("fusedsched_floor", cpp_sources=[EMPTY_OP], is_python_module=False, verbose=False)
+    # setup.py's C++ flags: the boxed-call wrapper is compiled here, and unoptimized it costs ~0.6 us
+    load_inline("fusedsched_floor", cpp_sources=[EMPTY_OP], extra_cflags=["-O3", "-ffp-contract=off"],
+                is_python_module=False, verbose=False)
     return torch.ops.fusedsched_floor.empty_.default
 
 
