@@ -5,7 +5,8 @@ Not collected by ``make test`` (pyproject's ``testpaths`` is ``tests``). Run, e.
     .venv/bin/python -m pytest benchmarks/ --benchmark-columns=median,iqr,min,max,rounds,iterations
 
 ``FUSEDSCHED_BENCH_DEVICE`` (``cpu`` / ``cuda``; default cuda when available) and
-``FUSEDSCHED_BENCH_GROUPS`` (default ``1,10,100,1000,10000``) set the grid. Every result carries
+``FUSEDSCHED_BENCH_GROUPS`` (default ``1,10,100,1000,10000``) set the grid; ``scheduler.step()`` is
+timed in both of :data:`fusedsched.tools.bench.REGIMES` (schedules active, and finished). Every result carries
 ``extra_info``: device, versions, commit, backend, groups. Nothing here asserts a time; on CPU the
 CUDA-only suites skip with a reason. pytest-benchmark runs the candidates one after the other;
 ``python -m fusedsched bench`` alternates them round-robin in one process instead.
@@ -31,7 +32,8 @@ NODE_CANDIDATES = [bench.fused_name(b) for b in bench.device_backends(DEVICE)] +
 def pytest_generate_tests(metafunc):
     """The declared grid: ``groups`` x the candidate list each suite asks for by fixture name."""
     for name, values in (("groups", GROUPS), ("scheduler_candidate", SCHEDULER_CANDIDATES),
-                         ("training_variant", TRAINING_VARIANTS), ("node_candidate", NODE_CANDIDATES)):
+                         ("training_variant", TRAINING_VARIANTS), ("node_candidate", NODE_CANDIDATES),
+                         ("regime", list(bench.REGIMES))):
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, values)
 

@@ -134,3 +134,63 @@ def test_dispatcher_explains_itself():
         resolve_backend("cpu", "cudnn")
     with pytest.raises(BackendUnavailable, match="triton"):
         resolve_backend("meta", "triton")
+
+
+# --- the reference backend's CPU path: what it caches per table --------------------------------
+
+
+def test_reference_cpu_sees_a_table_changed_in_place():
+    # the cache is keyed on the table's identity, storage and _version: copy_ (load_state_dict) is seen
+    first, second = configs_for(9), list(reversed(configs_for(9)))
+    table = build_table(first).table
+    step, lrs = torch.tensor(-1), torch.zeros(9, dtype=torch.float32)
+    for s in range(0, 5):
+        advance_(step, table, lrs, 1, "reference")
+    assert_lrs_match(lrs, expected_f32(first, 4))
+    table.copy_(build_table(second).table)
+    advance_(step, table, lrs, 1, "reference")
+    assert_lrs_match(lrs, expected_f32(second, 5), "after the table changed in place")
+
+
+def test_reference_cpu_any_order_of_steps_and_tensors():
+    # steps that jump back and forth across the segments' marks, and other step / lrs tensors on the same table
+    import random
+
+    configs = configs_for(3 * len(CONFIGS))
+    table = build_table(configs).table
+    steps = random.Random(3).sample(range(0, 260), 60) + [10**9, 3, 2**40, 0]
+    for s in steps:
+        step, lrs = torch.tensor(s), torch.zeros(len(configs), dtype=torch.float32)
+        advance_(step, table, lrs, 0, "reference")
+        assert_lrs_match(lrs, expected_f32(configs, s), f"step {s}")
+
+
+def test_reference_cpu_forgets_a_freed_table():
+    import gc
+
+    from fusedsched.ops import _reference
+
+    table = build_table(configs_for(4)).table
+    advance_(torch.tensor(3), table, torch.zeros(4, dtype=torch.float32), 1, "reference")
+    key = id(table)
+    assert key in _reference._PLANS
+    del table
+    gc.collect()
+    assert key not in _reference._PLANS
+
+
+def test_reference_in_eager_shim_equals_the_op():
+    # LRShim calls the CPU path directly in eager mode; the op gives the same rates
+    from fusedsched import LRShim
+
+    configs = configs_for(len(CONFIGS))
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.0} for _ in configs], lr=0.0)
+    shim = LRShim(opt, {f"g{i}": c for i, c in enumerate(configs)}, device_schedule=True, backend="reference")
+    table = build_table(configs).table
+    step, lrs = torch.tensor(0), torch.zeros(len(configs), dtype=torch.float32)
+    advance_(step, table, lrs, 0, "reference")
+    for s in range(1, 120):
+        shim.step()
+        advance_(step, table, lrs, 1, "reference")
+        assert torch.equal(shim.lr_tensor, lrs), s
+        assert_lrs_match(lrs, expected_f32(configs, s), f"step {s}")

@@ -230,12 +230,19 @@ def test_stock_lambda_is_the_reference():
         assert all(f(s) == compute_lr(cfg, s) for s in range(0, 400))
 
 
+@torch.library.custom_op("fusedsched_test::double_", mutates_args=("x",))
+def _double_(x: torch.Tensor) -> None:
+    x.copy_(x * 2)
+
+
 def test_sync_counter_sees_item_and_inside_custom_ops():
     assert bench.count_host_syncs(lambda: torch.ones(()).item(), calls=3) == (1.0, 2.0)  # ones + item
+    x = torch.ones(3)
+    assert bench.count_host_syncs(lambda: _double_(x), calls=2) == (0.0, 3.0)  # the op, its mul and copy_
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
     shim = LRShim(opt, {"g": LearningRate(constant=0.1)}, device_schedule=True, backend="reference")
     syncs, ops = bench.count_host_syncs(shim.step, calls=2)
-    assert syncs == 0 and ops > 1  # the reference backend's torch ops are counted, not just the op call
+    assert syncs == 0 and ops == 1  # under a dispatch mode the reference backend runs as the op (numpy inside on CPU)
 
 
 # --- every schedule kind: plot and demo take a multi-task config with one tower per kind -------
@@ -480,3 +487,33 @@ def test_an_unindented_schedule_is_reported_as_such(tmp_path, capsys, case):
     text, message = UNINDENTED[case]
     code, _, err = run_main(["plot", str(write(tmp_path, "lr.yaml", text)), "-o", str(tmp_path / "x.png")], capsys)
     one_error_line(code, err, f"invalid config: {message}\n")
+
+
+def test_bench_times_both_regimes_and_names_its_schedules_and_baseline(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    code, out, err = run_main(["bench", "--quick", "--groups", "1,3", "--rounds", "1", "--json", str(path)], capsys)
+    assert code == 0, err
+    active, finished = out.index("scheduler.step(), schedules active (headline)"), out.index("scheduler.step(), schedules finished")
+    assert active < out.index("targets (") < finished  # the headline table and its verdicts come first
+    for text in (*bench.REGIMES.values(), bench.BASELINE, bench.OPS_NOTE, "prepare_lr", "indicative only (--quick)"):
+        assert text in out
+    result = json.loads(path.read_text())
+    rows = result["scheduler_step"]
+    assert {r["regime"] for r in rows} == set(bench.REGIMES) == set(result["targets_by_regime"])
+    assert result["targets"] == result["targets_by_regime"]["active"] and result["targets"]["regime"] == "active"
+    names = {r["candidate"] for r in rows}
+    assert "fusedsched[reference]" in names and "LambdaLR float" in names
+    if "fusedsched[native]" in names:
+        assert "reference" in result["targets"] and "reference backend" in out
+
+
+def test_bench_regimes_are_what_they_say():
+    # active: some group changes between two steps after START_STEP; finished: none does
+    for regime, changes in (("active", True), ("finished", False)):
+        schedules = bench.regime_schedules(regime, 4)
+        s = bench.START_STEP
+        assert any(compute_lr(c, s + 1) != compute_lr(c, s + 2) for c in schedules) == changes
+        if changes:  # the cosines and the ramp change at every step timed, the constant never
+            assert sum(compute_lr(c, s + 1) != compute_lr(c, s + 10**6) for c in schedules) == 3
+    with pytest.raises(ValueError, match="regime must be one of active, finished; got 'idle'"):
+        bench.regime_schedules("idle", 1)

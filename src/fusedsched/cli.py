@@ -364,7 +364,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="also write the results as JSON to this file (default: none written)")
     b.add_argument("--groups", type=_groups, default=list(bench.DEFAULT_GROUPS),
                    help=f"comma-separated group counts, each 1 to {MAX_BENCH_GROUPS:,}")
-    b.add_argument("--rounds", type=_int_in(1, 10_000), help="alternated rounds per candidate (default 11, quick 3)")
+    b.add_argument("--rounds", type=_int_in(1, 10_000), help="alternated rounds per candidate (default 15, quick 3)")
     b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     b.add_argument("--threads", type=_int_in(1, 1024), help="torch intra-op CPU threads (default: torch's)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -28,7 +28,7 @@ never rounds them)::
                      holding u (found in closed form: an estimate from log, corrected exactly),
                      t = u - (start of cycle n), T = span * q**n;
                      v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T)), ``w**n`` by squaring
-                     (in the reference and the C++ kernel; ``pow`` in torch and Triton)
+                     (in the reference and the C++ kernel; ``pow`` in torch, numpy and Triton)
     COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
@@ -51,9 +51,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 INF = math.inf
@@ -190,73 +192,176 @@ class ScheduleTable:
         return self.table.device
 
 
-def _int_power(base: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class ArrayNamespace:
+    """The array functions the shape math calls: torch's (:data:`TORCH`) or numpy's (:data:`NUMPY`).
+
+    The arithmetic and comparison operators are the arrays' own. numpy on CPU: one call on a small
+    array costs a fraction of a torch op's dispatch and never starts intra-op threads.
+    """
+
+    where: Callable
+    minimum: Callable  # NaN-propagating in both
+    maximum: Callable
+    floor: Callable
+    cos: Callable
+    pow: Callable
+    sqrt: Callable
+    log: Callable
+    ones_like: Callable
+
+
+TORCH = ArrayNamespace(torch.where, torch.minimum, torch.maximum, torch.floor, torch.cos, torch.pow, torch.sqrt,
+                       torch.log, torch.ones_like)
+NUMPY = ArrayNamespace(np.where, np.minimum, np.maximum, np.floor, np.cos, np.power, np.sqrt, np.log, np.ones_like)
+
+
+def _nan_min(a, b):
+    return a if a < b or a != a else b
+
+
+def _nan_max(a, b):
+    return a if a > b or a != a else b
+
+
+def _floor(x):
+    return np.float64(math.floor(x)) if math.isfinite(x) else np.float64(x)
+
+
+def _cos(x):
+    return np.float64(math.cos(x) if math.isfinite(x) else math.nan)
+
+
+def _sqrt(x):
+    return np.float64(math.sqrt(x) if x >= 0 else math.nan)
+
+
+def _log(x):
+    return np.float64(math.log(x) if x > 0 else -math.inf if x == 0 else math.nan)
+
+
+# One lane as numpy float64 scalars (inf and NaN as numpy arrays give them, under np.errstate), with
+# the C library's cos / pow / log / sqrt: where a handful of lanes cost less one by one.
+SCALAR = ArrayNamespace(lambda c, a, b: a if c else b, _nan_min, _nan_max, _floor, _cos,
+                        lambda a, b: np.float64(a) ** b, _sqrt, _log, lambda x: np.float64(1.0))
+
+
+def _int_power(base, exponent, xp: ArrayNamespace = TORCH):
     """``base ** exponent`` for integer-valued ``0 <= exponent < 64``, by squaring: exact in float64."""
-    result, e = torch.ones_like(base), exponent
+    result, e = xp.ones_like(base), exponent
     for _ in range(6):
-        result = torch.where(e - 2 * torch.floor(e * 0.5) > 0.5, result * base, result)
-        base, e = base * base, torch.floor(e * 0.5)
+        result = xp.where(e - 2 * xp.floor(e * 0.5) > 0.5, result * base, result)
+        base, e = base * base, xp.floor(e * 0.5)
     return result
 
 
-def _restart_cycle(u, span, mult):
+def _restart_cycle(u, span, mult, xp: ArrayNamespace = TORCH):
     """COSINE_RESTARTS's cycle lookup: the cycle index n, the step t within it, its length T."""
-    n1 = torch.floor(u / span)  # mult == 1
+    n1 = xp.floor(u / span)  # mult == 1
     grows = mult > 1
-    m = torch.where(grows, mult, 2.0)  # keeps the unused lanes finite
-    n = torch.floor(torch.log(u * (m - 1) / span + 1) / torch.log(m))
-    n = torch.where(grows & (n >= 0), n, 0.0)
-    power = _int_power(m, n)
+    m = xp.where(grows, mult, 2.0)  # keeps the unused lanes finite
+    n = xp.floor(xp.log(u * (m - 1) / span + 1) / xp.log(m))
+    n = xp.where(grows & (n >= 0), n, 0.0)
+    power = _int_power(m, n, xp)
     first = span * ((power - 1) / (m - 1))
     down = first > u
-    n, power = torch.where(down, n - 1, n), torch.where(down, power / m, power)
+    n, power = xp.where(down, n - 1, n), xp.where(down, power / m, power)
     up = span * ((power * m - 1) / (m - 1)) <= u
-    n, power = torch.where(up, n + 1, n), torch.where(up, power * m, power)
+    n, power = xp.where(up, n + 1, n), xp.where(up, power * m, power)
     first = span * ((power - 1) / (m - 1))
     return (
-        torch.where(grows, n, n1),
-        torch.where(grows, u - first, u - n1 * span),
-        torch.where(grows, span * power, span),
+        xp.where(grows, n, n1),
+        xp.where(grows, u - first, u - n1 * span),
+        xp.where(grows, span * power, span),
     )
 
 
-def segment_values(seg: torch.Tensor, s: torch.Tensor, shapes: "set[Shape] | None" = None) -> torch.Tensor:
+# Each shape's value from u = (s - SHIFT) - ORIGIN, span = END - ORIGIN and the segment's v0, v1, p, q, w:
+# the formulas of the module docstring, in the reference formulas' operation order.
+
+
+def _linear(u, span, v0, v1, p, q, w, xp):
+    linear = v0 + ((v1 - v0) / span) * u
+    return xp.minimum(xp.maximum(linear, xp.minimum(v0, v1)), xp.maximum(v0, v1))
+
+
+def _cosine(u, span, v0, v1, p, q, w, xp):
+    reduced = xp.where(q > 0, u - q * xp.floor(u / q), u)
+    return v1 + (v0 - v1) * 0.5 * (1 + xp.cos(p * reduced / span))
+
+
+def _exponential(u, span, v0, v1, p, q, w, xp):
+    x = u / span
+    e = xp.where(q != 0, xp.floor(x), x)
+    exponential = v0 * xp.pow(p, e)
+    return xp.where(p < 1, xp.maximum(exponential, v1), xp.minimum(exponential, v1))
+
+
+def _power(u, span, v0, v1, p, q, w, xp):
+    return v1 + (v0 - v1) * xp.pow(1 - u / span, p)
+
+
+def _inv_sqrt(u, span, v0, v1, p, q, w, xp):
+    return v0 * (1 / xp.sqrt(u / span))
+
+
+def _one_minus_sqrt(u, span, v0, v1, p, q, w, xp):
+    return v1 + (v0 - v1) * (1 - xp.sqrt(u / span))
+
+
+def _cosine_restarts(u, span, v0, v1, p, q, w, xp):
+    n, t, cycle = _restart_cycle(u, span, q, xp)
+    return v1 + (v0 * xp.pow(w, n) - v1) * 0.5 * (1 + xp.cos(p * t / cycle))
+
+
+def _cosine_cycles(u, span, v0, v1, p, q, w, xp):
+    c = q * (u / span)
+    return v1 + (v0 - v1) * 0.5 * (1 + xp.cos(p * (c - xp.floor(c))))
+
+
+_FORMULAS = {
+    Shape.LINEAR: _linear,
+    Shape.COSINE: _cosine,
+    Shape.EXPONENTIAL: _exponential,
+    Shape.POWER: _power,
+    Shape.INV_SQRT: _inv_sqrt,
+    Shape.ONE_MINUS_SQRT: _one_minus_sqrt,
+    Shape.COSINE_RESTARTS: _cosine_restarts,
+    Shape.COSINE_CYCLES: _cosine_cycles,
+}
+
+
+_SHIFT, _ORIGIN, _END, _V0, _V1, _P, _Q, _W = (int(c) for c in (
+    Column.SHIFT, Column.ORIGIN, Column.END, Column.V0, Column.V1, Column.P, Column.Q, Column.W))
+
+
+def _arguments(seg, s):
+    u = (s - seg[_SHIFT]) - seg[_ORIGIN]
+    span = seg[_END] - seg[_ORIGIN]
+    return u, span, seg[_V0], seg[_V1], seg[_P], seg[_Q], seg[_W]
+
+
+def shape_values(shape: Shape, seg, s, xp: ArrayNamespace = TORCH):
+    """The float64 value at ``s`` of segments that all have ``shape``: ``seg`` is ``[NUM_COLUMNS, ...]``
+    (a tensor; arrays or their rows with ``xp=NUMPY``; one lane's float64 scalars with ``xp=SCALAR``),
+    the result ``[...]``; ``s`` a float or a 0-dim tensor."""
+    if shape == Shape.CONSTANT:
+        return seg[_V0]
+    return _FORMULAS[shape](*_arguments(seg, s), xp)
+
+
+def segment_values(seg, s, shapes: "set[Shape] | None" = None, xp: ArrayNamespace = TORCH):
     """Every segment's float64 value at ``s``: ``seg`` is ``[NUM_COLUMNS, ...]``, the result ``[...]``.
 
-    ``shapes``: the shapes to compute (default: all); segments of any other shape get ``v0``.
+    ``shapes``: the shapes to compute (default: all); segments of any other shape get ``v0``. Every
+    shape computed is evaluated on every segment and selected by ``SHAPE`` (no data-dependent shape).
     """
-    shapes = set(Shape) if shapes is None else shapes
-    shape = seg[Column.SHAPE]
-    v0, v1, p, q, w = seg[Column.V0], seg[Column.V1], seg[Column.P], seg[Column.Q], seg[Column.W]
-    u = (s - seg[Column.SHIFT]) - seg[Column.ORIGIN]
-    span = seg[Column.END] - seg[Column.ORIGIN]
-    x = u / span
-    out = v0
-    if Shape.LINEAR in shapes:
-        linear = v0 + ((v1 - v0) / span) * u
-        linear = torch.minimum(torch.maximum(linear, torch.minimum(v0, v1)), torch.maximum(v0, v1))
-        out = torch.where(shape == Shape.LINEAR, linear, out)
-    if Shape.COSINE in shapes:
-        reduced = torch.where(q > 0, u - q * torch.floor(u / q), u)
-        out = torch.where(shape == Shape.COSINE, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * reduced / span)), out)
-    if Shape.EXPONENTIAL in shapes:
-        e = torch.where(q != 0, torch.floor(x), x)
-        exponential = v0 * torch.pow(p, e)
-        exponential = torch.where(p < 1, torch.maximum(exponential, v1), torch.minimum(exponential, v1))
-        out = torch.where(shape == Shape.EXPONENTIAL, exponential, out)
-    if Shape.POWER in shapes:
-        out = torch.where(shape == Shape.POWER, v1 + (v0 - v1) * torch.pow(1 - x, p), out)
-    if Shape.INV_SQRT in shapes:
-        out = torch.where(shape == Shape.INV_SQRT, v0 * (1 / torch.sqrt(x)), out)
-    if Shape.ONE_MINUS_SQRT in shapes:
-        out = torch.where(shape == Shape.ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - torch.sqrt(x)), out)
-    if Shape.COSINE_RESTARTS in shapes:
-        n, t, cycle = _restart_cycle(u, span, q)
-        restarts = v1 + (v0 * torch.pow(w, n) - v1) * 0.5 * (1 + torch.cos(p * t / cycle))
-        out = torch.where(shape == Shape.COSINE_RESTARTS, restarts, out)
-    if Shape.COSINE_CYCLES in shapes:
-        c = q * x
-        out = torch.where(shape == Shape.COSINE_CYCLES, v1 + (v0 - v1) * 0.5 * (1 + torch.cos(p * (c - torch.floor(c)))), out)
+    computed = [shape for shape in _FORMULAS if shapes is None or shape in shapes]
+    code = seg[Column.SHAPE]
+    args = _arguments(seg, s)
+    out = args[2]  # v0: CONSTANT
+    for shape in computed:
+        out = xp.where(code == shape, _FORMULAS[shape](*args, xp), out)
     return out
 
 
@@ -285,11 +390,13 @@ def _product_of_active(table: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """Every group's float64 learning rate at ``step`` (an integer tensor), with torch ops only.
 
-    The ``reference`` backend's math and the host-side evaluation of compiled programs that the
-    tests compare with ``compute_lr``. A negative step (a counter at -1 re-evaluated) counts as
-    step 0. On CUDA: no host sync and no data-dependent shape (capturable in a CUDA graph), every
-    segment evaluated. On CPU, where reading the table costs nothing, plain schedules evaluate
-    only their current segment and products alone take the general path.
+    The ``reference`` backend on CUDA, and the host-side evaluation of compiled programs that the
+    tests compare with ``compute_lr`` (on CPU the ``reference`` backend evaluates the same
+    :func:`shape_values` with numpy: :mod:`fusedsched.ops._reference`). A negative step (a counter
+    at -1 re-evaluated) counts as step 0. On CUDA: no host sync and no data-dependent shape
+    (capturable in a CUDA graph), every segment evaluated. On CPU, where reading the table costs
+    nothing, plain schedules evaluate only their current segment and products alone take the
+    general path.
     """
     s = step.to(torch.float64).reshape(()).clamp(min=0)
     if table.device.type != "cpu":

@@ -1,14 +1,176 @@
-"""The ``reference`` backend: the segment math as a handful of torch ops, on any device.
+"""The ``reference`` backend: :mod:`fusedsched.program`'s shape math in Python, on any device.
 
-No host sync and no allocation that depends on data, so it is also capturable in a CUDA graph;
-it is the fallback when neither the native extension nor Triton can serve a device.
+It is the fallback when neither the native extension nor Triton can serve a device.
+
+CUDA: :func:`~fusedsched.program.evaluate_table` with torch ops, every segment evaluated: no host
+sync and no allocation that depends on data, so it is capturable in a CUDA graph.
+
+CPU: the same formulas (:func:`~fusedsched.program.shape_values`) with numpy, on zero-copy views of
+the tensors (a numpy call on a small array costs far less than a torch op and never starts
+threads). Each group's active segments change only at the steps where one starts or stops (the
+table's ``START`` values, and ``STOP`` for products), so between two such marks the selection is
+fixed: it is built once per interval, grouped by shape into contiguous columns, and cached with
+the table (keyed on the tensor's identity, storage and ``_version``, so changing the table in
+place through torch rebuilds it). A step then evaluates only the segments that are not constant,
+each shape present on its own lanes (one numpy call per operation; a shape on at most
+``SCALAR_LANES`` lanes lane by lane, as numpy float64 scalars with the C library's functions,
+cheaper there); when every active segment is constant it copies cached rates. Products multiply
+their active segments in table order, like the kernels. numpy's array ``pow`` and ``log`` may differ
+from the C library's in the last float64 bit (within the precision goal, docs/precision.md).
+
+``LRShim`` calls :func:`eager_launch`, which on CPU in eager mode runs :func:`launch_cpu` without
+the custom op's dispatch (about 20 us per call by itself).
 """
 
+from __future__ import annotations
+
+import bisect
+import weakref
+
+import numpy as np
 import torch
 
-from ..program import evaluate_table
+from ..program import NUMPY, SCALAR, Column, Shape, evaluate_table, shape_values
+
+_CODES = {float(shape) for shape in Shape if shape != Shape.CONSTANT}
+SCALAR_LANES = 4  # a shape on at most this many lanes is evaluated lane by lane (numpy scalars)
+_START, _STOP, _SHAPE, _V0, _FACTORS = (int(c) for c in (Column.START, Column.STOP, Column.SHAPE, Column.V0, Column.FACTORS))
+
+
+class _Interval:
+    """The selection on ``lo <= s < hi``: constant rates and the non-constant pieces to evaluate.
+
+    ``rates``: float64, one per group, holding every constant value (the other lanes are written each
+    step); ``constant``: float32 ``rates`` when nothing else remains. ``plain``: the plain groups'
+    :func:`_pieces`, positions into the groups. ``products``: per rank r (each product group's r-th
+    active segment in table order), ``(positions, values, pieces)``, positions into ``product_lanes``.
+    """
+
+    __slots__ = ("lo", "hi", "rates", "constant", "plain", "products")
+
+    def __init__(self, lo, hi, rates, plain, products):
+        self.lo, self.hi, self.rates, self.plain, self.products = lo, hi, rates, plain, products
+        self.constant = rates.astype(np.float32) if not plain and not products else None
+
+
+def _pieces(seg: np.ndarray) -> list[tuple[np.ndarray | int, Shape, tuple, object]]:
+    """``seg`` ``[N, NUM_COLUMNS]``: ``(positions, shape, columns, namespace)`` per non-constant shape
+    present (``columns``: the rows of a contiguous ``[NUM_COLUMNS, n]`` array), or per lane, as
+    scalars, when the shape has at most ``SCALAR_LANES`` of them."""
+    codes = seg[:, _SHAPE]
+    out = []
+    for code in np.unique(codes).tolist():
+        if code in _CODES:  # CONSTANT and unknown codes are v0, already in the rates
+            at = np.flatnonzero(codes == code)
+            shape = Shape(int(code))
+            if at.size <= SCALAR_LANES:
+                out += [(int(i), shape, tuple(seg[i]), SCALAR) for i in at]
+            else:
+                out.append((at, shape, tuple(np.ascontiguousarray(seg[at].T)), NUMPY))
+    return out
+
+
+class _TablePlan:
+    """What one table's steps need, derived once: the marks, the groups' kinds, the current interval."""
+
+    def __init__(self, table: torch.Tensor):
+        self.ref = weakref.ref(table)
+        self.key = (table.data_ptr(), table._version)
+        t = table.detach().numpy()
+        factors = t[0, _FACTORS]
+        self.plain_lanes = np.flatnonzero(~(factors > 1))
+        self.product_lanes = np.flatnonzero(factors > 1)
+        marks = [t[:, _START].ravel(), t[:, _STOP][:, self.product_lanes].ravel()]
+        marks = np.unique(np.concatenate(marks))
+        self.marks = marks[np.isfinite(marks)].tolist()
+        self.interval: _Interval | None = None
+        self.io: tuple | None = None  # (step, lrs, their data pointers, their numpy views)
+
+    def interval_at(self, t: np.ndarray, s: float) -> _Interval:
+        i = bisect.bisect_right(self.marks, s)
+        lo = self.marks[i - 1] if i else -np.inf
+        hi = self.marks[i] if i < len(self.marks) else np.inf
+        rates = np.ones(t.shape[2])
+        plain = []
+        if self.plain_lanes.size:
+            lanes = self.plain_lanes
+            index = np.maximum(np.count_nonzero(t[:, _START][:, lanes] <= s, axis=0) - 1, 0)
+            seg = t[index, :, lanes]  # [N, NUM_COLUMNS]
+            rates[lanes] = seg[:, _V0]
+            plain = [(lanes[at], shape, cols, xp) for at, shape, cols, xp in _pieces(seg)]
+        products = []
+        if self.product_lanes.size:
+            lanes = self.product_lanes
+            active = (t[:, _START][:, lanes] <= s) & (s < t[:, _STOP][:, lanes])  # [S, P]
+            rank = np.cumsum(active, axis=0)
+            for r in range(int(rank[-1].max())):
+                positions = np.flatnonzero(rank[-1] > r)
+                index = (active & (rank == r + 1))[:, positions].argmax(axis=0)
+                seg = t[index, :, lanes[positions]]
+                products.append((positions, seg[:, _V0].copy(), _pieces(seg)))
+        return _Interval(lo, hi, rates, plain, products)
+
+
+_PLANS: dict[int, _TablePlan] = {}
+
+
+def _plan(table: torch.Tensor) -> _TablePlan:
+    plan = _PLANS.get(id(table))
+    if plan is not None and plan.ref() is table and plan.key == (table.data_ptr(), table._version):
+        return plan  # a resize in place bumps the version too
+    if plan is None or plan.ref() is not table:
+        weakref.finalize(table, _PLANS.pop, id(table), None)
+    plan = _PLANS[id(table)] = _TablePlan(table)
+    return plan
+
+
+@np.errstate(all="ignore")  # inf / NaN where the formulas give them, as in torch
+def _evaluate(plan: _TablePlan, interval: _Interval, s: float) -> np.ndarray:
+    rates = interval.rates.copy()
+    for lanes, shape, cols, xp in interval.plain:
+        rates[lanes] = shape_values(shape, cols, s, xp)
+    if interval.products:
+        lr = np.ones(plan.product_lanes.size)
+        for positions, values, pieces in interval.products:
+            values = values.copy()
+            for at, shape, cols, xp in pieces:
+                values[at] = shape_values(shape, cols, s, xp)
+            lr[positions] = lr[positions] * values
+        rates[plan.product_lanes] = lr
+    return rates
+
+
+def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+    """The op on CPU tensors: numpy over the cached interval (see the module docstring)."""
+    plan = _plan(table)
+    io = plan.io  # the numpy views of the last step and lrs tensors seen with this table
+    if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
+        io = plan.io = (step, lrs, step.data_ptr(), lrs.data_ptr(), step.detach().numpy().reshape(-1),
+                        lrs.detach().numpy())
+    counter, out = io[4], io[5]
+    new_step = int(counter[0]) + increment
+    s = float(new_step) if new_step > 0 else 0.0  # a negative step counts as 0
+    interval = plan.interval
+    if interval is None or not interval.lo <= s < interval.hi:
+        interval = plan.interval = plan.interval_at(table.detach().numpy(), s)
+    out[...] = interval.constant if interval.constant is not None else _evaluate(plan, interval, s)
+    counter[0] = new_step
 
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
-    step.add_(increment)
-    lrs.copy_(evaluate_table(table, step))
+    """The body of ``advance_(..., backend="reference")``."""
+    if table.is_cpu:
+        launch_cpu(step, table, lrs, increment)
+    else:
+        step.add_(increment)
+        lrs.copy_(evaluate_table(table, step))
+
+
+def eager_launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+    """What ``LRShim`` calls: :func:`launch_cpu` directly on CPU in eager mode (the custom op's own
+    dispatch costs about 20 us), else the op ``fusedsched::advance_`` (traced by ``torch.compile``,
+    seen by dispatch modes, on CUDA captured in graphs)."""
+    if table.is_cpu and not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack():
+        launch_cpu(step, table, lrs, increment)
+    else:
+        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference")
