@@ -244,6 +244,11 @@ def _log(x):
 # the C library's cos / pow / log / sqrt: where a handful of lanes cost less one by one.
 SCALAR = ArrayNamespace(lambda c, a, b: a if c else b, _nan_min, _nan_max, _floor, _cos,
                         lambda a, b: np.float64(a) ** b, _sqrt, _log, lambda x: np.float64(1.0))
+# One lane as Python floats: the same IEEE operations and C library functions as SCALAR, about four
+# times cheaper, but a division by zero, an overflow or a domain error raises (ArithmeticError or
+# ValueError) where numpy gives inf or NaN: the caller then evaluates that lane with SCALAR.
+PYFLOAT = ArrayNamespace(lambda c, a, b: a if c else b, _nan_min, _nan_max, lambda x: float(math.floor(x)),
+                         math.cos, math.pow, math.sqrt, math.log, lambda x: 1.0)
 
 
 def _int_power(base, exponent, xp: ArrayNamespace = TORCH):
@@ -286,7 +291,8 @@ def _linear(u, span, v0, v1, p, q, w, xp):
 
 
 def _cosine(u, span, v0, v1, p, q, w, xp):
-    reduced = xp.where(q > 0, u - q * xp.floor(u / q), u)
+    periodic = q > 0
+    reduced = xp.where(periodic, u - q * xp.floor(u / xp.where(periodic, q, 1.0)), u)  # no 0 / 0 when q == 0
     return v1 + (v0 - v1) * 0.5 * (1 + xp.cos(p * reduced / span))
 
 
@@ -343,7 +349,8 @@ def _arguments(seg, s):
 
 def shape_values(shape: Shape, seg, s, xp: ArrayNamespace = TORCH):
     """The float64 value at ``s`` of segments that all have ``shape``: ``seg`` is ``[NUM_COLUMNS, ...]``
-    (a tensor; arrays or their rows with ``xp=NUMPY``; one lane's float64 scalars with ``xp=SCALAR``),
+    (a tensor; arrays or their rows with ``xp=NUMPY``; one lane's float64 scalars with ``xp=SCALAR``,
+    or its Python floats with ``xp=PYFLOAT``),
     the result ``[...]``; ``s`` a float or a 0-dim tensor."""
     if shape == Shape.CONSTANT:
         return seg[_V0]

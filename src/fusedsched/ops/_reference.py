@@ -13,8 +13,9 @@ fixed: it is built once per interval, grouped by shape into contiguous columns, 
 the table (keyed on the tensor's identity, storage and ``_version``, so changing the table in
 place through torch rebuilds it). A step then evaluates only the segments that are not constant,
 each shape present on its own lanes (one numpy call per operation; a shape on at most
-``SCALAR_LANES`` lanes lane by lane, as numpy float64 scalars with the C library's functions,
-cheaper there); when every active segment is constant it copies cached rates. Products multiply
+``SCALAR_LANES`` lanes lane by lane, as Python floats with the C library's functions, cheaper
+there, or as numpy float64 scalars where a Python float operation raises: a division by zero, an
+overflow or a domain error, where numpy gives inf or NaN); when every active segment is constant it copies cached rates. Products multiply
 their active segments in table order, like the kernels. numpy's array ``pow`` and ``log`` may differ
 from the C library's in the last float64 bit (within the precision goal, docs/precision.md).
 
@@ -30,10 +31,10 @@ import weakref
 import numpy as np
 import torch
 
-from ..program import NUMPY, SCALAR, Column, Shape, evaluate_table, shape_values
+from ..program import NUMPY, PYFLOAT, SCALAR, Column, Shape, evaluate_table, shape_values
 
 _CODES = {float(shape) for shape in Shape if shape != Shape.CONSTANT}
-SCALAR_LANES = 4  # a shape on at most this many lanes is evaluated lane by lane (numpy scalars)
+SCALAR_LANES = 4  # a shape on at most this many lanes is evaluated lane by lane (Python floats)
 _START, _STOP, _SHAPE, _V0, _FACTORS = (int(c) for c in (Column.START, Column.STOP, Column.SHAPE, Column.V0, Column.FACTORS))
 
 
@@ -55,8 +56,9 @@ class _Interval:
 
 def _pieces(seg: np.ndarray) -> list[tuple[np.ndarray | int, Shape, tuple, object]]:
     """``seg`` ``[N, NUM_COLUMNS]``: ``(positions, shape, columns, namespace)`` per non-constant shape
-    present (``columns``: the rows of a contiguous ``[NUM_COLUMNS, n]`` array), or per lane, as
-    scalars, when the shape has at most ``SCALAR_LANES`` of them."""
+    present (``columns``: the rows of a contiguous ``[NUM_COLUMNS, n]`` array), or per lane when the
+    shape has at most ``SCALAR_LANES`` of them (``columns``: the lane's Python floats and its numpy
+    scalars, namespace ``PYFLOAT``; see :func:`_values`)."""
     codes = seg[:, _SHAPE]
     out = []
     for code in np.unique(codes).tolist():
@@ -64,7 +66,7 @@ def _pieces(seg: np.ndarray) -> list[tuple[np.ndarray | int, Shape, tuple, objec
             at = np.flatnonzero(codes == code)
             shape = Shape(int(code))
             if at.size <= SCALAR_LANES:
-                out += [(int(i), shape, tuple(seg[i]), SCALAR) for i in at]
+                out += [(int(i), shape, (tuple(seg[i].tolist()), tuple(seg[i])), PYFLOAT) for i in at]
             else:
                 out.append((at, shape, tuple(np.ascontiguousarray(seg[at].T)), NUMPY))
     return out
@@ -111,6 +113,18 @@ class _TablePlan:
         return _Interval(lo, hi, rates, plain, products)
 
 
+def _values(shape: Shape, cols: tuple, s: float, xp) -> object:
+    """``shape_values``; a lane (``xp`` PYFLOAT, ``cols`` its Python floats and its numpy scalars) as
+    Python floats, or as numpy float64 scalars where a Python float operation raises (inf, NaN)."""
+    if xp is PYFLOAT:
+        try:
+            return shape_values(shape, cols[0], s, PYFLOAT)
+        except (ArithmeticError, ValueError):
+            xp, cols = SCALAR, cols[1]
+    with np.errstate(all="ignore"):  # inf / NaN where the formulas give them, as in torch
+        return shape_values(shape, cols, s, xp)
+
+
 _PLANS: dict[int, _TablePlan] = {}
 
 
@@ -124,20 +138,25 @@ def _plan(table: torch.Tensor) -> _TablePlan:
     return plan
 
 
-@np.errstate(all="ignore")  # inf / NaN where the formulas give them, as in torch
 def _evaluate(plan: _TablePlan, interval: _Interval, s: float) -> np.ndarray:
     rates = interval.rates.copy()
     for lanes, shape, cols, xp in interval.plain:
-        rates[lanes] = shape_values(shape, cols, s, xp)
+        rates[lanes] = _values(shape, cols, s, xp)
     if interval.products:
-        lr = np.ones(plan.product_lanes.size)
-        for positions, values, pieces in interval.products:
-            values = values.copy()
-            for at, shape, cols, xp in pieces:
-                values[at] = shape_values(shape, cols, s, xp)
-            lr[positions] = lr[positions] * values
-        rates[plan.product_lanes] = lr
+        with np.errstate(all="ignore"):  # a product may overflow to inf, as in torch
+            rates[plan.product_lanes] = _products(interval, plan.product_lanes.size, s)
     return rates
+
+
+def _products(interval: _Interval, size: int, s: float) -> np.ndarray:
+    """The product groups' rates: their active segments' values multiplied in table order."""
+    lr = np.ones(size)
+    for positions, values, pieces in interval.products:
+        values = values.copy()
+        for at, shape, cols, xp in pieces:
+            values[at] = _values(shape, cols, s, xp)
+        lr[positions] = lr[positions] * values
+    return lr
 
 
 def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
