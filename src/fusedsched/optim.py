@@ -291,14 +291,27 @@ def build_optimizer(
             device_schedule=device_schedule, backend=backend, combined=combined,
         )
     if isinstance(optimizer_config, RecapOptimizerConfig):
-        # As recap: every parameter in one group; an embedding config has nothing to schedule here.
-        _embedding_schedule(emb_optimizer_config)  # still checked, so a wrong argument does not pass silently
+        # As recap: every parameter in one group; the embedding schedule drives a sharded model's
+        # fused_optimizer only (checked all the same, so a wrong argument does not pass silently).
+        embedding = _embedding_schedule(emb_optimizer_config)
+        fused, fused_names = _checked_fused_optimizer(model, embedding, combined)
         params = dict(model.named_parameters())
+        if fused is not None:
+            params = _without_fused_parameters({SINGLE_TASK: params}, fused).get(SINGLE_TASK, {})
         if not params:
-            raise ValueError("the model has no parameters")
+            raise ValueError("the model has no parameters" + (" besides its fused_optimizer's" if fused else ""))
+        if SINGLE_TASK in fused_names:
+            raise ValueError(
+                f"the fused_optimizer's param group {SINGLE_TASK!r} (a sharded module's name) collides with "
+                f"recap's {SINGLE_TASK!r} group: rename the sharded module"
+            )
         schedule = optimizer_config.single_task_learning_rate
         groups = [_Group(SINGLE_TASK, params, torch.optim.Adam, _recap_adam(optimizer_config), compute_lr(schedule, 0))]
-        return _build(groups, {SINGLE_TASK: schedule}, device_schedule=device_schedule, backend=backend, combined=combined)
+        lr_dict = {SINGLE_TASK: schedule}
+        if fused is not None:
+            _name_fused_groups(fused, fused_names)
+            lr_dict.update(dict.fromkeys(fused_names, embedding))
+        return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined, fused=fused)
     _no_embedding_config(emb_optimizer_config)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
@@ -398,26 +411,11 @@ def build_multi_task_optimizer(
         return _build(_core_groups(optimizer_config, groups), lr_dict,
                       device_schedule=device_schedule, backend=backend, combined=combined)
 
-    fused = _fused_optimizer(model)
     embedding = _embedding_schedule(emb_optimizer_config)
-    fused_names: list[str] = []
-    if fused is not None:
-        if embedding is None:
-            raise ValueError(
-                f"the model has a non-empty fused_optimizer (torchrec's sharded embedding tables, "
-                f"{len(fused.param_groups)} param group(s)), which recap schedules with the embedding "
-                "schedule: pass emb_optimizer_config (an EmbeddingOptimizerConfig with learning_rate, or a "
-                "LearningRate)"
-            )
-        if not combined:
-            raise ValueError(
-                "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables): it is a "
-                "torchrec KeyedOptimizer stepped inside the backward, which only recap's layout can hold "
-                "(a torchrec CombinedOptimizer, the fused optimizer appended after the dense groups): "
-                "pass combined=True"
-            )
-        fused_names = _fused_group_names(fused)
+    fused, fused_names = _checked_fused_optimizer(model, embedding, combined)
     named_groups = recap_param_groups(model, towers)
+    if fused is not None:
+        named_groups = _without_fused_parameters(named_groups, fused)
     lr_dict = dict(rates.tower_learning_rates)
     if BACKBONE in named_groups:
         if rates.backbone_learning_rate is None:
@@ -465,10 +463,61 @@ def build_multi_task_optimizer(
     return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined, fused=fused)
 
 
+def _checked_fused_optimizer(
+    model: torch.nn.Module, embedding: LearningRate | None, combined: Any
+) -> tuple[Any, list[str]]:
+    """The model's non-empty ``fused_optimizer`` and its groups' schedule names, or ``(None, [])``.
+
+    Raises (before anything is built) when there is no embedding schedule for it, or when
+    ``combined`` is False: the fused optimizer is a torchrec ``KeyedOptimizer`` that one torch
+    optimizer cannot hold, and an implicit switch to the combined layout would change the type
+    and state keys the caller asked for.
+    """
+    fused = _fused_optimizer(model)
+    if fused is None:
+        return None, []
+    if not isinstance(combined, bool):
+        raise TypeError(f"combined must be True or False, got {combined!r}")
+    if embedding is None:
+        raise ValueError(
+            f"the model has a non-empty fused_optimizer (torchrec's sharded embedding tables, "
+            f"{len(fused.param_groups)} param group(s)), which recap schedules with the embedding "
+            "schedule: pass emb_optimizer_config (an EmbeddingOptimizerConfig with learning_rate, or a "
+            "LearningRate)"
+        )
+    if not combined:
+        raise ValueError(
+            "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables): it is a "
+            "torchrec KeyedOptimizer stepped inside the backward, which only recap's layout can hold "
+            "(a torchrec CombinedOptimizer, the fused optimizer appended after the dense groups): "
+            "pass combined=True"
+        )
+    return fused, _fused_group_names(fused)
+
+
 def _fused_optimizer(model: torch.nn.Module) -> Any:
     """The model's ``fused_optimizer`` when it has param groups (a dense model's is empty), else None."""
     fused = getattr(model, "fused_optimizer", None)
     return fused if fused is not None and getattr(fused, "optimizers", None) else None
+
+
+def _without_fused_parameters(
+    named_groups: dict[str, dict[str, torch.nn.Parameter]], fused: Any
+) -> dict[str, dict[str, torch.nn.Parameter]]:
+    """The dense groups less the parameters the fused optimizer owns (by name: its ``params`` keys).
+
+    A sharded model lists its fused tables in ``named_parameters()`` too; the fused kernel updates
+    them inside the backward, and a ``CombinedOptimizer`` refuses a parameter held twice.
+    """
+    owned = set(getattr(fused, "params", {}))
+    kept = {group: {n: p for n, p in params.items() if n not in owned} for group, params in named_groups.items()}
+    emptied = [group for group, params in kept.items() if not params and group not in (BACKBONE, DENSE_EBC)]
+    if emptied:
+        raise ValueError(
+            f"task(s) {emptied} own only parameters of the fused_optimizer (sharded embedding tables, "
+            "scheduled by the embedding schedule): no dense parameter is left to their schedule"
+        )
+    return {group: params for group, params in kept.items() if params}
 
 
 def _fused_group_names(fused: Any) -> list[str]:
