@@ -480,10 +480,9 @@ def _checked_fused_optimizer(
         raise TypeError(f"combined must be True or False, got {combined!r}")
     if embedding is None:
         raise ValueError(
-            f"the model has a non-empty fused_optimizer (torchrec's sharded embedding tables, "
-            f"{len(fused.param_groups)} param group(s)), which recap schedules with the embedding "
-            "schedule: pass emb_optimizer_config (an EmbeddingOptimizerConfig with learning_rate, or a "
-            "LearningRate)"
+            "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables), which recap "
+            "schedules with the embedding schedule: pass emb_optimizer_config (an EmbeddingOptimizerConfig "
+            "with learning_rate, or a LearningRate)"
         )
     if not combined:
         raise ValueError(
