@@ -12,6 +12,8 @@ Both of tml's optimizer schemas build here, each with its own grouping rules:
 
 With ``combined=True`` the optimizer is recap's layout: one torchrec ``KeyedOptimizerWrapper`` per
 group inside a ``CombinedOptimizer``, so its state is keyed by parameter name as in tml checkpoints.
+A sharded recap model's non-empty ``fused_optimizer`` is appended to it, as recap does, every one of
+its groups scheduled by the embedding schedule (:func:`build_multi_task_optimizer`).
 
 With ``device_schedule=True`` (the default when the model lives on CUDA) every optimizer is built
 so that a whole training step, ``optimizer.step()`` and ``scheduler.step()`` included, can be
@@ -369,7 +371,8 @@ def build_multi_task_optimizer(
     Recap with a sharded model (a non-empty ``model.fused_optimizer``: torchrec's fused embedding
     tables, updated by fbgemm inside the backward), as recap: ``model.fused_optimizer`` is appended
     to the ``CombinedOptimizer`` after the dense groups, and every one of its param groups is
-    scheduled by the embedding schedule in the same ``LRShim``. A group is named by its sharded
+    scheduled by the embedding schedule in the same ``LRShim``; the fused tables, which the model
+    lists in ``named_parameters()`` too, are left out of the dense groups. A group is named by its sharded
     module's name (its ``_optims`` path, e.g. ``"ebc"``); a module whose tables fall into several
     fbgemm kernels has one group per kernel, named ``"<module>#0"``, ``"<module>#1"``, ... (recap
     zips rates with groups, so it schedules only the first of them). The kernel reads the rate on
