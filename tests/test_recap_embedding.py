@@ -70,10 +70,10 @@ def process_group():
 class _Recap(nn.Module):
     """A backbone, one tower per task and the sharded tables under ``large_embeddings.ebc``."""
 
-    def __init__(self, tasks=TASKS, pooling=(PoolingType.SUM, PoolingType.SUM), towers_key=sanitize) -> None:
+    def __init__(self, tasks=TASKS, pooling=(PoolingType.SUM, PoolingType.SUM)) -> None:
         super().__init__()
         self.backbone = nn.Linear(3, 4)
-        self.towers = nn.ModuleDict({towers_key(t): nn.Linear(12, 1) for t in tasks})
+        self.towers = nn.ModuleDict({sanitize(t): nn.Linear(12, 1) for t in tasks})
         self.large_embeddings = nn.Module()
         self.large_embeddings.ebc = EmbeddingBagCollection(
             tables=[EmbeddingBagConfig(name=f"t{i}", embedding_dim=4, num_embeddings=6, feature_names=[f"f{i}"],
@@ -169,10 +169,6 @@ def test_the_fused_tables_follow_the_embedding_schedule_and_the_dense_groups_the
     assert scheduler.group_names == [*TASKS, BACKBONE, "large_embeddings.ebc"]
     fused_group = model.fused_optimizer.param_groups[0]
     assert isinstance(fused_group["lr"], torch.Tensor) == device_schedule
-    schedules = [*(LearningRate.model_validate(CONFIG["multi_task_learning_rates"]["tower_learning_rates"][t])
-                   for t in TASKS),
-                 LearningRate.model_validate(CONFIG["multi_task_learning_rates"]["backbone_learning_rate"]),
-                 EMBEDDING]
     rates, updates = _train(model, optimizer, scheduler, 0, STEPS)
     for step in range(STEPS):
         want = [compute_lr(s, step) for s in _schedules()]
