@@ -569,11 +569,12 @@ def test_build_optimizer_rejects_a_non_module():
         build_optimizer({"w": torch.zeros(2)}, {"sgd": {"lr": 0.1}})
 
 
-def test_a_sharded_models_fused_optimizer_is_refused():
-    """recap appends ``model.fused_optimizer`` to its CombinedOptimizer; fusedsched says it does not."""
+def test_a_sharded_models_fused_optimizer_needs_the_embedding_schedule():
+    """recap appends ``model.fused_optimizer`` to its CombinedOptimizer, scheduled by the embedding
+    schedule (tests/test_recap_embedding.py drives a real sharded model)."""
     model = _Outer(embeddings=False)
     model.fused_optimizer = SimpleNamespace(optimizers=[("ebc", object())])
-    with pytest.raises(ValueError, match="fused_optimizer.*before sharding"):
+    with pytest.raises(ValueError, match="fused_optimizer.*pass emb_optimizer_config"):
         build_optimizer(model, _recap_config())
     model.fused_optimizer = SimpleNamespace(optimizers=[])  # a dense model's: empty, as recap checks
     build_optimizer(model, _recap_config())

@@ -12,6 +12,8 @@ Both of tml's optimizer schemas build here, each with its own grouping rules:
 
 With ``combined=True`` the optimizer is recap's layout: one torchrec ``KeyedOptimizerWrapper`` per
 group inside a ``CombinedOptimizer``, so its state is keyed by parameter name as in tml checkpoints.
+A sharded recap model's non-empty ``fused_optimizer`` is appended to it, as recap does, every one of
+its groups scheduled by the embedding schedule (:func:`build_multi_task_optimizer`).
 
 With ``device_schedule=True`` (the default when the model lives on CUDA) every optimizer is built
 so that a whole training step, ``optimizer.step()`` and ``scheduler.step()`` included, can be
@@ -30,6 +32,7 @@ import torch
 from torch.optim import Optimizer
 
 from .adagrad import FusedAdagrad
+from .binding import _leaves
 from .config import (
     EmbeddingOptimizerConfig,
     MultiTaskLearningRates,
@@ -178,11 +181,14 @@ def _torch_optimizer(groups: list[_Group], device_schedule: bool, device: torch.
     return cls(param_groups, lr=lr(groups[0].lr) if device_schedule else groups[0].lr, **hyper)
 
 
-def _combined_optimizer(groups: list[_Group], device_schedule: bool, device: torch.device) -> Optimizer:
+def _combined_optimizer(
+    groups: list[_Group], device_schedule: bool, device: torch.device, fused: Any = None
+) -> Optimizer:
     """Recap's layout: a torchrec ``CombinedOptimizer`` of one ``KeyedOptimizerWrapper`` per group.
 
     The wrappers are unnamed, so the state is keyed by parameter name exactly as recap's
     (``CombinedOptimizer.state_dict()["state"]``); each wrapped param group carries ``"name"``.
+    ``fused`` (a sharded model's ``fused_optimizer``) is appended after them, unnamed, as recap does.
     """
     try:
         from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
@@ -192,7 +198,7 @@ def _combined_optimizer(groups: list[_Group], device_schedule: bool, device: tor
         KeyedOptimizerWrapper(group.params, functools.partial(_wrapped_optimizer, group, device_schedule, device))
         for group in groups
     ]
-    return CombinedOptimizer(wrappers)
+    return CombinedOptimizer(wrappers if fused is None else [*wrappers, fused])
 
 
 def _wrapped_optimizer(group: _Group, device_schedule: bool, device: torch.device, params: list) -> Optimizer:
@@ -206,6 +212,7 @@ def _build(
     device_schedule: bool | None,
     backend: str | None,
     combined: bool,
+    fused: Any = None,
 ) -> tuple[Optimizer, LRShim]:
     if not isinstance(combined, bool):
         raise TypeError(f"combined must be True or False, got {combined!r}")
@@ -213,7 +220,7 @@ def _build(
     if device_schedule is None:
         device_schedule = device.type == "cuda"
     if combined:
-        optimizer = _combined_optimizer(groups, device_schedule, device)
+        optimizer = _combined_optimizer(groups, device_schedule, device, fused)
     else:
         by_class: dict[str, list[str]] = {}
         for group in groups:
@@ -226,7 +233,10 @@ def _build(
                 "pass combined=True for recap's layout (one torchrec optimizer per group)"
             )
         optimizer = _torch_optimizer(groups, device_schedule, device)
-    return optimizer, LRShim(optimizer, lr_dict, device_schedule=device_schedule, backend=backend, device=device)
+    scheduler = LRShim(optimizer, lr_dict, device_schedule=device_schedule, backend=backend, device=device)
+    if fused is not None:
+        fused.zero_grad()  # sets nothing but each kernel's rate: the first backward reads step 0's
+    return optimizer, scheduler
 
 
 def _core_groups(optimizer_config: OptimizerConfig, named: dict[str, dict[str, torch.nn.Parameter]]) -> list[_Group]:
@@ -267,7 +277,8 @@ def build_optimizer(
         optimizer_config: a config model, or a mapping in either schema (validated as
             :func:`fusedsched.load_config` does).
         emb_optimizer_config: recap only: the schedule of the SGD group ``dense_ebc``
-            (``embedding_bags`` parameters under ``multi_task_learning_rates``), as recap's
+            (``embedding_bags`` parameters under ``multi_task_learning_rates``) and of a sharded
+            model's ``fused_optimizer`` (:func:`build_multi_task_optimizer`), as recap's
             ``EmbeddingOptimizerConfig`` (its ``learning_rate``) or a ``LearningRate``.
         device_schedule: device mode (tensor lrs, graph-safe optimizers); default True on CUDA.
         backend: the ``advance_`` backend for device mode.
@@ -282,14 +293,27 @@ def build_optimizer(
             device_schedule=device_schedule, backend=backend, combined=combined,
         )
     if isinstance(optimizer_config, RecapOptimizerConfig):
-        # As recap: every parameter in one group; an embedding config has nothing to schedule here.
-        _embedding_schedule(emb_optimizer_config)  # still checked, so a wrong argument does not pass silently
+        # As recap: every parameter in one group; the embedding schedule drives a sharded model's
+        # fused_optimizer only (checked all the same, so a wrong argument does not pass silently).
+        embedding = _embedding_schedule(emb_optimizer_config)
+        fused, fused_names = _checked_fused_optimizer(model, embedding, combined)
         params = dict(model.named_parameters())
+        if fused is not None:
+            params = _without_fused_parameters({SINGLE_TASK: params}, fused).get(SINGLE_TASK, {})
         if not params:
-            raise ValueError("the model has no parameters")
+            raise ValueError("the model has no parameters" + (" besides its fused_optimizer's" if fused else ""))
+        if SINGLE_TASK in fused_names:
+            raise ValueError(
+                f"the fused_optimizer's param group {SINGLE_TASK!r} (a sharded module's name) collides with "
+                f"recap's {SINGLE_TASK!r} group: rename the sharded module"
+            )
         schedule = optimizer_config.single_task_learning_rate
         groups = [_Group(SINGLE_TASK, params, torch.optim.Adam, _recap_adam(optimizer_config), compute_lr(schedule, 0))]
-        return _build(groups, {SINGLE_TASK: schedule}, device_schedule=device_schedule, backend=backend, combined=combined)
+        lr_dict = {SINGLE_TASK: schedule}
+        if fused is not None:
+            _name_fused_groups(fused, fused_names)
+            lr_dict.update(dict.fromkeys(fused_names, embedding))
+        return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined, fused=fused)
     _no_embedding_config(emb_optimizer_config)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
@@ -344,11 +368,29 @@ def build_multi_task_optimizer(
     scheduled by ``emb_optimizer_config``). ``multi_task_learning_rates`` defaults to the config's;
     given, it is validated as that schema's multi-task model. Other arguments: :func:`build_optimizer`.
 
+    Recap with a sharded model (a non-empty ``model.fused_optimizer``: torchrec's fused embedding
+    tables, updated by fbgemm inside the backward), as recap: ``model.fused_optimizer`` is appended
+    to the ``CombinedOptimizer`` after the dense groups, and every one of its param groups is
+    scheduled by the embedding schedule in the same ``LRShim``; the fused tables, which the model
+    lists in ``named_parameters()`` too, are left out of the dense groups. A group is named by its sharded
+    module's name (its ``_optims`` path, e.g. ``"ebc"``); a module whose tables fall into several
+    fbgemm kernels has one group per kernel, named ``"<module>#0"``, ``"<module>#1"``, ... (recap
+    zips rates with groups, so it schedules only the first of them). The kernel reads the rate on
+    the host: torchrec's ``zero_grad()`` and ``step()`` copy ``param_groups[0]["lr"]`` (a float, or
+    in device mode the 0-dim view of the LR buffer) into fbgemm's CPU ``learning_rate_tensor``, and
+    the backward reads that. So call ``optimizer.zero_grad()`` before each backward (recap's and
+    torchrec's order; the builder calls it once, so the first backward reads step 0's rate). In a
+    CUDA graph that copy is not captured: the captured backward keeps the capture-time rate unless
+    ``zero_grad()`` runs outside the graph each step, after ``scheduler.step()``; on CUDA it is
+    also a device-to-host read per step.
+
     Raises:
         ValueError: no multi-task rates; a tower named ``backbone`` (or ``dense_ebc`` in recap);
             recap: backbone parameters with a null ``backbone_learning_rate``, a
-            ``backbone_learning_rate`` with no backbone parameter, or ``embedding_bags``
-            parameters without an embedding schedule.
+            ``backbone_learning_rate`` with no backbone parameter, ``embedding_bags``
+            parameters or a non-empty ``fused_optimizer`` without an embedding schedule, a
+            ``fused_optimizer`` with ``combined=False`` (one torch optimizer cannot hold it), or a
+            fused group named like a task, ``backbone`` or ``dense_ebc``.
     """
     _check_model(model)
     optimizer_config = validate_optimizer_config(optimizer_config)
@@ -372,14 +414,11 @@ def build_multi_task_optimizer(
         return _build(_core_groups(optimizer_config, groups), lr_dict,
                       device_schedule=device_schedule, backend=backend, combined=combined)
 
-    fused = getattr(model, "fused_optimizer", None)
-    if fused is not None and getattr(fused, "optimizers", None):
-        raise ValueError(
-            "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables), which recap "
-            "appends to its CombinedOptimizer with the embedding schedule; fusedsched does not schedule it: "
-            "build the optimizer before sharding the model, as recap's training script does"
-        )
+    embedding = _embedding_schedule(emb_optimizer_config)
+    fused, fused_names = _checked_fused_optimizer(model, embedding, combined)
     named_groups = recap_param_groups(model, towers)
+    if fused is not None:
+        named_groups = _without_fused_parameters(named_groups, fused)
     lr_dict = dict(rates.tower_learning_rates)
     if BACKBONE in named_groups:
         if rates.backbone_learning_rate is None:
@@ -394,7 +433,6 @@ def build_multi_task_optimizer(
             "backbone_learning_rate is set but no parameter falls to the backbone (every parameter belongs "
             "to a task or to dense_ebc): set it to null"
         )
-    embedding = _embedding_schedule(emb_optimizer_config)
     if DENSE_EBC in named_groups:
         if embedding is None:
             example = next(iter(named_groups[DENSE_EBC]))
@@ -404,6 +442,17 @@ def build_multi_task_optimizer(
                 "(an EmbeddingOptimizerConfig with learning_rate, or a LearningRate)"
             )
         lr_dict[DENSE_EBC] = embedding
+    clashes = [
+        f"{name!r} (the task {name!r})" if name in towers else f"{name!r} (recap's {name!r} group)"
+        for name in fused_names
+        if name in (*towers, BACKBONE, DENSE_EBC)
+    ]
+    if clashes:
+        raise ValueError(
+            f"the fused_optimizer's param group names (the sharded modules' names) collide with dense group "
+            f"names: {', '.join(clashes)}; each group needs its own schedule name: rename the task or the "
+            "sharded module"
+        )
     adam = _recap_adam(optimizer_config)
     groups = [
         _Group(name, params, torch.optim.SGD, {"momentum": 0.0, "maximize": False}, compute_lr(lr_dict[name], 0))
@@ -411,4 +460,99 @@ def build_multi_task_optimizer(
         else _Group(name, params, torch.optim.Adam, adam, compute_lr(lr_dict[name], 0))
         for name, params in named_groups.items()
     ]
-    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined)
+    if fused is not None:
+        _name_fused_groups(fused, fused_names)
+        lr_dict.update(dict.fromkeys(fused_names, embedding))
+    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined, fused=fused)
+
+
+def _checked_fused_optimizer(
+    model: torch.nn.Module, embedding: LearningRate | None, combined: Any
+) -> tuple[Any, list[str]]:
+    """The model's non-empty ``fused_optimizer`` and its groups' schedule names, or ``(None, [])``.
+
+    Raises (before anything is built) when there is no embedding schedule for it, or when
+    ``combined`` is False: the fused optimizer is a torchrec ``KeyedOptimizer`` that one torch
+    optimizer cannot hold, and an implicit switch to the combined layout would change the type
+    and state keys the caller asked for.
+    """
+    fused = _fused_optimizer(model)
+    if fused is None:
+        return None, []
+    if not isinstance(combined, bool):
+        raise TypeError(f"combined must be True or False, got {combined!r}")
+    if embedding is None:
+        raise ValueError(
+            "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables), which recap "
+            "schedules with the embedding schedule: pass emb_optimizer_config (an EmbeddingOptimizerConfig "
+            "with learning_rate, or a LearningRate)"
+        )
+    if not combined:
+        raise ValueError(
+            "the model has a non-empty fused_optimizer (torchrec's sharded embedding tables): it is a "
+            "torchrec KeyedOptimizer stepped inside the backward, which only recap's layout can hold "
+            "(a torchrec CombinedOptimizer, the fused optimizer appended after the dense groups): "
+            "pass combined=True"
+        )
+    return fused, _fused_group_names(fused)
+
+
+def _fused_optimizer(model: torch.nn.Module) -> Any:
+    """The model's ``fused_optimizer`` when it has param groups (a dense model's is empty), else None."""
+    fused = getattr(model, "fused_optimizer", None)
+    return fused if fused is not None and getattr(fused, "optimizers", None) else None
+
+
+def _without_fused_parameters(
+    named_groups: dict[str, dict[str, torch.nn.Parameter]], fused: Any
+) -> dict[str, dict[str, torch.nn.Parameter]]:
+    """The dense groups less the parameters the fused optimizer owns (by name: its ``params`` keys).
+
+    A sharded model lists its fused tables in ``named_parameters()`` too; the fused kernel updates
+    them inside the backward, and a ``CombinedOptimizer`` refuses a parameter held twice.
+    """
+    owned = set(getattr(fused, "params", {}))
+    kept = {group: {n: p for n, p in params.items() if n not in owned} for group, params in named_groups.items()}
+    emptied = [group for group, params in kept.items() if not params and group not in (BACKBONE, DENSE_EBC)]
+    if emptied:
+        raise ValueError(
+            f"task(s) {emptied} own only parameters of the fused_optimizer (sharded embedding tables, "
+            "scheduled by the embedding schedule): no dense parameter is left to their schedule"
+        )
+    return {group: params for group, params in kept.items() if params}
+
+
+def _fused_group_names(fused: Any) -> list[str]:
+    """The schedule name of each fused param group, in order: its ``_optims`` path (the sharded module's name).
+
+    A group keeps ``group["name"]`` or its sub-optimizer's ``_optims`` path, as :class:`GroupBinding`
+    names it, when that name is its own; a sharded module whose tables fall into several fbgemm
+    kernels (tables differing in pooling, data type, ...) has one group per kernel, and those are
+    named ``<path>#0``, ``<path>#1``, ... (``fused_optimizer#i`` without a path).
+    """
+    base = [
+        str(group.get("name") or path or "fused_optimizer")
+        for path, chain in _leaves(fused)
+        for group in chain[-1].param_groups
+    ]
+    seen: dict[str, int] = {}
+    names = []
+    for name in base:
+        if base.count(name) > 1:
+            names.append(f"{name}#{seen.get(name, 0)}")
+            seen[name] = seen.get(name, 0) + 1
+        else:
+            names.append(name)
+    return names
+
+
+def _name_fused_groups(fused: Any, names: list[str]) -> None:
+    """Write ``names`` into the fused groups whose implicit name differs (a shared path, or none)."""
+    implicit = [
+        group.get("name") or (path if path and len(chain[-1].param_groups) == 1 else None)
+        for path, chain in _leaves(fused)
+        for group in chain[-1].param_groups
+    ]
+    for group, name, current in zip(fused.param_groups, names, implicit):
+        if current != name:
+            group["name"] = name
