@@ -36,16 +36,15 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-import struct
 import warnings
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
-import pydantic
 import torch
 from torch.optim import lr_scheduler as tls
 
+from .conversion import float32_ulps, learning_rate
 from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
@@ -76,14 +75,6 @@ Config = dict[str, Any]
 
 class ConversionWarning(UserWarning):
     """A converted schedule gives, at some step, a rate the stock scheduler does not."""
-
-
-def _lr(kind: Config, what: str) -> LearningRate:
-    try:
-        return LearningRate(**kind)
-    except pydantic.ValidationError as e:
-        detail = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ValueError(f"from_torch: {what} has settings no schedule kind represents ({detail})") from None
 
 
 def _name(scheduler: Any) -> str:
@@ -289,7 +280,7 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
     if end == start:
         return kind
     extra = scheduler._anneal_func(group[phases[-1]["start_lr"]], group[phases[-1]["end_lr"]], (T - start) / (end - start))
-    held = compute_lr(_lr(kind, f"OneCycleLR (param group {g})"), T - 1)
+    held = compute_lr(learning_rate(kind, f"from_torch: OneCycleLR (param group {g})"), T - 1)
     if math.isfinite(extra) and extra >= 0:
         return {"join": {"schedules": [kind, {"constant": extra}, {"constant": held}], "boundaries": [T, T + 1]}}
     warnings.warn(ConversionWarning(  # a negative learning rate is not reproduced
@@ -501,8 +492,8 @@ def learning_rates_from_torch(scheduler: Any) -> list[LearningRate]:
     owner = scheduler  # the scheduler holding base_lrs (the composites keep none of their own)
     while not hasattr(owner, "base_lrs") and getattr(owner, "_schedulers", None):
         owner = owner._schedulers[0]
-    return [_lr(_config(scheduler, g, _base(owner, g) if hasattr(owner, "base_lrs") else 0.0),
-                f"{_name(scheduler)} (param group {g})")
+    return [learning_rate(_config(scheduler, g, _base(owner, g) if hasattr(owner, "base_lrs") else 0.0),
+                          f"from_torch: {_name(scheduler)} (param group {g})")
             for g in range(len(scheduler.optimizer.param_groups))]
 
 
@@ -518,12 +509,6 @@ def _reads_current_rate(scheduler: Any, step: int) -> bool:
     return False
 
 
-def _float32_bits(x: float) -> int:
-    """``x`` rounded to float32, as an integer that orders like the floats (adjacent floats: 1 apart)."""
-    bits = struct.unpack("<i", struct.pack("<f", x))[0]
-    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
-
-
 def _check_current_rates(scheduler: Any, configs: list[LearningRate], step: int) -> None:
     """Refuse when a group's rate is not the converted schedule's at ``step`` (1 float32 ulp
     allowed: torch's chained products round differently) and torch goes on from the group's rate."""
@@ -531,7 +516,7 @@ def _check_current_rates(scheduler: Any, configs: list[LearningRate], step: int)
         return
     for g, (group, config) in enumerate(zip(scheduler.optimizer.param_groups, configs)):
         have, want = float(group["lr"]), compute_lr(config, step)
-        if not math.isfinite(have) or abs(_float32_bits(have) - _float32_bits(want)) > 1:
+        if not math.isfinite(have) or float32_ulps(have, want) > 1:
             named = f" ({group['name']!r})" if "name" in group else ""
             raise ValueError(
                 f"from_torch: param group {g}{named} has lr {have!r}, but {_name(scheduler)}'s schedule gives {want!r} "

@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import bisect
 import math
-import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pydantic
 import torch
 
-from .config import MAX_STEP
+from .fields import MAX_STEP
+from .conversion import float32_ulps, learning_rate
 from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
@@ -52,14 +51,6 @@ Config = dict[str, Any]
 
 
 # --- shared pieces ---------------------------------------------------------------------------------
-
-
-def _lr(kind: Config, what: str) -> LearningRate:
-    try:
-        return LearningRate(**kind)
-    except pydantic.ValidationError as e:
-        detail = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ValueError(f"{what} has settings no schedule kind represents ({detail})") from None
 
 
 def _line(v0: float, v1: float, steps: int) -> Config:
@@ -91,11 +82,6 @@ def _int(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != value // 1:
         raise ValueError(f"{what}={value!r}{')' if '(' in what else ''}: only a whole number of steps is converted")
     return int(value)
-
-
-def _float32_bits(x: float) -> int:
-    bits = struct.unpack("<i", struct.pack("<f", x))[0]
-    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
 
 
 def _group_names(groups: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -284,12 +270,12 @@ def _timm_check(scheduler: Any, configs: list[LearningRate], name: str, t: int) 
         for g, (value, config) in enumerate(zip(scheduler._get_lr(s), configs)):
             have = value if scales[g] is None else value * scales[g]  # timm's update_groups
             want = compute_lr(config, s)
-            if abs(_float32_bits(have) - _float32_bits(want)) > 1:
+            if float32_ulps(have, want) > 1:
                 raise ValueError(f"from_timm: {name} gives {have!r} at t={s} (param group {g}), its conversion "
                                  f"{want!r}: timm's cycle arithmetic is not one schedule kind's here")
     for g, (group, config) in enumerate(zip(scheduler.optimizer.param_groups, configs)):
         have, want = _float(group["lr"]), compute_lr(config, t)
-        if not math.isfinite(have) or abs(_float32_bits(have) - _float32_bits(want)) > 1:
+        if not math.isfinite(have) or float32_ulps(have, want) > 1:
             if t == 0 and not scheduler.warmup_t and have == _float(group[scheduler._initial_param_group_field]) * (
                     scales[g] if scales[g] is not None else 1.0):
                 raise ValueError(
@@ -318,7 +304,7 @@ def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
     if scheduler.noise_range_t is not None:
         raise ValueError(f"from_timm: {name}(noise_range_t={scheduler.noise_range_t!r}) adds seeded random noise "
                          "to the rate, which no schedule kind represents; construct it with noise_range_t=None")
-    return [_lr(_timm_config(scheduler, name, g, float(base)), f"from_timm: {name} (param group {g})")
+    return [learning_rate(_timm_config(scheduler, name, g, float(base)), f"from_timm: {name} (param group {g})")
             for g, base in enumerate(scheduler.base_values)]
 
 
@@ -496,7 +482,7 @@ def deepspeed_config_to_schedules(config: Mapping[str, Any], base_lrs: Sequence[
     if unknown:
         raise ValueError(f"deepspeed scheduler config has unknown keys {unknown} (expected 'type' and 'params')")
     kind = config["type"]
-    return [_lr(c, f"deepspeed {kind} (param group {g})")
+    return [learning_rate(c, f"deepspeed {kind} (param group {g})")
             for g, c in enumerate(_deepspeed_from_params(kind, config.get("params") or {}, [float(b) for b in base_lrs]))]
 
 
@@ -529,7 +515,7 @@ def from_deepspeed(scheduler: Any, *, backend: str | None = None,
         ValueError: settings no kind represents (``warmup_type='log'``, ``OneCycle``'s momentum
             cycling, stairs or post-cycle decay). Nothing is touched.
     """
-    configs = [_lr(c, f"from_deepspeed: {type(scheduler).__name__} (param group {g})")
+    configs = [learning_rate(c, f"from_deepspeed: {type(scheduler).__name__} (param group {g})")
                for g, c in enumerate(_deepspeed_configs(scheduler))]
     step = _int(scheduler.last_batch_iteration, "last_batch_iteration") + 1
     if step < 0:
@@ -655,7 +641,7 @@ def megatron_learning_rates(scheduler: Any) -> list[LearningRate]:
             raise ValueError(
                 f"from_megatron: param group {g} increments its weight decay from start_wd={start!r} to end_wd={end!r} "
                 f"({scheduler.wd_incr_style}); fusedsched schedules learning rates only: use start_wd == end_wd")
-    return [_lr(_megatron_config(scheduler, group), f"from_megatron: OptimizerParamScheduler (param group {g})")
+    return [learning_rate(_megatron_config(scheduler, group), f"from_megatron: OptimizerParamScheduler (param group {g})")
             for g, group in enumerate(groups)]
 
 
