@@ -10,6 +10,7 @@ import torch
 from _compare import BIG_STEPS, CONFIGS, assert_lrs_match, configs_for, expected_f32
 
 from fusedsched.ops import BackendUnavailable, advance_, explain, resolve_backend, unavailable_reason
+from fusedsched import LearningRate
 from fusedsched.kinds import build_table
 
 HOST_BACKENDS = [b for b in ("reference", "triton", "native") if unavailable_reason(b, "cpu") is None]
@@ -194,3 +195,68 @@ def test_reference_in_eager_shim_equals_the_op():
         advance_(step, table, lrs, 1, "reference")
         assert torch.equal(shim.lr_tensor, lrs), s
         assert_lrs_match(lrs, expected_f32(configs, s), f"step {s}")
+
+
+@pytest.mark.parametrize("picks", [(6,), (0, 6), (6, 18, 1), (12, 21, 24, 26)])
+def test_reference_in_eager_shim_few_groups_every_step(picks):
+    # a few groups: each active lane is written into lrs as a Python float, constant lanes from the
+    # interval's rates; both ways must equal the op's numpy path and float32(compute_lr) at every
+    # step, across every segment boundary
+    from fusedsched import LRShim
+
+    configs = [CONFIGS[i] for i in picks]
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.0} for _ in configs], lr=0.0)
+    shim = LRShim(opt, {f"g{i}": c for i, c in enumerate(configs)}, device_schedule=True, backend="reference")
+    table = build_table(configs).table
+    step, lrs = torch.tensor(0), torch.zeros(len(configs), dtype=torch.float32)
+    advance_(step, table, lrs, 0, "reference")
+    for s in range(1, 260):
+        shim.step()
+        advance_(step, table, lrs, 1, "reference")
+        assert torch.equal(shim.lr_tensor, lrs), s
+        assert_lrs_match(lrs, expected_f32(configs, s), f"step {s}")
+
+
+def test_reference_in_eager_shim_a_lane_python_floats_cannot_evaluate():
+    # inverse_sqrt with timescale 1 at its first step: 1 / sqrt(0) raises with Python floats; the
+    # lane falls back to numpy's inf, as the op and every kernel give
+    from fusedsched import LRShim
+
+    cfg = LearningRate(inverse_sqrt={"learning_rate": 0.1, "num_ramp_steps": 0, "timescale": 1})
+    shifted = build_table([cfg]).table
+    shifted[:, 3] += 2.0  # SHIFT: the lane sees u = (s - 2) + 1, so step 1 divides by zero
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.0)
+    shim = LRShim(opt, {"g": cfg}, device_schedule=True, backend="reference")
+    shim._engine.table.copy_(shifted)
+    expected = []
+    for s in range(1, 4):
+        step, lrs = torch.tensor(s), torch.zeros(1)
+        advance_(step, shifted, lrs, 0, "native" if "native" in HOST_BACKENDS else "reference")
+        expected.append(lrs.item())
+    shim.step()  # 0 -> 1: division by zero
+    got = [shim.lr_tensor.item()]
+    for _ in range(2):
+        shim.step()
+        got.append(shim.lr_tensor.item())
+    assert got[0] == float("inf") and got == expected
+
+
+def test_reference_in_eager_shim_follows_its_tensors():
+    # the launcher keeps the plan and the tensors' views between steps; a table changed in place and
+    # a counter whose storage was replaced are followed
+    from fusedsched import LRShim
+
+    first, second = configs_for(3), list(reversed(configs_for(3)))
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.0} for _ in first], lr=0.0)
+    shim = LRShim(opt, {f"g{i}": c for i, c in enumerate(first)}, device_schedule=True, backend="reference")
+    for _ in range(5):
+        shim.step()
+    assert_lrs_match(shim.lr_tensor, expected_f32(first, 5))
+    engine = shim._engine
+    engine.table.copy_(build_table(second).table)
+    shim.step()
+    assert_lrs_match(shim.lr_tensor, expected_f32(second, 6), "after the table changed in place")
+    engine.counter.data = torch.tensor(40)
+    shim.step()
+    assert engine.counter.item() == 41
+    assert_lrs_match(shim.lr_tensor, expected_f32(second, 41), "after the counter's storage was replaced")

@@ -357,6 +357,19 @@ def shape_values(shape: Shape, seg, s, xp: ArrayNamespace = TORCH):
     return _FORMULAS[shape](*_arguments(seg, s), xp)
 
 
+def lane_function(shape: Shape, seg: Sequence[float]) -> Callable[[float], float]:
+    """One segment's value as a function of the step, over Python floats (:data:`PYFLOAT`): the
+    :func:`shape_values` formula with the columns that do not depend on the step read once
+    (``span``; ``u = (s - SHIFT) - ORIGIN`` stays per step). ``seg``: its ``NUM_COLUMNS`` floats.
+    Raises where a :data:`PYFLOAT` operation does (see there)."""
+    if shape == Shape.CONSTANT:
+        v0 = seg[_V0]
+        return lambda s: v0
+    formula, shift, origin = _FORMULAS[shape], seg[_SHIFT], seg[_ORIGIN]
+    span, v0, v1, p, q, w = seg[_END] - origin, seg[_V0], seg[_V1], seg[_P], seg[_Q], seg[_W]
+    return lambda s: formula((s - shift) - origin, span, v0, v1, p, q, w, PYFLOAT)
+
+
 def segment_values(seg, s, shapes: "set[Shape] | None" = None, xp: ArrayNamespace = TORCH):
     """Every segment's float64 value at ``s``: ``seg`` is ``[NUM_COLUMNS, ...]``, the result ``[...]``.
 

@@ -19,19 +19,22 @@ overflow or a domain error, where numpy gives inf or NaN); when every active seg
 their active segments in table order, like the kernels. numpy's array ``pow`` and ``log`` may differ
 from the C library's in the last float64 bit (within the precision goal, docs/precision.md).
 
-``LRShim`` calls :func:`eager_launch`, which on CPU in eager mode runs :func:`launch_cpu` without
-the custom op's dispatch (about 20 us per call by itself).
+Each ``LRShim`` calls its own :func:`eager_launcher`, which on CPU in eager mode runs the CPU path
+without the custom op's dispatch (about 20 us per call by itself), keeping the plan and the tensors'
+views between steps. A plain group's lane, when an interval has only such lanes, is written straight
+into ``lrs`` as a Python float (rounded to float32 to nearest, as numpy rounds).
 """
 
 from __future__ import annotations
 
 import bisect
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from ..program import NUMPY, PYFLOAT, SCALAR, Column, Shape, evaluate_table, shape_values
+from ..program import NUMPY, PYFLOAT, SCALAR, Column, Shape, evaluate_table, lane_function, shape_values
 
 _CODES = {float(shape) for shape in Shape if shape != Shape.CONSTANT}
 SCALAR_LANES = 4  # a shape on at most this many lanes is evaluated lane by lane (Python floats)
@@ -45,20 +48,26 @@ class _Interval:
     step); ``constant``: float32 ``rates`` when nothing else remains. ``plain``: the plain groups'
     :func:`_pieces`, positions into the groups. ``products``: per rank r (each product group's r-th
     active segment in table order), ``(positions, values, pieces)``, positions into ``product_lanes``.
+    ``lanes``: when every piece is a plain group's lane, ``plain`` itself (each written straight into
+    the output, as a Python float), else None; ``every_lane``: those lanes are every group.
     """
 
-    __slots__ = ("lo", "hi", "rates", "constant", "plain", "products")
+    __slots__ = ("lo", "hi", "rates", "constant", "plain", "products", "lanes", "every_lane")
 
     def __init__(self, lo, hi, rates, plain, products):
         self.lo, self.hi, self.rates, self.plain, self.products = lo, hi, rates, plain, products
         self.constant = rates.astype(np.float32) if not plain and not products else None
+        scalar = plain and not products and all(xp is PYFLOAT for *_, xp in plain)
+        self.lanes = [(int(at), shape, cols) for at, shape, cols, _ in plain] if scalar else None
+        self.every_lane = scalar and len(plain) == rates.size
 
 
 def _pieces(seg: np.ndarray) -> list[tuple[np.ndarray | int, Shape, tuple, object]]:
     """``seg`` ``[N, NUM_COLUMNS]``: ``(positions, shape, columns, namespace)`` per non-constant shape
     present (``columns``: the rows of a contiguous ``[NUM_COLUMNS, n]`` array), or per lane when the
-    shape has at most ``SCALAR_LANES`` of them (``columns``: the lane's Python floats and its numpy
-    scalars, namespace ``PYFLOAT``; see :func:`_values`)."""
+    shape has at most ``SCALAR_LANES`` of them (``columns``: the lane's
+    :func:`~fusedsched.program.lane_function` and its numpy scalars, namespace ``PYFLOAT``; see
+    :func:`_values`)."""
     codes = seg[:, _SHAPE]
     out = []
     for code in np.unique(codes).tolist():
@@ -66,7 +75,7 @@ def _pieces(seg: np.ndarray) -> list[tuple[np.ndarray | int, Shape, tuple, objec
             at = np.flatnonzero(codes == code)
             shape = Shape(int(code))
             if at.size <= SCALAR_LANES:
-                out += [(int(i), shape, (tuple(seg[i].tolist()), tuple(seg[i])), PYFLOAT) for i in at]
+                out += [(int(i), shape, (lane_function(shape, seg[i].tolist()), tuple(seg[i])), PYFLOAT) for i in at]
             else:
                 out.append((at, shape, tuple(np.ascontiguousarray(seg[at].T)), NUMPY))
     return out
@@ -114,11 +123,11 @@ class _TablePlan:
 
 
 def _values(shape: Shape, cols: tuple, s: float, xp) -> object:
-    """``shape_values``; a lane (``xp`` PYFLOAT, ``cols`` its Python floats and its numpy scalars) as
+    """``shape_values``; a lane (``xp`` PYFLOAT, ``cols`` its lane function and its numpy scalars) as
     Python floats, or as numpy float64 scalars where a Python float operation raises (inf, NaN)."""
     if xp is PYFLOAT:
         try:
-            return shape_values(shape, cols[0], s, PYFLOAT)
+            return cols[0](s)
         except (ArithmeticError, ValueError):
             xp, cols = SCALAR, cols[1]
     with np.errstate(all="ignore"):  # inf / NaN where the formulas give them, as in torch
@@ -159,21 +168,45 @@ def _products(interval: _Interval, size: int, s: float) -> np.ndarray:
     return lr
 
 
+def _advance(plan: _TablePlan, table: torch.Tensor, counter: memoryview, out: np.ndarray, written: memoryview,
+             increment: int) -> None:
+    """The op's body on CPU: ``counter`` is a memoryview of ``step``; ``out`` is the numpy view of
+    ``lrs`` and ``written`` its memoryview (a Python float stored through it is rounded to float32 to
+    nearest, as numpy rounds)."""
+    new_step = counter[0] + increment
+    s = float(new_step) if new_step > 0 else 0.0  # a negative step counts as 0
+    interval = plan.interval
+    if interval is None or not interval.lo <= s < interval.hi:
+        interval = plan.interval = plan.interval_at(table.detach().numpy(), s)
+    if interval.constant is not None:
+        out[...] = interval.constant
+    elif interval.lanes is not None:  # a few lanes: Python floats straight into the output
+        if not interval.every_lane:
+            out[...] = interval.rates
+        for at, shape, cols in interval.lanes:
+            try:
+                written[at] = cols[0](s)
+            except (ArithmeticError, ValueError):
+                written[at] = _values(shape, cols, s, PYFLOAT)
+    else:
+        out[...] = _evaluate(plan, interval, s)
+    counter[0] = new_step
+
+
+def _views(step: torch.Tensor, lrs: torch.Tensor) -> tuple:
+    """``(step, lrs, their data pointers, step's memoryview, lrs's numpy view and its memoryview)``: what
+    a launch checks and writes through."""
+    out = lrs.detach().numpy()
+    return step, lrs, step.data_ptr(), lrs.data_ptr(), step.detach().numpy().reshape(-1).data, out, out.data
+
+
 def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
     """The op on CPU tensors: numpy over the cached interval (see the module docstring)."""
     plan = _plan(table)
     io = plan.io  # the numpy views of the last step and lrs tensors seen with this table
     if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
-        io = plan.io = (step, lrs, step.data_ptr(), lrs.data_ptr(), step.detach().numpy().reshape(-1),
-                        lrs.detach().numpy())
-    counter, out = io[4], io[5]
-    new_step = int(counter[0]) + increment
-    s = float(new_step) if new_step > 0 else 0.0  # a negative step counts as 0
-    interval = plan.interval
-    if interval is None or not interval.lo <= s < interval.hi:
-        interval = plan.interval = plan.interval_at(table.detach().numpy(), s)
-    out[...] = interval.constant if interval.constant is not None else _evaluate(plan, interval, s)
-    counter[0] = new_step
+        io = plan.io = _views(step, lrs)
+    _advance(plan, table, io[4], io[5], io[6], increment)
 
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
@@ -185,11 +218,26 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         lrs.copy_(evaluate_table(table, step))
 
 
-def eager_launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
-    """What ``LRShim`` calls: :func:`launch_cpu` directly on CPU in eager mode (the custom op's own
-    dispatch costs about 20 us), else the op ``fusedsched::advance_`` (traced by ``torch.compile``,
-    seen by dispatch modes, on CUDA captured in graphs)."""
-    if table.is_cpu and not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack():
-        launch_cpu(step, table, lrs, increment)
-    else:
-        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference")
+def eager_launcher() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], None]:
+    """What one ``LRShim`` calls every step: on CPU in eager mode the CPU path directly, with the
+    table's plan and the numpy views of the tensors it was last given kept in the closure (the custom
+    op's own dispatch costs about 20 us, finding the plan and the views again about 0.6 us); else the
+    op ``fusedsched::advance_`` (traced by ``torch.compile``, seen by dispatch modes, on CUDA captured
+    in graphs). The plan is taken again when the table changes in place (its ``_version``) or is
+    another tensor; the views when ``step`` or ``lrs`` is another tensor or moved its storage."""
+    seen: list = [None, None, -1, -1, None]  # table, its plan, step's and lrs's data pointers, views
+
+    def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+        if not table.is_cpu or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
+            torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference")
+            return
+        plan = seen[1]
+        if table is not seen[0] or plan.key[1] != table._version or plan.key[0] != table.data_ptr():
+            seen[0], seen[1] = table, _plan(table)
+            plan = seen[1]
+        io = seen[4]
+        if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
+            io = seen[4] = _views(step, lrs)
+        _advance(plan, table, io[4], io[5], io[6], increment)
+
+    return launch

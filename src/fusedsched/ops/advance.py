@@ -85,7 +85,7 @@ def launcher(backend: str) -> Launch:
     if backend == "native":
         return _native.overload()
     if backend == "reference":
-        return _reference.eager_launch  # numpy directly on CPU in eager mode, else the op
+        return _reference.eager_launcher()  # numpy directly on CPU in eager mode, else the op
 
     def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
         advance_op(step, table, lrs, increment, backend)
