@@ -32,7 +32,8 @@ enum class Shape : int {
   INV_SQRT = 5,
   ONE_MINUS_SQRT = 6,
   COSINE_RESTARTS = 7,
-  COSINE_CYCLES = 8
+  COSINE_CYCLES = 8,
+  CYCLIC = 10
 };
 
 enum class Column : int {
@@ -124,6 +125,8 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 //   COSINE_RESTARTS: (n, t, T) = restart_cycle(u, span, q); v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T))
 //                    (w**n by squaring: int_power)
 //   COSINE_CYCLES:   x = q * (u / span); v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+//   CYCLIC:          x = u / span; c = floor(1 + x); t = 1.0 + x - c; f = t <= p ? t / p : (t - 1) / (p - 1);
+//                    v0 + ((v1 - v0) * f) * pow(w, q != 0 ? u : c - 1)
 FUSEDSCHED_HOST_DEVICE double segment_value(
     const double* table, int64_t num_groups, int64_t k, int64_t g, double s) {
   const int shape = static_cast<int>(table_at(table, num_groups, k, Column::SHAPE, g));
@@ -168,6 +171,14 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
     case Shape::COSINE_CYCLES: {
       const double x = table_at(table, num_groups, k, Column::Q, g) * (u / span);
       return v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor_nonnegative(x))));
+    }
+    case Shape::CYCLIC: {
+      const double x = u / span;
+      const double cycle = floor_nonnegative(1 + x);
+      const double t = 1.0 + x - cycle;
+      const double factor = t <= p ? t / p : (t - 1) / (p - 1);
+      const double e = table_at(table, num_groups, k, Column::Q, g) != 0 ? u : cycle - 1;
+      return v0 + ((v1 - v0) * factor) * pow(table_at(table, num_groups, k, Column::W, g), e);
     }
     default:
       return v0;

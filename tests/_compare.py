@@ -56,6 +56,11 @@ CONFIGS = [
             {"product": {"schedules": [{"constant": 0.5}, {"one_cycle": {"max_learning_rate": 1.0, "total_steps": 60, "pct_start": 0.3}}]}},
         ], "boundaries": [70]}},
     ]}),
+    # torch's CyclicLR, its three modes; a period far past 2**40
+    LearningRate(cyclic={"base_learning_rate": 0.01, "max_learning_rate": 0.1, "step_size_up": 7, "step_size_down": 3}),
+    LearningRate(cyclic={"base_learning_rate": 3e-4, "max_learning_rate": 0.7, "step_size_up": 4, "mode": "triangular2"}),
+    LearningRate(cyclic={"base_learning_rate": 0.1, "max_learning_rate": 0.001, "step_size_up": 11, "step_size_down": 2**40,
+                         "mode": "exp_range", "gamma": 0.99994}),
 ]
 
 BIG_STEPS = [2**40 - 1, 2**40, 2**40 + 1, 2**40 + 12345, 10**10]

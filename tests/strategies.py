@@ -141,6 +141,16 @@ def _one_cycle(draw):
 
 
 @st.composite
+def _cyclic(draw):
+    mode = draw(st.sampled_from(["triangular", "triangular2", "exp_range"]))
+    gamma = draw(st.one_of(st.sampled_from([1.0, 0.99994, 0.5]), st.floats(1e-3, 1.0))) if mode == "exp_range" else 1.0
+    return _config("cyclic", {"base_learning_rate": draw(rates), "max_learning_rate": draw(rates),
+                              "step_size_up": draw(step_counts(1)),
+                              "step_size_down": draw(st.one_of(st.none(), step_counts(1, MAX_STEP // 2))),
+                              "mode": mode, "gamma": gamma})
+
+
+@st.composite
 def _inverse_sqrt(draw):
     return _config("inverse_sqrt", {"learning_rate": draw(rates), "num_ramp_steps": draw(step_counts(0)),
                                     "timescale": draw(st.one_of(st.none(), step_counts(1)))})
@@ -179,6 +189,7 @@ NEW_KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
     "cosine_annealing": _cosine_annealing(),
     "cosine_with_restarts": _cosine_with_restarts(),
     "one_cycle": _one_cycle(),
+    "cyclic": _cyclic(),
     "inverse_sqrt": _inverse_sqrt(),
     "join": _join(),
     "product": _product(),

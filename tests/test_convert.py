@@ -79,6 +79,14 @@ SCHEDULERS = {
         cycle_momentum=False, div_factor=7.0, final_div_factor=3.0), 78),
     "OneCycleLR pct_start 0": (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=30, pct_start=0.0, cycle_momentum=False), 31),
     "OneCycleLR epochs": (lambda o: tls.OneCycleLR(o, max_lr=0.01, epochs=3, steps_per_epoch=7, cycle_momentum=False), 22),
+    "CyclicLR triangular": (lambda o: tls.CyclicLR(o, 0.01, [0.1, 0.3, 0.05], step_size_up=7, step_size_down=3,
+                                                   cycle_momentum=False), 200),
+    "CyclicLR triangular2": (lambda o: tls.CyclicLR(o, [0.001, 0.002, 0.003], 0.1, step_size_up=4, mode="triangular2",
+                                                    cycle_momentum=False), 200),
+    "CyclicLR exp_range": (lambda o: tls.CyclicLR(o, 0.01, 0.1, step_size_up=5, step_size_down=11, mode="exp_range",
+                                                  gamma=0.997, cycle_momentum=False), 300),
+    "CyclicLR step 1, gamma ignored": (lambda o: tls.CyclicLR(o, 0.2, 0.01, step_size_up=1, gamma=0.5,
+                                                              cycle_momentum=False), 20),
     "SequentialLR warm-up + cosine": (lambda o: tls.SequentialLR(
         o, [tls.LinearLR(o, start_factor=0.1, total_iters=10), tls.CosineAnnealingLR(o, T_max=30)], milestones=[10]), 120),
     "SequentialLR three": (lambda o: tls.SequentialLR(
@@ -216,7 +224,6 @@ def _untouched_after(make, error, match):
     (lambda o: tls.ReduceLROnPlateau(o), "ReduceLROnPlateau"),
     (lambda o: tls.LambdaLR(o, lambda s: 0.9**s), "LambdaLR"),
     (lambda o: tls.MultiplicativeLR(o, lambda s: 0.9), "MultiplicativeLR"),
-    (lambda o: tls.CyclicLR(o, 0.01, 0.1), "CyclicLR"),
     (lambda o: tls.SequentialLR(o, [tls.StepLR(o, 2), tls.SequentialLR(o, [tls.StepLR(o, 3)], [])], [4]), "SequentialLR"),
     (lambda o: type("MyStepLR", (tls.StepLR,), {})(o, 2), "MyStepLR"),
 ])
@@ -231,6 +238,10 @@ def test_not_a_scheduler():
 
 @pytest.mark.parametrize("make, match", [
     (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=10), r"pass cycle_momentum=False|construct it with cycle_momentum=False"),
+    (lambda o: tls.CyclicLR(o, 0.01, 0.1), r"CyclicLR\(cycle_momentum=True\).*construct it with cycle_momentum=False"),
+    (lambda o: tls.CyclicLR(o, 0.01, 0.1, scale_fn=lambda x: 0.9**x, cycle_momentum=False), "custom scale_fn"),
+    (lambda o: tls.CyclicLR(o, 0.01, 0.1, step_size_up=2.5, cycle_momentum=False), "whole numbers of steps"),
+    (lambda o: tls.CyclicLR(o, 0.01, 0.1, mode="exp_range", gamma=1.01, cycle_momentum=False), r"gamma \(1.01\) must be <= 1"),
     (lambda o: tls.ChainedScheduler([tls.ExponentialLR(o, 0.9), tls.CosineAnnealingLR(o, T_max=10)]), "ExponentialLR, which still changes"),
     (lambda o: tls.ChainedScheduler([tls.LinearLR(o, total_iters=3), tls.CosineAnnealingLR(o, T_max=10, eta_min=0.01)]), "eta_min"),
     (lambda o: tls.ChainedScheduler([hf.get_constant_schedule(o), tls.StepLR(o, 2)]), "before chainable"),

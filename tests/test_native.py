@@ -112,6 +112,11 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            three_phase=rng.random() < 0.5)}
     if kind == "inverse_sqrt":
         return {kind: dict(learning_rate=_rate(rng), num_ramp_steps=ramp, timescale=rng.choice([None, rng.randint(1, 500)]))}
+    if kind == "cyclic":
+        mode = rng.choice(["triangular", "triangular2", "exp_range"])
+        return {kind: dict(base_learning_rate=_rate(rng), max_learning_rate=_rate(rng), step_size_up=rng.randint(1, 40),
+                           step_size_down=rng.choice([None, rng.randint(1, 40), BIG]), mode=mode,
+                           gamma=rng.choice([0.99, 0.5, rng.uniform(0.9, 1.0)]) if mode == "exp_range" else 1.0)}
     plain = LearningRate.KINDS[:-3]  # every kind but join, product and offset
     if kind == "offset":
         return {kind: dict(schedule=_kind(rng.choice(plain), rng, depth + 1), steps=rng.choice([0, rng.randint(1, 80)]))}

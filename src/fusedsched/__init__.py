@@ -33,6 +33,7 @@ _EXPORTS = {
     # every schedule kind's model, and LearningRate, the one field that holds any of them
     "CosineAnnealing": "kinds",
     "CosineWithRestarts": "kinds",
+    "Cyclic": "kinds",
     "ExponentialDecay": "kinds",
     "InverseSqrt": "kinds",
     "Join": "kinds",
@@ -117,6 +118,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from .kinds import (
         CosineAnnealing,
         CosineWithRestarts,
+        Cyclic,
         ExponentialDecay,
         InverseSqrt,
         Join,

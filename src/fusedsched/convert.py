@@ -64,7 +64,8 @@ HF_FUNCTIONS = {
 }
 SUPPORTED = (
     "StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR, "
-    "CosineAnnealingWarmRestarts, OneCycleLR (cycle_momentum=False), SequentialLR and ChainedScheduler "
+    "CosineAnnealingWarmRestarts, OneCycleLR and CyclicLR (cycle_momentum=False; CyclicLR without a custom "
+    "scale_fn), SequentialLR and ChainedScheduler "
     "of these, fusedsched.LRShim, and LambdaLR over transformers.optimization's "
     + ", ".join(dict.fromkeys(HF_FUNCTIONS.values()))
     + " (MultiplicativeLR over get_constant_schedule's), and LambdaLR over torchtitan's linear_warmup_stable_decay"
@@ -290,6 +291,27 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
     return kind
 
 
+def _cyclic(scheduler: tls.CyclicLR, g: int, base: float) -> Config:
+    """CyclicLR keeps ``total_size`` and ``step_ratio`` (floats): the whole step sizes that give them."""
+    if scheduler._scale_fn_custom is not None:
+        raise ValueError("from_torch: CyclicLR with a custom scale_fn (a Python function of the cycle or the step) "
+                         "has no schedule kind; use mode 'triangular', 'triangular2' or 'exp_range'")
+    if scheduler.cycle_momentum:
+        raise ValueError(
+            "from_torch: CyclicLR(cycle_momentum=True) also schedules the optimizer's momentum, which torch "
+            "optimizers take as a float and fusedsched does not schedule; construct it with cycle_momentum=False")
+    total, ratio = scheduler.total_size, scheduler.step_ratio
+    up = round(ratio * total) if math.isfinite(ratio * total) else 0
+    down = total - up
+    if not (up >= 1 and down >= 1 and float(down).is_integer() and up / total == ratio):
+        raise ValueError(f"from_torch: CyclicLR with step_size_up + step_size_down = {total!r} and step ratio "
+                         f"{ratio!r}: the step sizes must be whole numbers of steps, at least 1")
+    mode = scheduler.mode
+    return {"cyclic": {"base_learning_rate": base, "max_learning_rate": float(scheduler.max_lrs[g]),
+                       "step_size_up": up, "step_size_down": int(down), "mode": mode,
+                       "gamma": float(scheduler.gamma) if mode == "exp_range" else 1.0}}
+
+
 def _nearby(guess: float, ok: Callable[[float], bool], ulps: int = 64, smallest: float = math.ulp(0.0)) -> float | None:
     """The float ``>= smallest`` within ``ulps`` of ``guess``, closest to it, for which ``ok`` holds."""
     if not math.isfinite(guess) or guess < smallest:
@@ -457,6 +479,8 @@ def _config(scheduler: Any, g: int, base: float, at_milestone: bool = False) -> 
                                          "cycle_steps": scheduler.T_0, "cycle_mult": scheduler.T_mult}}
     if _exact(scheduler, (tls.OneCycleLR,)):
         return _one_cycle(scheduler, g)
+    if _exact(scheduler, (tls.CyclicLR,)):
+        return _cyclic(scheduler, g, base)
     if _exact(scheduler, (tls.LambdaLR, tls.MultiplicativeLR)):
         return _lambda_config(scheduler, g, base)
     if _exact(scheduler, (tls.SequentialLR,)):

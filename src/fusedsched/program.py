@@ -30,6 +30,10 @@ never rounds them)::
                      v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T)), ``w**n`` by squaring
                      (in the reference and the C++ kernel; ``pow`` in torch, numpy and Triton)
     COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+    CYCLIC           a triangle wave of period span rising for the fraction p of it (torch's
+                     ``CyclicLR``): x = u / span; c = floor(1 + x); t = 1.0 + x - c;
+                     f = t / p when t <= p, else (t - 1) / (p - 1);
+                     v0 + ((v1 - v0) * f) * pow(w, e), e = u when q != 0, else c - 1
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
 :mod:`fusedsched.kinds`), so the device rounds like ``compute_lr``. ``pow``, ``cos``, ``log`` and
@@ -71,6 +75,7 @@ class Shape(enum.IntEnum):
     ONE_MINUS_SQRT = 6
     COSINE_RESTARTS = 7
     COSINE_CYCLES = 8
+    CYCLIC = 10
 
 
 class Column(enum.IntEnum):
@@ -325,6 +330,14 @@ def _cosine_cycles(u, span, v0, v1, p, q, w, xp):
     return v1 + (v0 - v1) * 0.5 * (1 + xp.cos(p * (c - xp.floor(c))))
 
 
+def _cyclic(u, span, v0, v1, p, q, w, xp):
+    x = u / span
+    cycle = xp.floor(1 + x)
+    t = 1.0 + x - cycle
+    factor = xp.where(t <= p, t / p, (t - 1) / (p - 1))  # 0 < p < 1
+    return v0 + ((v1 - v0) * factor) * xp.pow(w, xp.where(q != 0, u, cycle - 1))
+
+
 _FORMULAS = {
     Shape.LINEAR: _linear,
     Shape.COSINE: _cosine,
@@ -334,6 +347,7 @@ _FORMULAS = {
     Shape.ONE_MINUS_SQRT: _one_minus_sqrt,
     Shape.COSINE_RESTARTS: _cosine_restarts,
     Shape.COSINE_CYCLES: _cosine_cycles,
+    Shape.CYCLIC: _cyclic,
 }
 
 

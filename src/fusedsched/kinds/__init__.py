@@ -16,6 +16,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``cosine_annealing`` | :class:`CosineAnnealing` | torch ``CosineAnnealingLR``, HF cosine schedules |
 | ``cosine_with_restarts`` | :class:`CosineWithRestarts` | torch ``CosineAnnealingWarmRestarts``, timm |
 | ``one_cycle`` | :class:`OneCycle` | torch ``OneCycleLR`` |
+| ``cyclic`` | :class:`Cyclic` | torch ``CyclicLR`` |
 | ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
 | ``join`` | :class:`Join` | optax ``join_schedules`` |
 | ``product`` | :class:`Product` | torch ``ChainedScheduler`` |
@@ -25,6 +26,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 from ._row import Kind
 from .compiler import build_table, compile_schedule
 from .compose import Join, LearningRate, Offset, Product, kind_row
+from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
@@ -33,6 +35,7 @@ __all__ = [
     "ConstantRow",
     "CosineAnnealing",
     "CosineWithRestarts",
+    "Cyclic",
     "ExponentialDecay",
     "InverseSqrt",
     "Join",

@@ -14,6 +14,7 @@ import pydantic
 from ..fields import Count, ConfigModel, Rate, StepInt, exactly_one
 from ..program import Segment, shifted
 from ._row import Kind, fold, sorted_marks
+from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
@@ -184,6 +185,7 @@ class LearningRate(ConfigModel):
     cosine_with_restarts: CosineWithRestarts | None = None
     one_cycle: OneCycle | None = None
     inverse_sqrt: InverseSqrt | None = None
+    cyclic: Cyclic | None = None
     join: Join | None = None
     product: Product | None = None
     offset: Offset | None = None
@@ -200,6 +202,7 @@ class LearningRate(ConfigModel):
         "cosine_with_restarts",
         "one_cycle",
         "inverse_sqrt",
+        "cyclic",
         "join",
         "product",
         "offset",

@@ -225,8 +225,9 @@ def eager_launcher() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int]
     op's own dispatch costs about 20 us, finding the plan and the views again about 0.6 us); else the
     op ``fusedsched::advance_`` (traced by ``torch.compile``, seen by dispatch modes, on CUDA captured
     in graphs). The plan is taken again when the table changes in place (its ``_version``) or is
-    another tensor; the views when ``step`` or ``lrs`` is another tensor or moved its storage."""
-    seen: list = [None, None, -1, -1, None]  # table, its plan, step's and lrs's data pointers, views
+    another tensor; the views (kept in the plan) when ``step`` or ``lrs`` is another tensor or moved
+    its storage."""
+    seen: list = [None, None]  # the table and its plan (which keeps the views: the op's path shares them)
 
     def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
         if not table.is_cpu or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
@@ -236,9 +237,9 @@ def eager_launcher() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int]
         if table is not seen[0] or plan.key[1] != table._version or plan.key[0] != table.data_ptr():
             seen[0], seen[1] = table, _plan(table)
             plan = seen[1]
-        io = seen[4]
+        io = plan.io
         if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
-            io = seen[4] = _views(step, lrs)
+            io = plan.io = _views(step, lrs)
         _advance(plan, table, io[4], io[5], io[6], increment)
 
     return launch

@@ -73,7 +73,7 @@ def _restart_cycle(u, span, mult):
 def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
                    LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
                    POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
-                   COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr):
+                   COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr, CYCLIC: tl.constexpr):
     """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order).
 
     Each lane needs at most one ``cos`` and one ``pow``: their arguments are gathered per shape and
@@ -85,6 +85,7 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
     cos_arg = tl.zeros(u.shape, tl.float64)
     pow_base = tl.full(u.shape, 1.0, tl.float64)
     pow_exp = tl.zeros(u.shape, tl.float64)
+    height = tl.zeros(u.shape, tl.float64)  # CYCLIC's (v1 - v0) * f
     if _any(shape == LINEAR):
         linear = v0 + ((v1 - v0) / span) * u
         linear = tl.minimum(tl.maximum(linear, tl.minimum(v0, v1), propagate_nan=NAN),
@@ -111,11 +112,19 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
         e = tl.where(q != 0, tl.floor(e), e)
         pow_base = tl.where(shape == EXPONENTIAL, p, pow_base)
         pow_exp = tl.where(shape == EXPONENTIAL, e, pow_exp)
+    if _any(shape == CYCLIC):
+        x = u / span
+        cycle = tl.floor(1 + x)
+        t = 1.0 + x - cycle
+        cyclic = shape == CYCLIC
+        height = tl.where(cyclic, (v1 - v0) * tl.where(t <= p, t / p, (t - 1) / (p - 1)), height)
+        pow_base = tl.where(cyclic, w, pow_base)
+        pow_exp = tl.where(cyclic, tl.where(q != 0, u, cycle - 1), pow_exp)
     if _any(shape == POWER):
         pow_base = tl.where(shape == POWER, 1 - u / span, pow_base)
         pow_exp = tl.where(shape == POWER, p, pow_exp)
     cosine_family = (shape == COSINE) | (shape == COSINE_CYCLES) | (shape == COSINE_RESTARTS)
-    power_family = (shape == EXPONENTIAL) | (shape == POWER) | (shape == COSINE_RESTARTS)
+    power_family = (shape == EXPONENTIAL) | (shape == POWER) | (shape == COSINE_RESTARTS) | (shape == CYCLIC)
     if _any(cosine_family | power_family):
         c = 1 + tl.cos(cos_arg)
         pw = _pow(pow_base, pow_exp)
@@ -125,6 +134,7 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
         bounded = tl.where(p < 1, tl.maximum(x, v1, propagate_nan=NAN), tl.minimum(x, v1, propagate_nan=NAN))
         lr = tl.where(shape == EXPONENTIAL, bounded, lr)
         lr = tl.where(shape == POWER, v1 + (v0 - v1) * pw, lr)
+        lr = tl.where(shape == CYCLIC, v0 + height * pw, lr)
     return lr
 
 
@@ -157,6 +167,7 @@ def _advance_kernel(
     ONE_MINUS_SQRT: tl.constexpr,
     COSINE_RESTARTS: tl.constexpr,
     COSINE_CYCLES: tl.constexpr,
+    CYCLIC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     step = tl.load(step_ptr) + increment
@@ -211,7 +222,7 @@ def _advance_kernel(
             else:
                 take = mask
             value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, LINEAR, COSINE, EXPONENTIAL,
-                                   POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES)
+                                   POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES, CYCLIC)
             lr = tl.where(take, lr * value, lr)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
