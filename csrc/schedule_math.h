@@ -32,7 +32,8 @@ enum class Shape : int {
   INV_SQRT = 5,
   ONE_MINUS_SQRT = 6,
   COSINE_RESTARTS = 7,
-  COSINE_CYCLES = 8
+  COSINE_CYCLES = 8,
+  LOG = 9
 };
 
 enum class Column : int {
@@ -124,6 +125,7 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 //   COSINE_RESTARTS: (n, t, T) = restart_cycle(u, span, q); v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T))
 //                    (w**n by squaring: int_power)
 //   COSINE_CYCLES:   x = q * (u / span); v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+//   LOG:             v0 + (v1 - v0) * (p * log(u + 1))   (p = 1.0 / log(N), computed on the host)
 FUSEDSCHED_HOST_DEVICE double segment_value(
     const double* table, int64_t num_groups, int64_t k, int64_t g, double s) {
   const int shape = static_cast<int>(table_at(table, num_groups, k, Column::SHAPE, g));
@@ -169,6 +171,8 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       const double x = table_at(table, num_groups, k, Column::Q, g) * (u / span);
       return v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor_nonnegative(x))));
     }
+    case Shape::LOG:
+      return v0 + (v1 - v0) * (p * log(u + 1));
     default:
       return v0;
   }

@@ -112,6 +112,9 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            three_phase=rng.random() < 0.5)}
     if kind == "inverse_sqrt":
         return {kind: dict(learning_rate=_rate(rng), num_ramp_steps=ramp, timescale=rng.choice([None, rng.randint(1, 500)]))}
+    if kind == "log_warmup":
+        return {kind: dict(learning_rate=_rate(rng), initial_learning_rate=rng.choice([0.0, _rate(rng)]),
+                           num_steps=rng.choice([2, 3, rng.randint(2, 200), BIG + 3]))}
     plain = LearningRate.KINDS[:-3]  # every kind but join, product and offset
     if kind == "offset":
         return {kind: dict(schedule=_kind(rng.choice(plain), rng, depth + 1), steps=rng.choice([0, rng.randint(1, 80)]))}

@@ -17,6 +17,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``cosine_with_restarts`` | :class:`CosineWithRestarts` | torch ``CosineAnnealingWarmRestarts``, timm |
 | ``one_cycle`` | :class:`OneCycle` | torch ``OneCycleLR`` |
 | ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
+| ``log_warmup`` | :class:`LogWarmup` | DeepSpeed's ``warmup_type='log'`` (``WarmupLR``...) |
 | ``join`` | :class:`Join` | optax ``join_schedules`` |
 | ``product`` | :class:`Product` | torch ``ChainedScheduler`` |
 | ``offset`` | :class:`Offset` | a schedule already some steps in (timm, DeepSpeed) |
@@ -28,6 +29,7 @@ from .compose import Join, LearningRate, Offset, Product, kind_row
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
+from .warmup import LogWarmup
 
 __all__ = [
     "ConstantRow",
@@ -40,6 +42,7 @@ __all__ = [
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
+    "LogWarmup",
     "Offset",
     "OneCycle",
     "PiecewiseConstant",

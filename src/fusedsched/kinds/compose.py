@@ -17,6 +17,7 @@ from ._row import Kind, fold, sorted_marks
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
+from .warmup import LogWarmup
 
 __all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row"]
 
@@ -184,6 +185,7 @@ class LearningRate(ConfigModel):
     cosine_with_restarts: CosineWithRestarts | None = None
     one_cycle: OneCycle | None = None
     inverse_sqrt: InverseSqrt | None = None
+    log_warmup: LogWarmup | None = None
     join: Join | None = None
     product: Product | None = None
     offset: Offset | None = None
@@ -200,6 +202,7 @@ class LearningRate(ConfigModel):
         "cosine_with_restarts",
         "one_cycle",
         "inverse_sqrt",
+        "log_warmup",
         "join",
         "product",
         "offset",
