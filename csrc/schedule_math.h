@@ -33,6 +33,7 @@ enum class Shape : int {
   ONE_MINUS_SQRT = 6,
   COSINE_RESTARTS = 7,
   COSINE_CYCLES = 8,
+  LOG = 9,
   CYCLIC = 10
 };
 
@@ -125,6 +126,7 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 //   COSINE_RESTARTS: (n, t, T) = restart_cycle(u, span, q); v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T))
 //                    (w**n by squaring: int_power)
 //   COSINE_CYCLES:   x = q * (u / span); v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+//   LOG:             v0 + (v1 - v0) * (p * log(u + 1))   (p = 1.0 / log(N), computed on the host)
 //   CYCLIC:          x = u / span; c = floor(1 + x); t = 1.0 + x - c; f = t <= p ? t / p : (t - 1) / (p - 1);
 //                    v0 + ((v1 - v0) * f) * pow(w, q != 0 ? u : c - 1)
 FUSEDSCHED_HOST_DEVICE double segment_value(
@@ -172,6 +174,8 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       const double x = table_at(table, num_groups, k, Column::Q, g) * (u / span);
       return v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor_nonnegative(x))));
     }
+    case Shape::LOG:
+      return v0 + (v1 - v0) * (p * log(u + 1));
     case Shape::CYCLIC: {
       const double x = u / span;
       const double cycle = floor_nonnegative(1 + x);

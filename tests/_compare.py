@@ -56,6 +56,10 @@ CONFIGS = [
             {"product": {"schedules": [{"constant": 0.5}, {"one_cycle": {"max_learning_rate": 1.0, "total_steps": 60, "pct_start": 0.3}}]}},
         ], "boundaries": [70]}},
     ]}),
+    # DeepSpeed's logarithmic warm-up (after the others: tests index the list above)
+    LearningRate(log_warmup={"learning_rate": 0.1, "num_steps": 50}),
+    LearningRate(log_warmup={"learning_rate": 0.01, "initial_learning_rate": 0.3, "num_steps": 2}),
+    LearningRate(log_warmup={"learning_rate": 1.0, "initial_learning_rate": 1e-3, "num_steps": 2**40 + 3}),
     # torch's CyclicLR, its three modes; a period far past 2**40
     LearningRate(cyclic={"base_learning_rate": 0.01, "max_learning_rate": 0.1, "step_size_up": 7, "step_size_down": 3}),
     LearningRate(cyclic={"base_learning_rate": 3e-4, "max_learning_rate": 0.7, "step_size_up": 4, "mode": "triangular2"}),

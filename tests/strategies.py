@@ -156,6 +156,12 @@ def _inverse_sqrt(draw):
                                     "timescale": draw(st.one_of(st.none(), step_counts(1)))})
 
 
+@st.composite
+def _log_warmup(draw):
+    return _config("log_warmup", {"learning_rate": draw(rates), "initial_learning_rate": draw(rates),
+                                  "num_steps": draw(step_counts(2))})
+
+
 def _plain() -> st.SearchStrategy[LearningRate]:
     """A kind that nests none: tml's constant and linear ramp, or a kind beyond tml's four but join, product and offset."""
     tml = st.one_of(_constant, _linear_ramp_to_constant)
@@ -191,6 +197,7 @@ NEW_KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
     "one_cycle": _one_cycle(),
     "cyclic": _cyclic(),
     "inverse_sqrt": _inverse_sqrt(),
+    "log_warmup": _log_warmup(),
     "join": _join(),
     "product": _product(),
     "offset": _offset(),

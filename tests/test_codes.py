@@ -61,3 +61,11 @@ def test_triton_kernel_takes_every_code():
     params = set(inspect.signature(_triton._advance_kernel.fn).parameters)
     assert {c.name for c in Column} <= params
     assert {s.name for s in Shape if s != Shape.CONSTANT} <= params
+
+
+def test_header_comment_gives_every_shape_s_formula():
+    # segment_value()'s comment block lists each shape's formula (LOG included), as program.py's docstring
+    if not HEADER.is_file():
+        pytest.skip(f"{HEADER} is not in this checkout (installed without the sources)")
+    listed = set(re.findall(r"^//\s+(\w+):\s", HEADER.read_text(), flags=re.M))
+    assert {s.name for s in Shape} <= listed, f"{HEADER}: no formula comment for {sorted({s.name for s in Shape} - listed)}"

@@ -15,7 +15,7 @@ import yaml
 
 import fusedsched
 import fusedsched.kinds
-from fusedsched import config
+from fusedsched import LogWarmup, config
 from fusedsched.config import (
     AdagradConfig,
     AdamConfig,
@@ -52,6 +52,7 @@ ANNEAL = dict(learning_rate=0.1, num_steps=50)
 RESTARTS = dict(learning_rate=0.1, cycle_steps=10)
 ONE = dict(max_learning_rate=0.1, total_steps=100)
 INV = dict(learning_rate=0.1, num_ramp_steps=10)
+LOGW = dict(learning_rate=0.1, num_steps=100)
 CONST = {"constant": 0.5}
 JOIN = dict(schedules=[CONST, {"constant": 0.1}], boundaries=[10])
 
@@ -260,6 +261,17 @@ INVALID = [
     (InverseSqrt, _with(INV, num_ramp_steps=-1), "num_ramp_steps", "-1"),
     (InverseSqrt, _with(INV, timescale=0), "timescale", "0"),
     (InverseSqrt, dict(learning_rate=0.1), "num_ramp_steps", "Field required"),
+    # log_warmup
+    (LogWarmup, _with(LOGW, num_steps=1), "num_steps", "(1) must be >= 2"),
+    (LogWarmup, _with(LOGW, num_steps=0), "num_steps", "(0) must be >= 2"),
+    (LogWarmup, _with(LOGW, num_steps=-3), "num_steps", "-3"),
+    (LogWarmup, _with(LOGW, num_steps=2.5), "num_steps", "2.5"),
+    (LogWarmup, _with(LOGW, num_steps=True), "num_steps", "True"),
+    (LogWarmup, _with(LOGW, num_steps=2**53), "num_steps", str(2**53)),
+    (LogWarmup, _with(LOGW, learning_rate=-0.1), "learning_rate", "-0.1"),
+    (LogWarmup, _with(LOGW, initial_learning_rate=math.inf), "initial_learning_rate", "inf"),
+    (LogWarmup, _with(LOGW, initial_learning_rate=math.nan), "initial_learning_rate", "nan"),
+    (LogWarmup, dict(learning_rate=0.1), "num_steps", "Field required"),
     # join
     (Join, dict(schedules=[], boundaries=[]), "schedules", "[]"),
     (Join, _with(JOIN, boundaries=[]), "boundaries has 0", "schedules has 2"),
@@ -615,7 +627,7 @@ def test_unknown_field_in_a_new_kind_rejected():
 def test_kinds_lists_every_field():
     fields = set(LearningRate.model_fields)
     assert set(LearningRate.KINDS) == fields
-    assert len(LearningRate.KINDS) == 15
+    assert len(LearningRate.KINDS) == 16
 
 
 def test_defaults_of_the_new_kinds():
@@ -634,6 +646,7 @@ def test_defaults_of_the_new_kinds():
     assert InverseSqrt(**INV, timescale=7).resolved_timescale == 7
     a = CosineAnnealing(**ANNEAL)
     assert (a.final_learning_rate, a.num_ramp_steps, a.num_cycles, a.hard_restarts) == (0.0, 0, 0.5, False)
+    assert LogWarmup(**LOGW).initial_learning_rate == 0.0
 
 
 def test_one_cycle_phase_that_no_step_reaches_may_be_empty():
@@ -672,7 +685,7 @@ def test_nested_join_and_product_load_and_round_trip():
 @pytest.mark.parametrize("kind, body", [
     ("exponential_decay", EXP), ("polynomial_decay", POLY), ("warmup_stable_decay", WSD),
     ("cosine_annealing", ANNEAL), ("cosine_with_restarts", RESTARTS), ("one_cycle", ONE),
-    ("inverse_sqrt", INV), ("join", JOIN), ("product", dict(schedules=[CONST, CONST])),
+    ("inverse_sqrt", INV), ("log_warmup", LOGW), ("join", JOIN), ("product", dict(schedules=[CONST, CONST])),
 ])
 def test_every_kind_loads_with_explicit_nulls_for_the_others(kind, body):
     data = {k: None for k in LearningRate.KINDS}

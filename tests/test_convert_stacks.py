@@ -230,7 +230,32 @@ def deepspeed_cases():
                                       cycle_first_step_size=10, cycle_second_step_size=15, cycle_momentum=False), 50),
         "OneCycle, second step size from the first": ("OneCycle", dict(cycle_min_lr=0.001, cycle_max_lr=0.01,
                                                                        cycle_first_step_size=7, cycle_momentum=False), 30),
+        **DEEPSPEED_LOG_CASES,
     }
+
+
+# DeepSpeed's default warm-up, warmup_type="log": min + (max - min) * ((1.0 / log(W)) * log(n + 1))
+# (W = max(2, warmup_num_steps)), reproduced exactly by ``log_warmup``.
+DEEPSPEED_LOG_CASES = {
+    "WarmupLR, log": ("WarmupLR", dict(warmup_min_lr=[0.0, 1e-4, 0.01], warmup_max_lr=[0.1, 0.02, 0.3],
+                                       warmup_num_steps=10), 40),
+    "WarmupLR, log, max from the groups": ("WarmupLR", dict(warmup_min_lr=[1e-5, 0.2, 0.0], warmup_num_steps=37), 80),
+    "WarmupLR, log, 1 step": ("WarmupLR", dict(warmup_min_lr=1e-3, warmup_max_lr=[0.1, 0.02, 0.3],
+                                               warmup_num_steps=1), 10),
+    "WarmupLR, log, 2 steps": ("WarmupLR", dict(warmup_min_lr=[0.0, 1e-4, 0.01], warmup_max_lr=0.07,
+                                                warmup_num_steps=2), 10),
+    "WarmupDecayLR, log": ("WarmupDecayLR", dict(total_num_steps=50, warmup_min_lr=[1e-5, 0.0, 3e-3],
+                                                 warmup_max_lr=[0.1, 0.2, 0.05], warmup_num_steps=8), 80),
+    "WarmupDecayLR, log, 1 step": ("WarmupDecayLR", dict(total_num_steps=9, warmup_max_lr=0.3, warmup_num_steps=1), 20),
+    "WarmupDecayLR, log, total before the warm-up ends": ("WarmupDecayLR", dict(
+        total_num_steps=5, warmup_max_lr=0.1, warmup_num_steps=8), 20),
+    "WarmupCosineLR, log": ("WarmupCosineLR", dict(total_num_steps=60, warmup_min_ratio=0.1, warmup_num_steps=8,
+                                                   cos_min_ratio=0.01), 90),
+    "WarmupCosineLR, log, defaults": ("WarmupCosineLR", dict(total_num_steps=1500), 1600),
+    "WarmupCosineLR, log, 1 step": ("WarmupCosineLR", dict(total_num_steps=6, warmup_min_ratio=0.3,
+                                                           warmup_num_steps=1), 12),
+    "WarmupCosineLR, log, 2 steps": ("WarmupCosineLR", dict(total_num_steps=3, warmup_num_steps=2), 10),
+}
 
 
 def deepspeed():
@@ -277,9 +302,54 @@ def test_deepspeed_from_a_scheduler_already_stepped(name):
     run_deepspeed(kind, params, steps // 2, before=steps // 2)
 
 
+@pytest.mark.parametrize("name", ["WarmupLR, log", "WarmupDecayLR, log", "WarmupCosineLR, log"])
+def test_deepspeed_log_warm_up_from_a_scheduler_already_stepped(name):
+    kind, params, steps = DEEPSPEED_LOG_CASES[name]
+    run_deepspeed(kind, params, steps // 2, before=3)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_deepspeed_every_backend(backend):
-    run_deepspeed(*deepspeed_cases()["WarmupCosineLR"], backend=backend)
+@pytest.mark.parametrize("name", ["WarmupCosineLR", "WarmupLR, log", "WarmupDecayLR, log", "WarmupCosineLR, log"])
+def test_deepspeed_every_backend(backend, name):
+    run_deepspeed(*deepspeed_cases()[name], backend=backend)
+
+
+@pytest.mark.parametrize("name", list(DEEPSPEED_LOG_CASES))
+def test_deepspeed_log_warm_up_is_exact_in_host_mode(name):
+    """Host mode writes compute_lr's float64 rate: DeepSpeed's own bit for bit before the first
+    step and through the log warm-up (and WarmupLR's constant after it); the decays after it (a
+    linear or cosine decay, converted as before) to the precision goal; far past the end too."""
+    kind, params, steps = DEEPSPEED_LOG_CASES[name]
+    source = getattr(deepspeed(), kind)(make_optimizer([{"lr": b} for b in DS_BASES], lr=0.1), **params)
+    configs = deepspeed_config_to_schedules({"type": kind, "params": params}, DS_BASES)
+    host_optimizer = make_optimizer([{"lr": b} for b in DS_BASES], lr=0.1)
+    host = LRShim(host_optimizer, {f"group{g}": c for g, c in enumerate(configs)}, device_schedule=False)
+    got, want, seen = [rates(host_optimizer)], [rates(source.optimizer)], [-1]
+    for n in range(steps):
+        source.step()
+        host.step()
+        got.append(rates(host_optimizer))
+        want.append(rates(source.optimizer))
+        seen.append(n)
+    for n in FAR:
+        source.step(n)
+        got.append([compute_lr(c, n + 1) for c in configs])
+        want.append(rates(source.optimizer))
+        seen.append(n)
+    exact = [i for i, n in enumerate(seen) if n < source.warmup_num_steps or kind == "WarmupLR"]
+    assert len(exact) > source.warmup_num_steps  # every warm-up step, and the rates before it
+    assert [got[i] for i in exact] == [want[i] for i in exact]
+    assert_precision(got, want, seen)
+    warm_up = [c for cfg in configs for c in _kinds_in(cfg) if c.kind == "log_warmup"]
+    assert len(warm_up) == len(DS_BASES)  # the log warm-up is a log_warmup, not an approximation
+
+
+def _kinds_in(cfg):
+    """``cfg`` and every schedule nested in it."""
+    yield cfg
+    body = cfg.schedule
+    for child in getattr(body, "schedules", None) or ([body.schedule] if hasattr(body, "steps") else []):
+        yield from _kinds_in(child)
 
 
 def test_deepspeed_one_cycle_momentum_is_off_for_an_optimizer_without_betas():
@@ -289,11 +359,19 @@ def test_deepspeed_one_cycle_momentum_is_off_for_an_optimizer_without_betas():
     assert isinstance(from_deepspeed(sgd), DeepSpeedShim)
 
 
+def _with_warmup_type(scheduler, warmup_type):
+    """``scheduler`` with a ``warmup_type`` DeepSpeed's constructor would have replaced by 'log'."""
+    scheduler.warmup_type = warmup_type
+    return scheduler
+
+
 def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
     schedules = deepspeed()
     cases = [
-        (lambda o: schedules.WarmupLR(o, warmup_max_lr=0.1), ValueError, r"WarmupLR\(warmup_type='log'\)"),
-        (lambda o: schedules.WarmupCosineLR(o, total_num_steps=10), ValueError, r"WarmupCosineLR\(warmup_type='log'\)"),
+        (lambda o: _with_warmup_type(schedules.WarmupLR(o, warmup_max_lr=0.1), "exp"), ValueError,
+         r"WarmupLR\(warmup_type='exp'\): only 'log' \(the default\) and 'linear'"),
+        (lambda o: _with_warmup_type(schedules.WarmupCosineLR(o, total_num_steps=10), None), ValueError,
+         r"WarmupCosineLR\(warmup_type=None\)"),
         (lambda o: schedules.OneCycle(o, 0.01, 0.1, cycle_first_stair_count=3, cycle_momentum=False), ValueError,
          "stair"),
         (lambda o: schedules.OneCycle(o, 0.01, 0.1, decay_lr_rate=0.1, decay_step_size=5, cycle_momentum=False),
@@ -322,6 +400,11 @@ def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
     ({"type": "OneCycle", "params": {"cycle_min_lr": 0.1, "cycle_max_lr": 1.0}}, ValueError, "cycle_momentum"),
     ({"type": "WarmupLR", "params": {"warmup_max_lr": [0.1], "warmup_type": "linear"}}, ValueError, "expected 3 values"),
     ({"params": {}}, ValueError, "'type' and 'params'"),
+    ({"type": "WarmupLR", "params": {"warmup_type": "exp"}}, ValueError, r"WarmupLR\(warmup_type='exp'\)"),
+    ({"type": "WarmupDecayLR", "params": {"total_num_steps": 9, "warmup_type": "Log"}}, ValueError,
+     r"WarmupDecayLR\(warmup_type='Log'\)"),
+    ({"type": "WarmupCosineLR", "params": {"total_num_steps": 9, "warmup_type": None}}, ValueError,
+     r"WarmupCosineLR\(warmup_type=None\)"),
 ])
 def test_deepspeed_config_refusals(config, error, match):
     with pytest.raises(error, match=match):
@@ -333,6 +416,11 @@ def test_deepspeed_config_needs_no_deepspeed():
         "warmup_min_lr": 0.0, "warmup_max_lr": 0.1, "warmup_num_steps": 4, "warmup_type": "linear"}}, [0.1])
     # DeepSpeed's rates at last_batch_iteration -1, 0, 1, ...: min, then min + delta * n / W, then max
     assert [compute_lr(configs[0], s) for s in range(7)] == pytest.approx([0.0, 0.0, 0.025, 0.05, 0.075, 0.1, 0.1])
+    # the default warm-up, 'log': min + delta * (log(n + 1) / log(W)), then max
+    configs = deepspeed_config_to_schedules({"type": "WarmupLR", "params": {
+        "warmup_min_lr": 0.0, "warmup_max_lr": 0.1, "warmup_num_steps": 4}}, [0.1])
+    want = [0.0, 0.0, 0.1 * math.log(2) / math.log(4), 0.1 * math.log(3) / math.log(4), 0.1, 0.1, 0.1]
+    assert [compute_lr(configs[0], s) for s in range(7)] == pytest.approx(want, rel=1e-15)
 
 
 # --- Megatron-core ---------------------------------------------------------------------------------

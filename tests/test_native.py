@@ -112,6 +112,9 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            three_phase=rng.random() < 0.5)}
     if kind == "inverse_sqrt":
         return {kind: dict(learning_rate=_rate(rng), num_ramp_steps=ramp, timescale=rng.choice([None, rng.randint(1, 500)]))}
+    if kind == "log_warmup":
+        return {kind: dict(learning_rate=_rate(rng), initial_learning_rate=rng.choice([0.0, _rate(rng)]),
+                           num_steps=rng.choice([2, 3, rng.randint(2, 200), BIG + 3]))}
     if kind == "cyclic":
         mode = rng.choice(["triangular", "triangular2", "exp_range"])
         return {kind: dict(base_learning_rate=_rate(rng), max_learning_rate=_rate(rng), step_size_up=rng.randint(1, 40),

@@ -1,6 +1,6 @@
 """Each new kind's float64 formula (``compute_lr``) against the peer named as its source of truth:
 torch's schedulers, Hugging Face's schedule functions (transformers 5.24), optax's and timm's
-documented formulas. Every phase boundary, and far past the end."""
+documented formulas, DeepSpeed's warm-up. Every phase boundary, and far past the end."""
 
 import functools
 import math
@@ -252,6 +252,27 @@ def test_inverse_sqrt_is_hugging_face(warmup, timescale):
     assert_rates_match(got, want, steps, what="inverse sqrt")
     after = [i for i, s in enumerate(steps) if s >= warmup]
     assert got[after].tolist() == want[after].tolist()  # past the ramp, HF's formula bit for bit
+
+
+# --- log_warmup: DeepSpeed WarmupLR(warmup_type="log") ----------------------------------------------
+
+
+@pytest.mark.parametrize("initial, L, N", [(0.0, 0.01, 1000), (1e-4, 0.3, 2), (0.02, 0.7, 3), (0.5, 0.01, 37)])
+def test_log_warmup_is_deepspeed_warmup_lr(initial, L, N):
+    schedules = pytest.importorskip("deepspeed.runtime.lr_schedules", reason="deepspeed is not installed")
+    cfg = lr(log_warmup=dict(learning_rate=L, initial_learning_rate=initial, num_steps=N))
+    stock = schedules.WarmupLR(optimizer(L), warmup_min_lr=initial, warmup_max_lr=L, warmup_num_steps=N)
+    steps = list(range(N + 50)) + [10**6, 2**40]
+    want = []
+    for s in steps:  # DeepSpeed's rate at last_batch_iteration s
+        stock.step(s)
+        want.append(stock.get_last_lr()[0])
+    got, want = ours(cfg, steps), np.array(want)
+    assert_rates_match(got, want, steps, what="log warm-up")
+    warm_up = [i for i, s in enumerate(steps) if s < N]
+    assert got[warm_up].tolist() == want[warm_up].tolist()  # DeepSpeed's formula bit for bit
+    # from N on DeepSpeed's gamma is 1.0 (min + delta * 1.0); the kind holds L itself
+    assert got[len(warm_up):].tolist() == [L] * (len(steps) - len(warm_up))
 
 
 # --- join: optax join_schedules; product -------------------------------------------------------------

@@ -10,7 +10,7 @@ from _compare import BIG_STEPS, CONFIGS
 from fusedsched import LearningRate, compute_lr
 from fusedsched.kinds import build_table, compile_schedule
 from fusedsched.ops import _native
-from fusedsched.program import NUM_COLUMNS, Column, Segment, Shape, evaluate_table
+from fusedsched.program import NUM_COLUMNS, PYFLOAT, SCALAR, Column, Segment, Shape, evaluate_table, shape_values
 
 STEPS = list(range(0, 260)) + BIG_STEPS
 
@@ -126,6 +126,7 @@ def test_shift_keeps_fractional_origins_exact():
     (dict(cosine_with_restarts=dict(learning_rate=1.0, cycle_steps=9, cycle_mult=2)), [Shape.COSINE_RESTARTS]),
     (dict(one_cycle=dict(max_learning_rate=1.0, total_steps=10, three_phase=True)), [Shape.COSINE] * 3 + [Shape.CONSTANT]),
     (dict(inverse_sqrt=dict(learning_rate=1.0, num_ramp_steps=5)), [Shape.LINEAR, Shape.INV_SQRT]),
+    (dict(log_warmup=dict(learning_rate=1.0, num_steps=5)), [Shape.LOG, Shape.CONSTANT]),
 ])
 def test_compile_shapes_of_the_new_kinds(cfg, shapes):
     assert [seg.shape for seg in compile_schedule(LearningRate(**cfg))] == shapes
@@ -134,6 +135,22 @@ def test_compile_shapes_of_the_new_kinds(cfg, shapes):
 def test_inverse_sqrt_origin_makes_u_over_span_hugging_faces_ratio():
     (ramp, decay) = compile_schedule(LearningRate(inverse_sqrt=dict(learning_rate=1.0, num_ramp_steps=5, timescale=3)))
     assert (decay.start, decay.origin, decay.end) == (5, 2, 5)  # u / span = (s - 2) / 3 = (s + shift) / timescale
+
+
+@pytest.mark.parametrize("xp", [PYFLOAT, SCALAR], ids=["pyfloat", "scalar"])
+def test_log_shape_is_deepspeed_s_warm_up(xp):
+    # DeepSpeed's WarmupLR: min_lr + delta_lr * (inverse_log_warm_up * log(n + 1)), inverse_log_warm_up
+    # = 1.0 / log(W); the LOG segment of log_warmup, joined one step later (u = s - 1), bit for bit
+    for lo, hi, W in [(0.0, 0.1, 2), (1e-4, 0.02, 3), (0.01, 0.3, 1000), (0.3, 0.07, 37)]:
+        cfg = LearningRate(join={"schedules": [{"constant": lo}, {"log_warmup": {
+            "learning_rate": hi, "initial_learning_rate": lo, "num_steps": W}}], "boundaries": [1]})
+        seg = compile_schedule(cfg)[1]
+        assert (seg.shape, seg.p, seg.start, seg.stop) == (Shape.LOG, 1.0 / math.log(W), 1, 1 + W)
+        row = seg.row()
+        for n in range(W):
+            want = lo + (hi - lo) * ((1.0 / math.log(W)) * math.log(n + 1))
+            assert float(shape_values(Shape.LOG, row, n + 1, xp)) == want == compute_lr(cfg, n + 1), (W, n)
+        assert compute_lr(cfg, W + 1) == hi
 
 
 def test_factors_column_counts_the_product_factors():

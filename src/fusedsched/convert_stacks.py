@@ -334,7 +334,8 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
 # --- DeepSpeed ------------------------------------------------------------------------------------
 
 DEEPSPEED_SUPPORTED = ("deepspeed.runtime.lr_schedules' WarmupLR, WarmupDecayLR and WarmupCosineLR "
-                       "(warmup_type='linear'), and OneCycle (no stairs, no post-cycle decay, cycle_momentum off)")
+                       "(warmup_type 'log' or 'linear'), and OneCycle (no stairs, no post-cycle decay, "
+                       "cycle_momentum off)")
 
 #: Each scheduler's parameters and their defaults in DeepSpeed 0.19.8 (``...``: required).
 DEEPSPEED_PARAMS: dict[str, dict[str, Any]] = {
@@ -375,17 +376,24 @@ def _per_group(value: Any, count: int, what: str) -> list[float]:
     return [_float(value)] * count
 
 
-def _linear_warmup(kind: str, warmup_type: Any) -> None:
-    if warmup_type != "linear":
-        raise ValueError(f"DeepSpeed {kind}(warmup_type={warmup_type!r}): the logarithmic warm-up "
-                         "(log(step + 1) / log(warmup_num_steps), DeepSpeed's default) has no schedule kind; "
-                         "use warmup_type='linear'")
+def _check_warmup_type(kind: str, warmup_type: Any) -> None:
+    if warmup_type not in ("log", "linear"):
+        raise ValueError(f"DeepSpeed {kind}(warmup_type={warmup_type!r}): only 'log' (the default) and 'linear' "
+                         "are converted (DeepSpeed itself would warn and use 'log')")
+
+
+def _ds_ramp(warmup_type: str, lo: float, hi: float, W: int) -> Config:
+    """DeepSpeed's warm-up over its ``n < W``: ``lo + (hi - lo) * gamma``, ``gamma`` being
+    ``(1.0 / log(W)) * log(n + 1)`` ('log', exactly: ``log_warmup``) or ``n / W`` ('linear')."""
+    if warmup_type == "log":
+        return {"log_warmup": {"learning_rate": hi, "initial_learning_rate": lo, "num_steps": W}}
+    return _line(lo, hi, W)
 
 
 def _ds_warmup(kind: str, mins: list[float], maxs: list[float], W: int, warmup_type: Any,
                total: int | None) -> list[Config]:
     """WarmupLR (``total`` None) and WarmupDecayLR, over the shim's step ``n + 1``."""
-    _linear_warmup(kind, warmup_type)
+    _check_warmup_type(kind, warmup_type)
     out = []
     for lo, hi in zip(mins, maxs):
         delta = hi - lo
@@ -395,17 +403,17 @@ def _ds_warmup(kind: str, mins: list[float], maxs: list[float], W: int, warmup_t
             after = {"polynomial_decay": {"learning_rate": hi, "end_learning_rate": lo, "final_num_steps": total - W}}
         else:
             after = {"constant": lo + delta * 0.0}
-        out.append(_join([(0, {"constant": lo}), (1, _line(lo, hi, W)), (1 + W, after)]))
+        out.append(_join([(0, {"constant": lo}), (1, _ds_ramp(warmup_type, lo, hi, W)), (1 + W, after)]))
     return out
 
 
 def _ds_cosine(orgs: list[float], W: int, total: int, warmup_min_ratio: float, cos_min_ratio: float,
                warmup_type: Any) -> list[Config]:
     """WarmupCosineLR: ``org_lr * ratio(n)``, 0.0 before the first step."""
-    _linear_warmup("WarmupCosineLR", warmup_type)
+    _check_warmup_type("WarmupCosineLR", warmup_type)
     N = max(1, total - W)
     cosine = {"cosine_annealing": {"learning_rate": 1.0, "final_learning_rate": cos_min_ratio, "num_steps": N}}
-    ratio = _join([(0, _line(warmup_min_ratio, 1.0, W)), (W, _offset(cosine, 1)),  # its step: n - W + 1
+    ratio = _join([(0, _ds_ramp(warmup_type, warmup_min_ratio, 1.0, W)), (W, _offset(cosine, 1)),  # its step: n - W + 1
                    (W + N - 1, {"constant": cos_min_ratio})])
     return [_join([(0, {"constant": 0.0}), (1, {"product": {"schedules": [{"constant": org}, ratio]}})])
             for org in orgs]
@@ -512,8 +520,8 @@ def from_deepspeed(scheduler: Any, *, backend: str | None = None,
 
     Raises:
         TypeError: an unsupported scheduler (``LRRangeTest``...).
-        ValueError: settings no kind represents (``warmup_type='log'``, ``OneCycle``'s momentum
-            cycling, stairs or post-cycle decay). Nothing is touched.
+        ValueError: settings no kind represents (``OneCycle``'s momentum cycling, stairs or
+            post-cycle decay). Nothing is touched.
     """
     configs = [learning_rate(c, f"from_deepspeed: {type(scheduler).__name__} (param group {g})")
                for g, c in enumerate(_deepspeed_configs(scheduler))]

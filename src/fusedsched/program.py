@@ -30,6 +30,8 @@ never rounds them)::
                      v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T)), ``w**n`` by squaring
                      (in the reference and the C++ kernel; ``pow`` in torch, numpy and Triton)
     COSINE_CYCLES    x = q * (u / span);  v1 + (v0 - v1) * 0.5 * (1 + cos(p * (x - floor(x))))
+    LOG              v0 + (v1 - v0) * (p * log(u + 1)), p computed on the host: 1.0 / log(N) for
+                     DeepSpeed's logarithmic warm-up (v0 at u = 0, about v1 at u = N - 1)
     CYCLIC           a triangle wave of period span rising for the fraction p of it (torch's
                      ``CyclicLR``): x = u / span; c = floor(1 + x); t = 1.0 + x - c;
                      f = t / p when t <= p, else (t - 1) / (p - 1);
@@ -75,6 +77,7 @@ class Shape(enum.IntEnum):
     ONE_MINUS_SQRT = 6
     COSINE_RESTARTS = 7
     COSINE_CYCLES = 8
+    LOG = 9
     CYCLIC = 10
 
 
@@ -330,6 +333,8 @@ def _cosine_cycles(u, span, v0, v1, p, q, w, xp):
     return v1 + (v0 - v1) * 0.5 * (1 + xp.cos(p * (c - xp.floor(c))))
 
 
+def _log_ramp(u, span, v0, v1, p, q, w, xp):
+    return v0 + (v1 - v0) * (p * xp.log(u + 1))
 def _cyclic(u, span, v0, v1, p, q, w, xp):
     x = u / span
     cycle = xp.floor(1 + x)
@@ -347,6 +352,7 @@ _FORMULAS = {
     Shape.ONE_MINUS_SQRT: _one_minus_sqrt,
     Shape.COSINE_RESTARTS: _cosine_restarts,
     Shape.COSINE_CYCLES: _cosine_cycles,
+    Shape.LOG: _log_ramp,
     Shape.CYCLIC: _cyclic,
 }
 

@@ -18,6 +18,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``one_cycle`` | :class:`OneCycle` | torch ``OneCycleLR`` |
 | ``cyclic`` | :class:`Cyclic` | torch ``CyclicLR`` |
 | ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
+| ``log_warmup`` | :class:`LogWarmup` | DeepSpeed's ``warmup_type='log'`` (``WarmupLR``...) |
 | ``join`` | :class:`Join` | optax ``join_schedules`` |
 | ``product`` | :class:`Product` | torch ``ChainedScheduler`` |
 | ``offset`` | :class:`Offset` | a schedule already some steps in (timm, DeepSpeed) |
@@ -30,6 +31,7 @@ from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
+from .warmup import LogWarmup
 
 __all__ = [
     "ConstantRow",
@@ -43,6 +45,7 @@ __all__ = [
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
+    "LogWarmup",
     "Offset",
     "OneCycle",
     "PiecewiseConstant",

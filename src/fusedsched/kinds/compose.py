@@ -18,6 +18,7 @@ from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
+from .warmup import LogWarmup
 
 __all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row"]
 
@@ -185,6 +186,7 @@ class LearningRate(ConfigModel):
     cosine_with_restarts: CosineWithRestarts | None = None
     one_cycle: OneCycle | None = None
     inverse_sqrt: InverseSqrt | None = None
+    log_warmup: LogWarmup | None = None
     cyclic: Cyclic | None = None
     join: Join | None = None
     product: Product | None = None
@@ -202,6 +204,7 @@ class LearningRate(ConfigModel):
         "cosine_with_restarts",
         "one_cycle",
         "inverse_sqrt",
+        "log_warmup",
         "cyclic",
         "join",
         "product",

@@ -73,7 +73,8 @@ def _restart_cycle(u, span, mult):
 def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
                    LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
                    POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
-                   COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr, CYCLIC: tl.constexpr):
+                   COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr, LOG: tl.constexpr,
+                   CYCLIC: tl.constexpr):
     """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order).
 
     Each lane needs at most one ``cos`` and one ``pow``: their arguments are gathered per shape and
@@ -95,6 +96,8 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
         lr = tl.where(shape == INV_SQRT, v0 * (1 / tl.sqrt(u / span)), lr)
     if _any(shape == ONE_MINUS_SQRT):
         lr = tl.where(shape == ONE_MINUS_SQRT, v1 + (v0 - v1) * (1 - tl.sqrt(u / span)), lr)
+    if _any(shape == LOG):
+        lr = tl.where(shape == LOG, v0 + (v1 - v0) * (p * tl.log(u + 1)), lr)
     if _any(shape == COSINE):
         reduced = tl.where(q > 0, u - q * tl.floor(u / q), u)  # a periodic cosine: u % period
         cos_arg = tl.where(shape == COSINE, p * reduced / span, cos_arg)
@@ -167,6 +170,7 @@ def _advance_kernel(
     ONE_MINUS_SQRT: tl.constexpr,
     COSINE_RESTARTS: tl.constexpr,
     COSINE_CYCLES: tl.constexpr,
+    LOG: tl.constexpr,
     CYCLIC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
@@ -222,7 +226,7 @@ def _advance_kernel(
             else:
                 take = mask
             value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, LINEAR, COSINE, EXPONENTIAL,
-                                   POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES, CYCLIC)
+                                   POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES, LOG, CYCLIC)
             lr = tl.where(take, lr * value, lr)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
