@@ -133,6 +133,19 @@ def restore_where(found_inf: torch.Tensor, updated: list[torch.Tensor], saved: l
         new.copy_(torch.where(skip, old, new))
 
 
+def _tensors(params: Any) -> list[torch.Tensor]:
+    """The tensors of an optimizer's ``params`` argument (tensors, ``(name, tensor)`` pairs or groups)."""
+    found = []
+    for item in params if isinstance(params, (list, tuple, set)) else [params]:
+        if isinstance(item, dict):
+            found += _tensors(item.get("params", []))
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], torch.Tensor):
+            found.append(item[1])
+        elif isinstance(item, torch.Tensor):
+            found.append(item)
+    return found
+
+
 def _shown(value: Any) -> str:
     if is_tensor(value):
         return f"tensor({value.item()!r}, dtype={value.dtype}, device={value.device})"
@@ -156,7 +169,8 @@ class GraphSafeOptimizer(Optimizer):
             if defaults.get(key):
                 raise ValueError(f"{type(self).__name__} runs its own foreach step; {key}=True is not an option")
         defaults = {**defaults, **self.TORCH_OPTIONS}
-        self._check(defaults, [], "defaults")
+        params = [params] if isinstance(params, torch.Tensor) else list(params)  # an iterator: read once, here
+        self._check(defaults, _tensors(params), "defaults")
         super().__init__(params, defaults)
         self._step_supports_amp_scaling = True  # GradScaler hands grad_scale / found_inf to step()
 
@@ -215,12 +229,7 @@ class GraphSafeOptimizer(Optimizer):
             elif not isinstance(params, (list, tuple, set)):  # an iterator: read once, here
                 params = list(params)
             param_group = {**param_group, "params": params}
-            tensors = [p[1] if isinstance(p, tuple) else p for p in params]
-            self._check(
-                {**self.defaults, **param_group},
-                [p for p in tensors if isinstance(p, torch.Tensor)],
-                f"param group {len(self.param_groups)}",
-            )
+            self._check({**self.defaults, **param_group}, _tensors(params), f"param group {len(self.param_groups)}")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         group.update(self.TORCH_OPTIONS)
