@@ -14,11 +14,23 @@ import importlib
 import pytest
 import torch
 from _hyper import Hyper, assert_identical, params, set_grads, twins, values
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW
+from fusedsched.adam import native_op
 
 PAIRS = {"adam": (GraphSafeAdam, torch.optim.Adam), "adamw": (GraphSafeAdamW, torch.optim.AdamW)}
 STEPS = 30
+
+
+class _OpNames(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func))
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.fixture
@@ -46,8 +58,12 @@ def _groups(ps, hypers, kinds, options):
 
 
 def _train_pair(name, *, dtype=torch.float32, reference="capturable", kinds=("lr", "beta1", "beta2", "weight_decay", "eps"),
-                weight_decay=0.01, options=None, steps=STEPS, none_at=()):
-    """Our optimizer and torch's from the same start, the same values every step; their parameters."""
+                weight_decay=0.01, options=None, steps=STEPS, none_at=(), native=False):
+    """Our optimizer and torch's from the same start, the same values every step; their parameters.
+
+    ``native=False``: our foreach step (the one bit-identical to torch's); ``reference="ours"``:
+    our foreach step is the reference for the native kernel (``native=None``).
+    """
     ours_cls, torch_cls = PAIRS[name]
     options = options or {}
     ps = params(dtype=dtype)
@@ -57,10 +73,14 @@ def _train_pair(name, *, dtype=torch.float32, reference="capturable", kinds=("lr
     for g, (h, r) in enumerate(zip(hypers, refs)):
         h.set(values(0, g, weight_decay=weight_decay))
         r.set(values(0, g, weight_decay=weight_decay))
-    ours = ours_cls(_groups(ps, hypers, kinds, options))
-    torch_kinds = ("lr", "beta1", "beta2") if reference == "capturable" else ()
-    extra = {"foreach": True, "capturable": reference == "capturable"}
-    theirs = torch_cls(_groups(ts, refs, torch_kinds, {**options, **extra}))
+    ours = ours_cls(_groups(ps, hypers, kinds, options), native=native)
+    if reference == "ours":
+        torch_kinds = kinds
+        theirs = ours_cls(_groups(ts, refs, kinds, options), native=False)
+    else:
+        torch_kinds = ("lr", "beta1", "beta2") if reference == "capturable" else ()
+        extra = {"foreach": True, "capturable": reference == "capturable"}
+        theirs = torch_cls(_groups(ts, refs, torch_kinds, {**options, **extra}))
     for step in range(steps):
         for g in range(2):
             vals = values(step, g, weight_decay=weight_decay)
@@ -132,6 +152,45 @@ def test_bfloat16_within_the_documented_bound(cpu_capturable, name):
         assert p.dtype == torch.bfloat16
         bound = 2**-4 * t.float().abs().max().item()
         assert (p.float() - t.float()).abs().max().item() <= bound
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("maximize", [False, True])
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_native_kernel_within_the_documented_bound_of_the_foreach_step(name, amsgrad, maximize, weight_decay, dtype):
+    if native_op() is None:
+        pytest.skip("fusedsched._C is built without graphsafe_adam_")
+    ps, ts, ours, theirs = _train_pair(
+        name, dtype=dtype, reference="ours", weight_decay=weight_decay, native=None,
+        options={"amsgrad": amsgrad, "maximize": maximize}, none_at=(2, 3),
+    )
+    for p, t in zip(ps, ts):
+        torch.testing.assert_close(p, t, rtol=1e-5, atol=1e-7)
+        assert torch.equal(ours.state[p]["step"], theirs.state[t]["step"])
+        torch.testing.assert_close(ours.state[p]["exp_avg_sq"], theirs.state[t]["exp_avg_sq"], rtol=1e-5, atol=1e-12)
+
+
+def test_native_kernel_is_used_on_cpu_and_foreach_where_it_cannot_be():
+    if native_op() is None:
+        pytest.skip("fusedsched._C is built without graphsafe_adam_")
+    ps = params() + params(1, dtype=torch.bfloat16)
+    opt = GraphSafeAdamW(ps, lr=torch.tensor(0.01))
+    set_grads(0, ps)
+    with _OpNames() as seen:
+        opt.step()
+    assert "fusedsched.graphsafe_adam_.default" in seen.names  # float32
+    assert any(n.startswith("aten._foreach_lerp_") for n in seen.names)  # bfloat16
+    with pytest.raises(ValueError, match="native=True"):
+        import fusedsched.adam as adam_module
+
+        saved = list(adam_module._native)
+        adam_module._native[:] = [None]
+        try:
+            GraphSafeAdam(ps, native=True)
+        finally:
+            adam_module._native[:] = saved
 
 
 def test_defaults_match_torch():

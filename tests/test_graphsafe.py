@@ -32,12 +32,14 @@ def cpu_capturable(monkeypatch):
                         lambda supports_xla=True: ["cpu"])
 
 
-def _ours(name: str, ps, h: Hyper, **options):
+def _ours(name: str, ps, h: Hyper, native: bool | None = False, **options):
+    """Ours; Adam(W)'s foreach step by default (bit-identical to torch's), ``native=None``: the native kernel on CPU."""
     if name == "sgd":
         return GraphSafeSGD(ps, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],
                             weight_decay=h["weight_decay"], **options)
     cls = GraphSafeAdamW if name == "adamw" else GraphSafeAdam
-    return cls(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]), weight_decay=h["weight_decay"], eps=h["eps"], **options)
+    return cls(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]), weight_decay=h["weight_decay"], eps=h["eps"],
+               native=native, **options)
 
 
 def _torch(name: str, ps, h: Hyper, **options):
@@ -63,6 +65,9 @@ def _sync_floats(opt, h: Hyper) -> None:
 
 
 NAMES = ["adam", "adamw", "sgd"]
+#: every step implementation: Adam(W)'s foreach step and its native CPU kernel, and SGD
+PATHS = [("adam", False), ("adamw", False), ("adam", None), ("adamw", None), ("sgd", False)]
+PATH_IDS = ["adam", "adamw", "adam-native", "adamw-native", "sgd"]
 OPTIONS = {"adam": {"amsgrad": True, "maximize": True}, "adamw": {"amsgrad": True}, "sgd": {"nesterov": False}}
 
 
@@ -80,12 +85,12 @@ class _CountSyncs(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("amp", [False, True], ids=["plain", "grad_scale+found_inf"])
-@pytest.mark.parametrize("name", NAMES)
-def test_a_step_reads_no_tensor_on_the_host(name, amp):
+@pytest.mark.parametrize("name, native", PATHS, ids=PATH_IDS)
+def test_a_step_reads_no_tensor_on_the_host(name, native, amp):
     h = Hyper()
     h.set(values(0, weight_decay=0.01, dampening=0.1))
     ps = params(dtype=torch.float32) + params(1, dtype=torch.complex64)
-    opt = _ours(name, ps, h, **OPTIONS[name])
+    opt = _ours(name, ps, h, native=native, **OPTIONS[name])
     for step in range(3):
         set_grads(step, ps)
         if amp:
@@ -106,15 +111,16 @@ def test_the_sync_counter_sees_torch_reading_a_tensor_lr():
     assert counter.count >= 1
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_compiled_step_fullgraph_no_recompiles_as_hyperparameters_change(name):
+@pytest.mark.parametrize("name, native", PATHS, ids=PATH_IDS)
+def test_compiled_step_fullgraph_no_recompiles_as_hyperparameters_change(name, native):
     torch._dynamo.reset()
     h, h_eager = Hyper(), Hyper()
     for x in (h, h_eager):
         x.set(values(0, weight_decay=0.01, dampening=0.1))
     ps = params()
     eager_ps = twins(ps)
-    opt, eager = _ours(name, ps, h, **OPTIONS[name]), _ours(name, eager_ps, h_eager, **OPTIONS[name])
+    opt = _ours(name, ps, h, native=native, **OPTIONS[name])
+    eager = _ours(name, eager_ps, h_eager, native=native, **OPTIONS[name])
     first = 0
     if name == "sgd":  # the first step creates the momentum buffers (as torch's), eagerly
         set_grads(0, ps, eager_ps)

@@ -256,6 +256,7 @@ class GraphSafeOptimizer(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._step_supports_amp_scaling = True  # not in torch's pickled state
         self._repair()
 
     # -- checkpoints -------------------------------------------------------------------------
