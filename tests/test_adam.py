@@ -193,6 +193,19 @@ def test_native_kernel_is_used_on_cpu_and_foreach_where_it_cannot_be():
             adam_module._native[:] = saved
 
 
+def test_decoupled_weight_decay_makes_adam_adamw_as_in_torch():
+    ps = params()
+    qs = twins(ps)
+    adam = GraphSafeAdam(ps, lr=torch.tensor(0.01), weight_decay=0.1, decoupled_weight_decay=True)
+    adamw = GraphSafeAdamW(qs, lr=torch.tensor(0.01), weight_decay=0.1)
+    for step in range(4):
+        set_grads(step, ps, qs)
+        adam.step()
+        adamw.step()
+    assert_identical(ps, qs)
+    assert adam.state_dict()["param_groups"][0]["decoupled_weight_decay"] is True
+
+
 def test_defaults_match_torch():
     p = [torch.nn.Parameter(torch.zeros(2))]
     for ours, theirs in ((GraphSafeAdam(p), torch.optim.Adam(p)), (GraphSafeAdamW(p), torch.optim.AdamW(p))):

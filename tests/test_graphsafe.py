@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import io
 import pickle
 import re
@@ -337,3 +338,16 @@ def test_add_param_group_creates_state_and_accepts_tensors():
     set_grads(0, ps)
     opt.step()
     assert all(opt.state[p]["step"].item() == 1 for p in ps)
+
+
+@pytest.mark.parametrize("ours, theirs", [(GraphSafeAdam, torch.optim.Adam), (GraphSafeAdamW, torch.optim.AdamW),
+                                          (GraphSafeSGD, torch.optim.SGD)], ids=["adam", "adamw", "sgd"])
+def test_constructor_takes_torch_arguments_with_torch_defaults(ours, theirs):
+    mine, torchs = inspect.signature(ours.__init__).parameters, inspect.signature(theirs.__init__).parameters
+    for name, param in torchs.items():
+        assert name in mine, name
+        assert mine[name].default == param.default and mine[name].kind == param.kind, name
+    def positional(params):
+        return [n for n, p in params.items() if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+    assert positional(mine) == positional(torchs)  # the same order: positional calls mean the same

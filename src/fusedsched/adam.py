@@ -195,8 +195,9 @@ class GraphSafeAdam(GraphSafeOptimizer):
     parameters' device or the CPU (a CPU tensor is copied to the device each step; inside a CUDA
     graph put it on the device). ``foreach`` and ``capturable`` are accepted and have no effect (it
     is always both); ``fused=True`` and ``differentiable=True`` are refused, as are sparse
-    gradients. ``native`` (not one of torch's arguments): None uses the native CPU kernel where it
-    applies, False never, True requires it to be built. Checkpoints load both ways with ``torch.optim.Adam`` (``fusedsched.graphsafe``).
+    gradients. ``decoupled_weight_decay=True`` makes it AdamW, as in torch. ``native`` (not one of
+    torch's arguments): None uses the native CPU kernel where it applies, False never, True
+    requires it to be built. Checkpoints load both ways with ``torch.optim.Adam`` (``fusedsched.graphsafe``).
     """
 
     DECOUPLED = False
@@ -207,13 +208,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
         Field("weight_decay"),
         Field("eps"),
     )
-    TORCH_OPTIONS = {
-        "foreach": None,
-        "capturable": False,
-        "differentiable": False,
-        "fused": None,
-        "decoupled_weight_decay": False,
-    }
+    TORCH_OPTIONS = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
 
     def __init__(
         self,
@@ -229,6 +224,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
         native: bool | None = None,
     ) -> None:
         if native and native_op() is None:
@@ -243,6 +239,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
             maximize=maximize,
             differentiable=differentiable,
             fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay or self.DECOUPLED,
         )
         super().__init__(params, defaults)
 
@@ -286,7 +283,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
                 eps=group["eps"],
                 amsgrad=group["amsgrad"],
                 maximize=group["maximize"],
-                decoupled_weight_decay=self.DECOUPLED,
+                decoupled_weight_decay=group.get("decoupled_weight_decay", self.DECOUPLED),
                 grad_scale=grad_scale,
                 found_inf=found_inf,
                 native=getattr(self, "native", None),  # a pickled copy has no attribute: the default

@@ -167,7 +167,7 @@ class GraphSafeOptimizer(Optimizer):
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         for key in _REFUSED:
             if defaults.get(key):
-                raise ValueError(f"{type(self).__name__} runs its own foreach step; {key}=True is not an option")
+                raise ValueError(f"{type(self).__name__} runs its own step; {key}=True is not an option")
         defaults = {**defaults, **self.TORCH_OPTIONS}
         params = [params] if isinstance(params, torch.Tensor) else list(params)  # an iterator: read once, here
         self._check(defaults, _tensors(params), "defaults")
@@ -181,8 +181,8 @@ class GraphSafeOptimizer(Optimizer):
         name = type(self).__name__
         for key in _REFUSED:
             if group.get(key):
-                raise ValueError(f"{name} runs its own foreach step; {key}=True is not an option ({where})")
-        if "betas" in group and (isinstance(group["betas"], (str, bytes)) or len(tuple(group["betas"])) != 2):
+                raise ValueError(f"{name} runs its own step; {key}=True is not an option ({where})")
+        if "betas" in group and (not isinstance(group["betas"], (list, tuple)) or len(group["betas"]) != 2):
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {group['betas']!r} ({where})")
         devices = {p.device for p in params}
         for field in self.FIELDS:
