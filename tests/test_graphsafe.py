@@ -355,3 +355,27 @@ def test_constructor_takes_torch_arguments_with_torch_defaults(ours, theirs):
         return [n for n, p in params.items() if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD]
 
     assert positional(mine) == positional(torchs)  # the same order: positional calls mean the same
+
+
+def test_an_lrshim_binding_survives_a_load():
+    """The live tensors are put back before torch's post-load hooks, where an LRShim binds its views."""
+    from fusedsched import LearningRate, LRShim
+
+    ps = params()
+    opt = GraphSafeAdamW(ps, lr=0.01, betas=(torch.tensor(0.9), 0.999))
+    schedule = LearningRate(linear_ramp_to_constant={"learning_rate": 0.07, "num_ramp_steps": 30})
+    shim = LRShim(opt, {"g0": schedule}, device_schedule=True)
+    set_grads(0, ps)
+    opt.step()
+    shim.step()
+    saved = _roundtrip(opt.state_dict())
+    assert isinstance(saved["param_groups"][0]["lr"], float)
+    beta1 = opt.param_groups[0]["betas"][0]
+    opt.load_state_dict(saved)
+    group = opt.param_groups[0]
+    assert group["lr"].data_ptr() == shim.lr_tensor.data_ptr()  # the shim's buffer, bound again
+    assert group["betas"][0] is beta1 and beta1.item() == pytest.approx(0.9)
+    shim.step()
+    set_grads(1, ps)
+    opt.step()
+    assert group["lr"].item() == shim.lr_tensor[0].item() > 0.0

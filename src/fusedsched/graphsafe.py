@@ -257,6 +257,7 @@ class GraphSafeOptimizer(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self._step_supports_amp_scaling = True  # not in torch's pickled state
+        self._keep_live_tensors()
         self._repair()
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -285,13 +286,20 @@ class GraphSafeOptimizer(Optimizer):
         saved_groups = state_dict.get("param_groups", []) if isinstance(state_dict, dict) else []
         for i, (live, saved) in enumerate(zip(self.param_groups, saved_groups)):
             self._check({**live, **saved}, list(live["params"]), f"loaded param group {i}")
-        live_tensors = [
+        self._live_tensors = [
             [(field, field.get(group)) for field in self.FIELDS if is_tensor(field.get(group))]
             for group in self.param_groups
         ]
-        super().load_state_dict(state_dict)
+        try:
+            super().load_state_dict(state_dict)  # its __setstate__ puts the live tensors back
+        finally:
+            self._live_tensors = None
+
+    def _keep_live_tensors(self) -> None:
+        """After a load, before torch's post-load hooks (an ``LRShim`` binds its views there)."""
+        live, self._live_tensors = getattr(self, "_live_tensors", None), None
         with torch.no_grad():
-            for group, tensors in zip(self.param_groups, live_tensors):
+            for group, tensors in zip(self.param_groups, live or []):
                 for field, tensor in tensors:
                     loaded = field.get(group)
                     if is_tensor(loaded):
@@ -299,7 +307,6 @@ class GraphSafeOptimizer(Optimizer):
                     else:
                         tensor.fill_(loaded)
                     field.set(group, tensor)
-        self._repair()
 
     # -- AMP ---------------------------------------------------------------------------------
 
