@@ -48,6 +48,10 @@ _EXPORTS = {
     "Product": "kinds",
     "WarmupStableDecay": "kinds",
     "FusedAdagrad": "adagrad",
+    # graph-safe optimizers: every per-step hyperparameter a float or a 0-dim device tensor
+    "GraphSafeAdam": "adam",
+    "GraphSafeAdamW": "adam",
+    "GraphSafeSGD": "sgd",
     "ALL_PARAMS": "optim",
     "build_multi_task_optimizer": "optim",
     "build_optimizer": "optim",
@@ -90,6 +94,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
     from .adagrad import FusedAdagrad
+    from .adam import GraphSafeAdam, GraphSafeAdamW
     from .binding import GroupBindingError
     from .convert import from_torch
     from .convert_stacks import (
@@ -146,3 +151,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from .plotting import plot_schedules
     from .schedules import compute_lr, compute_lr_array
     from .scheduler import LRShim, ScheduleChangedWarning
+    from .sgd import GraphSafeSGD
