@@ -1,7 +1,7 @@
 """The ``native`` backend: guarded load of the extension ``fusedsched._C`` (C++ on CPU, CUDA where built).
 
 ``fusedsched._C`` (csrc/, built by setup.py) registers ``fusedsched::advance_native_(step, table,
-lrs, increment)`` with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
+lrs, increment, amount=None, skip=None)`` with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
 (meta) implementation so it traces under ``torch.compile`` and passes ``torch.library.opcheck``.
 
 Importing fusedsched never fails because of it: without the extension the ``native`` backend is
@@ -38,7 +38,7 @@ else:
 if _C is not None:
 
     @torch.library.register_fake(OP_NAME)
-    def _(step, table, lrs, increment):
+    def _(step, table, lrs, increment, amount=None, skip=None):
         return None
 
 
@@ -52,8 +52,9 @@ def unavailable_reason(device: torch.device) -> str | None:
     return None
 
 
-def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
-    torch.ops.fusedsched.advance_native_(step, table, lrs, increment)
+def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
+    torch.ops.fusedsched.advance_native_(step, table, lrs, increment, amount, skip)
 
 
 def overload():

@@ -159,8 +159,18 @@ def _products(interval: _Interval, size: int, s: float) -> np.ndarray:
     return lr
 
 
-def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+def _delta_cpu(increment: int, amount: torch.Tensor | None, skip: torch.Tensor | None) -> int:
+    """``0 if skip != 0 else increment * amount`` from CPU tensors, read through numpy (no torch op)."""
+    if skip is not None and skip.detach().numpy().reshape(-1)[0]:
+        return 0
+    return increment if amount is None else increment * int(amount.detach().numpy().reshape(-1)[0])
+
+
+def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
     """The op on CPU tensors: numpy over the cached interval (see the module docstring)."""
+    if amount is not None or skip is not None:
+        increment = _delta_cpu(increment, amount, skip)
     plan = _plan(table)
     io = plan.io  # the numpy views of the last step and lrs tensors seen with this table
     if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
@@ -176,20 +186,28 @@ def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, incre
     counter[0] = new_step
 
 
-def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
     """The body of ``advance_(..., backend="reference")``."""
     if table.is_cpu:
-        launch_cpu(step, table, lrs, increment)
-    else:
+        launch_cpu(step, table, lrs, increment, amount, skip)
+        return
+    if amount is None and skip is None:
         step.add_(increment)
-        lrs.copy_(evaluate_table(table, step))
+    else:  # torch ops on the device: no sync, fixed shapes
+        delta = amount.reshape(()) * increment if amount is not None else torch.full_like(step.reshape(()), increment)
+        if skip is not None:
+            delta = torch.where(skip.reshape(()) != 0, torch.zeros_like(delta), delta)
+        step.add_(delta)
+    lrs.copy_(evaluate_table(table, step))
 
 
-def eager_launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+def eager_launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+                 amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
     """What ``LRShim`` calls: :func:`launch_cpu` directly on CPU in eager mode (the custom op's own
     dispatch costs about 20 us), else the op ``fusedsched::advance_`` (traced by ``torch.compile``,
     seen by dispatch modes, on CUDA captured in graphs)."""
     if table.is_cpu and not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack():
-        launch_cpu(step, table, lrs, increment)
+        launch_cpu(step, table, lrs, increment, amount, skip)
     else:
-        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference")
+        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference", amount, skip)
