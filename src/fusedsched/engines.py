@@ -249,6 +249,9 @@ class HostEngine:
         if self.step >= 0:
             self.jump(self.step)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "skip": None}  # the signal is the training loop's: skip_steps_on again
+
 
 # --- device ---------------------------------------------------------------------------------------
 
