@@ -8,7 +8,8 @@ CUDA build of torch in ``--cuda-python``, with nvcc from ``--cuda-home`` and
 
 triton (``fusedsched.ops._triton``): every launch of a ``@triton.jit`` kernel of that module is
 recorded, not run, on the production path: an ``LRShim`` in device mode with the ``triton``
-backend (its construction launches with increment 0, ``step()`` with 1). Each recorded launch is
+backend (its construction launches with increment 0, ``step()`` with 1, then with an amount
+tensor and with float32 and bool skip flags). Each recorded launch is
 compiled ahead of time for every arch with the signature, constexprs, attributes and options that
 Triton's own launcher derives from those arguments, so the check follows the kernel and its
 launcher as they change. The kernel's own arithmetic must contain no fused multiply-add: the same
@@ -210,6 +211,11 @@ def record_triton_launches():
         shim = LRShim(optimizer, schedules, device_schedule=True, backend="triton", device="cpu")
         shim.step()
         shim.load_state_dict(shim.state_dict())  # resuming re-evaluates in place: increment 0
+        shim.step(amount=torch.tensor(3))  # an amount tensor (HAS_AMOUNT)
+        shim.skip_steps_on(torch.zeros(1))  # a float32 skip flag (HAS_SKIP)
+        shim.step()
+        shim.skip_steps_on(torch.zeros((), dtype=torch.bool))  # a bool one, with an amount
+        shim.step(amount=torch.tensor(2))
     finally:
         for name, kernel in kernels.items():
             setattr(_triton, name, kernel)

@@ -427,10 +427,11 @@ def test_bad_skip_signals_are_refused(signal, error, message):
 # --- torch.compile --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("signal", ["found_inf", "scaler"])
-def test_compiled_step_with_amount_and_skip_does_not_recompile(signal):
+def test_compiled_step_with_amount_and_skip_does_not_recompile(signal, backend):
     torch._dynamo.reset()
-    shim = _shim(configs=[TOKENS])
+    shim = _shim(backend=backend, configs=[TOKENS])
     found_inf = torch.zeros(1)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     scaler.scale(torch.ones(1))  # the scale tensor exists before tracing
@@ -457,6 +458,27 @@ def test_compiled_step_with_amount_and_skip_does_not_recompile(signal):
             assert _rates(shim) == [f32(compute_lr(TOKENS, total))]
     assert compiler.frame_count == 1
     assert shim.last_epoch == total
+    torch._dynamo.reset()
+
+
+def test_compiled_plain_step_skips_on_found_inf():
+    torch._dynamo.reset()
+    found_inf = torch.zeros(1)
+    shim = _shim(skip_steps_on=found_inf)
+    compiler = CompileCounterWithBackend("inductor")
+
+    @torch.compile(fullgraph=True, backend=compiler)
+    def advance(scheduler):
+        scheduler.step()
+
+    applied = 0
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for i in range(8):
+            found_inf.fill_(float(i % 3 == 0))
+            advance(shim)
+            applied += i % 3 != 0
+            assert _rates(shim) == [f32(compute_lr(c, applied)) for c in CONFIGS]
+    assert compiler.frame_count == 1 and shim.last_epoch == applied
     torch._dynamo.reset()
 
 
