@@ -392,7 +392,7 @@ class DeviceEngine:
         check_amount_tensor(amount, self.counter.device)
         if amount.device.type != "cpu" or torch.compiler.is_compiling():
             return None  # reading it would sync (or break the graph): the op takes it unchecked
-        return int(amount.reshape(-1)[0])
+        return int(amount.item())
 
     def check_amount(self, amount: int) -> None:
         # Only where the host knows the step; a stale one is a lower bound of the counter.
