@@ -93,7 +93,7 @@ def test_opcheck_with_amount_and_skip(backend):
     torch.library.opcheck(torch.ops.fusedsched.advance_.default, args)
     if backend == "native":
         native = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, torch.tensor([2]), torch.tensor([True]))
-        torch.library.opcheck(torch.ops.fusedsched.advance_native_.default, native)
+        torch.library.opcheck(torch.ops.fusedsched.advance_native_.clock, native)
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_op_argument_checks_name_the_argument(change, message):
         step = torch.tensor(0)
         named = message.split(" tensor")[0]  # torch's own names of dtypes and shapes follow
         with pytest.raises(RuntimeError, match="advance_native_: " + named):
-            torch.ops.fusedsched.advance_native_.default(step, table, torch.zeros(len(CONFIGS)), 1, **args)
+            torch.ops.fusedsched.advance_native_.clock(step, table, torch.zeros(len(CONFIGS)), 1, **args)
         assert int(step) == 0
 
 
@@ -420,8 +420,12 @@ def test_bad_skip_signals_are_refused(signal, error, message):
     with pytest.raises(error, match=message):
         shim.skip_steps_on(signal)
     assert shim.skip_signal is None
+    lr = torch.tensor(0.5)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
     with pytest.raises(error, match=message):
-        _shim(skip_steps_on=signal)
+        LRShim(optimizer, {"all": WARMUP_DECAY}, skip_steps_on=signal)
+    group = optimizer.param_groups[0]
+    assert group["lr"] is lr and float(lr) == 0.5 and "initial_lr" not in group  # the groups are untouched
 
 
 # --- torch.compile --------------------------------------------------------------------------------

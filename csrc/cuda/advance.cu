@@ -1,4 +1,4 @@
-// fusedsched::advance_native_ on CUDA (the schema is declared in ../advance.cpp).
+// fusedsched::advance_native_ and its overload .clock on CUDA (the schemas are declared in ../advance.cpp).
 //
 // One block strides over the groups: every thread reads the counter first, evaluates its groups,
 // and after __syncthreads() thread 0 writes the new counter back, so no thread can read a counter
@@ -52,7 +52,7 @@ __global__ void advance_kernel(
   }
 }
 
-void advance_cuda(
+void advance_cuda_clock(
     at::Tensor& step,
     const at::Tensor& table,
     at::Tensor& lrs,
@@ -77,10 +77,15 @@ void advance_cuda(
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+void advance_cuda(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
+  advance_cuda_clock(step, table, lrs, increment, std::nullopt, std::nullopt);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedsched, CUDA, m) {
   m.impl("advance_native_", &advance_cuda);
+  m.impl("advance_native_.clock", &advance_cuda_clock);
 }
 
 }  // namespace fusedsched

@@ -97,8 +97,8 @@ class Engine(Protocol):
     def check_amount(self, amount: int) -> None:
         """Raise ``OverflowError`` naming ``amount`` if advancing by it passes this engine's last exact step."""
 
-    def skip_steps_on(self, signal: Any) -> None:
-        """Skip steps on ``signal`` (a GradScaler, a ``found_inf`` tensor), or on nothing (None)."""
+    def skip_steps_on(self, signal: SkipSignal | None) -> None:
+        """Skip steps on ``signal`` (built for this engine's device), or on nothing (None)."""
 
     def jump(self, step: int) -> None:
         """Go to ``step`` and set every group's rate there."""
@@ -208,8 +208,8 @@ class HostEngine:
                 f"amount={amount} would take the step from {self.step} past 2**63 - 1 (the counter is an int64)"
             )
 
-    def skip_steps_on(self, signal: Any) -> None:
-        self.skip = None if signal is None else SkipSignal(signal, None)
+    def skip_steps_on(self, signal: SkipSignal | None) -> None:
+        self.skip = signal
 
     def jump(self, step: int) -> None:
         values = self._rates(step)
@@ -318,6 +318,7 @@ class DeviceEngine:
         self.values = torch.zeros(len(configs), dtype=torch.float32, device=device)
         check_advance_args(self.counter, self.table, self.values, 1)
         self._launch = launcher(self.backend)
+        self._launch_clock = launcher(self.backend, clock=True)  # with an amount or a skip flag
         self._binding = binding
         self.step = last_epoch
         self.ahead = False  # the counter moved without the host (graph replay, compiled step)
@@ -371,7 +372,10 @@ class DeviceEngine:
     def advance_by(self, amount: int | torch.Tensor) -> None:
         increment, tensor = self._amount_args(amount)
         skip = self.skip.flag() if self.skip is not None else None
-        self._launch(self.counter, self.table, self.values, increment, tensor, skip)
+        if tensor is None and skip is None:
+            self._launch(self.counter, self.table, self.values, increment)
+        else:
+            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
         if skip is None and not isinstance(amount, torch.Tensor):
             self.step += amount
         else:
@@ -385,7 +389,7 @@ class DeviceEngine:
         else:
             increment, tensor = self._amount_args(1 if amount is None else amount)
             skip = self.skip.flag() if self.skip is not None else None
-            self._launch(self.counter, self.table, self.values, increment, tensor, skip)
+            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
         self.ahead = True
 
     def amount_value(self, amount: torch.Tensor) -> int | None:
@@ -402,8 +406,8 @@ class DeviceEngine:
                 f"mode: the device evaluates the step in float64, exact only up to there"
             )
 
-    def skip_steps_on(self, signal: Any) -> None:
-        self.skip = None if signal is None else SkipSignal(signal, self.counter.device)
+    def skip_steps_on(self, signal: SkipSignal | None) -> None:
+        self.skip = signal
         self._select_advance()
 
     def _select_advance(self) -> None:
@@ -468,7 +472,7 @@ class DeviceEngine:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["_launch"]  # rebuilt for this process
+        del state["_launch"], state["_launch_clock"]  # rebuilt for this process
         state.pop("advance", None)  # the copy starts without recent-rate copies (events do not pickle)
         state["_recent"] = None
         state["skip"] = None  # the signal is the training loop's, not the schedule's: skip_steps_on again
@@ -477,10 +481,10 @@ class DeviceEngine:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"_recent": None, **state})
         try:
-            self._launch = launcher(resolve_backend(self.values.device, self.backend))
+            self.backend = resolve_backend(self.values.device, self.backend)
         except RuntimeError:  # the saved backend is not available here: take the best one that is
             self.backend = resolve_backend(self.values.device, None)
-            self._launch = launcher(self.backend)
+        self._launch, self._launch_clock = launcher(self.backend), launcher(self.backend, clock=True)
         self._binding.drop_stale_step_wrappers()
         self._binding.bind(self.values)
         self._binding.attach()

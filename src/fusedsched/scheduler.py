@@ -17,8 +17,9 @@ and ``step(epoch)`` all go through it, so torch's ``SequentialLR`` and ``Chained
 The clock: ``step(amount=n)`` advances by ``n`` (an int >= 0, or in device mode an int64 device
 tensor the op reads: tokens, samples), and :meth:`LRShim.skip_steps_on` (a ``GradScaler`` or a
 ``found_inf`` tensor) makes a step whose optimizer step was skipped leave every schedule where it
-was, decided on the device. ``last_epoch`` counts applied steps in the amount's unit. Checkpoints are checked by
-:func:`fusedsched.checkpoint.parse_state_dict` before anything changes.
+was, decided on the device. ``last_epoch`` counts applied steps in the amount's unit.
+
+Checkpoints are checked by :func:`fusedsched.checkpoint.parse_state_dict` before anything changes.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .binding import GroupBinding, GroupBindingError
 from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, validate_lr_dict
-from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine
+from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine, buffer_device
 from .kinds import LearningRate
 from .schedules import compute_lr
+from .skipping import SkipSignal
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
 
@@ -131,6 +133,9 @@ class LRShim(LRScheduler):
             device_schedule = all(isinstance(g["lr"], torch.Tensor) for g in groups)
         elif not isinstance(device_schedule, bool):
             raise TypeError(f"device_schedule must be None, True or False, got {device_schedule!r}")
+        skip = None  # checked here, before the engine changes the groups; used from the first step()
+        if skip_steps_on is not None:
+            skip = SkipSignal(skip_steps_on, buffer_device(binding, device) if device_schedule else None)
         self._binding = binding
         self.lr_dict = {name: configs[name] for name in binding.names}  # in group order
         self.group_names = list(self.lr_dict)
@@ -142,8 +147,8 @@ class LRShim(LRScheduler):
             else HostEngine(binding, schedules, last_epoch)
         )
         super().__init__(binding.optimizer, last_epoch)
-        if skip_steps_on is not None:  # after the initial step: it evaluates step 0, skipping nothing
-            self.skip_steps_on(skip_steps_on)
+        if skip is not None:  # after the initial step: it evaluates step 0, skipping nothing
+            self._engine.skip_steps_on(skip)
 
     @property
     def device_schedule(self) -> bool:
@@ -183,7 +188,9 @@ class LRShim(LRScheduler):
         current scale as the previous one: load the scaler first); a copy or unpickled scheduler has
         none. Checked before anything changes (``TypeError`` / ``ValueError`` naming the value).
         """
-        self._engine.skip_steps_on(signal)
+        engine = self._engine
+        device = engine.counter.device if engine.on_device else None  # host mode: any device
+        engine.skip_steps_on(None if signal is None else SkipSignal(signal, device))
 
     @property
     def skip_signal(self) -> Any:

@@ -1,7 +1,8 @@
 """The ``native`` backend: guarded load of the extension ``fusedsched._C`` (C++ on CPU, CUDA where built).
 
 ``fusedsched._C`` (csrc/, built by setup.py) registers ``fusedsched::advance_native_(step, table,
-lrs, increment, amount=None, skip=None)`` with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
+lrs, increment)`` and its overload ``advance_native_.clock(step, table, lrs, increment, amount,
+skip)`` (the optional amount and skip flag) with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
 (meta) implementation so it traces under ``torch.compile`` and passes ``torch.library.opcheck``.
 
 Importing fusedsched never fails because of it: without the extension the ``native`` backend is
@@ -16,6 +17,7 @@ import torch
 
 SKIP_ENV = "FUSEDSCHED_DISABLE_NATIVE"
 OP_NAME = "fusedsched::advance_native_"
+CLOCK_OP_NAME = "fusedsched::advance_native_.clock"
 
 _C = None
 REASON: str | None = None
@@ -38,7 +40,11 @@ else:
 if _C is not None:
 
     @torch.library.register_fake(OP_NAME)
-    def _(step, table, lrs, increment, amount=None, skip=None):
+    def _(step, table, lrs, increment):
+        return None
+
+    @torch.library.register_fake(CLOCK_OP_NAME)
+    def _(step, table, lrs, increment, amount, skip):
         return None
 
 
@@ -54,12 +60,20 @@ def unavailable_reason(device: torch.device) -> str | None:
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
            amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
-    torch.ops.fusedsched.advance_native_(step, table, lrs, increment, amount, skip)
+    if amount is None and skip is None:
+        torch.ops.fusedsched.advance_native_.default(step, table, lrs, increment)
+    else:
+        torch.ops.fusedsched.advance_native_.clock(step, table, lrs, increment, amount, skip)
 
 
 def overload():
     """The op's default overload itself: the cheapest call (no Python between the caller and C++)."""
     return torch.ops.fusedsched.advance_native_.default
+
+
+def clock_overload():
+    """The overload ``advance_native_.clock(step, table, lrs, increment, amount, skip)``."""
+    return torch.ops.fusedsched.advance_native_.clock
 
 
 def host_evaluator(table: torch.Tensor):

@@ -124,13 +124,14 @@ def advance_(
     return name
 
 
-def launcher(backend: str) -> Launch:
-    """``launch(step, table, lrs, increment, amount=None, skip=None)`` for the concrete ``backend``, unchecked (check once with
+def launcher(backend: str, clock: bool = False) -> Launch:
+    """``launch(step, table, lrs, increment)`` for the concrete ``backend`` (``clock``: ``launch(step,
+    table, lrs, increment, amount, skip)``, the optional amount and skip flag), unchecked (check once with
     :func:`check_advance_args`): the C++ op itself for ``native`` (the cheapest call); for
     ``reference``, its numpy evaluation directly on CPU in eager mode (the op's dispatch alone costs
     about 20 us), else the op; for ``triton``, the op ``advance_``. Both trace under ``torch.compile`` and replay in CUDA graphs."""
-    if backend == "native":
-        return _native.overload()
+    if backend == "native":  # the clock's own overload keeps the plain call as cheap as it was
+        return _native.clock_overload() if clock else _native.overload()
     if backend == "reference":
         return _reference.eager_launch  # numpy directly on CPU in eager mode, else the op
 
