@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OP_NAME = "fusedsched::advance_native_"
+OP_NAMES = (OP_NAME, "fusedsched::advance_native_.clock")  # the plain step and its amount / skip overload
 TABLE_GROUPS = 1025
 PTX_FMA = re.compile(r"^\s*(?:@!?%\w+\s+)?(fma\.[\w.]+)", re.MULTILINE)
 SASS_DFMA = re.compile(r"\bDFMA\b")
@@ -137,21 +138,24 @@ def check_native_build(cuda_python: Path, cuda_home: Path, archs: list[int], out
 LOAD_PROBE = """
 import sys, torch
 torch.ops.load_library(sys.argv[1])
-op = sys.argv[2]
-keys = [k for k in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(op, k)]
-print(",".join(keys) or "-")
+keys = [[k for k in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(op, k)] for op in sys.argv[2:]]
+print(";".join(",".join(k) or "-" for k in keys))
 print(torch.ops.fusedsched.advance_native_.default._schema)
 """
 
 
 def check_native_load(cuda_python: Path, library: Path):
-    proc = _run([str(cuda_python), "-c", LOAD_PROBE, str(library), OP_NAME], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    proc = _run([str(cuda_python), "-c", LOAD_PROBE, str(library), *OP_NAMES],
+                env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     if proc.returncode != 0:
         raise CheckFailed(f"{library.name} does not load in {cuda_python}:\n{_tail(proc.stderr)}")
     keys, schema = proc.stdout.strip().splitlines()[-2:]
-    if "CUDA" not in keys.split(","):
-        raise CheckFailed(f"{library.name} loads but registers no CUDA kernel for {OP_NAME} (kernels: {keys})")
-    return f"{OP_NAME} has {keys.replace(',', ' and ')} kernels in the CUDA build of torch, no GPU used: {schema}", None
+    for op, op_keys in zip(OP_NAMES, keys.split(";")):
+        if "CUDA" not in op_keys.split(","):
+            raise CheckFailed(f"{library.name} loads but registers no CUDA kernel for {op} (kernels: {op_keys})")
+    kernels = keys.split(";")[0].replace(",", " and ")
+    return (f"{' and '.join(OP_NAMES)} have {kernels} kernels in the CUDA build of torch, no GPU used: "
+            f"{schema}"), None
 
 
 def check_native_sass(cuda_home: Path, library: Path, archs: list[int]):
