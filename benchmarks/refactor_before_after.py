@@ -10,6 +10,9 @@ the median over rounds of each candidate's per-call time in each tree, and after
 the repository root::
 
     python benchmarks/refactor_before_after.py --before aa88f49 --json benchmarks/results/refactor-cpu.json
+
+When ``csrc/`` differs between the two trees, build the earlier commit's extension first and pass it
+with ``--before-extension path/to/_C....so``.
 """
 
 from __future__ import annotations
@@ -65,12 +68,16 @@ print(json.dumps(out))
 """
 
 
-def _tree_at(rev: str, where: Path) -> Path:
+def _tree_at(rev: str, where: Path, extension: str | None = None) -> Path:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
                    capture_output=True)
+    if extension is not None:  # that commit's own build
+        shutil.copy(extension, where / "src" / "fusedsched" / Path(extension).name)
+        return where
     same_csrc = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", rev, "HEAD", "--", "csrc"]).returncode == 0
     if not same_csrc:
-        raise SystemExit(f"csrc/ differs between {rev} and HEAD: build that tree's extension and copy it in first")
+        raise SystemExit(f"csrc/ differs between {rev} and HEAD: build that tree's extension and pass "
+                         f"--before-extension")
     for so in (ROOT / "src" / "fusedsched").glob("_C*.so"):
         shutil.copy(so, where / "src" / "fusedsched" / so.name)
     return where
@@ -86,6 +93,7 @@ def _run(tree: Path, schedules: str, target_s: float) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="aa88f49", help="the earlier commit (default: aa88f49)")
+    parser.add_argument("--before-extension", help="the earlier commit's built fusedsched/_C*.so (when csrc/ differs)")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batch-seconds", type=float, default=0.1)
     parser.add_argument("--json", help="also write the results here")
@@ -95,7 +103,7 @@ def main() -> int:
 
     schedules = json.dumps([cfg.model_dump(exclude_none=True) for cfg in bench.regime_schedules("active", 4)])
     with tempfile.TemporaryDirectory() as tmp:
-        before = _tree_at(args.before, Path(tmp) / "before")
+        before = _tree_at(args.before, Path(tmp) / "before", args.before_extension)
         try:
             runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
             for _ in range(args.rounds):
@@ -112,7 +120,8 @@ def main() -> int:
         print(f"{key:14s} {b:10.2f} {a:10.2f} {a / b:12.2f}x")
     if args.json:
         stamp = bench.stamp("cpu")
-        stamp.update(before=args.before, command=" ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        stamp.update(before=args.before, after=subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                     capture_output=True, text=True).stdout.strip(), command=" ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
                      rounds=args.rounds, date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         Path(args.json).write_text(json.dumps({"stamp": stamp, "rows": rows}, indent=2) + "\n")
     return 0

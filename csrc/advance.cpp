@@ -6,6 +6,12 @@
 // `lrs` is float32 (what fused optimizers read); on CPU it may also be float64, which host mode
 // uses to get compute_lr's values bit for bit. The CUDA implementation is in cuda/advance.cu;
 // the math for both is schedule_math.h.
+//
+// The overload advance_native_.clock(step, table, lrs, increment, amount, skip) adds `increment`
+// times `amount` (an int64 one-element tensor; 1 when None), or nothing when `skip` (a one-element
+// float32 or bool tensor; never when None) is nonzero. It is an overload, not optional arguments of
+// the default one, so that the plain step's call stays as cheap as it was (optional arguments cost
+// the Python binding about 0.3 us per call even when absent).
 #include <Python.h>
 
 #include <ATen/ATen.h>
@@ -31,7 +37,13 @@ PyObject* PyInit__C(void) {
 namespace fusedsched {
 
 // The argument checks, with messages naming the argument; cuda/advance.cu declares and calls it too.
-void check_advance_args(const at::Tensor& step, const at::Tensor& table, const at::Tensor& lrs, int64_t increment) {
+void check_advance_args(
+    const at::Tensor& step,
+    const at::Tensor& table,
+    const at::Tensor& lrs,
+    int64_t increment,
+    const std::optional<at::Tensor>& amount,
+    const std::optional<at::Tensor>& skip) {
   TORCH_CHECK(
       step.scalar_type() == at::kLong && step.numel() == 1,
       "advance_native_: step must be a one-element int64 tensor, got ", step.scalar_type(), " of shape ",
@@ -52,6 +64,24 @@ void check_advance_args(const at::Tensor& step, const at::Tensor& table, const a
       "advance_native_: step, table and lrs must share a device, got ", step.device(), ", ", table.device(), ", ",
       lrs.device());
   TORCH_CHECK(increment == 0 || increment == 1, "advance_native_: increment must be 0 or 1, got ", increment);
+  if (amount.has_value()) {
+    TORCH_CHECK(
+        amount->scalar_type() == at::kLong && amount->numel() == 1,
+        "advance_native_: amount must be a one-element int64 tensor, got ", amount->scalar_type(), " of shape ",
+        amount->sizes());
+    TORCH_CHECK(
+        amount->device() == step.device(), "advance_native_: amount must be on the counter's device ", step.device(),
+        ", got ", amount->device());
+  }
+  if (skip.has_value()) {
+    TORCH_CHECK(
+        (skip->scalar_type() == at::kFloat || skip->scalar_type() == at::kBool) && skip->numel() == 1,
+        "advance_native_: skip must be a one-element float32 or bool tensor, got ", skip->scalar_type(), " of shape ",
+        skip->sizes());
+    TORCH_CHECK(
+        skip->device() == step.device(), "advance_native_: skip must be on the counter's device ", step.device(),
+        ", got ", skip->device());
+  }
 }
 
 namespace {
@@ -63,14 +93,31 @@ void evaluate_all(const double* table, int64_t num_segments, int64_t num_groups,
   }
 }
 
-void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
-  check_advance_args(step, table, lrs, increment);
+void advance_cpu_clock(
+    at::Tensor& step,
+    const at::Tensor& table,
+    at::Tensor& lrs,
+    int64_t increment,
+    const std::optional<at::Tensor>& amount,
+    const std::optional<at::Tensor>& skip) {
+  check_advance_args(step, table, lrs, increment, amount, skip);
   TORCH_CHECK(step.is_cpu(), "advance_native_ (CPU): step, table and lrs must be CPU tensors, got ", step.device());
   int64_t* step_ptr = step.data_ptr<int64_t>();
   const double* table_ptr = table.const_data_ptr<double>();
   const int64_t num_segments = table.size(0);
   const int64_t num_groups = table.size(2);
-  const int64_t new_step = *step_ptr + increment;
+  int64_t delta = increment;
+  if (amount.has_value()) {
+    delta *= *amount->const_data_ptr<int64_t>();
+  }
+  if (skip.has_value()) {
+    const bool skipped = skip->scalar_type() == at::kBool ? *skip->const_data_ptr<bool>()
+                                                          : *skip->const_data_ptr<float>() != 0.0f;
+    if (skipped) {
+      delta = 0;
+    }
+  }
+  const int64_t new_step = *step_ptr + delta;
   const double s = static_cast<double>(new_step);
   if (lrs.scalar_type() == at::kDouble) {
     evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<double>());
@@ -80,14 +127,22 @@ void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int
   *step_ptr = new_step;
 }
 
+void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
+  advance_cpu_clock(step, table, lrs, increment, std::nullopt, std::nullopt);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fusedsched, m) {
   m.def("advance_native_(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment) -> ()");
+  m.def(
+      "advance_native_.clock(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment, Tensor? amount, "
+      "Tensor? skip) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(fusedsched, CPU, m) {
   m.impl("advance_native_", &advance_cpu);
+  m.impl("advance_native_.clock", &advance_cpu_clock);
 }
 
 }  // namespace fusedsched

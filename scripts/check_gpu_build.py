@@ -8,7 +8,8 @@ CUDA build of torch in ``--cuda-python``, with nvcc from ``--cuda-home`` and
 
 triton (``fusedsched.ops._triton``): every launch of a ``@triton.jit`` kernel of that module is
 recorded, not run, on the production path: an ``LRShim`` in device mode with the ``triton``
-backend (its construction launches with increment 0, ``step()`` with 1). Each recorded launch is
+backend (its construction launches with increment 0, ``step()`` with 1, then with an amount
+tensor and with float32 and bool skip flags). Each recorded launch is
 compiled ahead of time for every arch with the signature, constexprs, attributes and options that
 Triton's own launcher derives from those arguments, so the check follows the kernel and its
 launcher as they change. The kernel's own arithmetic must contain no fused multiply-add: the same
@@ -36,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OP_NAME = "fusedsched::advance_native_"
+OP_NAMES = (OP_NAME, "fusedsched::advance_native_.clock")  # the plain step and its amount / skip overload
 TABLE_GROUPS = 1025
 PTX_FMA = re.compile(r"^\s*(?:@!?%\w+\s+)?(fma\.[\w.]+)", re.MULTILINE)
 SASS_DFMA = re.compile(r"\bDFMA\b")
@@ -136,21 +138,24 @@ def check_native_build(cuda_python: Path, cuda_home: Path, archs: list[int], out
 LOAD_PROBE = """
 import sys, torch
 torch.ops.load_library(sys.argv[1])
-op = sys.argv[2]
-keys = [k for k in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(op, k)]
-print(",".join(keys) or "-")
+keys = [[k for k in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(op, k)] for op in sys.argv[2:]]
+print(";".join(",".join(k) or "-" for k in keys))
 print(torch.ops.fusedsched.advance_native_.default._schema)
 """
 
 
 def check_native_load(cuda_python: Path, library: Path):
-    proc = _run([str(cuda_python), "-c", LOAD_PROBE, str(library), OP_NAME], env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    proc = _run([str(cuda_python), "-c", LOAD_PROBE, str(library), *OP_NAMES],
+                env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     if proc.returncode != 0:
         raise CheckFailed(f"{library.name} does not load in {cuda_python}:\n{_tail(proc.stderr)}")
     keys, schema = proc.stdout.strip().splitlines()[-2:]
-    if "CUDA" not in keys.split(","):
-        raise CheckFailed(f"{library.name} loads but registers no CUDA kernel for {OP_NAME} (kernels: {keys})")
-    return f"{OP_NAME} has {keys.replace(',', ' and ')} kernels in the CUDA build of torch, no GPU used: {schema}", None
+    for op, op_keys in zip(OP_NAMES, keys.split(";")):
+        if "CUDA" not in op_keys.split(","):
+            raise CheckFailed(f"{library.name} loads but registers no CUDA kernel for {op} (kernels: {op_keys})")
+    kernels = keys.split(";")[0].replace(",", " and ")
+    return (f"{' and '.join(OP_NAMES)} have {kernels} kernels in the CUDA build of torch, no GPU used: "
+            f"{schema}"), None
 
 
 def check_native_sass(cuda_home: Path, library: Path, archs: list[int]):
@@ -210,6 +215,11 @@ def record_triton_launches():
         shim = LRShim(optimizer, schedules, device_schedule=True, backend="triton", device="cpu")
         shim.step()
         shim.load_state_dict(shim.state_dict())  # resuming re-evaluates in place: increment 0
+        shim.step(amount=torch.tensor(3))  # an amount tensor (HAS_AMOUNT)
+        shim.skip_steps_on(torch.zeros(1))  # a float32 skip flag (HAS_SKIP)
+        shim.step()
+        shim.skip_steps_on(torch.zeros((), dtype=torch.bool))  # a bool one, with an amount
+        shim.step(amount=torch.tensor(2))
     finally:
         for name, kernel in kernels.items():
             setattr(_triton, name, kernel)

@@ -224,6 +224,11 @@ def test_native_built_when_required():
 def test_schema_and_kernels():
     schema = str(torch.ops.fusedsched.advance_native_.default._schema)
     assert schema == "fusedsched::advance_native_(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment) -> ()"
+    clock = str(torch.ops.fusedsched.advance_native_.clock._schema)
+    assert clock == (
+        "fusedsched::advance_native_.clock(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment, "
+        "Tensor? amount, Tensor? skip) -> ()"
+    )
     assert unavailable_reason("native", "cpu") is None
     # the Python op fusedsched::advance_ lives in the same namespace (a FRAGMENT beside TORCH_LIBRARY)
     assert hasattr(torch.ops.fusedsched, "advance_")

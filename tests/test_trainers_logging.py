@@ -45,7 +45,7 @@ def test_the_step_copies_only_once_recent_rates_were_asked_for():
     shim.optimizer.step()
     shim.step()
     assert engine.recent_rates() == (1, shim.get_last_lr())
-    assert vars(engine)["advance"] == engine._advance_and_copy
+    assert vars(engine)["advance"] == engine._advance_one
     shim.step()
     assert engine.recent_rates() == (2, shim.get_last_lr())
 

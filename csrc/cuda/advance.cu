@@ -1,4 +1,4 @@
-// fusedsched::advance_native_ on CUDA (the schema is declared in ../advance.cpp).
+// fusedsched::advance_native_ and its overload .clock on CUDA (the schemas are declared in ../advance.cpp).
 //
 // One block strides over the groups: every thread reads the counter first, evaluates its groups,
 // and after __syncthreads() thread 0 writes the new counter back, so no thread can read a counter
@@ -15,7 +15,13 @@
 
 namespace fusedsched {
 
-void check_advance_args(const at::Tensor& step, const at::Tensor& table, const at::Tensor& lrs, int64_t increment);
+void check_advance_args(
+    const at::Tensor& step,
+    const at::Tensor& table,
+    const at::Tensor& lrs,
+    int64_t increment,
+    const std::optional<at::Tensor>& amount,
+    const std::optional<at::Tensor>& skip);
 
 namespace {
 
@@ -26,9 +32,16 @@ __global__ void advance_kernel(
     const double* __restrict__ table,
     float* __restrict__ lrs,
     int64_t increment,
+    const int64_t* __restrict__ amount,  // nullptr: 1
+    const float* __restrict__ skip_float,  // nullptr unless skip is float32
+    const bool* __restrict__ skip_bool,  // nullptr unless skip is bool
     int64_t num_segments,
     int64_t num_groups) {
-  const int64_t new_step = *step + increment;
+  int64_t delta = amount == nullptr ? increment : increment * *amount;
+  if ((skip_float != nullptr && *skip_float != 0.0f) || (skip_bool != nullptr && *skip_bool)) {
+    delta = 0;
+  }
+  const int64_t new_step = *step + delta;
   const double s = static_cast<double>(new_step);
   for (int64_t g = threadIdx.x; g < num_groups; g += blockDim.x) {
     lrs[g] = static_cast<float>(evaluate_group(table, num_segments, num_groups, g, s));
@@ -39,25 +52,40 @@ __global__ void advance_kernel(
   }
 }
 
-void advance_cuda(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
-  check_advance_args(step, table, lrs, increment);
+void advance_cuda_clock(
+    at::Tensor& step,
+    const at::Tensor& table,
+    at::Tensor& lrs,
+    int64_t increment,
+    const std::optional<at::Tensor>& amount,
+    const std::optional<at::Tensor>& skip) {
+  check_advance_args(step, table, lrs, increment, amount, skip);
   TORCH_CHECK(step.is_cuda(), "advance_native_ (CUDA): step, table and lrs must be CUDA tensors, got ", step.device());
   TORCH_CHECK(lrs.scalar_type() == at::kFloat, "advance_native_ (CUDA): lrs must be float32, got ", lrs.scalar_type());
   const c10::cuda::CUDAGuard device_guard(step.device());
+  const bool skip_is_bool = skip.has_value() && skip->scalar_type() == at::kBool;
   advance_kernel<<<1, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       step.data_ptr<int64_t>(),
       table.const_data_ptr<double>(),
       lrs.data_ptr<float>(),
       increment,
+      amount.has_value() ? amount->const_data_ptr<int64_t>() : nullptr,
+      skip.has_value() && !skip_is_bool ? skip->const_data_ptr<float>() : nullptr,
+      skip_is_bool ? skip->const_data_ptr<bool>() : nullptr,
       table.size(0),
       table.size(2));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void advance_cuda(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
+  advance_cuda_clock(step, table, lrs, increment, std::nullopt, std::nullopt);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedsched, CUDA, m) {
   m.impl("advance_native_", &advance_cuda);
+  m.impl("advance_native_.clock", &advance_cuda_clock);
 }
 
 }  // namespace fusedsched

@@ -20,9 +20,17 @@ them as floats; the device engine, from its first call on, has every eager step 
 into pinned host memory without blocking (:class:`RecentRates`) and returns the newest copy the
 device has finished.
 
+The clock: :meth:`Engine.advance_by` moves by an amount (an int, or on the device an int64 tensor
+read by the op), and an engine given a skip signal (:class:`fusedsched.skipping.SkipSignal`, a
+GradScaler or a ``found_inf`` tensor) stays where it was on a skipped step: the device engine passes
+the signal's flag to the op (no sync), the host engine reads it. Where the host does not know how
+far the counter moved (a tensor amount, a skip flag), ``stale`` is set and ``step`` is taken from
+the counter when next read (one sync), as after graph replays.
+
 Growing them: another hyperparameter scheduled beside ``lr`` is another row of ``values`` (one per
-group) bound to its group key; another input of the op (a skip flag, an amount, a metric) is another
-tensor the device engine owns and passes in every launch. Neither changes what ``LRShim`` calls.
+group) bound to its group key; another input of the op (a metric) is another tensor the device
+engine owns and passes in every launch, as the amount and the skip flag are. Neither changes what
+``LRShim`` calls.
 """
 
 from __future__ import annotations
@@ -34,8 +42,12 @@ import torch
 from .binding import GroupBinding
 from .fields import MAX_STEP
 from .kinds import LearningRate, build_table
-from .ops import check_advance_args, host_evaluator, launcher, resolve_backend, unavailable_reason
+from .ops import check_advance_args, check_amount_tensor, host_evaluator, launcher, resolve_backend, unavailable_reason
 from .schedules import prepare_lr
+from .skipping import SkipSignal
+
+#: the largest step an int64 counter holds (host mode's bound)
+MAX_INT64 = 2**63 - 1
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "DeviceEngine", "Engine", "HostEngine", "HostRates", "RecentRates"]
 
@@ -56,6 +68,8 @@ class Engine(Protocol):
     compilable: bool  #: :meth:`advance_unseen` may run inside a compiled graph
     step: int  #: the step of the last evaluation, as the host knows it (``last_epoch``)
     ahead: bool  #: the counter moved without the host: ``step`` is stale until :meth:`catch_up`
+    stale: bool  #: the host counted its steps but not how far they moved (an amount tensor, a skip flag)
+    skip: SkipSignal | None  #: where a step learns that its optimizer step was skipped
     backend: str | None  #: the ``advance_`` backend (None on the host)
     values: Any  #: the current rates: floats (host), the float32 buffer (device)
     counter: torch.Tensor | None  #: the int64 device step counter (None on the host)
@@ -69,8 +83,22 @@ class Engine(Protocol):
     def advance(self) -> None:
         """Go one step forward and set every group's rate there."""
 
-    def advance_unseen(self) -> None:
-        """:meth:`advance` without touching host state (inside a compiled graph); sets ``ahead``."""
+    def advance_by(self, amount: Any) -> None:
+        """Go ``amount`` steps forward (an int >= 0; device: or an int64 tensor), none if skipped."""
+
+    def advance_unseen(self, amount: Any = None) -> None:
+        """:meth:`advance` (``amount``: :meth:`advance_by`) without touching host state (inside a
+        compiled graph); sets ``ahead``."""
+
+    def amount_value(self, amount: torch.Tensor) -> int | None:
+        """An amount tensor's value where reading it costs no sync (host mode reads it anyway), else
+        None; ``ValueError`` naming ``amount`` for a wrong dtype, shape or (device) device."""
+
+    def check_amount(self, amount: int) -> None:
+        """Raise ``OverflowError`` naming ``amount`` if advancing by it passes this engine's last exact step."""
+
+    def skip_steps_on(self, signal: SkipSignal | None) -> None:
+        """Skip steps on ``signal`` (built for this engine's device), or on nothing (None)."""
 
     def jump(self, step: int) -> None:
         """Go to ``step`` and set every group's rate there."""
@@ -132,6 +160,7 @@ class HostEngine:
     on_device = False
     compilable = False
     ahead = False
+    stale = False
     backend = None
     counter = None
 
@@ -140,6 +169,7 @@ class HostEngine:
         self._rates = HostRates(configs)
         self.step = last_epoch
         self.values: list[float] = []
+        self.skip: SkipSignal | None = None
 
     @property
     def native(self) -> bool:
@@ -154,10 +184,32 @@ class HostEngine:
         self._binding.check_counts()
 
     def advance(self) -> None:
-        self.jump(self.step + 1)
+        if self.skip is None or not self.skip.skipped():  # a skipped step leaves the groups alone
+            self.jump(self.step + 1)
 
-    def advance_unseen(self) -> None:  # pragma: no cover - compilable is False
+    def advance_by(self, amount: int) -> None:
+        if self.skip is None or not self.skip.skipped():
+            self.jump(self.step + amount)
+
+    def advance_unseen(self, amount: Any = None) -> None:  # pragma: no cover - compilable is False
         raise NotImplementedError("host mode evaluates on the host: it has no in-graph step")
+
+    @staticmethod
+    def amount_value(amount: torch.Tensor) -> int:
+        if amount.dtype != torch.int64 or amount.numel() != 1:
+            raise ValueError(
+                f"amount must be a one-element int64 tensor, got {amount.dtype} of shape {tuple(amount.shape)}"
+            )
+        return int(amount.item())  # host mode reads it: a sync on an accelerator
+
+    def check_amount(self, amount: int) -> None:
+        if self.step + amount > MAX_INT64:
+            raise OverflowError(
+                f"amount={amount} would take the step from {self.step} past 2**63 - 1 (the counter is an int64)"
+            )
+
+    def skip_steps_on(self, signal: SkipSignal | None) -> None:
+        self.skip = signal
 
     def jump(self, step: int) -> None:
         values = self._rates(step)
@@ -188,12 +240,17 @@ class HostEngine:
 
     def restore(self, step: int) -> None:
         self.step = step
+        if self.skip is not None:
+            self.skip.resync()
         if step >= 0:
             self.jump(step)
 
     def rebind(self) -> None:
         if self.step >= 0:
             self.jump(self.step)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "skip": None}  # the signal is the training loop's: skip_steps_on again
 
 
 # --- device ---------------------------------------------------------------------------------------
@@ -228,7 +285,9 @@ class DeviceEngine:
     """Device mode: one float32 buffer of rates that the groups view, advanced by the op ``advance_``.
 
     Steps go up to ``MAX_STEP`` (2**53 - 2): the device evaluates the step in float64, exact only
-    that far, so :meth:`check_step` refuses more (host mode takes any int64 step).
+    that far, so :meth:`check_step` refuses more (host mode takes any int64 step). A device amount
+    tensor is not checked (that would sync): the counter adds it as an int64 (a negative amount
+    moves it back; past 2**53 the step is evaluated at the nearest float64).
 
     Args:
         binding: the groups; they are bound to the buffer once every check has passed.
@@ -259,9 +318,13 @@ class DeviceEngine:
         self.values = torch.zeros(len(configs), dtype=torch.float32, device=device)
         check_advance_args(self.counter, self.table, self.values, 1)
         self._launch = launcher(self.backend)
+        self._launch_clock = launcher(self.backend, clock=True)  # with an amount or a skip flag
         self._binding = binding
         self.step = last_epoch
         self.ahead = False  # the counter moved without the host (graph replay, compiled step)
+        self.stale = False  # the host counted its steps but not how far they moved (amount, skip)
+        self.skip: SkipSignal | None = None
+        self._amount: torch.Tensor | None = None  # holds a Python int amount other than 0 and 1
         self._recent: RecentRates | None = None  # set by the first recent_rates()
         # Every check passed: from here on the optimizer's groups change.
         if last_epoch == -1:  # as torch records it, before binding points the groups at the buffer
@@ -287,27 +350,89 @@ class DeviceEngine:
         self._binding.check()
 
     def advance(self) -> None:
+        # The plain step; with a skip signal or recent-rate copies, an instance attribute replaces it
+        # (_advance_one), so this path stays one launch.
         self._launch(self.counter, self.table, self.values, 1)
         self.step += 1
 
-    def advance_unseen(self) -> None:
-        self._launch(self.counter, self.table, self.values, 1)
+    def _advance_one(self) -> None:
+        self.advance_by(1)
+
+    def _amount_args(self, amount: int | torch.Tensor) -> tuple[int, torch.Tensor | None]:
+        """``(increment, amount tensor)`` for the op: 0 and 1 are increments, other ints a buffer filled here."""
+        if isinstance(amount, torch.Tensor):
+            return 1, amount
+        if amount in (0, 1):
+            return amount, None
+        if self._amount is None:
+            self._amount = torch.zeros((), dtype=torch.int64, device=self.counter.device)
+        self._amount.fill_(amount)  # in a captured graph this value is frozen: pass a tensor there
+        return 1, self._amount
+
+    def advance_by(self, amount: int | torch.Tensor) -> None:
+        increment, tensor = self._amount_args(amount)
+        skip = self.skip.flag() if self.skip is not None else None
+        if tensor is None and skip is None:
+            self._launch(self.counter, self.table, self.values, increment)
+        else:
+            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
+        if skip is None and not isinstance(amount, torch.Tensor):
+            self.step += amount
+        else:
+            self.stale = True  # how far the counter moved is on the device: read it when asked
+        if self._recent is not None:
+            self._recent.record(self.step)
+
+    def advance_unseen(self, amount: int | torch.Tensor | None = None) -> None:
+        if amount is None and self.skip is None:
+            self._launch(self.counter, self.table, self.values, 1)
+        else:
+            increment, tensor = self._amount_args(1 if amount is None else amount)
+            skip = self.skip.flag() if self.skip is not None else None
+            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
         self.ahead = True
+
+    def amount_value(self, amount: torch.Tensor) -> int | None:
+        check_amount_tensor(amount, self.counter.device)
+        if amount.device.type != "cpu" or torch.compiler.is_compiling():
+            return None  # reading it would sync (or break the graph): the op takes it unchecked
+        return int(amount.item())
+
+    def check_amount(self, amount: int) -> None:
+        # Only where the host knows the step; a stale one is a lower bound of the counter.
+        if self.step + amount > MAX_STEP and not (self.ahead or self.stale):
+            raise OverflowError(
+                f"amount={amount} would take the step from {self.step} past 2**53 - 2 ({MAX_STEP}) in device "
+                f"mode: the device evaluates the step in float64, exact only up to there"
+            )
+
+    def skip_steps_on(self, signal: SkipSignal | None) -> None:
+        self.skip = signal
+        self._select_advance()
+
+    def _select_advance(self) -> None:
+        """The plain :meth:`advance` unless a skip signal or recent-rate copies need :meth:`advance_by`."""
+        if self.skip is not None or self._recent is not None:
+            self.advance = self._advance_one  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("advance", None)
 
     def jump(self, step: int) -> None:
         self.counter.fill_(step)
         self._launch(self.counter, self.table, self.values, 0)
-        self.step = step
+        self.step, self.stale = step, False
         if self._recent is not None:
             self._recent.record(step)
 
     def move(self, step: int) -> None:
         self.counter.fill_(step)
-        self.step = step
+        self.step, self.stale = step, False
 
     def catch_up(self) -> int:
+        """Read the counter (a sync); returns the steps it moved unseen (0 once the host lost count)."""
         device_step = int(self.counter.item())
-        taken, self.step, self.ahead = device_step - self.step, device_step, False
+        taken = 0 if self.stale else device_step - self.step
+        self.step, self.ahead, self.stale = device_step, False, False
         return taken
 
     def floats(self) -> list[float]:
@@ -326,16 +451,13 @@ class DeviceEngine:
         """
         if self._recent is None:
             self._recent = RecentRates(self.values, self.step)
-            self.advance = self._advance_and_copy  # type: ignore[method-assign]
+            self._select_advance()
         return self._recent.read()
-
-    def _advance_and_copy(self) -> None:
-        self._launch(self.counter, self.table, self.values, 1)
-        self.step += 1
-        self._recent.record(self.step)  # type: ignore[union-attr]
 
     def restore(self, step: int) -> None:
         self.ahead = False
+        if self.skip is not None:
+            self.skip.resync()
         self.move(step)
         self._binding.bind(self.values)
         if step >= 0:
@@ -350,18 +472,19 @@ class DeviceEngine:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["_launch"]  # rebuilt for this process
+        del state["_launch"], state["_launch_clock"]  # rebuilt for this process
         state.pop("advance", None)  # the copy starts without recent-rate copies (events do not pickle)
         state["_recent"] = None
+        state["skip"] = None  # the signal is the training loop's, not the schedule's: skip_steps_on again
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"_recent": None, **state})
         try:
-            self._launch = launcher(resolve_backend(self.values.device, self.backend))
+            self.backend = resolve_backend(self.values.device, self.backend)
         except RuntimeError:  # the saved backend is not available here: take the best one that is
             self.backend = resolve_backend(self.values.device, None)
-            self._launch = launcher(self.backend)
+        self._launch, self._launch_clock = launcher(self.backend), launcher(self.backend, clock=True)
         self._binding.drop_stale_step_wrappers()
         self._binding.bind(self.values)
         self._binding.attach()

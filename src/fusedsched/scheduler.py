@@ -12,8 +12,14 @@ A thin ``LRScheduler`` over an engine (:mod:`fusedsched.engines`), picked once a
 In device mode the device counter is the truth: ``last_epoch`` (read and written), ``_step_count``
 and ``step(epoch)`` all go through it, so torch's ``SequentialLR`` and ``ChainedScheduler`` drive an
 ``LRShim`` the same way in both modes. After CUDA graph replays or compiled steps, reading
-``last_epoch`` copies the counter back once (a sync). Checkpoints are checked by
-:func:`fusedsched.checkpoint.parse_state_dict` before anything changes.
+``last_epoch`` copies the counter back once (a sync).
+
+The clock: ``step(amount=n)`` advances by ``n`` (an int >= 0, or in device mode an int64 device
+tensor the op reads: tokens, samples), and :meth:`LRShim.skip_steps_on` (a ``GradScaler`` or a
+``found_inf`` tensor) makes a step whose optimizer step was skipped leave every schedule where it
+was, decided on the device. ``last_epoch`` counts applied steps in the amount's unit.
+
+Checkpoints are checked by :func:`fusedsched.checkpoint.parse_state_dict` before anything changes.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .binding import GroupBinding, GroupBindingError
 from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, validate_lr_dict
-from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine
+from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine, buffer_device
 from .kinds import LearningRate
 from .schedules import compute_lr
+from .skipping import SkipSignal
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
 
@@ -82,6 +89,7 @@ class LRShim(LRScheduler):
         backend: ``advance_`` backend for device mode (``"auto"``, ``"native"``, ``"triton"``,
             ``"reference"``); ``None`` means ``$FUSEDSCHED_BACKEND`` or ``"auto"``.
         device: where the device-mode buffers live: the parameters' device (the default).
+        skip_steps_on: a ``torch.amp.GradScaler`` or a ``found_inf`` tensor: see :meth:`skip_steps_on`.
 
     Raises:
         TypeError / ValueError / OverflowError: a bad argument (a step beyond the mode's range),
@@ -108,6 +116,7 @@ class LRShim(LRScheduler):
         device_schedule: bool | None = None,
         backend: str | None = None,
         device: torch.device | str | None = None,
+        skip_steps_on: Any = None,
     ) -> None:
         configs = validate_lr_dict(lr_dict)
         binding = GroupBinding(optimizer, list(configs))
@@ -124,6 +133,9 @@ class LRShim(LRScheduler):
             device_schedule = all(isinstance(g["lr"], torch.Tensor) for g in groups)
         elif not isinstance(device_schedule, bool):
             raise TypeError(f"device_schedule must be None, True or False, got {device_schedule!r}")
+        skip = None  # checked here, before the engine changes the groups; used from the first step()
+        if skip_steps_on is not None:
+            skip = SkipSignal(skip_steps_on, buffer_device(binding, device) if device_schedule else None)
         self._binding = binding
         self.lr_dict = {name: configs[name] for name in binding.names}  # in group order
         self.group_names = list(self.lr_dict)
@@ -135,6 +147,8 @@ class LRShim(LRScheduler):
             else HostEngine(binding, schedules, last_epoch)
         )
         super().__init__(binding.optimizer, last_epoch)
+        if skip is not None:  # after the initial step: it evaluates step 0, skipping nothing
+            self._engine.skip_steps_on(skip)
 
     @property
     def device_schedule(self) -> bool:
@@ -161,6 +175,29 @@ class LRShim(LRScheduler):
             raise RuntimeError(f"{what} exists only in device mode (device_schedule=True)")
         return self._engine
 
+    def skip_steps_on(self, signal: Any) -> None:
+        """From now on, a ``step()`` whose optimizer step was skipped leaves every schedule where it was.
+
+        ``signal``: a ``torch.amp.GradScaler`` (the step was skipped iff ``scaler.update()`` lowered
+        the scale since the previous ``step()``; a disabled scaler never skips), a one-element
+        float32 or bool ``found_inf`` tensor (nonzero: skipped; written by its owner before each
+        ``step()``), or None (stop skipping). Device mode passes the flag to the op: no host sync,
+        capturable, traceable; host mode reads it (a sync on an accelerator). ``last_epoch`` counts
+        applied steps; ``_step_count`` counts ``step()`` calls. ``step(epoch)`` jumps regardless.
+        The signal is not checkpoint data: ``load_state_dict`` keeps it (and takes the scaler's
+        current scale as the previous one: load the scaler first); a copy or unpickled scheduler has
+        none. Checked before anything changes (``TypeError`` / ``ValueError`` naming the value).
+        """
+        engine = self._engine
+        device = engine.counter.device if engine.on_device else None  # host mode: any device
+        engine.skip_steps_on(None if signal is None else SkipSignal(signal, device))
+
+    @property
+    def skip_signal(self) -> Any:
+        """What :meth:`skip_steps_on` was given (a GradScaler or a tensor), or None."""
+        skip = self._engine.skip
+        return None if skip is None else skip.source
+
     def mark_device_ahead(self) -> None:
         """Tell the shim its device counter moved without it (e.g. CUDA graph replays)."""
         self._engine.ahead = True
@@ -179,7 +216,7 @@ class LRShim(LRScheduler):
 
     def _catch_up(self) -> None:
         """Take the step from a counter that moved unseen (a sync); ``_step_count`` moves by as many steps."""
-        if self._engine.ahead:
+        if self._engine.ahead or self._engine.stale:
             self._steps += self._engine.catch_up()
 
     def _check_step(self, value: Any, name: str, minimum: int = 0) -> int:
@@ -212,13 +249,29 @@ class LRShim(LRScheduler):
     def _step_count(self, value: int) -> None:
         self._steps = value
 
-    def step(self, epoch: int | None = None) -> None:
-        """Advance one step (or jump to ``epoch``, deprecated as in torch) and update every group.
+    def step(self, epoch: int | None = None, *, amount: int | torch.Tensor | None = None) -> None:
+        """Advance one step, or ``amount`` steps, (or jump to ``epoch``, deprecated as in torch) and
+        update every group; with :meth:`skip_steps_on`, a skipped step advances by nothing.
 
         ``epoch`` is checked before anything changes: an int >= 0, at most ``MAX_STEP`` (2**53 - 2)
         in device mode (the device evaluates the step in float64), at most 2**63 - 1 in host mode.
+        ``amount`` (keyword only; not with ``epoch``): an int >= 0, or a one-element int64 tensor.
+        Device mode: the tensor on the counter's device, read by the op (no sync; in a CUDA graph,
+        whatever it holds at replay; on CUDA not checked: a negative amount moves the counter back);
+        an int other than 0 and 1 is written into a buffer the engine owns (in a captured graph,
+        frozen at capture: pass a tensor). Host mode reads a tensor (a sync on an accelerator). An
+        int amount that would pass the mode's last step (``MAX_STEP``, 2**63 - 1) raises
+        ``OverflowError``. Schedules then count in the amount's unit (e.g. tokens).
         """
         engine = self._engine
+        if amount is not None:
+            if epoch is not None:
+                raise TypeError(
+                    f"step() takes epoch (a deprecated jump to a step) or amount (how far to advance), "
+                    f"not both; got epoch={epoch!r} and amount={amount!r}"
+                )
+            self._step_by(amount)
+            return
         if epoch is None:
             if engine.compilable and torch.compiler.is_compiling():
                 # No Python int in the graph (it would recompile every step): the host learns it later.
@@ -237,6 +290,22 @@ class LRShim(LRScheduler):
         self._steps += 1
         warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self._update_lr(epoch)
+
+    def _step_by(self, amount: int | torch.Tensor) -> None:
+        """``step(amount=...)``: check ``amount`` before anything changes, then advance by it."""
+        engine = self._engine
+        value = engine.amount_value(amount) if isinstance(amount, torch.Tensor) else amount
+        if value is not None:
+            value = check_step(value, "amount")
+            engine.check_amount(value)
+        if engine.compilable and torch.compiler.is_compiling():
+            engine.advance_unseen(amount)
+            return
+        engine.check_groups()
+        if self._steps == 1 and not engine.ahead:
+            _warn_if_optimizer_step_skipped(self.optimizer)
+        self._steps += 1
+        engine.advance_by(amount if engine.on_device else value)
 
     def _update_lr(self, epoch: int | None = None) -> None:
         """Go to the next step (``epoch`` None) or to ``epoch``, and set every group's rate there."""

@@ -5,16 +5,28 @@ op on a backend, :func:`host_evaluator` the float64 host evaluation, :func:`reso
 :func:`unavailable_reason` / :func:`explain` which backend serves which device and why.
 """
 
-from .advance import advance_, advance_op, check_advance_args, host_evaluator, launcher
+from .advance import (
+    SKIP_DTYPES,
+    advance_,
+    advance_op,
+    check_advance_args,
+    check_amount_tensor,
+    check_skip_tensor,
+    host_evaluator,
+    launcher,
+)
 from .dispatch import AUTO_ORDER, BACKENDS, BackendUnavailable, explain, resolve_backend, unavailable_reason
 
 __all__ = [
     "AUTO_ORDER",
     "BACKENDS",
     "BackendUnavailable",
+    "SKIP_DTYPES",
     "advance_",
     "advance_op",
     "check_advance_args",
+    "check_amount_tensor",
+    "check_skip_tensor",
     "explain",
     "host_evaluator",
     "launcher",

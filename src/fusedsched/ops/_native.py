@@ -1,7 +1,8 @@
 """The ``native`` backend: guarded load of the extension ``fusedsched._C`` (C++ on CPU, CUDA where built).
 
 ``fusedsched._C`` (csrc/, built by setup.py) registers ``fusedsched::advance_native_(step, table,
-lrs, increment)`` with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
+lrs, increment)`` and its overload ``advance_native_.clock(step, table, lrs, increment, amount,
+skip)`` (the optional amount and skip flag) with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
 (meta) implementation so it traces under ``torch.compile`` and passes ``torch.library.opcheck``.
 
 Importing fusedsched never fails because of it: without the extension the ``native`` backend is
@@ -16,6 +17,7 @@ import torch
 
 SKIP_ENV = "FUSEDSCHED_DISABLE_NATIVE"
 OP_NAME = "fusedsched::advance_native_"
+CLOCK_OP_NAME = "fusedsched::advance_native_.clock"
 
 _C = None
 REASON: str | None = None
@@ -41,6 +43,10 @@ if _C is not None:
     def _(step, table, lrs, increment):
         return None
 
+    @torch.library.register_fake(CLOCK_OP_NAME)
+    def _(step, table, lrs, increment, amount, skip):
+        return None
+
 
 def unavailable_reason(device: torch.device) -> str | None:
     """None when the native op can run on ``device``, else why not."""
@@ -52,13 +58,22 @@ def unavailable_reason(device: torch.device) -> str | None:
     return None
 
 
-def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
-    torch.ops.fusedsched.advance_native_(step, table, lrs, increment)
+def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
+    if amount is None and skip is None:
+        torch.ops.fusedsched.advance_native_.default(step, table, lrs, increment)
+    else:
+        torch.ops.fusedsched.advance_native_.clock(step, table, lrs, increment, amount, skip)
 
 
 def overload():
     """The op's default overload itself: the cheapest call (no Python between the caller and C++)."""
     return torch.ops.fusedsched.advance_native_.default
+
+
+def clock_overload():
+    """The overload ``advance_native_.clock(step, table, lrs, increment, amount, skip)``."""
+    return torch.ops.fusedsched.advance_native_.clock
 
 
 def host_evaluator(table: torch.Tensor):

@@ -201,8 +201,18 @@ def _views(step: torch.Tensor, lrs: torch.Tensor) -> tuple:
     return step, lrs, step.data_ptr(), lrs.data_ptr(), step.detach().numpy().reshape(-1).data, out, out.data
 
 
-def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+def _delta_cpu(increment: int, amount: torch.Tensor | None, skip: torch.Tensor | None) -> int:
+    """``0 if skip != 0 else increment * amount`` from CPU tensors, read through numpy (no torch op)."""
+    if skip is not None and skip.detach().numpy().reshape(-1)[0]:
+        return 0
+    return increment if amount is None else increment * int(amount.detach().numpy().reshape(-1)[0])
+
+
+def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
     """The op on CPU tensors: numpy over the cached interval (see the module docstring)."""
+    if amount is not None or skip is not None:
+        increment = _delta_cpu(increment, amount, skip)
     plan = _plan(table)
     io = plan.io  # the numpy views of the last step and lrs tensors seen with this table
     if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
@@ -210,16 +220,23 @@ def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, incre
     _advance(plan, table, io[4], io[5], io[6], increment)
 
 
-def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
     """The body of ``advance_(..., backend="reference")``."""
     if table.is_cpu:
-        launch_cpu(step, table, lrs, increment)
-    else:
+        launch_cpu(step, table, lrs, increment, amount, skip)
+        return
+    if amount is None and skip is None:
         step.add_(increment)
-        lrs.copy_(evaluate_table(table, step))
+    else:  # torch ops on the device: no sync, fixed shapes
+        delta = amount.reshape(()) * increment if amount is not None else torch.full_like(step.reshape(()), increment)
+        if skip is not None:
+            delta = torch.where(skip.reshape(()) != 0, torch.zeros_like(delta), delta)
+        step.add_(delta)
+    lrs.copy_(evaluate_table(table, step))
 
 
-def eager_launcher() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], None]:
+def eager_launcher() -> Callable[..., None]:
     """What one ``LRShim`` calls every step: on CPU in eager mode the CPU path directly, with the
     table's plan and the numpy views of the tensors it was last given kept in the closure (the custom
     op's own dispatch costs about 20 us, finding the plan and the views again about 0.6 us); else the
@@ -229,10 +246,13 @@ def eager_launcher() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int]
     its storage."""
     seen: list = [None, None]  # the table and its plan (which keeps the views: the op's path shares them)
 
-    def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+    def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
         if not table.is_cpu or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
-            torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference")
+            torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference", amount, skip)
             return
+        if amount is not None or skip is not None:
+            increment = _delta_cpu(increment, amount, skip)
         plan = seen[1]
         if table is not seen[0] or plan.key[1] != table._version or plan.key[0] != table.data_ptr():
             seen[0], seen[1] = table, _plan(table)

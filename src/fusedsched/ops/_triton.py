@@ -1,6 +1,7 @@
 """The ``triton`` backend: one launch evaluates every group's schedule.
 
-One program (``grid=(1,)``) reads the int64 step counter, adds ``increment``, walks the groups in
+One program (``grid=(1,)``) reads the int64 step counter, adds ``increment`` times the ``amount``
+tensor's value (or nothing when the ``skip`` tensor is nonzero; both optional), walks the groups in
 blocks of ``BLOCK``, evaluates each group's program in float64 and stores float32, then writes
 the counter back. A single program is what makes the counter update race-free; the work per group
 is a few loads and flops, so even 10,000 groups are a handful of loop iterations.
@@ -147,6 +148,8 @@ def _advance_kernel(
     table_ptr,
     lrs_ptr,
     increment,
+    amount_ptr,  # read only when HAS_AMOUNT
+    skip_ptr,  # read only when HAS_SKIP
     num_groups,
     num_segments,
     NUM_COLUMNS: tl.constexpr,
@@ -173,8 +176,15 @@ def _advance_kernel(
     LOG: tl.constexpr,
     CYCLIC: tl.constexpr,
     BLOCK: tl.constexpr,
+    HAS_AMOUNT: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
 ):
-    step = tl.load(step_ptr) + increment
+    delta = tl.full((), increment, tl.int64)
+    if HAS_AMOUNT:
+        delta = delta * tl.load(amount_ptr)
+    if HAS_SKIP:
+        delta = tl.where(tl.load(skip_ptr).to(tl.float32) != 0, 0, delta)
+    step = tl.load(step_ptr) + delta
     s = tl.maximum(step, 0).to(tl.float64)  # a negative step counts as 0
     for block_start in range(0, num_groups, BLOCK):
         g = block_start + tl.arange(0, BLOCK)
@@ -232,18 +242,23 @@ def _advance_kernel(
     tl.store(step_ptr, step)
 
 
-def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int) -> None:
+def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
     num_segments, _, num_groups = table.shape
     _advance_kernel[(1,)](
         step,
         table,
         lrs,
         increment,
+        step if amount is None else amount,  # a placeholder pointer when absent (never read)
+        step if skip is None else skip,
         num_groups,
         num_segments,
         NUM_COLUMNS=NUM_COLUMNS,
         **{column.name: int(column) for column in Column},
         **{shape.name: int(shape) for shape in Shape if shape != Shape.CONSTANT},
         BLOCK=BLOCK,
+        HAS_AMOUNT=amount is not None,
+        HAS_SKIP=skip is not None,
         enable_fp_fusion=False,  # no FMA: round like the reference, operation by operation
     )
