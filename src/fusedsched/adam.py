@@ -261,11 +261,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
             with torch.enable_grad():
                 loss = closure()
         grad_scale, found_inf = self._amp()
-        for gi, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            self._refuse_sparse(type(self).__name__, gi, params)
+        for group, params in self._groups_to_step():
             states = [self.state[p] for p in params]
             needed = "max_exp_avg_sq" if group["amsgrad"] else "exp_avg"
             for p, state in zip(params, states):

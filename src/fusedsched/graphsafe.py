@@ -27,6 +27,7 @@ of a captured CUDA graph and every call of a compiled step without a recompile.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -314,11 +315,18 @@ class GraphSafeOptimizer(Optimizer):
         """GradScaler's ``grad_scale`` and ``found_inf`` for this step (None without a scaler)."""
         return getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
 
-    @staticmethod
-    def _refuse_sparse(name: str, gi: int, params: list[torch.Tensor]) -> None:
-        for p in params:
-            if p.grad.is_sparse:
-                raise RuntimeError(
-                    f"{name} does not support sparse gradients (param group {gi}, a parameter of shape "
-                    f"{tuple(p.shape)}); use torch.optim.SparseAdam or torch.optim.SGD for sparse gradients"
-                )
+    def _groups_to_step(self) -> Iterator[tuple[dict[str, Any], list[torch.Tensor]]]:
+        """Each param group that has parameters with a gradient, with those parameters; a sparse
+        gradient is refused, naming the group and the parameter's shape."""
+        for gi, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                if p.grad.is_sparse:
+                    raise RuntimeError(
+                        f"{type(self).__name__} does not support sparse gradients (param group {gi}, a parameter "
+                        f"of shape {tuple(p.shape)}); use torch.optim.SparseAdam or torch.optim.SGD for sparse "
+                        "gradients"
+                    )
+            yield group, params

@@ -166,11 +166,7 @@ class GraphSafeSGD(GraphSafeOptimizer):
             with torch.enable_grad():
                 loss = closure()
         grad_scale, found_inf = self._amp()
-        for gi, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            self._refuse_sparse(type(self).__name__, gi, params)
+        for group, params in self._groups_to_step():
             bufs = [self.state[p].get("momentum_buffer") for p in params]
             sgd_step(
                 params,
