@@ -180,31 +180,14 @@ def test_reference_cpu_forgets_a_freed_table():
     assert key not in _reference._PLANS
 
 
-def test_reference_in_eager_shim_equals_the_op():
-    # LRShim calls the CPU path directly in eager mode; the op gives the same rates
+@pytest.mark.parametrize("picks", [None, (6,), (0, 6), (6, 18, 1), (12, 21, 24, 26)])
+def test_reference_in_eager_shim_equals_the_op(picks):
+    # LRShim calls the CPU path directly in eager mode; the op gives the same rates at every step,
+    # across every segment boundary. Every config (None): numpy per shape. A few groups: each active
+    # lane written into lrs as a Python float, constant lanes from the interval's rates.
     from fusedsched import LRShim
 
-    configs = configs_for(len(CONFIGS))
-    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.0} for _ in configs], lr=0.0)
-    shim = LRShim(opt, {f"g{i}": c for i, c in enumerate(configs)}, device_schedule=True, backend="reference")
-    table = build_table(configs).table
-    step, lrs = torch.tensor(0), torch.zeros(len(configs), dtype=torch.float32)
-    advance_(step, table, lrs, 0, "reference")
-    for s in range(1, 120):
-        shim.step()
-        advance_(step, table, lrs, 1, "reference")
-        assert torch.equal(shim.lr_tensor, lrs), s
-        assert_lrs_match(lrs, expected_f32(configs, s), f"step {s}")
-
-
-@pytest.mark.parametrize("picks", [(6,), (0, 6), (6, 18, 1), (12, 21, 24, 26)])
-def test_reference_in_eager_shim_few_groups_every_step(picks):
-    # a few groups: each active lane is written into lrs as a Python float, constant lanes from the
-    # interval's rates; both ways must equal the op's numpy path and float32(compute_lr) at every
-    # step, across every segment boundary
-    from fusedsched import LRShim
-
-    configs = [CONFIGS[i] for i in picks]
+    configs = configs_for(len(CONFIGS)) if picks is None else [CONFIGS[i] for i in picks]
     opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.0} for _ in configs], lr=0.0)
     shim = LRShim(opt, {f"g{i}": c for i, c in enumerate(configs)}, device_schedule=True, backend="reference")
     table = build_table(configs).table
