@@ -19,6 +19,8 @@ import pytest
 import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 
+from _cuda import NoSyncs, capture
+
 from fusedsched import LearningRate, LRShim, compute_lr
 from fusedsched.adagrad import FusedAdagrad
 from fusedsched.fields import MAX_STEP
@@ -492,29 +494,6 @@ CUDA_BACKENDS = ["triton", "native", "reference"]
 REPLAYS = 1000
 
 
-class _NoSyncs:
-    def __enter__(self):
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-
-    def __exit__(self, *exc):
-        torch.cuda.set_sync_debug_mode("default")
-        torch.cuda.synchronize()
-
-
-def _capture(fn) -> torch.cuda.CUDAGraph:
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
-
-
 @pytest.mark.cuda
 @pytest.mark.parametrize("signal", ["found_inf", "scaler"])
 @pytest.mark.parametrize("backend", CUDA_BACKENDS)
@@ -543,10 +522,10 @@ def test_captured_step_with_amount_and_skip_equals_eager(backend, signal):
             scaler._scale.mul_(torch.where(skips[i], 0.5, 1.0))
 
     shim, amount, found_inf, scaler = make()
-    graph = _capture(lambda: shim.step(amount=amount))
+    graph = capture(lambda: shim.step(amount=amount))
     # the warm-up and the capture advanced by the amount's 0 and skipped nothing: the counter is at 0
     history = torch.zeros(REPLAYS, 2, device="cuda")
-    with _NoSyncs():
+    with NoSyncs():
         for i in range(REPLAYS):
             feed(i, amount, found_inf, scaler)
             graph.replay()

@@ -17,6 +17,7 @@ from fusedsched import LearningRate, LRShim, OptimizerConfig, build_optimizer, c
 from fusedsched.ops import BACKENDS, unavailable_reason
 
 from _compare import assert_lrs_match, configs_for
+from _cuda import NoSyncs, capture
 
 pytestmark = pytest.mark.cuda
 
@@ -45,18 +46,6 @@ def _require(backend: str) -> None:
     reason = unavailable_reason(backend, "cuda")
     if reason:
         pytest.skip(f"{backend} unavailable on cuda: {reason}")
-
-
-class _NoSyncs:
-    """``torch.cuda.set_sync_debug_mode("error")`` inside: any synchronizing CUDA call raises."""
-
-    def __enter__(self):
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-
-    def __exit__(self, *exc):
-        torch.cuda.set_sync_debug_mode("default")
-        torch.cuda.synchronize()
 
 
 def test_triton_kernel_is_compiled_not_interpreted():
@@ -114,7 +103,7 @@ def test_replayed_step_matches_eager(name, backend):
     start = scheduler.step_tensor.item()
     assert start == WARMUP
     used = torch.full((REPLAYS,), float("nan"), device="cuda")  # the lr each replay's optimizer.step() read
-    with _NoSyncs():
+    with NoSyncs():
         for i in range(REPLAYS):
             used[i].copy_(optimizer.param_groups[0]["lr"])
             step.replay(xs[i], ys[i])
@@ -129,19 +118,6 @@ def test_replayed_step_matches_eager(name, backend):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
-def _capture(fn) -> torch.cuda.CUDAGraph:
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture stream: compiles and loads the kernel
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
-
-
 @pytest.mark.parametrize("first", [0, 2**40])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_schedule_only_graph_every_kind(backend, first):
@@ -150,10 +126,10 @@ def test_schedule_only_graph_every_kind(backend, first):
     params = [torch.nn.Parameter(torch.zeros(1, device="cuda")) for _ in configs]
     optimizer = torch.optim.SGD([{"params": [p], "lr": 0.0} for p in params], lr=0.0)
     shim = LRShim(optimizer, {f"g{i}": c for i, c in enumerate(configs)}, device_schedule=True, backend=backend)
-    graph = _capture(shim.step)
+    graph = capture(shim.step)
     shim.step_tensor.fill_(first - 1)  # a device write: the graph reads the counter where it is
     history = torch.full((REPLAYS, len(configs)), float("nan"), device="cuda")
-    with _NoSyncs():
+    with NoSyncs():
         for i in range(REPLAYS):
             graph.replay()
             history[i].copy_(shim.lr_tensor)

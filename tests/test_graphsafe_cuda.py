@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _cuda import NoSyncs, capture
 from _hyper import Hyper, params, twins, values
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD
@@ -49,28 +50,6 @@ def _grads(ps, steps):
     return [[torch.randn(p.shape, device="cuda", generator=gen) for p in ps] for _ in range(steps)]
 
 
-def _capture(fn) -> torch.cuda.CUDAGraph:
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
-
-
-class _NoSyncs:
-    def __enter__(self):
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-
-    def __exit__(self, *exc):
-        torch.cuda.set_sync_debug_mode("default")
-        torch.cuda.synchronize()
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_captured_step_reads_new_hyperparameters_on_every_replay(name):
     h, h_eager = Hyper(device="cuda"), Hyper(device="cuda")
@@ -87,12 +66,12 @@ def test_captured_step_reads_new_hyperparameters_on_every_replay(name):
     def warm_and_step():  # the side-stream warm-up step is the first step (creates SGD's buffers)
         opt.step()
 
-    graph = _capture(warm_and_step)  # warm-up step, then the capture (which runs nothing)
+    graph = capture(warm_and_step, warmups=1)  # warm-up step, then the capture (which runs nothing)
     for group_ps, o in ((eager_ps, eager), (torch_ps, theirs)):
         for p, g in zip(group_ps, grads[0]):
             p.grad = g.clone()
         o.step()
-    with _NoSyncs():
+    with NoSyncs():
         for step in range(1, REPLAYS + 1):
             for x in (h, h_eager):
                 x.set(values(step, weight_decay=0.01, dampening=0.1))
@@ -131,9 +110,9 @@ def test_captured_grad_scale_and_found_inf_skip_on_the_device(name):
         opt.grad_scale, opt.found_inf = scale, found_inf
         opt.step()
 
-    graph = _capture(step)
+    graph = capture(step, warmups=1)
     snapshots = [[p.detach().clone() for p in ps]]
-    with _NoSyncs():
+    with NoSyncs():
         for replay in range(6):
             found_inf.fill_(float(replay % 2))
             graph.replay()
