@@ -25,7 +25,9 @@ from test_backends import HOST_BACKENDS
 from test_graphsafe import _CountSyncs, cpu_capturable  # noqa: F401 (a fixture)
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD, LearningRate, LRShim, compute_lr
+from torch.optim import lr_scheduler as tls
+
+from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD, LearningRate, LRShim, compute_lr, from_torch
 from fusedsched.checkpoint import ScheduleChangedWarning
 
 STEPS = 30
@@ -443,3 +445,85 @@ def test_cuda_graph_replays_scheduled_lr_betas_and_weight_decay_as_eager():
     assert torch.equal(shim.values_tensor, eager_shim.values_tensor)
     torch.testing.assert_close(p, eager_p, rtol=1e-5, atol=1e-6)
     assert shim.last_epoch == eager_shim.last_epoch
+
+
+# --- from_torch: OneCycleLR and CyclicLR with cycle_momentum=True -----------------------------------
+
+CYCLES = {
+    "OneCycleLR": (lambda o: tls.OneCycleLR(o, max_lr=[0.1, 0.05], total_steps=40), 41),
+    "OneCycleLR three-phase linear": (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=33, three_phase=True,
+                                                               anneal_strategy="linear", base_momentum=0.8,
+                                                               max_momentum=0.9), 33),
+    "CyclicLR": (lambda o: tls.CyclicLR(o, 0.01, 0.1, step_size_up=5, step_size_down=3), 30),
+    "CyclicLR exp_range": (lambda o: tls.CyclicLR(o, [0.01, 0.02], 0.1, step_size_up=4, mode="exp_range",
+                                                  gamma=0.99, base_momentum=0.7, max_momentum=0.95), 30),
+}
+OPTIMIZERS = {
+    "adam": (torch.optim.Adam, lambda ps, **kw: GraphSafeAdam(ps, native=False, **kw)),
+    "adamw": (torch.optim.AdamW, lambda ps, **kw: GraphSafeAdamW(ps, native=False, **kw)),
+    "sgd": (torch.optim.SGD, GraphSafeSGD),
+}
+
+
+def _momentum_of(group: dict) -> float:
+    return float(group["betas"][0]) if "betas" in group else float(group["momentum"])
+
+
+@pytest.mark.parametrize("opt_name", list(OPTIMIZERS))
+@pytest.mark.parametrize("case", list(CYCLES))
+def test_from_torch_converts_the_momentum_cycle(case, opt_name, cpu_capturable):
+    make, steps = CYCLES[case]
+    torch_cls, ours_cls = OPTIMIZERS[opt_name]
+    kw = {"lr": 0.1, "momentum": 0.9} if opt_name == "sgd" else {"lr": 0.1}
+
+    def groups(seed):
+        ps = _params(2, seed=seed)
+        return [{"params": [ps[0]]}, {"params": [ps[1]]}]
+
+    capturable = {} if opt_name == "sgd" else {"capturable": True}  # the step GraphSafeAdam(W) equals bit for bit
+    stock_opt = torch_cls(groups(7), foreach=True, **capturable, **kw)
+    stock = make(stock_opt)
+    device_opt, host_opt = ours_cls(groups(7), **kw), ours_cls(groups(7), **kw)
+    shim = from_torch(make(device_opt))
+    key = "momentum" if opt_name == "sgd" else "beta1"
+    assert all(set(entry) == {key} for entry in shim.hyperparameters.values()) and len(shim.hyperparameters) == 2
+    make(host_opt)  # sets what torch's scheduler sets in the groups; the host shim takes them over
+    host = LRShim(host_opt, shim.lr_dict, hyperparameters=shim.hyperparameters, device_schedule=False)
+    gen = torch.Generator().manual_seed(8)
+    off = 0
+    for step in range(steps):
+        want = [v for g in stock_opt.param_groups for v in (float(g["lr"]), _momentum_of(g))]
+        # host mode: float64, torch's within its rounding (torch anneals from the phase's ends, the kind
+        # by the closed form: docs/semantics.md)
+        host_values = [v for g in host_opt.param_groups for v in (g["lr"], _momentum_of(g))]
+        assert host_values == pytest.approx(want, rel=1e-14, abs=0), f"step {step}"
+        got = [v for g in device_opt.param_groups for v in (float(g["lr"]), _momentum_of(g))]
+        off += assert_lrs_match(np.array(got, dtype=np.float32), np.array(want, dtype=np.float32), f"step {step}")
+        for a, b, c in zip(*(torch_params(o) for o in (stock_opt, device_opt, host_opt))):
+            a.grad = torch.randn(5, generator=gen)
+            b.grad, c.grad = a.grad.clone(), a.grad.clone()
+        for opt in (stock_opt, device_opt, host_opt):
+            opt.step()
+        if step < steps - 1:
+            stock.step()
+            shim.step()
+            host.step()
+    moved = torch_params(stock_opt)[0]
+    assert not torch.equal(moved, _params(2, seed=7)[0])
+    for a, b, c in zip(*(torch_params(o) for o in (stock_opt, host_opt, device_opt))):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=0)  # float64 values, torch's foreach step
+        torch.testing.assert_close(c, a, rtol=1e-5, atol=1e-6)  # float32 hyperparameters
+
+
+def torch_params(opt) -> list[torch.Tensor]:
+    return [p for g in opt.param_groups for p in g["params"]]
+
+
+@pytest.mark.parametrize("case", list(CYCLES))
+def test_from_torch_refuses_a_torch_optimizer_for_the_momentum_cycle_before_any_change(case):
+    scheduler = CYCLES[case][0](torch.optim.AdamW([{"params": _params(1)}, {"params": _params(1)}], lr=0.1))
+    opt = scheduler.optimizer
+    before = copy.deepcopy(opt.param_groups)
+    with pytest.raises(ValueError, match=r"cycle_momentum=True\).*AdamW reads it by value.*fusedsched.GraphSafeAdamW"):
+        from_torch(scheduler)
+    assert repr(opt.param_groups) == repr(before)
