@@ -527,3 +527,30 @@ def test_from_torch_refuses_a_torch_optimizer_for_the_momentum_cycle_before_any_
     with pytest.raises(ValueError, match=r"cycle_momentum=True\).*AdamW reads it by value.*fusedsched.GraphSafeAdamW"):
         from_torch(scheduler)
     assert repr(opt.param_groups) == repr(before)
+
+
+@pytest.mark.parametrize("device_schedule", [False, True])
+def test_a_copy_drives_its_own_groups(device_schedule):
+    opt = _adam("a")
+    shim = LRShim(opt, {"a": LR}, device_schedule=device_schedule, hyperparameters={"a": {"beta1": BETA1}})
+    shim.step()
+    opt2, shim2 = copy.deepcopy((opt, shim))
+    for _ in range(3):
+        shim2.step()
+    assert shim2.get_last_hyperparameters() == {"a": {"beta1": float(_value(opt2.param_groups[0], "beta1"))}}
+    assert float(_value(opt2.param_groups[0], "beta1")) == pytest.approx(compute_lr(BETA1, 4), rel=1e-7)
+    assert float(_value(opt.param_groups[0], "beta1")) == pytest.approx(compute_lr(BETA1, 1), rel=1e-7)
+    if device_schedule:
+        assert _value(opt2.param_groups[0], "beta1").data_ptr() == shim2.values_tensor[1].data_ptr()
+
+
+def test_an_optimizer_load_keeps_the_hyperparameter_views():
+    opt = _adam("a")
+    shim = LRShim(opt, {"a": LR}, device_schedule=True, hyperparameters={"a": {"weight_decay": WD, "beta2": BETA2}})
+    shim.step()
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    shim.step()
+    group = opt.param_groups[0]
+    assert group["weight_decay"].data_ptr() == shim.values_tensor[1].data_ptr()
+    assert group["betas"][1].data_ptr() == shim.values_tensor[2].data_ptr()
+    assert float(group["weight_decay"]) == float(np.float32(compute_lr(WD, 2)))
