@@ -161,7 +161,7 @@ class LRShim(LRScheduler):
         self.lr_dict = {name: configs[name] for name in binding.names}  # in group order
         self.group_names = list(self.lr_dict)
         self.hyperparameters = hyper  #: ``{group: {key: LearningRate}}``, the scheduled hyperparameters
-        self.multipliers = mults  #: ``{group: {key: m}}``, the multipliers other than none
+        self.multipliers = mults  #: ``{group: {key: m}}``, the multipliers as given (a missing one is 1)
         self._rows = extra
         self._steps = 0  # torch's _step_count
         binding.rows = [(row.group, row.key, row.index) for row in extra]
