@@ -237,8 +237,12 @@ def test_not_a_scheduler():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=10), r"pass cycle_momentum=False|construct it with cycle_momentum=False"),
-    (lambda o: tls.CyclicLR(o, 0.01, 0.1), r"CyclicLR\(cycle_momentum=True\).*construct it with cycle_momentum=False"),
+    (lambda o: tls.OneCycleLR(o, max_lr=0.1, total_steps=10),
+     r"OneCycleLR\(cycle_momentum=True\).*SGD reads it by value.*fusedsched.GraphSafeSGD.*cycle_momentum=False"),
+    (lambda o: tls.CyclicLR(o, 0.01, 0.1),
+     r"CyclicLR\(cycle_momentum=True\).*SGD reads it by value.*fusedsched.GraphSafeSGD.*cycle_momentum=False"),
+    (lambda o: tls.SequentialLR(o, [tls.StepLR(o, 2), tls.CyclicLR(o, 0.01, 0.1)], [3]),
+     r"CyclicLR\(cycle_momentum=True\).*not inside SequentialLR.*construct it with cycle_momentum=False"),
     (lambda o: tls.CyclicLR(o, 0.01, 0.1, scale_fn=lambda x: 0.9**x, cycle_momentum=False), "custom scale_fn"),
     (lambda o: tls.CyclicLR(o, 0.01, 0.1, step_size_up=2.5, cycle_momentum=False), "whole numbers of steps"),
     (lambda o: tls.CyclicLR(o, 0.01, 0.1, mode="exp_range", gamma=1.01, cycle_momentum=False), r"gamma \(1.01\) must be <= 1"),

@@ -132,7 +132,7 @@ def test_program_imports_no_kind_and_no_config():
 LAYERS = [
     {"fields", "program", "binding", "adagrad", "graphsafe"},
     {"kinds", "ops", "adam", "sgd"},
-    {"schedules", "errors", "conversion", "skipping"},
+    {"schedules", "errors", "conversion", "skipping", "hyperparameters"},
     {"config", "checkpoint", "engines"},
     {"scheduler"},
     {"optim", "graphs", "convert", "convert_stacks", "plotting"},

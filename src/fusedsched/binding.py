@@ -11,7 +11,8 @@ a wrapper's groups are those of the optimizer it wraps (``_optimizer``), which i
   exactly one group; matches the names to the schedule names (all named: by name; none named: by
   position; anything else is an error that lists both sides);
 - in device mode owns the float32 LR buffer's views: ``group["lr"] = buffer[i]``, one view per
-  group, and binds them again after any ``load_state_dict`` of the client, its sub-optimizers or
+  group, then one view per scheduled hyperparameter (:attr:`GroupBinding.rows`, e.g.
+  ``group["betas"] = (buffer[G + j], ...)``; host mode writes floats there, :meth:`GroupBinding.write_rows`), and binds them again after any ``load_state_dict`` of the client, its sub-optimizers or
   the optimizers they wrap (torch's post-load hook where the optimizer has the registry, otherwise
   by standing in for that object's ``load_state_dict``);
 - detects a group that was added, removed, re-bound by another ``LRShim`` or given another ``lr``:
@@ -144,6 +145,19 @@ def _lr_repr(lr: Any) -> str:
     return repr(lr)
 
 
+def _set(group: dict, key: str, index: int | None, value: Any, in_place: bool) -> None:
+    """``group[key] = value`` (``group[key][index]`` in a pair); ``in_place``: fill a tensor that is there."""
+    old = group[key] if index is None else group[key][index]
+    if in_place and isinstance(old, torch.Tensor):
+        old.fill_(value)
+    elif index is None:
+        group[key] = value
+    else:
+        pair = list(group[key])
+        pair[index] = value
+        group[key] = tuple(pair)
+
+
 class GroupBinding:
     """The param groups one scheduler drives: their names, their order and, in device mode, their lrs.
 
@@ -172,6 +186,8 @@ class GroupBinding:
         self.names = self._match(self.group_names(), list(schedule_names), self._unnamed_labels())
         self._counts = [len(owner.param_groups) for owner in self._owners]
         self._lrs: torch.Tensor | None = None  # device mode: the buffer the groups read
+        #: the scheduled hyperparameters after the lr rows: ``(group index, key, index in a pair or None)``
+        self.rows: list[tuple[int, str, int | None]] = []
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -184,7 +200,7 @@ class GroupBinding:
         self._hooked: dict[int, Any] = {}  # id(optimizer) -> its load_state_dict post-hook handle
 
     def __getstate__(self) -> dict[str, Any]:
-        keep = ("client", "_leaves", "optimizer", "_owners", "names", "_counts", "_lrs")
+        keep = ("client", "_leaves", "optimizer", "_owners", "names", "_counts", "_lrs", "rows")
         return {k: self.__dict__[k] for k in keep}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -198,6 +214,17 @@ class GroupBinding:
         if len(self._owners) == 1:
             return self._owners[0].param_groups
         return [g for owner in self._owners for g in owner.param_groups]
+
+    def group_owners(self) -> list[Any]:
+        """The optimizer that owns (and steps) each group, in group order."""
+        return [owner for owner in self._owners for _ in owner.param_groups]
+
+    def write_rows(self, values: list[float]) -> None:
+        """Host mode: write each row's value (``values[G + j]``) into its group; a tensor is filled in place."""
+        groups = self.groups()
+        offset = len(groups)
+        for j, (i, key, index) in enumerate(self.rows):
+            _set(groups[i], key, index, values[offset + j], in_place=True)
 
     def group_names(self) -> list[str | None]:
         """Each group's name: ``group["name"]``, else its sub-optimizer's ``_optims`` name if it has one group."""
@@ -306,6 +333,9 @@ class GroupBinding:
             refs.append(weakref.ref(view, functools.partial(self._view_released, generation, i)))
             ids.append(id(view))
         self._view_refs, self._view_ids = refs, ids
+        offset = len(groups)
+        for j, (i, key, index) in enumerate(self.rows):
+            _set(groups[i], key, index, lrs[offset + j], in_place=False)
         self._watch()
         self._problem = None
 

@@ -20,6 +20,7 @@ import numpy as np
 import pydantic
 import torch
 
+from .hyperparameters import validate_hyperparameters, validate_multipliers
 from .kinds import LearningRate
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "ResumeState",
     "ScheduleChangedWarning",
     "check_step",
+    "hyperparameter_differences",
     "parse_state_dict",
     "schedule_differences",
     "validate_lr_dict",
@@ -139,6 +141,33 @@ def schedule_differences(name: str, saved: LearningRate, configured: LearningRat
     return [f"group {name!r}: {line}" for line in _differences("", saved, configured)]
 
 
+def hyperparameter_differences(
+    name: str,
+    saved: Mapping[str, LearningRate],
+    configured: Mapping[str, LearningRate],
+    saved_multipliers: Mapping[str, float],
+    configured_multipliers: Mapping[str, float],
+) -> list[str]:
+    """One line per field where group ``name``'s hyperparameter schedules or multipliers differ.
+
+    A schedule's field is named by its key then its path (``weight_decay.linear_ramp_to_cosine.learning_rate``);
+    a hyperparameter scheduled on one side only, or a multiplier (1 where none is given), by its key.
+    """
+    lines = []
+    for key in list(saved) + [k for k in configured if k not in saved]:
+        if key in saved and key in configured:
+            lines += _differences(key, saved[key], configured[key])
+        else:
+            was = _plain(saved[key]) if key in saved else "not scheduled"
+            now = _plain(configured[key]) if key in configured else "not scheduled"
+            lines.append(f"{key} is {was!r} in the checkpoint, {now!r} configured")
+    for key in list(saved_multipliers) + [k for k in configured_multipliers if k not in saved_multipliers]:
+        was, now = saved_multipliers.get(key, 1.0), configured_multipliers.get(key, 1.0)
+        if was != now:
+            lines.append(f"multipliers[{key!r}] is {was!r} in the checkpoint, {now!r} configured")
+    return [f"group {name!r}: {line}" for line in lines]
+
+
 # --- the state dict -------------------------------------------------------------------------------
 
 
@@ -151,8 +180,14 @@ def parse_state_dict(
     group_names: Sequence[str],
     configured_lr_dict: Mapping[str, LearningRate],
     strict: bool = False,
+    configured_hyperparameters: Mapping[str, Mapping[str, LearningRate]] | None = None,
+    configured_multipliers: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ResumeState:
-    """Check ``state_dict`` for a scheduler of ``group_names`` (in group order) scheduled by ``configured_lr_dict``.
+    """Check ``state_dict`` for a scheduler of ``group_names`` (in group order) scheduled by ``configured_lr_dict``
+    (and ``configured_hyperparameters`` / ``configured_multipliers``, ``{group: {key: ...}}``).
+
+    The state's ``hyperparameters`` and ``multipliers`` are compared when it has them (a state
+    written before they existed has neither: nothing to compare).
 
     Groups are matched by name: a state saved for other names (or another group count) is refused
     with both lists, and its ``base_lrs`` are reordered into ``group_names``' order. Where a
@@ -191,6 +226,19 @@ def parse_state_dict(
         order = [saved_names.index(n) for n in names]
         for name in names:
             differences += schedule_differences(name, saved[name], configured_lr_dict[name])
+    hyper = configured_hyperparameters or {}
+    mults = configured_multipliers or {}
+    if state_dict.get("hyperparameters") is not None or state_dict.get("multipliers") is not None:
+        saved_hyper = validate_hyperparameters(
+            state_dict.get("hyperparameters") or {}, names, "state_dict['hyperparameters']"
+        )
+        saved_mults = validate_multipliers(
+            state_dict.get("multipliers") or {}, names, saved_hyper, "state_dict['multipliers']"
+        )
+        for name in names:
+            differences += hyperparameter_differences(
+                name, saved_hyper.get(name, {}), hyper.get(name, {}), saved_mults.get(name, {}), mults.get(name, {})
+            )
     base_lrs = state_dict.get("base_lrs")
     if base_lrs is not None:
         if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(names):

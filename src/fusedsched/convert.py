@@ -16,6 +16,12 @@ kinds) whose learning rates are the stock scheduler's, step for step, from its c
   gives that rate there and then holds the schedule's last value; where the extrapolation is
   negative (``anneal_strategy="linear"``) the shim holds the last value from ``total_steps - 1``
   on instead, with a ``ConversionWarning`` naming both rates;
+- ``OneCycleLR`` / ``CyclicLR`` with ``cycle_momentum=True`` (torch's default), on their own: the
+  momentum cycle becomes a ``beta1`` (Adam, AdamW: ``betas[0]``) or ``momentum`` (SGD) schedule
+  beside the rates, torch's sequence exactly (``one_cycle`` peaking at base_momentum from and to
+  max_momentum; ``cyclic`` from max_momentum to base_momentum). The shim binds it as a device
+  tensor, so the optimizer must be fusedsched's ``GraphSafeAdam`` / ``GraphSafeAdamW`` /
+  ``GraphSafeSGD``; a torch optimizer is refused, naming the one to use;
 - Hugging Face's schedule functions are recognized from their ``functools.partial`` keywords;
   ``cosine_warmup_with_min_lr`` needs ``num_warmup_steps >= 2`` (or 1 with no ``warmup_lr_rate``):
   its cosine starts one step early, before step 0 otherwise. So is torchtitan's
@@ -24,8 +30,8 @@ kinds) whose learning rates are the stock scheduler's, step for step, from its c
   with a ``ConversionWarning``.
 
 Anything else is refused with a ``TypeError`` (an unsupported scheduler or function) or a
-``ValueError`` (a supported one with settings no kind represents, e.g. ``OneCycleLR(cycle_momentum=
-True)``), before the optimizer is touched. So is a scheduler whose next rate torch computes from
+``ValueError`` (a supported one with settings no kind represents, e.g. ``CyclicLR`` with a custom
+``scale_fn``), before the optimizer is touched. So is a scheduler whose next rate torch computes from
 the group's current one (the chainable schedulers) while that rate is not the schedule's at the
 current step (e.g. constructed with ``last_epoch=12`` over groups whose ``lr`` is still the base
 rate): torch's rates would go on from the group's rate, the shim's from the closed form.
@@ -45,6 +51,7 @@ import torch
 from torch.optim import lr_scheduler as tls
 
 from .conversion import float32_ulps, learning_rate
+from .graphsafe import GraphSafeOptimizer
 from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
@@ -64,8 +71,8 @@ HF_FUNCTIONS = {
 }
 SUPPORTED = (
     "StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR, "
-    "CosineAnnealingWarmRestarts, OneCycleLR and CyclicLR (cycle_momentum=False; CyclicLR without a custom "
-    "scale_fn), SequentialLR and ChainedScheduler "
+    "CosineAnnealingWarmRestarts, OneCycleLR and CyclicLR (CyclicLR without a custom scale_fn; cycle_momentum=True "
+    "on their own, over fusedsched's GraphSafeAdam, GraphSafeAdamW or GraphSafeSGD), SequentialLR and ChainedScheduler "
     "of these, fusedsched.LRShim, and LambdaLR over transformers.optimization's "
     + ", ".join(dict.fromkeys(HF_FUNCTIONS.values()))
     + " (MultiplicativeLR over get_constant_schedule's), and LambdaLR over torchtitan's linear_warmup_stable_decay"
@@ -250,16 +257,27 @@ def _base(scheduler: Any, g: int) -> float:
     return float(value.item() if isinstance(value, torch.Tensor) else value)
 
 
-def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
+def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone: bool = False) -> Config:
     """OneCycleLR keeps only the phases' float end steps and each group's three rates: find the
-    ``pct_start`` / ``div_factor`` / ``final_div_factor`` that reproduce them exactly."""
-    if scheduler.cycle_momentum:
+    ``pct_start`` / ``div_factor`` / ``final_div_factor`` that reproduce them exactly.
+
+    ``momentum``: the momentum cycle instead (``cycle_momentum=True``): max_momentum -> base_momentum
+    -> max_momentum (three-phase: -> max_momentum), the same anneal function, which is the
+    ``one_cycle`` kind peaking at base_momentum with ``initial = minimum = max_momentum``.
+    ``alone``: the scheduler is ``from_torch``'s own (its momentum cycle is converted beside it).
+    """
+    if scheduler.cycle_momentum and not alone:
         raise ValueError(
             "from_torch: OneCycleLR(cycle_momentum=True) also schedules the optimizer's momentum, which "
-            "torch optimizers take as a float and fusedsched does not schedule; construct it with "
-            "cycle_momentum=False")
+            "from_torch converts only for a OneCycleLR on its own (not inside SequentialLR or ChainedScheduler); "
+            "construct it with cycle_momentum=False")
     group, T, phases = scheduler.optimizer.param_groups[g], scheduler.total_steps, scheduler._schedule_phases
-    peak, initial, minimum = (float(group[k]) for k in ("max_lr", "initial_lr", "min_lr"))
+    if momentum:
+        peak, initial, minimum = (float(group[k]) for k in ("base_momentum", "max_momentum", "max_momentum"))
+        start_key, end_key, what = "start_momentum", "end_momentum", "momentum"
+    else:
+        peak, initial, minimum = (float(group[k]) for k in ("max_lr", "initial_lr", "min_lr"))
+        start_key, end_key, what = "start_lr", "end_lr", "rate"
     strategy = getattr(scheduler, "_anneal_func_type", None)
     three = len(phases) == 3
     ends = [p["end_step"] for p in phases]
@@ -271,35 +289,41 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int) -> Config:
     div = _nearby(peak / initial if initial else 25.0, lambda d: peak / d == initial)
     final_div = _nearby(initial / minimum if minimum else 1e4, lambda f: initial / f == minimum)
     if pct is None or div is None or final_div is None or strategy not in ("cos", "linear"):
-        raise ValueError(f"from_torch: OneCycleLR group {g} (max_lr {peak}, initial_lr {initial}, min_lr {minimum}, "
+        raise ValueError(f"from_torch: OneCycleLR group {g} {what} (peak {peak}, initial {initial}, minimum {minimum}, "
                          f"phases ending at {ends}) is not a one_cycle schedule")
     kind = {"one_cycle": {"max_learning_rate": peak, "total_steps": T, "pct_start": min(max(pct, 0.0), 1.0),
                           "anneal_strategy": strategy, "div_factor": div,
                           "final_div_factor": final_div, "three_phase": three}}
-    # torch gives one more rate at step total_steps (its last phase extrapolated), then raises
+    # torch gives one more value at step total_steps (its last phase extrapolated), then raises
     start, end = ends[-2], ends[-1]
     if end == start:
         return kind
-    extra = scheduler._anneal_func(group[phases[-1]["start_lr"]], group[phases[-1]["end_lr"]], (T - start) / (end - start))
+    extra = scheduler._anneal_func(group[phases[-1][start_key]], group[phases[-1][end_key]], (T - start) / (end - start))
     held = compute_lr(learning_rate(kind, f"from_torch: OneCycleLR (param group {g})"), T - 1)
     if math.isfinite(extra) and extra >= 0:
         return {"join": {"schedules": [kind, {"constant": extra}, {"constant": held}], "boundaries": [T, T + 1]}}
-    warnings.warn(ConversionWarning(  # a negative learning rate is not reproduced
-        f"from_torch: OneCycleLR (param group {g}, anneal_strategy={strategy!r}) extrapolates its last phase to "
-        f"{extra!r} at step total_steps={T}; the shim gives the schedule's last value {held!r} there (and after)"),
+    warnings.warn(ConversionWarning(  # a negative value is not reproduced
+        f"from_torch: OneCycleLR (param group {g} {what}, anneal_strategy={strategy!r}) extrapolates its last phase "
+        f"to {extra!r} at step total_steps={T}; the shim gives the schedule's last value {held!r} there (and after)"),
         stacklevel=2)
     return kind
 
 
-def _cyclic(scheduler: tls.CyclicLR, g: int, base: float) -> Config:
-    """CyclicLR keeps ``total_size`` and ``step_ratio`` (floats): the whole step sizes that give them."""
+def _cyclic(scheduler: tls.CyclicLR, g: int, base: float, momentum: bool = False, alone: bool = False) -> Config:
+    """CyclicLR keeps ``total_size`` and ``step_ratio`` (floats): the whole step sizes that give them.
+
+    ``momentum``: the momentum cycle instead (``cycle_momentum=True``), torch's
+    ``max_m - ((max_m - base_m) * f) * scale``: the ``cyclic`` kind from max_m to base_m, bit for bit.
+    ``alone``: as for :func:`_one_cycle`.
+    """
     if scheduler._scale_fn_custom is not None:
         raise ValueError("from_torch: CyclicLR with a custom scale_fn (a Python function of the cycle or the step) "
                          "has no schedule kind; use mode 'triangular', 'triangular2' or 'exp_range'")
-    if scheduler.cycle_momentum:
+    if scheduler.cycle_momentum and not alone:
         raise ValueError(
-            "from_torch: CyclicLR(cycle_momentum=True) also schedules the optimizer's momentum, which torch "
-            "optimizers take as a float and fusedsched does not schedule; construct it with cycle_momentum=False")
+            "from_torch: CyclicLR(cycle_momentum=True) also schedules the optimizer's momentum, which "
+            "from_torch converts only for a CyclicLR on its own (not inside SequentialLR or ChainedScheduler); "
+            "construct it with cycle_momentum=False")
     total, ratio = scheduler.total_size, scheduler.step_ratio
     up = round(ratio * total) if math.isfinite(ratio * total) else 0
     down = total - up
@@ -307,7 +331,9 @@ def _cyclic(scheduler: tls.CyclicLR, g: int, base: float) -> Config:
         raise ValueError(f"from_torch: CyclicLR with step_size_up + step_size_down = {total!r} and step ratio "
                          f"{ratio!r}: the step sizes must be whole numbers of steps, at least 1")
     mode = scheduler.mode
-    return {"cyclic": {"base_learning_rate": base, "max_learning_rate": float(scheduler.max_lrs[g]),
+    low, high = (float(scheduler.max_momentums[g]), float(scheduler.base_momentums[g])) if momentum else (
+        base, float(scheduler.max_lrs[g]))
+    return {"cyclic": {"base_learning_rate": low, "max_learning_rate": high,
                        "step_size_up": up, "step_size_down": int(down), "mode": mode,
                        "gamma": float(scheduler.gamma) if mode == "exp_range" else 1.0}}
 
@@ -506,6 +532,12 @@ def learning_rates_from_torch(scheduler: Any) -> list[LearningRate]:
         TypeError: ``scheduler`` (or one inside it) is not supported (see ``SUPPORTED``).
         ValueError: it is supported, but with settings no schedule kind represents.
     """
+    return _learning_rates(scheduler, cycle_momentum=False)
+
+
+def _learning_rates(scheduler: Any, cycle_momentum: bool) -> list[LearningRate]:
+    """:func:`learning_rates_from_torch`; ``cycle_momentum``: a top-level OneCycleLR / CyclicLR may
+    cycle momentum (converted apart, by :func:`_cycled_momentum`)."""
     if isinstance(scheduler, LRShim):
         return list(scheduler.lr_dict.values())
     if not isinstance(scheduler, tls.LRScheduler):
@@ -516,7 +548,14 @@ def learning_rates_from_torch(scheduler: Any) -> list[LearningRate]:
     owner = scheduler  # the scheduler holding base_lrs (the composites keep none of their own)
     while not hasattr(owner, "base_lrs") and getattr(owner, "_schedulers", None):
         owner = owner._schedulers[0]
-    return [learning_rate(_config(scheduler, g, _base(owner, g) if hasattr(owner, "base_lrs") else 0.0),
+    def top(g: int, base: float) -> Config:
+        if cycle_momentum and _exact(scheduler, (tls.OneCycleLR,)):
+            return _one_cycle(scheduler, g, alone=True)
+        if cycle_momentum and _exact(scheduler, (tls.CyclicLR,)):
+            return _cyclic(scheduler, g, base, alone=True)
+        return _config(scheduler, g, base)
+
+    return [learning_rate(top(g, _base(owner, g) if hasattr(owner, "base_lrs") else 0.0),
                           f"from_torch: {_name(scheduler)} (param group {g})")
             for g in range(len(scheduler.optimizer.param_groups))]
 
@@ -549,6 +588,33 @@ def _check_current_rates(scheduler: Any, configs: list[LearningRate], step: int)
                 "scheduler with last_epoch=-1 (and step it, or load its state_dict), or load the optimizer's state "
                 "(optimizer.load_state_dict) before constructing the scheduler, so that the group's lr is the "
                 "schedule's at that step")
+
+
+def _cycled_momentum(scheduler: Any) -> tuple[str, list[LearningRate]] | None:
+    """A top-level ``OneCycleLR`` / ``CyclicLR(cycle_momentum=True)``'s momentum cycle: ``(key, one
+    schedule per group)``, ``key`` ``beta1`` (Adam's ``betas[0]``) or ``momentum``; None without one.
+
+    Device mode binds it as a tensor, which only the graph-safe optimizers read without a sync: a
+    torch optimizer is refused, naming the class to use instead, before anything changes.
+    """
+    if not (_exact(scheduler, (tls.OneCycleLR, tls.CyclicLR)) and scheduler.cycle_momentum):
+        return None
+    name, optimizer = _name(scheduler), scheduler.optimizer
+    if not isinstance(optimizer, GraphSafeOptimizer):
+        cls = type(optimizer).__name__
+        instead = {"Adam": "GraphSafeAdam", "AdamW": "GraphSafeAdamW", "SGD": "GraphSafeSGD"}.get(cls)
+        use = f"fusedsched.{instead}" if instead else "fusedsched.GraphSafeAdam, GraphSafeAdamW or GraphSafeSGD"
+        raise ValueError(
+            f"from_torch: {name}(cycle_momentum=True) also cycles the optimizer's momentum, which the shim "
+            f"schedules as a device tensor; {cls} reads it by value (torch's kernels take it as a float). Build "
+            f"the optimizer as {use} (same arguments), or construct the scheduler with cycle_momentum=False")
+    key = "beta1" if scheduler.use_beta1 else "momentum"
+    groups = range(len(optimizer.param_groups))
+    if _exact(scheduler, (tls.OneCycleLR,)):
+        configs = [_one_cycle(scheduler, g, momentum=True, alone=True) for g in groups]
+    else:
+        configs = [_cyclic(scheduler, g, 0.0, momentum=True, alone=True) for g in groups]
+    return key, [learning_rate(c, f"from_torch: {name} momentum (param group {g})") for g, c in zip(groups, configs)]
 
 
 def _group_names(optimizer: Any, count: int) -> list[str]:
@@ -590,10 +656,17 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
         >>> [round(shim.get_last_lr()[0], 4) for _ in range(4) if shim.step() is None]
         [0.1, 0.05, 0.05, 0.025]
     """
-    configs = learning_rates_from_torch(scheduler)  # raises before anything changes
+    momentum = _cycled_momentum(scheduler)  # raises before anything changes
+    configs = _learning_rates(scheduler, cycle_momentum=momentum is not None)
     optimizer = scheduler.optimizer
     step = _current_step(scheduler)
     _check_current_rates(scheduler, configs, step)
     names = list(scheduler.lr_dict) if isinstance(scheduler, LRShim) else _group_names(optimizer, len(configs))
+    hyperparameters = None
+    if isinstance(scheduler, LRShim):
+        hyperparameters = scheduler.hyperparameters
+    elif momentum is not None:
+        hyperparameters = {name: {momentum[0]: cfg} for name, cfg in zip(names, momentum[1])}
     return LRShim(optimizer, dict(zip(names, configs)), last_epoch=step - 1, device_schedule=True,
-                  backend=backend, device=device)
+                  backend=backend, device=device, hyperparameters=hyperparameters,
+                  multipliers=scheduler.multipliers if isinstance(scheduler, LRShim) else None)

@@ -27,8 +27,11 @@ the signal's flag to the op (no sync), the host engine reads it. Where the host 
 far the counter moved (a tensor amount, a skip flag), ``stale`` is set and ``step`` is taken from
 the counter when next read (one sync), as after graph replays.
 
-Growing them: another hyperparameter scheduled beside ``lr`` is another row of ``values`` (one per
-group) bound to its group key; another input of the op (a metric) is another tensor the device
+Rows: ``configs`` holds one schedule per row, every group's ``lr`` first (in group order), then the
+scheduled hyperparameters (:mod:`fusedsched.hyperparameters`, the binding's ``rows``), each bound to
+its group key: the host engine writes them as floats, the device engine evaluates them in the same
+launch and the groups view them. The rates (``floats``, ``recent_rates``) are the lr rows;
+``all_floats`` every row. Another input of the op (a metric) is another tensor the device
 engine owns and passes in every launch, as the amount and the skip flag are. Neither changes what
 ``LRShim`` calls.
 """
@@ -112,6 +115,9 @@ class Engine(Protocol):
     def floats(self) -> list[float]:
         """Every group's current rate as Python floats (device: one copy to the host)."""
 
+    def all_floats(self) -> list[float]:
+        """Every row's current value (the rates, then the hyperparameters) as Python floats."""
+
     def recent_rates(self) -> tuple[int, list[float]]:
         """``(step, rates)`` of a recent step, read without a host sync (see :class:`RecentRates`)."""
 
@@ -167,6 +173,7 @@ class HostEngine:
     def __init__(self, binding: GroupBinding, configs: list[LearningRate], last_epoch: int) -> None:
         self._binding = binding
         self._rates = HostRates(configs)
+        self._groups = len(binding.names)  # the lr rows; the hyperparameter rows follow
         self.step = last_epoch
         self.values: list[float] = []
         self.skip: SkipSignal | None = None
@@ -219,6 +226,8 @@ class HostEngine:
                 group["lr"] = lr
             else:
                 old.fill_(lr)
+        if self._binding.rows:
+            self._binding.write_rows(values)
         self.values = values
         self.step = step
 
@@ -230,10 +239,13 @@ class HostEngine:
         return 0
 
     def floats(self) -> list[float]:
+        return list(self.values[: self._groups])
+
+    def all_floats(self) -> list[float]:
         return list(self.values)
 
     def recent_rates(self) -> tuple[int, list[float]]:
-        return self.step, list(self.values)
+        return self.step, list(self.values[: self._groups])
 
     def extra_state(self) -> dict[str, Any]:
         return {}
@@ -291,7 +303,7 @@ class DeviceEngine:
 
     Args:
         binding: the groups; they are bound to the buffer once every check has passed.
-        configs: one schedule per group, in group order.
+        configs: one schedule per row: per group, in group order, then the binding's ``rows``.
         last_epoch: the starting step (-1: none yet).
         device: the buffer's device (default: the parameters'); backend: see ``LRShim``.
     """
@@ -314,6 +326,7 @@ class DeviceEngine:
             raise ValueError("device mode gives every group a tensor lr, but " + "; ".join(problems))
         self.backend = resolve_backend(device, backend)
         self.table = _table(configs, device)
+        self._groups = len(binding.names)  # the lr rows; the hyperparameter rows follow
         self.counter = torch.full((), last_epoch, dtype=torch.int64, device=device)
         self.values = torch.zeros(len(configs), dtype=torch.float32, device=device)
         check_advance_args(self.counter, self.table, self.values, 1)
@@ -435,7 +448,15 @@ class DeviceEngine:
         self.step, self.ahead, self.stale = device_step, False, False
         return taken
 
+    @property
+    def lrs(self) -> torch.Tensor:
+        """The lr rows: the buffer itself without hyperparameter rows, else a view of its first rows."""
+        return self.values if self._groups == len(self.values) else self.values[: self._groups]
+
     def floats(self) -> list[float]:
+        return self.lrs.tolist()
+
+    def all_floats(self) -> list[float]:
         return self.values.tolist()
 
     def extra_state(self) -> dict[str, Any]:
@@ -452,7 +473,8 @@ class DeviceEngine:
         if self._recent is None:
             self._recent = RecentRates(self.values, self.step)
             self._select_advance()
-        return self._recent.read()
+        step, values = self._recent.read()
+        return step, values[: self._groups]
 
     def restore(self, step: int) -> None:
         self.ahead = False

@@ -19,6 +19,11 @@ tensor the op reads: tokens, samples), and :meth:`LRShim.skip_steps_on` (a ``Gra
 ``found_inf`` tensor) makes a step whose optimizer step was skipped leave every schedule where it
 was, decided on the device. ``last_epoch`` counts applied steps in the amount's unit.
 
+Hyperparameters: ``hyperparameters={group: {"weight_decay" | "beta1" | "beta2" | "momentum" | "eps":
+schedule}}`` schedules what the optimizer step reads beside ``lr``, and ``multipliers={group: {key:
+m}}`` scales a group's schedule by a constant (:mod:`fusedsched.hyperparameters`): host mode writes
+floats into those keys, device mode evaluates them in the same launch and binds 0-dim views.
+
 Checkpoints are checked by :func:`fusedsched.checkpoint.parse_state_dict` before anything changes.
 """
 
@@ -34,6 +39,7 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 from .binding import GroupBinding, GroupBindingError
 from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, validate_lr_dict
 from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine, buffer_device
+from .hyperparameters import check_optimizer_reads, rows, scaled, validate_hyperparameters, validate_multipliers
 from .kinds import LearningRate
 from .schedules import compute_lr
 from .skipping import SkipSignal
@@ -90,6 +96,15 @@ class LRShim(LRScheduler):
             ``"reference"``); ``None`` means ``$FUSEDSCHED_BACKEND`` or ``"auto"``.
         device: where the device-mode buffers live: the parameters' device (the default).
         skip_steps_on: a ``torch.amp.GradScaler`` or a ``found_inf`` tensor: see :meth:`skip_steps_on`.
+        hyperparameters: ``{group name: {key: LearningRate or dict}}`` with ``key`` one of
+            ``weight_decay``, ``beta1`` (``betas[0]``), ``beta2`` (``betas[1]``), ``momentum``, ``eps``:
+            each is scheduled like ``lr`` (host mode: a float written each step; device mode: a
+            0-dim view of the same buffer, evaluated in the same launch, which only fusedsched's
+            ``GraphSafeAdam`` / ``GraphSafeAdamW`` / ``GraphSafeSGD`` read without a host sync, so
+            device mode refuses other optimizers for them). The group must have the key.
+        multipliers: ``{group name: {key: m}}``, ``key`` ``lr`` or a scheduled hyperparameter of
+            that group, ``m`` a finite float >= 0: the group's value is ``m * schedule(s)``, exactly
+            (one schedule, per-group multipliers: layer-wise rates, ``lr_mult`` / ``wd_mult``).
 
     Raises:
         TypeError / ValueError / OverflowError: a bad argument (a step beyond the mode's range),
@@ -117,9 +132,13 @@ class LRShim(LRScheduler):
         backend: str | None = None,
         device: torch.device | str | None = None,
         skip_steps_on: Any = None,
+        hyperparameters: Mapping[str, Mapping[str, Any]] | None = None,
+        multipliers: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         configs = validate_lr_dict(lr_dict)
         binding = GroupBinding(optimizer, list(configs))
+        hyper = validate_hyperparameters(hyperparameters, binding.names)
+        mults = validate_multipliers(multipliers, binding.names, hyper)
         last_epoch = check_step(last_epoch, "last_epoch", minimum=-1)
         groups = binding.groups()
         if last_epoch >= 0:
@@ -133,18 +152,23 @@ class LRShim(LRScheduler):
             device_schedule = all(isinstance(g["lr"], torch.Tensor) for g in groups)
         elif not isinstance(device_schedule, bool):
             raise TypeError(f"device_schedule must be None, True or False, got {device_schedule!r}")
+        row_configs, extra = rows(binding.names, configs, hyper, mults)
+        check_optimizer_reads(extra, groups, binding.group_owners(), binding.names, device_schedule)
         skip = None  # checked here, before the engine changes the groups; used from the first step()
         if skip_steps_on is not None:
             skip = SkipSignal(skip_steps_on, buffer_device(binding, device) if device_schedule else None)
         self._binding = binding
         self.lr_dict = {name: configs[name] for name in binding.names}  # in group order
         self.group_names = list(self.lr_dict)
+        self.hyperparameters = hyper  #: ``{group: {key: LearningRate}}``, the scheduled hyperparameters
+        self.multipliers = mults  #: ``{group: {key: m}}``, the multipliers as given (a missing one is 1)
+        self._rows = extra
         self._steps = 0  # torch's _step_count
-        schedules = list(self.lr_dict.values())
+        binding.rows = [(row.group, row.key, row.index) for row in extra]
         self._engine: Engine = (
-            DeviceEngine(binding, schedules, last_epoch, device, backend)
+            DeviceEngine(binding, row_configs, last_epoch, device, backend)
             if device_schedule
-            else HostEngine(binding, schedules, last_epoch)
+            else HostEngine(binding, row_configs, last_epoch)
         )
         super().__init__(binding.optimizer, last_epoch)
         if skip is not None:  # after the initial step: it evaluates step 0, skipping nothing
@@ -162,8 +186,16 @@ class LRShim(LRScheduler):
 
     @property
     def lr_tensor(self) -> torch.Tensor:
-        """The float32 buffer of every group's current rate (device mode; reading it never syncs)."""
-        return self._device_only("lr_tensor").values
+        """The float32 buffer of every group's current rate (device mode; reading it never syncs).
+
+        With scheduled hyperparameters, a view of the buffer's first rows (:attr:`values_tensor` is all of it).
+        """
+        return self._device_only("lr_tensor").lrs
+
+    @property
+    def values_tensor(self) -> torch.Tensor:
+        """The whole float32 buffer (device mode): every group's lr, then the scheduled hyperparameters."""
+        return self._device_only("values_tensor").values
 
     @property
     def step_tensor(self) -> torch.Tensor:
@@ -328,12 +360,29 @@ class LRShim(LRScheduler):
         return self._get_closed_form_lr()
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [compute_lr(cfg, self.last_epoch) for cfg in self.lr_dict.values()]
+        step = self.last_epoch
+        return [
+            compute_lr(scaled(cfg, self.multipliers.get(name, {}).get("lr", 1.0)), step)
+            for name, cfg in self.lr_dict.items()
+        ]
 
     def get_last_lr(self) -> list[float]:
         """Every group's current rate as floats. In device mode: one device-to-host copy (a sync)."""
         self._binding.verify()
         return self._engine.floats()
+
+    def get_last_hyperparameters(self) -> dict[str, dict[str, float]]:
+        """Every scheduled hyperparameter's current value, ``{group: {key: float}}`` (device mode: a sync).
+
+        ``key`` as given to ``hyperparameters`` (``beta1`` for ``betas[0]``), multipliers applied;
+        groups without a scheduled hyperparameter are left out (their lrs: :meth:`get_last_lr`).
+        """
+        self._binding.verify()
+        values = self._engine.all_floats()[len(self.group_names) :]
+        out: dict[str, dict[str, float]] = {}
+        for row, value in zip(self._rows, values):
+            out.setdefault(self.group_names[row.group], {})[row.name] = value
+        return out
 
     def get_recent_lr(self) -> list[float]:
         """Every group's rate after a recent step, read without a host sync: for logging.
@@ -350,8 +399,9 @@ class LRShim(LRScheduler):
         """Plain Python data only (ints, floats, strings, lists, dicts); loads with ``weights_only=True``.
 
         ``last_epoch`` and ``_step_count`` (device mode: read from the device counter, one sync, and
-        also stored as ``device_step``), ``base_lrs`` and ``_last_lr`` as floats, and ``lr_dict``: every
-        group's schedule by name, in group order.
+        also stored as ``device_step``), ``base_lrs`` and ``_last_lr`` as floats, ``lr_dict``: every
+        group's schedule by name, in group order, ``hyperparameters`` (``{group: {key: schedule}}``)
+        and ``multipliers`` (``{group: {key: float}}``).
         """
         self._binding.verify()
         self._steps += self._engine.catch_up()  # device mode: the counter may have been written directly
@@ -361,6 +411,11 @@ class LRShim(LRScheduler):
             "base_lrs": [_float(lr) for lr in self.base_lrs],
             "_last_lr": self._engine.floats(),
             "lr_dict": {name: cfg.model_dump(exclude_none=True) for name, cfg in self.lr_dict.items()},
+            "hyperparameters": {
+                name: {key: cfg.model_dump(exclude_none=True) for key, cfg in entry.items()}
+                for name, entry in self.hyperparameters.items()
+            },
+            "multipliers": {name: dict(entry) for name, entry in self.multipliers.items()},
             **self._engine.extra_state(),
         }
 
@@ -368,13 +423,15 @@ class LRShim(LRScheduler):
         """Restore the step from a :meth:`state_dict`; the schedules stay the configured ones.
 
         Groups are matched by name: a state saved for other names (or another group count) is
-        refused with both lists. Where the checkpoint's schedule of a group differs from the
-        configured one, the configured one is used and one :class:`ScheduleChangedWarning` lists
-        every difference (group and field); ``strict=True`` raises ``ValueError`` instead. Device
+        refused with both lists. Where the checkpoint's schedule of a group (its lr, a
+        hyperparameter's, or a multiplier) differs from the configured one, the configured one is
+        used and one :class:`ScheduleChangedWarning` lists every difference (group and field); ``strict=True`` raises ``ValueError`` instead. Device
         mode refuses a ``last_epoch`` beyond ``MAX_STEP``. Everything is checked before anything
         changes. In device mode the groups are bound to the buffer again.
         """
-        resume = parse_state_dict(state_dict, self.group_names, self.lr_dict, strict)
+        resume = parse_state_dict(
+            state_dict, self.group_names, self.lr_dict, strict, self.hyperparameters, self.multipliers
+        )
         self._engine.check_step(resume.last_epoch, "state_dict['last_epoch']")
         if resume.differences:
             lines = "\n  ".join(resume.differences)
