@@ -498,18 +498,71 @@ def test_megatron_every_backend(backend):
     run_megatron(*megatron_cases()["cosine"], backend=backend)
 
 
+@pytest.mark.parametrize("style", ["linear", "cosine"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_megatron_weight_decay_increment(style, backend):
+    # start_wd -> end_wd over wd_incr_steps, times each group's wd_mult, as Megatron's step writes
+    # group["weight_decay"]; a group with start_wd == end_wd keeps Megatron's constant
+    from fusedsched import GraphSafeAdamW
+
+    scheduler_class = megatron()
+    groups = [{"lr": 0.0, "wd_mult": 1.0}, {"lr": 0.0, "wd_mult": 0.5, "start_wd": 0.0, "end_wd": 0.3},
+              {"lr": 0.0, "wd_mult": 2.0, "start_wd": 0.05, "end_wd": 0.05}]
+    params = dict(init_lr=1e-5, max_lr=0.1, min_lr=1e-3, lr_warmup_steps=5, lr_decay_steps=60, lr_decay_style="cosine",
+                  start_wd=0.01, end_wd=0.1, wd_incr_steps=40, wd_incr_style=style)
+    source, twin = (scheduler_class(make_optimizer(groups, GraphSafeAdamW, lr=0.0), **params) for _ in range(2))
+    for s in (source, twin):
+        s.step(3)
+    shim = from_megatron(twin, backend=backend)
+    assert sorted(shim.hyperparameters) == ["group0", "group1"]  # group 2's weight decay is constant
+
+    def decays(optimizer):
+        return [float(g["weight_decay"]) for g in optimizer.param_groups]
+
+    got, want, seen = [decays(twin.optimizer)], [decays(source.optimizer)], [3]
+    lrs_got, lrs_want = [shim.lr_tensor.tolist()], [rates(source.optimizer)]
+    for increment in [1] * 50 + [7, 100, 10**6]:
+        source.step(increment)
+        shim.step(increment)
+        got.append(decays(twin.optimizer))
+        want.append(decays(source.optimizer))
+        lrs_got.append(shim.lr_tensor.tolist())
+        lrs_want.append(rates(source.optimizer))
+        seen.append(source.num_steps)
+    assert_precision(got, want, seen)
+    assert_precision(lrs_got, lrs_want, seen)
+    assert want[1][2] == 0.05 * 2.0 and want[-1][:2] == [0.1, 0.3 * 0.5]
+
+
+def test_megatron_weight_decay_increment_needs_an_optimizer_that_reads_tensors():
+    scheduler_class = megatron()
+    params = dict(init_lr=0.0, max_lr=0.1, min_lr=0.0, lr_warmup_steps=2, lr_decay_steps=20, lr_decay_style="linear",
+                  start_wd=0.0, end_wd=0.1, wd_incr_steps=20, wd_incr_style="linear")
+    optimizer = make_optimizer(MEGATRON_GROUPS, torch.optim.AdamW, lr=0.0)
+    scheduler = scheduler_class(optimizer, **params)
+    before = [g["lr"] for g in optimizer.param_groups]
+    with pytest.raises(ValueError, match=r"hyperparameters\['group0'\]\['weight_decay'\].*reads it by value"):
+        from_megatron(scheduler)
+    assert_untouched(optimizer, before)
+    assert all(type(g["weight_decay"]) is float for g in optimizer.param_groups)
+
+
 def test_megatron_refusals_name_the_setting_and_touch_nothing():
     scheduler_class = megatron()
     base = dict(init_lr=0.0, max_lr=0.1, min_lr=0.0, lr_warmup_steps=2, lr_decay_steps=20, lr_decay_style="WSD",
                 wsd_decay_steps=5, lr_wsd_decay_style="linear", start_wd=0.01, end_wd=0.01, wd_incr_steps=20,
                 wd_incr_style="constant")
     cases = [
-        (dict(base, start_wd=0.0, end_wd=0.1, wd_incr_style="cosine"), r"start_wd=0.0 to end_wd=0.1 \(cosine\)"),
-        (dict(base, lr_wsd_decay_style="exponential"), r"lr_wsd_decay_style='exponential'"),
+        # an increment style Megatron may add (0.16 asserts in its constructor for any other)
+        (dict(base, start_wd=0.0, end_wd=0.1, wd_incr_style="linear"), {"wd_incr_style": "exponential"},
+         r"wd_incr_style='exponential'; supported: 'linear', 'cosine'"),
+        (dict(base, lr_wsd_decay_style="exponential"), {}, r"lr_wsd_decay_style='exponential'"),
     ]
-    for params, match in cases:
+    for params, later, match in cases:
         optimizer = make_optimizer(MEGATRON_GROUPS)
         scheduler = scheduler_class(optimizer, **params)
+        for key, value in later.items():
+            setattr(scheduler, key, value)
         before = [g["lr"] for g in optimizer.param_groups]
         with pytest.raises(ValueError, match=match):
             from_megatron(scheduler)

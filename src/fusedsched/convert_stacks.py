@@ -104,14 +104,18 @@ class _JumpingShim(LRShim):
 
     @classmethod
     def _start(cls, optimizer: Any, configs: list[LearningRate], step: int, backend: str | None,
-               device: torch.device | str | None, **attributes: Any) -> Any:
-        """A device-mode shim over ``optimizer``'s groups whose current step is ``step``."""
+               device: torch.device | str | None, hyperparameters: list[dict[str, Any]] | None = None,
+               multipliers: list[dict[str, float]] | None = None, **attributes: Any) -> Any:
+        """A device-mode shim over ``optimizer``'s groups whose current step is ``step``;
+        ``hyperparameters`` / ``multipliers``: per group, in group order (empty dicts for none)."""
         if not 0 <= step <= MAX_STEP:  # before the groups are bound
             raise ValueError(f"{cls.__name__}: the source scheduler is at step {step}, outside [0, 2**53 - 2]")
+        names = _group_names(optimizer.param_groups)
+        by_name = (lambda per_group: {n: v for n, v in zip(names, per_group) if v} if per_group else None)
         shim = cls.__new__(cls)
         shim.__dict__.update(attributes)
-        LRShim.__init__(shim, optimizer, dict(zip(_group_names(optimizer.param_groups), configs)),
-                        device_schedule=True, backend=backend, device=device)
+        LRShim.__init__(shim, optimizer, dict(zip(names, configs)), device_schedule=True, backend=backend,
+                        device=device, hyperparameters=by_name(hyperparameters), multipliers=by_name(multipliers))
         if step:
             shim._catch_up()
             shim._engine.jump(step)
@@ -628,6 +632,13 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     return _join([*warmup, (W, {"constant": last}), (W + 1, _offset(wsd, W + 1 - A))])
 
 
+def _check_megatron(scheduler: Any) -> None:
+    cls = type(scheduler)
+    if cls.__name__ != "OptimizerParamScheduler" or not cls.__module__.startswith("megatron.core."):
+        raise TypeError(f"from_megatron cannot convert {cls.__name__}; supported: "
+                        "megatron.core.optimizer_param_scheduler.OptimizerParamScheduler")
+
+
 def megatron_learning_rates(scheduler: Any) -> list[LearningRate]:
     """One ``LearningRate`` per param group of Megatron's ``OptimizerParamScheduler``, over its
     ``num_steps``, from each group's ``max_lr`` / ``min_lr`` (the scheduler's own where a group has
@@ -635,32 +646,69 @@ def megatron_learning_rates(scheduler: Any) -> list[LearningRate]:
 
     Raises:
         TypeError: not Megatron-core's ``OptimizerParamScheduler``.
-        ValueError: a weight-decay increment (``start_wd != end_wd``: fusedsched schedules learning
-            rates only), or settings no kind represents (``lr_wsd_decay_style="exponential"``).
+        ValueError: settings no kind represents (``lr_wsd_decay_style="exponential"``).
     """
-    cls = type(scheduler)
-    if cls.__name__ != "OptimizerParamScheduler" or not cls.__module__.startswith("megatron.core."):
-        raise TypeError(f"from_megatron cannot convert {cls.__name__}; supported: "
-                        "megatron.core.optimizer_param_scheduler.OptimizerParamScheduler")
+    _check_megatron(scheduler)
     groups = _megatron_optimizer(scheduler).param_groups
-    for g, group in enumerate(groups):
-        start, end = group.get("start_wd", scheduler.start_wd), group.get("end_wd", scheduler.end_wd)
-        if start != end:
-            raise ValueError(
-                f"from_megatron: param group {g} increments its weight decay from start_wd={start!r} to end_wd={end!r} "
-                f"({scheduler.wd_incr_style}); fusedsched schedules learning rates only: use start_wd == end_wd")
     return [learning_rate(_megatron_config(scheduler, group), f"from_megatron: OptimizerParamScheduler (param group {g})")
             for g, group in enumerate(groups)]
+
+
+def megatron_weight_decays(scheduler: Any) -> list[LearningRate | None]:
+    """Each param group's weight-decay increment under Megatron's ``OptimizerParamScheduler``, over
+    its ``num_steps`` (None where ``start_wd == end_wd``: Megatron writes a constant, already in the
+    group). Megatron's ``get_wd``: ``start + coeff * (end - start)`` up to ``wd_incr_steps`` W, with
+    ``coeff = n / W`` (linear) or ``0.5 * (cos(pi * (1 - n / W)) + 1)`` (cosine), then ``end``; as a
+    line (``warmup_stable_decay``'s ramp) or a ``cosine_annealing`` from start to end over W, then
+    ``end``: the same values to float64 rounding (not Megatron's operation order). The group's
+    ``wd_mult`` multiplies it (see :func:`from_megatron`).
+
+    Raises:
+        TypeError: not Megatron-core's ``OptimizerParamScheduler``.
+        ValueError: an increment over ``wd_incr_steps`` < 1, or a ``wd_incr_style`` other than
+            ``linear`` and ``cosine``.
+    """
+    _check_megatron(scheduler)
+    out: list[LearningRate | None] = []
+    for g, group in enumerate(_megatron_optimizer(scheduler).param_groups):
+        start, end = (_float(group.get(k, getattr(scheduler, k))) for k in ("start_wd", "end_wd"))
+        if start == end:
+            out.append(None)
+            continue
+        W, style = scheduler.wd_incr_steps, scheduler.wd_incr_style
+        if isinstance(W, bool) or not isinstance(W, int) or W < 1:
+            raise ValueError(f"from_megatron: param group {g} increments its weight decay over wd_incr_steps={W!r}; "
+                             "it must be an integer >= 1")
+        if style == "linear":
+            rise: Config = _line(start, end, W)
+        elif style == "cosine":
+            rise = {"cosine_annealing": {"learning_rate": start, "final_learning_rate": end, "num_steps": W}}
+        else:
+            raise ValueError(f"from_megatron: param group {g} increments its weight decay from start_wd={start!r} to "
+                             f"end_wd={end!r} with wd_incr_style={style!r}; supported: 'linear', 'cosine'")
+        out.append(learning_rate(_join([(0, rise), (W, {"constant": end})]),
+                                 f"from_megatron: OptimizerParamScheduler weight decay (param group {g})"))
+    return out
 
 
 def from_megatron(scheduler: Any, *, backend: str | None = None,
                   device: torch.device | str | None = None) -> MegatronShim:
     """Megatron's ``OptimizerParamScheduler`` rates, evaluated on the device, from its current
-    ``num_steps`` on: a :class:`MegatronShim` (call its ``step(increment)`` instead).
+    ``num_steps`` on: a :class:`MegatronShim` (call its ``step(increment)`` instead). A group whose
+    weight decay rises (``start_wd != end_wd``) gets a ``weight_decay`` schedule
+    (:func:`megatron_weight_decays`) times its ``wd_mult``, as Megatron's ``step`` writes it: its
+    optimizer must read a tensor weight decay (``GraphSafeAdam`` / ``GraphSafeAdamW`` /
+    ``GraphSafeSGD``).
 
     Raises:
-        TypeError / ValueError: see :func:`megatron_learning_rates`; nothing is touched.
+        TypeError / ValueError: see :func:`megatron_learning_rates` and :func:`megatron_weight_decays`,
+            and ``LRShim``'s refusal of an optimizer that reads the weight decay by value; nothing is
+            touched.
     """
-    configs = megatron_learning_rates(scheduler)
+    configs, decays = megatron_learning_rates(scheduler), megatron_weight_decays(scheduler)
     step = _int(scheduler.num_steps, "num_steps")
-    return MegatronShim._start(_megatron_optimizer(scheduler), configs, step, backend, device)
+    optimizer = _megatron_optimizer(scheduler)
+    hyperparameters = [{"weight_decay": d} if d is not None else {} for d in decays]
+    multipliers = [{"weight_decay": _float(group.get("wd_mult", 1.0))} if d is not None else {}
+                   for d, group in zip(decays, optimizer.param_groups)]
+    return MegatronShim._start(optimizer, configs, step, backend, device, hyperparameters, multipliers)
