@@ -18,7 +18,7 @@ import pytest
 import torch
 from _peers import timm_scheduler, ulps32
 
-from fusedsched import LRShim, LearningRate, compute_lr
+from fusedsched import GraphSafeAdamW, LRShim, LearningRate, compute_lr
 from fusedsched.convert_stacks import (
     DeepSpeedShim,
     MegatronShim,
@@ -387,9 +387,47 @@ def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
         with pytest.raises(error, match=match):
             from_deepspeed(scheduler)
         assert_untouched(optimizer, before)
-    adam = make_optimizer([{"lr": 0.1}], cls=torch.optim.Adam)
-    with pytest.raises(ValueError, match=r"OneCycle\(cycle_momentum=True\) also cycles the optimizer's betas"):
+    adam = make_optimizer([{"lr": 0.1}], cls=torch.optim.Adam)  # reads betas by value: refused, untouched
+    with pytest.raises(ValueError, match=r"hyperparameters\['group0'\]\['beta1'\].*reads it by value"):
         from_deepspeed(schedules.OneCycle(adam, 0.01, 0.1))
+    assert_untouched(adam, [0.01])
+    adam = make_optimizer([{"lr": 0.1}], cls=GraphSafeAdamW)
+    with pytest.raises(ValueError, match=r"decay_mom_rate=0.5"):  # the post-cycle momentum decay
+        from_deepspeed(schedules.OneCycle(adam, 0.01, 0.1, decay_mom_rate=0.5, decay_step_size=3))
+
+
+@pytest.mark.parametrize("before", [0, 13])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deepspeed_one_cycle_cycles_betas(backend, before):
+    # DeepSpeed's default: betas = (max_mom - (max_mom - min_mom) * scale, 0.99), inversely to the lr,
+    # then (max_mom, 0.99) after the cycle; per-group momentum bounds
+    schedules = deepspeed()
+    params = dict(cycle_min_lr=[1e-4, 1e-3, 0.0], cycle_max_lr=[0.1, 0.01, 0.3], cycle_first_step_size=10,
+                  cycle_second_step_size=15, cycle_min_mom=[0.85, 0.8, 0.7], cycle_max_mom=[0.95, 0.9, 0.99])
+    groups = [{"lr": b, "betas": (0.9, 0.999)} for b in DS_BASES]
+    source, twin = (schedules.OneCycle(make_optimizer(groups, GraphSafeAdamW, lr=0.1), **params) for _ in range(2))
+    assert source.cycle_momentum
+    for _ in range(before):
+        source.step()
+        twin.step()
+    shim = from_deepspeed(twin, backend=backend)
+
+    def betas(optimizer):
+        return [float(b) for g in optimizer.param_groups for b in g["betas"]]
+
+    got, want, seen = [betas(twin.optimizer)], [betas(source.optimizer)], [before]
+    lrs_got, lrs_want = [shim.lr_tensor.tolist()], [rates(source.optimizer)]
+    for i in range(1, 40):
+        source.step()
+        shim.step()
+        got.append(betas(twin.optimizer))
+        want.append(betas(source.optimizer))
+        lrs_got.append(shim.lr_tensor.tolist())
+        lrs_want.append(rates(source.optimizer))
+        seen.append(before + i)
+    assert_precision(got, want, seen)
+    assert_precision(lrs_got, lrs_want, seen)
+    assert want[-1] == [0.95, 0.99, 0.9, 0.99, 0.99, 0.99]  # after the cycle: (max_mom, 0.99)
 
 
 @pytest.mark.parametrize("config, error, match", [
@@ -397,7 +435,8 @@ def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
     ({"type": "WarmupLR", "params": {"warmup_num_step": 5}}, ValueError, r"unknown \['warmup_num_step'\]"),
     ({"type": "WarmupDecayLR", "params": {"warmup_type": "linear"}}, ValueError, r"missing \['total_num_steps'\]"),
     ({"type": "WarmupLR", "params": {"warmup_num_steps": 0, "warmup_type": "linear"}}, ValueError, "positive integer, got 0"),
-    ({"type": "OneCycle", "params": {"cycle_min_lr": 0.1, "cycle_max_lr": 1.0}}, ValueError, "cycle_momentum"),
+    ({"type": "OneCycle", "params": {"cycle_min_lr": 0.1, "cycle_max_lr": 1.0}}, ValueError,
+     "cycle_momentum.*convert the built scheduler with from_deepspeed"),
     ({"type": "WarmupLR", "params": {"warmup_max_lr": [0.1], "warmup_type": "linear"}}, ValueError, "expected 3 values"),
     ({"params": {}}, ValueError, "'type' and 'params'"),
     ({"type": "WarmupLR", "params": {"warmup_type": "exp"}}, ValueError, r"WarmupLR\(warmup_type='exp'\)"),

@@ -338,8 +338,8 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
 # --- DeepSpeed ------------------------------------------------------------------------------------
 
 DEEPSPEED_SUPPORTED = ("deepspeed.runtime.lr_schedules' WarmupLR, WarmupDecayLR and WarmupCosineLR "
-                       "(warmup_type 'log' or 'linear'), and OneCycle (no stairs, no post-cycle decay, "
-                       "cycle_momentum off)")
+                       "(warmup_type 'log' or 'linear'), and OneCycle (no stairs, no post-cycle decay; its "
+                       "momentum cycling over a graph-safe optimizer)")
 
 #: Each scheduler's parameters and their defaults in DeepSpeed 0.19.8 (``...``: required).
 DEEPSPEED_PARAMS: dict[str, dict[str, Any]] = {
@@ -426,10 +426,12 @@ def _ds_cosine(orgs: list[float], W: int, total: int, warmup_min_ratio: float, c
 def _ds_one_cycle(mins: list[float], maxs: list[float], first: Any, second: Any, stairs: tuple[Any, Any],
                   skip_decay: bool, decay: tuple[Any, Any], momentum: bool) -> list[Config]:
     """OneCycle over the shim's step ``b = n + 1``: min -> max over ``first`` steps, max -> min over
-    ``second``, then min."""
+    ``second``, then min. ``momentum``: the config says ``cycle_momentum`` (refused: only the built
+    object, :func:`from_deepspeed`, knows whether its optimizer has betas to cycle)."""
     if momentum:
-        raise ValueError("DeepSpeed OneCycle(cycle_momentum=True) also cycles the optimizer's betas, which "
-                         "fusedsched does not schedule; set cycle_momentum to false")
+        raise ValueError("DeepSpeed OneCycle(cycle_momentum=True) also cycles the optimizer's betas[0]: convert the "
+                         "built scheduler with from_deepspeed (over a graph-safe optimizer), or set cycle_momentum "
+                         "to false")
     if any(s for s in stairs):
         raise ValueError(f"DeepSpeed OneCycle(cycle_first_stair_count, cycle_second_stair_count = {stairs}): "
                          "the staircase is not converted; use 0")
@@ -438,8 +440,37 @@ def _ds_one_cycle(mins: list[float], maxs: list[float], first: Any, second: Any,
                          "post-cycle decay min_lr / (1 + rate * k / size) has no schedule kind; use decay_lr_rate 0")
     up, down = _int(first, "DeepSpeed OneCycle(cycle_first_step_size"), _int(
         second, "DeepSpeed OneCycle(cycle_second_step_size")
-    return [_join([(0, _line(lo, hi, up)), (up, _line(hi, lo, down) if down else {"constant": lo}),
-                   (up + down, {"constant": lo})]) for lo, hi in zip(mins, maxs)]
+    return [_ds_cycle(lo, hi, up, down) for lo, hi in zip(mins, maxs)]
+
+
+def _ds_cycle(start: float, turn: float, up: int, down: int) -> Config:
+    """OneCycle's triangle over the shim's step: ``start`` -> ``turn`` over ``up`` steps, back over
+    ``down``, then ``start`` (its lr from min to max; its momentum from max to min)."""
+    return _join([(0, _line(start, turn, up)), (up, _line(turn, start, down) if down else {"constant": start}),
+                  (up + down, {"constant": start})])
+
+
+def _ds_momentum(s: Any) -> list[dict[str, Config]] | None:
+    """OneCycle's momentum cycling (the object's ``cycle_momentum``: False when its optimizer has no
+    betas), per group: ``betas = (max_mom - (max_mom - min_mom) * scale, 0.99)`` during the cycle,
+    ``(max_mom, 0.99)`` after it: ``beta1`` on the lr's triangle from max_mom to min_mom, and
+    ``beta2`` the constant 0.99 that DeepSpeed writes with it. Before the first step DeepSpeed's
+    constructor sets ``(min_mom, 0.99)`` (its formula would give max_mom there): so does step 0
+    here, also when ``step(-1)`` goes back to it (where DeepSpeed's formula gives max_mom)."""
+    if not s.cycle_momentum:
+        return None
+    if not s.skip_mom_decay:
+        raise ValueError(f"DeepSpeed OneCycle(decay_mom_rate={s.decay_mom_rate!r}, decay_step_size="
+                         f"{s.decay_step_size!r}): the post-cycle momentum decay has no schedule kind; use "
+                         "decay_mom_rate 0")
+    up, down = _int(s.first_step_size, "DeepSpeed OneCycle(cycle_first_step_size"), _int(
+        s.second_step_size, "DeepSpeed OneCycle(cycle_second_step_size")
+    out = []
+    for lo, hi in zip(s.min_moms, s.max_moms):
+        cycle = _ds_cycle(_float(hi[0]), _float(lo[0]), up, down)
+        out.append({"beta1": _join([(0, {"constant": _float(lo[0])}), (1, _offset(cycle, 1))]),
+                    "beta2": {"constant": _float(lo[1])}})
+    return out
 
 
 def _deepspeed_from_params(kind: str, params: Mapping[str, Any], base_lrs: Sequence[float]) -> list[Config]:
@@ -503,11 +534,11 @@ def _deepspeed_configs(scheduler: Any) -> list[Config]:
     if type(scheduler).__module__ != "deepspeed.runtime.lr_schedules" or kind not in DEEPSPEED_PARAMS:
         raise TypeError(f"from_deepspeed cannot convert {kind}; supported: {DEEPSPEED_SUPPORTED}")
     s = scheduler
-    if kind == "OneCycle":
+    if kind == "OneCycle":  # its momentum cycling: _ds_momentum
         return _ds_one_cycle([_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.first_step_size,
                              s.second_step_size,
                              (s.first_stair_count, s.second_stair_count), s.skip_lr_decay,
-                             (s.decay_lr_rate, s.decay_step_size), bool(s.cycle_momentum))
+                             (s.decay_lr_rate, s.decay_step_size), False)
     if kind == "WarmupCosineLR":
         return _ds_cosine([_float(v) for v in s.org_lrs], s.warmup_num_steps,
                           _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps"),
@@ -522,17 +553,22 @@ def from_deepspeed(scheduler: Any, *, backend: str | None = None,
     """DeepSpeed ``scheduler``'s rates (one of ``DEEPSPEED_SUPPORTED``), evaluated on the device,
     from its current ``last_batch_iteration`` on: a :class:`DeepSpeedShim` (step it instead).
 
+    ``OneCycle``'s momentum cycling (``cycle_momentum=True``, its default, over an optimizer with
+    betas) becomes ``beta1`` and ``beta2`` schedules, which need ``GraphSafeAdam`` /
+    ``GraphSafeAdamW`` (the shim refuses an optimizer that reads betas by value).
+
     Raises:
         TypeError: an unsupported scheduler (``LRRangeTest``...).
-        ValueError: settings no kind represents (``OneCycle``'s momentum cycling, stairs or
-            post-cycle decay). Nothing is touched.
+        ValueError: settings no kind represents (``OneCycle``'s stairs or post-cycle decay), or an
+            optimizer that reads the cycled betas by value. Nothing is touched.
     """
     configs = [learning_rate(c, f"from_deepspeed: {type(scheduler).__name__} (param group {g})")
                for g, c in enumerate(_deepspeed_configs(scheduler))]
+    momentum = _ds_momentum(scheduler) if type(scheduler).__name__ == "OneCycle" else None
     step = _int(scheduler.last_batch_iteration, "last_batch_iteration") + 1
     if step < 0:
         raise ValueError(f"from_deepspeed: last_batch_iteration={scheduler.last_batch_iteration!r} must be >= -1")
-    return DeepSpeedShim._start(scheduler.optimizer, configs, step, backend, device)
+    return DeepSpeedShim._start(scheduler.optimizer, configs, step, backend, device, hyperparameters=momentum)
 
 
 # --- Megatron-core --------------------------------------------------------------------------------
