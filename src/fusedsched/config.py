@@ -10,7 +10,7 @@ pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
@@ -245,26 +245,35 @@ class OptimizerConfig(ConfigModel):
         rates = self.multi_task_learning_rates
         return (ALL_PARAMS,) if rates is None else (*rates.tower_learning_rates, BACKBONE)
 
-    def hyperparameters_by_group(self) -> dict[str, dict[str, LearningRate]]:
+    def hyperparameters_by_group(self, group_names: Sequence[str] | None = None) -> dict[str, dict[str, LearningRate]]:
         """``{group: {hyperparameter: schedule}}``, in group order and ``KEYS`` order, groups without one left out.
 
         A ``per_group`` entry replaces the every-group schedule of the same hyperparameter.
+        ``group_names`` (default :attr:`group_names`): the groups built, e.g. from other towers;
+        a ``per_group`` name outside them is kept, last, for the scheduler to refuse.
         """
         schedules = self.hyperparameter_schedules
         if schedules is None:
             return {}
+        names = self.group_names if group_names is None else tuple(group_names)
+        per_group = schedules.per_group or {}
         out = {}
-        for group in self.group_names:
-            own = (schedules.per_group or {}).get(group)
+        for group in (*names, *(g for g in per_group if g not in names)):
+            own = per_group.get(group)
             merged = {**schedules.scheduled(), **(own.scheduled() if own else {})}
             if merged:
                 out[group] = {name: merged[name] for name in KEYS if name in merged}
         return out
 
-    def multipliers_by_group(self) -> dict[str, dict[str, float]]:
-        """``{group: {key: m}}`` of the set multipliers, in group order; groups without one left out."""
+    def multipliers_by_group(self, group_names: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+        """``{group: {key: m}}`` of the set multipliers, in group order; groups without one left out.
+
+        ``group_names``: as in :meth:`hyperparameters_by_group` (a name outside them is kept, last).
+        """
         given = {group: m.given() for group, m in (self.multipliers or {}).items()}
-        return {group: given[group] for group in self.group_names if given.get(group)}
+        names = self.group_names if group_names is None else tuple(group_names)
+        order = (*names, *(g for g in given if g not in names))
+        return {group: given[group] for group in order if given.get(group)}
 
     @property
     def optimizer_name(self) -> Literal["adam", "sgd", "adagrad"]:
