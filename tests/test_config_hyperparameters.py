@@ -24,6 +24,7 @@ from fusedsched import (
     GraphSafeAdam,
     GraphSafeAdamW,
     GraphSafeSGD,
+    HyperparameterSchedules,
     LearningRate,
     OptimizerConfig,
     build_optimizer,
@@ -32,7 +33,7 @@ from fusedsched import (
     load_config,
     read_config_file,
 )
-from fusedsched.config import AdamConfig, HyperparameterSchedules, SgdConfig
+from fusedsched.config import AdamConfig, SgdConfig
 from fusedsched.hyperparameters import KEYS
 
 MULTI_TASK_YAML = """

@@ -18,7 +18,10 @@ its groups scheduled by the embedding schedule (:func:`build_multi_task_optimize
 With ``device_schedule=True`` (the default when the model lives on CUDA) every optimizer is built
 so that a whole training step, ``optimizer.step()`` and ``scheduler.step()`` included, can be
 captured in a CUDA graph: float32 tensor learning rates on the params' device, Adam
-``fused=True, capturable=True``, SGD ``fused=True``, and Adagrad :class:`FusedAdagrad`.
+``fused=True, capturable=True``, SGD ``fused=True``, and Adagrad :class:`FusedAdagrad`. A tml core
+config's ``hyperparameter_schedules`` and ``multipliers`` go to the ``LRShim``; in device mode a
+scheduled hyperparameter besides lr makes the groups ``GraphSafeAdam`` (``GraphSafeAdamW`` for
+``decoupled_weight_decay``) or ``GraphSafeSGD``, which read it as a tensor, and Adagrad is refused.
 """
 
 from __future__ import annotations
