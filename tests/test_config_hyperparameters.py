@@ -307,3 +307,16 @@ def test_training_run_sets_every_group_to_compute_lr_times_multiplier(device_sch
     assert scheduler.get_last_hyperparameters()["tower_a"]["weight_decay"] == pytest.approx(
         2 * scheduler.get_last_hyperparameters()["backbone"]["weight_decay"])
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("device_schedule, cls", [(False, torch.optim.Adam), (True, GraphSafeAdam)])
+def test_combined_layout_schedules_each_wrapped_group(device_schedule, cls):
+    pytest.importorskip("torchrec")
+    cfg = load_config(MULTI_TASK_YAML, section="optimizer")
+    optimizer, scheduler = build_optimizer(_TwoTowers(), cfg, device_schedule=device_schedule, combined=True)
+    inner = [opt for _, opt in optimizer.optimizers]
+    assert [type(opt._optimizer) for opt in inner] == [cls] * 3
+    last = scheduler.get_last_hyperparameters()
+    assert list(last) == ["tower_a", "tower_b", "backbone"]
+    wd = compute_lr(cfg.hyperparameter_schedules.weight_decay, 0)
+    assert last["tower_a"]["weight_decay"] == pytest.approx(2 * wd) and last["backbone"]["weight_decay"] == pytest.approx(wd)
