@@ -10,7 +10,7 @@ pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
@@ -19,6 +19,7 @@ import yaml
 
 from .errors import explained
 from .fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
+from .hyperparameters import KEYS
 from .kinds import (
     CosineAnnealing,
     CosineWithRestarts,
@@ -38,6 +39,8 @@ from .kinds import (
 # The schedule kinds live in fusedsched.kinds and the field types in fusedsched.fields; they are
 # re-exported here, where a tml config's models have always been imported from.
 __all__ = [
+    "ALL_PARAMS",
+    "BACKBONE",
     "AdagradConfig",
     "AdamConfig",
     "Beta",
@@ -45,6 +48,8 @@ __all__ = [
     "CosineWithRestarts",
     "EmbeddingOptimizerConfig",
     "ExponentialDecay",
+    "GroupSchedules",
+    "HyperparameterSchedules",
     "InverseSqrt",
     "Join",
     "LearningRate",
@@ -52,6 +57,7 @@ __all__ = [
     "LinearRampToCosine",
     "MAX_STEP",
     "MultiTaskLearningRates",
+    "Multipliers",
     "OneCycle",
     "OptimizerConfig",
     "PiecewiseConstant",
@@ -73,18 +79,32 @@ __all__ = [
 ]
 
 
+#: tml core's param group names: the one group of a single schedule, and the shared parameters'
+#: group beside the towers of ``multi_task_learning_rates``.
+ALL_PARAMS = "ALL_PARAMS"
+BACKBONE = "backbone"
+
+
 # --- optimizers --------------------------------------------------------------------------------
 
 
 class AdamConfig(ConfigModel):
+    """tml's Adam (torch ``Adam``). ``weight_decay`` (unset: 0) and ``decoupled_weight_decay`` (unset:
+    False; True makes it torch's ``AdamW``) are fusedsched's additions, so weight decay can be scheduled."""
+
     lr: Rate
     betas: tuple[Beta, Beta] = (0.9, 0.999)
     eps: Rate = 1e-7
+    weight_decay: Rate | None = None
+    decoupled_weight_decay: pydantic.StrictBool | None = None
 
 
 class SgdConfig(ConfigModel):
+    """tml's SGD (torch ``SGD``); ``weight_decay`` (unset: 0) is fusedsched's addition."""
+
     lr: Rate
     momentum: Rate = 0.0
+    weight_decay: Rate | None = None
 
 
 class AdagradConfig(ConfigModel):
@@ -111,11 +131,57 @@ class MultiTaskLearningRates(ConfigModel):
         return towers
 
 
+class HyperparameterSchedules(ConfigModel):
+    """A schedule for each hyperparameter the optimizer step reads beside ``lr`` (each optional).
+
+    ``beta1`` and ``beta2`` are Adam's ``betas[0]`` and ``betas[1]``; a schedule replaces the
+    optimizer's value of its hyperparameter from step 0 on (docs/semantics.md).
+    """
+
+    weight_decay: LearningRate | None = None
+    beta1: LearningRate | None = None
+    beta2: LearningRate | None = None
+    momentum: LearningRate | None = None
+    eps: LearningRate | None = None
+
+    def scheduled(self) -> dict[str, LearningRate]:
+        """``{name: schedule}`` of the set fields, in :data:`~fusedsched.hyperparameters.KEYS` order."""
+        return {name: getattr(self, name) for name in KEYS if getattr(self, name) is not None}
+
+
+class GroupSchedules(HyperparameterSchedules):
+    """``hyperparameter_schedules``: the fields schedule every param group; ``per_group`` schedules
+    the named groups (``ALL_PARAMS``, or a tower or ``backbone``), its entries replacing the
+    every-group schedule of the same hyperparameter for that group."""
+
+    per_group: dict[str, HyperparameterSchedules] | None = None
+
+
+class Multipliers(ConfigModel):
+    """A group's constant factors (each finite and >= 0, unset: 1): its ``lr`` schedule's, and a
+    scheduled hyperparameter's; the row's value is ``compute_lr(schedule, step) * m``."""
+
+    lr: Rate | None = None
+    weight_decay: Rate | None = None
+    beta1: Rate | None = None
+    beta2: Rate | None = None
+    momentum: Rate | None = None
+    eps: Rate | None = None
+
+    def given(self) -> dict[str, float]:
+        """``{key: m}`` of the set fields, ``lr`` first, then in :data:`~fusedsched.hyperparameters.KEYS` order."""
+        return {key: getattr(self, key) for key in ("lr", *KEYS) if getattr(self, key) is not None}
+
+
 class OptimizerConfig(ConfigModel):
     """One optimizer (exactly one of adam / sgd / adagrad) and at most one way to schedule its lr.
 
     ``learning_rate`` schedules every param group; ``multi_task_learning_rates`` gives each tower
     and the backbone its own schedule. With neither, the lr is the chosen optimizer's ``lr``.
+
+    fusedsched's additions: ``hyperparameter_schedules`` schedules what the optimizer reads beside
+    ``lr`` (for every group, or ``per_group``), and ``multipliers`` scales a group's schedules by
+    constants (``{group: {lr | hyperparameter: m}}``). The groups are :attr:`group_names`.
     """
 
     learning_rate: LearningRate | None = None
@@ -123,8 +189,16 @@ class OptimizerConfig(ConfigModel):
     sgd: SgdConfig | None = None
     adagrad: AdagradConfig | None = None
     multi_task_learning_rates: MultiTaskLearningRates | None = None
+    hyperparameter_schedules: GroupSchedules | None = None
+    multipliers: dict[str, Multipliers] | None = None
 
     OPTIMIZERS: ClassVar[tuple[str, ...]] = ("adam", "sgd", "adagrad")
+    #: the hyperparameters each optimizer's step reads beside lr, so the ones a schedule may drive
+    READS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "adam": ("weight_decay", "beta1", "beta2", "eps"),
+        "sgd": ("weight_decay", "momentum"),
+        "adagrad": ("weight_decay", "eps"),
+    }
 
     @pydantic.model_validator(mode="after")
     def _one_optimizer(self) -> OptimizerConfig:
@@ -133,7 +207,73 @@ class OptimizerConfig(ConfigModel):
             raise ValueError(
                 "learning_rate and multi_task_learning_rates are mutually exclusive, got both"
             )
+        self._check_group_names()
+        self._check_hyperparameters()
         return self
+
+    def _check_group_names(self) -> None:
+        per_group = (self.hyperparameter_schedules and self.hyperparameter_schedules.per_group) or {}
+        for field, given in (("hyperparameter_schedules.per_group", per_group), ("multipliers", self.multipliers or {})):
+            for name in given:
+                if name not in self.group_names:
+                    raise ValueError(
+                        f"{field}: group {name!r} is not a param group of this config; the groups are "
+                        f"{list(self.group_names)}"
+                    )
+
+    def _check_hyperparameters(self) -> None:
+        scheduled = self.hyperparameters_by_group()
+        reads = self.READS[self.optimizer_name]
+        for group, schedules in scheduled.items():
+            for name in schedules:
+                if name not in reads:
+                    raise ValueError(
+                        f"hyperparameter_schedules: {name} (group {group!r}) is not read by {self.optimizer_name}, "
+                        f"whose step reads {list(reads)} beside lr"
+                    )
+        for group, multipliers in (self.multipliers or {}).items():
+            for key, m in multipliers.given().items():
+                if key != "lr" and key not in scheduled.get(group, {}):
+                    raise ValueError(
+                        f"multipliers.{group}.{key} = {m!r}, but {key} of group {group!r} has no schedule to "
+                        f"multiply: schedule it in hyperparameter_schedules"
+                    )
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The param groups the config schedules: ``(ALL_PARAMS,)``, or every tower then ``backbone``."""
+        rates = self.multi_task_learning_rates
+        return (ALL_PARAMS,) if rates is None else (*rates.tower_learning_rates, BACKBONE)
+
+    def hyperparameters_by_group(self, group_names: Sequence[str] | None = None) -> dict[str, dict[str, LearningRate]]:
+        """``{group: {hyperparameter: schedule}}``, in group order and ``KEYS`` order, groups without one left out.
+
+        A ``per_group`` entry replaces the every-group schedule of the same hyperparameter.
+        ``group_names`` (default :attr:`group_names`): the groups built, e.g. from other towers;
+        a ``per_group`` name outside them is kept, last, for the scheduler to refuse.
+        """
+        schedules = self.hyperparameter_schedules
+        if schedules is None:
+            return {}
+        names = self.group_names if group_names is None else tuple(group_names)
+        per_group = schedules.per_group or {}
+        out = {}
+        for group in (*names, *(g for g in per_group if g not in names)):
+            own = per_group.get(group)
+            merged = {**schedules.scheduled(), **(own.scheduled() if own else {})}
+            if merged:
+                out[group] = {name: merged[name] for name in KEYS if name in merged}
+        return out
+
+    def multipliers_by_group(self, group_names: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+        """``{group: {key: m}}`` of the set multipliers, in group order; groups without one left out.
+
+        ``group_names``: as in :meth:`hyperparameters_by_group` (a name outside them is kept, last).
+        """
+        given = {group: m.given() for group, m in (self.multipliers or {}).items()}
+        names = self.group_names if group_names is None else tuple(group_names)
+        order = (*names, *(g for g in given if g not in names))
+        return {group: given[group] for group in order if given.get(group)}
 
     @property
     def optimizer_name(self) -> Literal["adam", "sgd", "adagrad"]:

@@ -18,7 +18,10 @@ its groups scheduled by the embedding schedule (:func:`build_multi_task_optimize
 With ``device_schedule=True`` (the default when the model lives on CUDA) every optimizer is built
 so that a whole training step, ``optimizer.step()`` and ``scheduler.step()`` included, can be
 captured in a CUDA graph: float32 tensor learning rates on the params' device, Adam
-``fused=True, capturable=True``, SGD ``fused=True``, and Adagrad :class:`FusedAdagrad`.
+``fused=True, capturable=True``, SGD ``fused=True``, and Adagrad :class:`FusedAdagrad`. A tml core
+config's ``hyperparameter_schedules`` and ``multipliers`` go to the ``LRShim``; in device mode a
+scheduled hyperparameter besides lr makes the groups ``GraphSafeAdam`` (``GraphSafeAdamW`` for
+``decoupled_weight_decay``) or ``GraphSafeSGD``, which read it as a tensor, and Adagrad is refused.
 """
 
 from __future__ import annotations
@@ -32,8 +35,11 @@ import torch
 from torch.optim import Optimizer
 
 from .adagrad import FusedAdagrad
+from .adam import GraphSafeAdam, GraphSafeAdamW
 from .binding import _leaves
 from .config import (
+    ALL_PARAMS,
+    BACKBONE,
     EmbeddingOptimizerConfig,
     MultiTaskLearningRates,
     OptimizerConfig,
@@ -44,9 +50,8 @@ from .config import (
 from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
+from .sgd import GraphSafeSGD
 
-ALL_PARAMS = "ALL_PARAMS"
-BACKBONE = "backbone"
 #: recap's SGD group for parameters whose name contains ``embedding_bags``.
 DENSE_EBC = "dense_ebc"
 EMBEDDING_BAGS = "embedding_bags"
@@ -55,10 +60,18 @@ SINGLE_TASK = "single_task"
 
 
 def get_optimizer_class(optimizer_config: OptimizerConfig | RecapOptimizerConfig) -> type[Optimizer]:
-    """The torch optimizer class for the chosen optimizer (``adam``, ``sgd`` or ``adagrad``)."""
-    return {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}[
-        optimizer_config.optimizer_name
-    ]
+    """The torch optimizer class for the chosen optimizer (``adam``, ``sgd`` or ``adagrad``).
+
+    ``adam`` with ``decoupled_weight_decay: true`` is ``AdamW``.
+    """
+    name = optimizer_config.optimizer_name
+    if name == "adam" and getattr(optimizer_config.optimizer, "decoupled_weight_decay", None):
+        return torch.optim.AdamW
+    return {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}[name]
+
+
+#: the graph-safe class that reads every scheduled hyperparameter as a tensor, per torch class
+GRAPH_SAFE = {torch.optim.Adam: GraphSafeAdam, torch.optim.AdamW: GraphSafeAdamW, torch.optim.SGD: GraphSafeSGD}
 
 
 def schedules_by_group(optimizer_config: OptimizerConfig | RecapOptimizerConfig) -> dict[str, LearningRate]:
@@ -161,8 +174,10 @@ def _graph_safe(cls: type[Optimizer], device: torch.device) -> tuple[type[Optimi
     """The class and flags under which ``cls`` reads a tensor lr inside a CUDA graph."""
     if cls is torch.optim.Adagrad:
         return FusedAdagrad, {}
+    if issubclass(cls, GraphSafeAdam | GraphSafeSGD):
+        return cls, {}  # always graph-safe: no flags
     flags: dict[str, Any] = {"fused": True}
-    if cls is torch.optim.Adam and device.type == "cuda":
+    if cls in (torch.optim.Adam, torch.optim.AdamW) and device.type == "cuda":
         flags["capturable"] = True  # Adam's capture health check demands it even when fused
     return cls, flags
 
@@ -213,12 +228,16 @@ def _build(
     backend: str | None,
     combined: bool,
     fused: Any = None,
+    hyperparameters: dict[str, dict[str, LearningRate]] | None = None,
+    multipliers: dict[str, dict[str, float]] | None = None,
 ) -> tuple[Optimizer, LRShim]:
     if not isinstance(combined, bool):
         raise TypeError(f"combined must be True or False, got {combined!r}")
     device = next(iter(groups[0].params.values())).device
     if device_schedule is None:
         device_schedule = device.type == "cuda"
+    if device_schedule and hyperparameters:
+        groups = _graph_safe_groups(groups, hyperparameters)
     if combined:
         optimizer = _combined_optimizer(groups, device_schedule, device, fused)
     else:
@@ -233,10 +252,30 @@ def _build(
                 "pass combined=True for recap's layout (one torchrec optimizer per group)"
             )
         optimizer = _torch_optimizer(groups, device_schedule, device)
-    scheduler = LRShim(optimizer, lr_dict, device_schedule=device_schedule, backend=backend, device=device)
+    scheduler = LRShim(
+        optimizer, lr_dict, device_schedule=device_schedule, backend=backend, device=device,
+        hyperparameters=hyperparameters, multipliers=multipliers,
+    )
     if fused is not None:
         fused.zero_grad()  # sets nothing but each kernel's rate: the first backward reads step 0's
     return optimizer, scheduler
+
+
+def _graph_safe_groups(groups: list[_Group], hyperparameters: dict[str, dict[str, LearningRate]]) -> list[_Group]:
+    """``groups`` on the graph-safe class of their optimizer, since some hyperparameter besides lr is a
+    device tensor (``GraphSafeAdam``, ``GraphSafeAdamW``, ``GraphSafeSGD``); Adagrad is refused."""
+    out = []
+    for group in groups:
+        cls = GRAPH_SAFE.get(group.optimizer)
+        if cls is None:
+            scheduled = next(f"{g}: {list(keys)}" for g, keys in hyperparameters.items())
+            raise ValueError(
+                f"hyperparameter_schedules ({scheduled}) in device mode need an optimizer that reads them as "
+                f"device tensors, and {group.optimizer.__name__} (group {group.name!r}) has no graph-safe form that does: "
+                "FusedAdagrad takes only lr as a tensor. Schedule lr only, or use host mode (device_schedule=False)"
+            )
+        out.append(group._replace(optimizer=cls))
+    return out
 
 
 def _core_groups(optimizer_config: OptimizerConfig, named: dict[str, dict[str, torch.nn.Parameter]]) -> list[_Group]:
@@ -248,6 +287,8 @@ def _core_groups(optimizer_config: OptimizerConfig, named: dict[str, dict[str, t
     else:
         hyper = {"eps": cfg.eps}
     cls = get_optimizer_class(optimizer_config)
+    if getattr(cfg, "weight_decay", None) is not None or cls is torch.optim.AdamW:
+        hyper["weight_decay"] = cfg.weight_decay or 0.0  # unset is 0, AdamW's included
     return [_Group(group, params, cls, hyper, cfg.lr) for group, params in named.items()]
 
 
@@ -320,7 +361,16 @@ def build_optimizer(
         raise ValueError("the model has no trainable parameters")
     lr_dict = schedules_by_group(optimizer_config)
     groups = _core_groups(optimizer_config, {ALL_PARAMS: params})
-    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined)
+    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined,
+                  **_scheduled_hyperparameters(optimizer_config, lr_dict))
+
+
+def _scheduled_hyperparameters(optimizer_config: OptimizerConfig, lr_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """``LRShim``'s ``hyperparameters`` and ``multipliers`` for the groups of ``lr_dict`` (None when unset)."""
+    return {
+        "hyperparameters": optimizer_config.hyperparameters_by_group(list(lr_dict)) or None,
+        "multipliers": optimizer_config.multipliers_by_group(list(lr_dict)) or None,
+    }
 
 
 def _no_embedding_config(emb_optimizer_config: Any) -> None:
@@ -412,7 +462,8 @@ def build_multi_task_optimizer(
         groups = {g: {ids[id(p)]: p for p in ps} for g, ps in multi_task_param_groups(model, towers).items()}
         lr_dict = {**rates.tower_learning_rates, BACKBONE: rates.backbone_learning_rate}
         return _build(_core_groups(optimizer_config, groups), lr_dict,
-                      device_schedule=device_schedule, backend=backend, combined=combined)
+                      device_schedule=device_schedule, backend=backend, combined=combined,
+                      **_scheduled_hyperparameters(optimizer_config, lr_dict))
 
     embedding = _embedding_schedule(emb_optimizer_config)
     fused, fused_names = _checked_fused_optimizer(model, embedding, combined)
