@@ -320,3 +320,34 @@ def test_combined_layout_schedules_each_wrapped_group(device_schedule, cls):
     assert list(last) == ["tower_a", "tower_b", "backbone"]
     wd = compute_lr(cfg.hyperparameter_schedules.weight_decay, 0)
     assert last["tower_a"]["weight_decay"] == pytest.approx(2 * wd) and last["backbone"]["weight_decay"] == pytest.approx(wd)
+
+
+# --- plot -----------------------------------------------------------------------------------------
+
+
+def test_plot_draws_one_panel_per_scheduled_hyperparameter(tmp_path, capsys):
+    # the lr panel and its CSV are the rates the groups get (times their lr multipliers); each
+    # scheduled hyperparameter gets a panel of its own, its schedules times their multipliers
+    import csv
+
+    from fusedsched.cli import _hyperparameter_panels, load_schedules, main
+
+    path = tmp_path / "train.yaml"
+    path.write_text(MULTI_TASK_YAML)
+    schedules, model = load_schedules(path)
+    panels = _hyperparameter_panels(model, list(schedules))
+    assert list(panels) == ["weight_decay", "beta1", "beta2"]  # KEYS order, scheduled ones only
+    assert list(panels["beta2"]) == ["tower_b"] and list(panels["beta1"]) == ["tower_a", "tower_b", "backbone"]
+    for s in (0, 5, 11, 30):
+        assert compute_lr(panels["weight_decay"]["tower_a"], s) == compute_lr(
+            model.hyperparameter_schedules.weight_decay, s) * 2.0
+        assert compute_lr(panels["beta1"]["backbone"], s) == compute_lr(model.hyperparameter_schedules.beta1, s) * 0.9
+    png, data = tmp_path / "p.png", tmp_path / "p.csv"
+    assert main(["plot", str(path), "--steps", "25", "-o", str(png), "--csv", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "weight_decay: 3 group(s); beta1: 3 group(s); beta2: 1 group(s)" in out and png.stat().st_size > 0
+    rows = list(csv.DictReader(data.open()))
+    lr = {name: cfg for name, cfg in load_config(read_config_file(path)["optimizer"]).multi_task_learning_rates
+          .tower_learning_rates.items()}
+    assert [float(r["tower_a"]) for r in rows] == [compute_lr(lr["tower_a"], s) * 0.5 for s in range(25)]
+    assert [float(r["tower_b"]) for r in rows] == [compute_lr(lr["tower_b"], s) for s in range(25)]

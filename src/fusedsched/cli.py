@@ -37,6 +37,7 @@ from .config import (
     validate_optimizer_config,
 )
 from .errors import NOT_INDENTED, causes_first
+from .hyperparameters import KEYS, scaled
 from .kinds import LearningRate
 from .ops import BACKENDS, BackendUnavailable
 from .ops.dispatch import BACKEND_ENV
@@ -191,21 +192,42 @@ def _plot(args: argparse.Namespace) -> int:
     _figure_path(args.out)
     if args.csv:
         _check_writable(args.csv, "--csv")
-    schedules, _ = load_schedules(args.config)
+    schedules, model = load_schedules(args.config)
+    kinds = ", ".join(f"{name}: {cfg.kind}" for name, cfg in schedules.items())
+    if isinstance(model, OptimizerConfig):  # the rates the groups get: times their lr multipliers
+        multipliers = model.multipliers_by_group(list(schedules))
+        schedules = {g: scaled(cfg, multipliers.get(g, {}).get("lr", 1.0)) for g, cfg in schedules.items()}
     steps = args.steps or plotting.default_steps(schedules)
     start = time.perf_counter()
-    fig, (ax,) = plotting.new_figure()
+    panels = _hyperparameter_panels(model, list(schedules))
+    fig, axes = plotting.new_figure(1 + len(panels), height=4.5 + 3.0 * len(panels))
     title = f"{Path(args.config).name}: {len(schedules)} schedule(s), steps 0-{steps - 1:,}"
-    plotting.plot_schedules(schedules, steps, ax=ax, title=title, legend="outside")
+    plotting.plot_schedules(schedules, steps, ax=axes[0], title=title, legend="outside")
+    for ax, (key, scheduled) in zip(axes[1:], panels.items()):
+        plotting.plot_schedules(scheduled, steps, ax=ax, title=f"{key}: {len(scheduled)} group(s)", legend="outside",
+                                ylabel=key)
     _save(fig, args.out)
-    kinds = ", ".join(f"{name}: {cfg.kind}" for name, cfg in schedules.items())
-    print(f"wrote {args.out}: {title} ({kinds}) in {time.perf_counter() - start:.2f} s")
+    drawn = "".join(f"; {key}: {len(groups)} group(s)" for key, groups in panels.items())
+    print(f"wrote {args.out}: {title} ({kinds}{drawn}) in {time.perf_counter() - start:.2f} s")
     if args.csv:
         x, rates = plotting.schedule_table(schedules, steps)
         _write_csv(args.csv, x, rates)
         print(f"wrote {args.csv}: {len(x)} steps x {len(rates)} group(s)"
               + ("" if len(x) == steps else f" (sampled: every schedule change and {plotting.SAMPLE_POINTS:,} even steps)"))
     return 0
+
+
+def _hyperparameter_panels(model: Any, group_names: list[str]) -> dict[str, dict[str, LearningRate]]:
+    """``{hyperparameter: {group: schedule times its multiplier}}`` for the config's scheduled
+    hyperparameters (none for a recap config), in ``KEYS`` order: one panel each."""
+    if not isinstance(model, OptimizerConfig):
+        return {}
+    multipliers = model.multipliers_by_group(group_names)
+    panels: dict[str, dict[str, LearningRate]] = {key: {} for key in KEYS}
+    for group, scheduled in model.hyperparameters_by_group(group_names).items():
+        for key, schedule in scheduled.items():
+            panels[key][group] = scaled(schedule, multipliers.get(group, {}).get(key, 1.0))
+    return {key: groups for key, groups in panels.items() if groups}
 
 
 # --- demo --------------------------------------------------------------------------------------

@@ -210,8 +210,8 @@ def _root(ax: Axes) -> Figure:
 
 
 def plot_schedules(configs: Schedules, steps: int, ax: Axes | None = None, *, title: str | None = None,
-                   legend: str | None = None, points: int = SAMPLE_POINTS) -> Figure:
-    """Draw each schedule's learning rate over steps ``0 .. steps - 1``; return the figure.
+                   legend: str | None = None, points: int = SAMPLE_POINTS, ylabel: str = "learning rate") -> Figure:
+    """Draw each schedule's value (a learning rate, or ``ylabel``) over steps ``0 .. steps - 1``; return the figure.
 
     Args:
         configs: a ``LearningRate``, a sequence of them, or ``{group name: LearningRate}``.
@@ -222,6 +222,7 @@ def plot_schedules(configs: Schedules, steps: int, ax: Axes | None = None, *, ti
         legend: ``"outside"`` (right of the axes) or a matplotlib legend ``loc`` such as ``"best"``;
             default ``"outside"`` on a new figure, ``"best"`` on a given ``ax``.
         points: the most steps evaluated before sampling (see :func:`sample_steps`).
+        ylabel: the y axis's label (a scheduled hyperparameter's name, e.g. ``weight_decay``).
 
     Raises:
         ImportError: matplotlib is not installed (the message says what to install).
@@ -233,7 +234,7 @@ def plot_schedules(configs: Schedules, steps: int, ax: Axes | None = None, *, ti
         legend = "outside" if ax is None else "best"
     if ax is None:
         _, (ax,) = _pyplot_figure(1, 10.0, 4.5)
-    _draw_rates(ax, x, rates, named, "learning rate", legend)
+    _draw_rates(ax, x, rates, named, ylabel, legend)
     _step_axis(ax, 0, steps - 1)
     ax.set_title(title if title is not None else f"learning-rate schedules: {len(named)} group(s), steps 0-{steps - 1:,}")
     return _root(ax)
