@@ -53,6 +53,7 @@ class SkipSignal:
         self.source = signal
         self._found_inf: torch.Tensor | None = None
         self._previous: torch.Tensor | None = None
+        self._skipped: torch.Tensor | None = None  # the GradScaler's flag, written in place every step
         if _is_grad_scaler(signal):
             scaler_device = torch.device(signal._device)
             if device is not None and scaler_device.type != device.type:
@@ -62,6 +63,7 @@ class SkipSignal:
                 )
             if signal.is_enabled():
                 self._previous = torch.zeros((), dtype=torch.float32, device=device or scaler_device)
+                self._skipped = torch.zeros((), dtype=torch.bool, device=self._previous.device)
                 self.resync()
         elif isinstance(signal, torch.Tensor):
             check_skip_tensor(signal, device if device is not None else signal.device, "skip_steps_on's found_inf")
@@ -92,9 +94,9 @@ class SkipSignal:
         if scale is None:  # no step was scaled yet
             return None
         scale = scale.reshape(())
-        skipped = scale < self._previous
+        torch.lt(scale, self._previous, out=self._skipped)  # no allocation per step
         self._previous.copy_(scale)
-        return skipped
+        return self._skipped
 
     def skipped(self) -> bool:
         """Host mode: whether this step was skipped (reads the flag: a sync on an accelerator)."""
