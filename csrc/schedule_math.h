@@ -34,7 +34,8 @@ enum class Shape : int {
   COSINE_RESTARTS = 7,
   COSINE_CYCLES = 8,
   LOG = 9,
-  CYCLIC = 10
+  CYCLIC = 10,
+  PLATEAU = 11
 };
 
 enum class Column : int {
@@ -184,6 +185,8 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       const double e = table_at(table, num_groups, k, Column::Q, g) != 0 ? u : cycle - 1;
       return v0 + ((v1 - v0) * factor) * pow(table_at(table, num_groups, k, Column::W, g), e);
     }
+    case Shape::PLATEAU:  // without the plateau state: its initial value (the kernels read the state first)
+      return v0;
     default:
       return v0;
   }

@@ -130,7 +130,7 @@ def test_program_imports_no_kind_and_no_config():
 #: (or from its own package). The package's ``__init__`` (lazy exports of everything) and the
 #: entry points sit above them all.
 LAYERS = [
-    {"fields", "program", "binding", "adagrad", "graphsafe"},
+    {"fields", "program", "plateau", "binding", "adagrad", "graphsafe"},
     {"kinds", "ops", "adam", "sgd"},
     {"schedules", "errors", "conversion", "skipping", "hyperparameters"},
     {"config", "checkpoint", "engines"},

@@ -36,6 +36,8 @@ never rounds them)::
                      ``CyclicLR``): x = u / span; c = floor(1 + x); t = 1.0 + x - c;
                      f = t / p when t <= p, else (t - 1) / (p - 1);
                      v0 + ((v1 - v0) * f) * pow(w, e), e = u when q != 0, else c - 1
+    PLATEAU          no formula of the step: the row's VALUE in the plateau state the op is given
+                     (:mod:`fusedsched.plateau`), v0 (its initial value) without one
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
 :mod:`fusedsched.kinds`), so the device rounds like ``compute_lr``. ``pow``, ``cos``, ``log`` and
@@ -79,6 +81,7 @@ class Shape(enum.IntEnum):
     COSINE_CYCLES = 8
     LOG = 9
     CYCLIC = 10
+    PLATEAU = 11
 
 
 class Column(enum.IntEnum):
