@@ -19,7 +19,7 @@ native op alone over the same tables (``op``), to see where the time goes. Repor
 candidate's fixed cost (1 group), per-group cost (slope from 1 to N groups) and per-group ratio to
 lr only (target: at most 2x). Run from the repository root::
 
-    python benchmarks/hyperparameters.py --json benchmarks/results/hyperparameters-cpu.json
+    python benchmarks/hyperparameters.py --json benchmarks/results/hyperparameters-shared-cpu.json
 """
 
 from __future__ import annotations
