@@ -94,7 +94,8 @@ def build(opt_cfg: OptimizerConfig | RecapOptimizerConfig, device: torch.device,
 def train(model: MultiTaskModel, optimizer: Any, shim: LRShim, device: torch.device, steps: int,
           progress: bool = False) -> DemoRun:
     """``steps`` training steps on ``device``'s synthetic batches (a tqdm bar on stderr when ``progress``),
-    then the scheduler's cost against ``LambdaLR`` on fresh instances of the same schedules, and its host syncs."""
+    then the scheduler's cost against ``LambdaLR`` on fresh instances of the same schedules, and its host syncs
+    (with scheduled hyperparameters, also those of five more ``optimizer.step()`` + ``scheduler.step()`` of this run's own)."""
     names = shim.group_names
     xs, ys = multi_task_batches(len(model.towers), device=device)
     values_hist = torch.zeros(steps, len(shim.values_tensor), device=device)  # lrs, then hyperparameter rows
