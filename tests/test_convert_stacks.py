@@ -488,6 +488,19 @@ def megatron_cases():
         "WSD minus_sqrt, anneal from inside the warm-up": (dict(
             common, lr_warmup_steps=12, lr_decay_steps=30, lr_decay_style="WSD", wsd_decay_steps=25,
             lr_wsd_decay_style="minus_sqrt"), 50),
+        # no warm-up and wsd_decay_steps > lr_decay_steps: Megatron is already in the anneal at step 0
+        **{f"WSD {style}, no warm-up, anneal from before step 0": (dict(
+            common, lr_warmup_steps=0, lr_decay_steps=20, lr_decay_style="WSD", wsd_decay_steps=30,
+            lr_wsd_decay_style=style), 40) for style in ("linear", "cosine", "minus_sqrt")},
+        "WSD minus_sqrt, anneal from the start": (dict(common, lr_warmup_steps=0, lr_decay_steps=24, lr_decay_style="WSD",
+                                                       wsd_decay_steps=24, lr_wsd_decay_style="minus_sqrt"), 40),
+        # wsd_decay_steps <= 0: the anneal would start after lr_decay_steps, where min_lr takes over, so
+        # its style (even "exponential") is never evaluated
+        "WSD exponential, wsd_decay_steps 0": (dict(common, lr_warmup_steps=4, lr_decay_steps=20, lr_decay_style="WSD",
+                                                    wsd_decay_steps=0, lr_wsd_decay_style="exponential"), 30),
+        "WSD cosine, wsd_decay_steps < 0, no warm-up": (dict(common, lr_warmup_steps=0, lr_decay_steps=20,
+                                                             lr_decay_style="WSD", wsd_decay_steps=-3,
+                                                             lr_wsd_decay_style="cosine"), 30),
     }
 
 
@@ -532,9 +545,10 @@ def test_megatron_from_a_scheduler_already_stepped_and_by_increments(name):
     run_megatron(params, steps // 6, before=steps // 3, increment=3)
 
 
+@pytest.mark.parametrize("name", ["cosine", "WSD minus_sqrt, no warm-up, anneal from before step 0"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_megatron_every_backend(backend):
-    run_megatron(*megatron_cases()["cosine"], backend=backend)
+def test_megatron_every_backend(backend, name):
+    run_megatron(*megatron_cases()[name], backend=backend)
 
 
 @pytest.mark.parametrize("style", ["linear", "cosine"])
@@ -595,7 +609,11 @@ def test_megatron_refusals_name_the_setting_and_touch_nothing():
         # an increment style Megatron may add (0.16 asserts in its constructor for any other)
         (dict(base, start_wd=0.0, end_wd=0.1, wd_incr_style="linear"), {"wd_incr_style": "exponential"},
          r"wd_incr_style='exponential'; supported: 'linear', 'cosine'"),
-        (dict(base, lr_wsd_decay_style="exponential"), {}, r"lr_wsd_decay_style='exponential'"),
+        (dict(base, lr_wsd_decay_style="exponential"), {}, r"lr_wsd_decay_style='exponential'\); .*no schedule kind"),
+        (dict(base, lr_wsd_decay_style="exponential", lr_warmup_steps=0, wsd_decay_steps=30), {},
+         r"lr_wsd_decay_style='exponential'"),
+        (base, {"lr_warmup_steps": 2.5}, r"lr_warmup_steps=2.5\): only a whole number"),
+        (base, {"wsd_decay_steps": 4.5}, r"wsd_decay_steps=4.5\): only a whole number"),
     ]
     for params, later, match in cases:
         optimizer = make_optimizer(MEGATRON_GROUPS)

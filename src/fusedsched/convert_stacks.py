@@ -635,7 +635,8 @@ def _megatron_inverse_sqrt_end(scheduler: Any, group: Mapping[str, Any], B: int)
 def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     s = scheduler
     hi, lo, init = float(group.get("max_lr", s.max_lr)), float(group.get("min_lr", s.min_lr)), float(s.init_lr)
-    W, D, style = int(s.lr_warmup_steps), int(s.lr_decay_steps), s.lr_decay_style
+    W = _int(s.lr_warmup_steps, "from_megatron: OptimizerParamScheduler(lr_warmup_steps")
+    D, style = _int(s.lr_decay_steps, "from_megatron: OptimizerParamScheduler(lr_decay_steps"), s.lr_decay_style
     if style not in MEGATRON_STYLES:
         raise ValueError(f"from_megatron: lr_decay_style={style!r}; supported: {MEGATRON_STYLES}")
     warmup = [(0, _line(init, hi, W))] if W > 0 else []
@@ -653,16 +654,22 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     if style == "cosine":
         return _join([*warmup, (W, {"cosine_annealing": {"learning_rate": hi, "final_learning_rate": lo,
                                                           "num_steps": D - W}}), (D + 1, {"constant": lo})])
+    Dw = _int(s.wsd_decay_steps, "from_megatron: OptimizerParamScheduler(wsd_decay_steps")
+    if Dw <= 0:  # the anneal would start after lr_decay_steps, where min_lr takes over: no anneal
+        return _join([*warmup, (W, {"constant": hi}), (D + 1, {"constant": lo})])
     shape = MEGATRON_WSD_STYLES.get(s.lr_wsd_decay_style)
     if shape is None:
-        raise ValueError(f"from_megatron: lr_wsd_decay_style={s.lr_wsd_decay_style!r}; supported: "
-                         f"{sorted(MEGATRON_WSD_STYLES)} (the exponential anneal 2 * 0.5**r - 1 has no schedule kind)")
-    Dw = int(s.wsd_decay_steps)
-    A = D - Dw  # the anneal starts after step A
+        raise ValueError(f"from_megatron: OptimizerParamScheduler(lr_wsd_decay_style={s.lr_wsd_decay_style!r}); "
+                         f"supported: {sorted(MEGATRON_WSD_STYLES)} (the exponential anneal "
+                         "min_lr + (max_lr - min_lr) * (2 * 0.5**r - 1) is an exponential plus a constant: no "
+                         "schedule kind or shape has that form)")
+    A = D - Dw  # the anneal's step r * Dw is num_steps - A
     wsd = {"warmup_stable_decay": {"learning_rate": hi, "final_learning_rate": lo, "num_ramp_steps": 0,
                                    "num_stable_steps": max(A - W, 0), "num_decay_steps": Dw, "decay_shape": shape}}
     if A >= W:
         return _join([*warmup, (W, wsd)])
+    if W == 0:  # no warm-up (Megatron's needs lr_warmup_steps > 0): already -A steps into the anneal at 0
+        return _offset(wsd, -A)
     # the anneal starts inside the warm-up: step W is still the warm-up's, the anneal goes on from W + 1
     last = init + ((hi - init) * float(W) / float(W))
     return _join([*warmup, (W, {"constant": last}), (W + 1, _offset(wsd, W + 1 - A))])
