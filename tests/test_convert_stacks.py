@@ -233,6 +233,11 @@ def deepspeed_cases():
         "OneCycle, second step size from the first": ("OneCycle", dict(cycle_min_lr=0.001, cycle_max_lr=0.01,
                                                                        cycle_first_step_size=7, cycle_momentum=False), 30),
         **DEEPSPEED_ONE_CYCLE_CASES,
+        # min_lr * (1 + rate * (b / size)), rising without end
+        "LRRangeTest": ("LRRangeTest", dict(lr_range_test_min_lr=[1e-4, 1e-3, 0.01], lr_range_test_step_size=7,
+                                            lr_range_test_step_rate=0.5), 40),
+        "LRRangeTest, defaults": ("LRRangeTest", {}, 30),
+        "LRRangeTest, rate 0": ("LRRangeTest", dict(lr_range_test_min_lr=0.02, lr_range_test_step_rate=0.0), 10),
         **DEEPSPEED_LOG_CASES,
     }
 
@@ -384,6 +389,24 @@ def _kinds_in(cfg):
         yield from _kinds_in(child)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deepspeed_lr_range_test_up_to_the_last_step(backend):
+    # the line rises to the last step a device-mode shim takes (MAX_STEP), DeepSpeed's value there too
+    from fusedsched.fields import MAX_STEP
+
+    params = dict(lr_range_test_min_lr=[1e-4, 1e-3, 0.01], lr_range_test_step_size=7, lr_range_test_step_rate=0.5)
+    source, twin = (deepspeed().LRRangeTest(make_optimizer([{"lr": b} for b in DS_BASES]), **params) for _ in range(2))
+    shim = from_deepspeed(twin, backend=backend)
+    got, want, seen = [], [], []
+    for k in [5, 2**40, 2**52, MAX_STEP - 2, MAX_STEP - 1]:
+        source.step(k)
+        shim.step(k)
+        got.append(shim.lr_tensor.tolist())
+        want.append(rates(source.optimizer))
+        seen.append(k)
+    assert_precision(got, want, seen)
+
+
 def test_deepspeed_one_cycle_momentum_is_off_for_an_optimizer_without_betas():
     schedules = deepspeed()
     sgd = schedules.OneCycle(make_optimizer([{"lr": 0.1}]), cycle_min_lr=0.01, cycle_max_lr=0.1, cycle_first_step_size=4)
@@ -416,7 +439,11 @@ def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
          r"cycle_first_stair_count=2000\) over 3000 steps: more than 1024 stairs"),
         (lambda o: schedules.OneCycle(o, 0.01, 0.1, cycle_first_step_size=2.5, cycle_momentum=False), ValueError,
          r"cycle_first_step_size=2.5"),
-        (lambda o: schedules.LRRangeTest(o), TypeError, "cannot convert LRRangeTest"),
+        (lambda o: schedules.LRRangeTest(o, lr_range_test_staircase=True), ValueError,
+         r"LRRangeTest\(lr_range_test_staircase=True\): the staircase"),
+        (lambda o: schedules.LRRangeTest(o, lr_range_test_step_rate=-0.1), ValueError,
+         r"LRRangeTest\(lr_range_test_step_rate=-0.1\)"),
+        (lambda o: torch.optim.lr_scheduler.StepLR(o, 3), TypeError, "from_deepspeed cannot convert StepLR"),
     ]
     for make, error, match in cases:
         optimizer = make_optimizer([{"lr": b} for b in DS_BASES])
@@ -538,7 +565,10 @@ def test_deepspeed_one_cycle_json_momentum_follows_the_optimizer_as_deepspeed_do
 
 
 @pytest.mark.parametrize("config, error, match", [
-    ({"type": "LRRangeTest", "params": {}}, TypeError, "cannot convert scheduler type 'LRRangeTest'"),
+    ({"type": "WarmupExp", "params": {}}, TypeError, "cannot convert scheduler type 'WarmupExp'"),
+    ({"type": "LRRangeTest", "params": {"lr_range_test_staircase": True}}, ValueError, "lr_range_test_staircase=True"),
+    ({"type": "LRRangeTest", "params": {"lr_range_test_step_size": 2.0}}, ValueError,
+     r"lr_range_test_step_size=2.0\): must be a positive integer"),
     ({"type": "WarmupLR", "params": {"warmup_num_step": 5}}, ValueError, r"unknown \['warmup_num_step'\]"),
     ({"type": "WarmupDecayLR", "params": {"warmup_type": "linear"}}, ValueError, r"missing \['total_num_steps'\]"),
     ({"type": "WarmupLR", "params": {"warmup_num_steps": 0, "warmup_type": "linear"}}, ValueError, "positive integer, got 0"),

@@ -340,9 +340,9 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
 # --- DeepSpeed ------------------------------------------------------------------------------------
 
 DEEPSPEED_SUPPORTED = ("deepspeed.runtime.lr_schedules' WarmupLR, WarmupDecayLR and WarmupCosineLR "
-                       "(warmup_type 'log' or 'linear'), and OneCycle (its stairs; its post-cycle lr decay where "
-                       "decay_step_size / decay_lr_rate is a whole number; its momentum cycling and decay over a "
-                       "graph-safe optimizer)")
+                       "(warmup_type 'log' or 'linear'), LRRangeTest (not its staircase), and OneCycle (its "
+                       "stairs; its post-cycle lr decay where decay_step_size / decay_lr_rate is a whole number; "
+                       "its momentum cycling and decay over a graph-safe optimizer)")
 
 #: Each scheduler's parameters and their defaults in DeepSpeed 0.19.8 (``...``: required).
 DEEPSPEED_PARAMS: dict[str, dict[str, Any]] = {
@@ -356,6 +356,8 @@ DEEPSPEED_PARAMS: dict[str, dict[str, Any]] = {
                  "cycle_second_step_size": None, "cycle_first_stair_count": 0, "cycle_second_stair_count": None,
                  "decay_step_size": 0, "cycle_momentum": True, "cycle_min_mom": 0.8, "cycle_max_mom": 0.9,
                  "decay_mom_rate": 0.0, "last_batch_iteration": -1},
+    "LRRangeTest": {"lr_range_test_min_lr": 1e-3, "lr_range_test_step_size": 2000, "lr_range_test_step_rate": 1.0,
+                    "lr_range_test_staircase": False, "last_batch_iteration": -1},
 }
 
 
@@ -546,6 +548,29 @@ def _ds_lr_decay(decay: Decay) -> Any:
     return lambda lo: _offset({"product": {"schedules": [factor(lo), factor(1.0)]}}, 1) if lo else {"constant": lo}
 
 
+def _ds_rise(v0: float, rate: float, size: float, steps: int) -> Config:
+    """DeepSpeed's ``v0 * (1 + rate * (k / size))`` for ``k < steps`` (rising without end: ``steps``
+    reaches the last step), a line from v0 to its value at ``steps``."""
+    return _line(v0, v0 * (1 + rate * (steps / size)), steps)
+
+
+def _ds_range_test(mins: list[float], size: Any, rate: Any, staircase: Any) -> list[Config]:
+    """LRRangeTest over the shim's step ``b``: ``min_lr * (1 + rate * (b / size))``, a line rising
+    without end (:func:`_ds_rise`, DeepSpeed's own value at the last step)."""
+    if staircase:
+        raise ValueError(f"DeepSpeed LRRangeTest(lr_range_test_staircase={staircase!r}): the staircase "
+                         "min_lr * (1 + rate * floor(b / size)) rises by a stair every size steps without end: no "
+                         "schedule kind has it (only the continuous rise is converted)")
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ValueError(f"DeepSpeed LRRangeTest(lr_range_test_step_size={size!r}): must be a positive integer")
+    rate = _float(rate)
+    if rate < 0:
+        raise ValueError(f"DeepSpeed LRRangeTest(lr_range_test_step_rate={rate!r}): the rate falls below 0 (a "
+                         "schedule is >= 0); only a rate >= 0 is converted")
+    return [_join([(0, _ds_rise(lo, rate, size, MAX_STEP)), (MAX_STEP, {"constant": lo * (1 + rate * (MAX_STEP / size))})])
+            for lo in mins]
+
+
 def _ds_momentum(shape: list[tuple[int, str | float]], U: int, D: int, min_moms: list[Any], max_moms: list[Any],
                  decay: Decay) -> list[dict[str, Config]]:
     """OneCycle's momentum cycling, per group: ``betas = (max_mom - (max_mom - min_mom) * scale,
@@ -565,8 +590,7 @@ def _ds_momentum(shape: list[tuple[int, str | float]], U: int, D: int, min_moms:
                 raise ValueError(f"DeepSpeed OneCycle(decay_mom_rate={rate!r}, decay_step_size={size!r}): the "
                                  "post-cycle momentum max_mom * (1 + rate * k / size) falls below 0 (a schedule "
                                  "is >= 0); only a rising one (rate / size > 0) is converted")
-            steps = MAX_STEP - (U + D)
-            after = _offset(_line(high, high * (1 + rate * (steps / size)), steps), 1)
+            after = _offset(_ds_rise(high, rate, size, MAX_STEP - (U + D) + 1), 1)  # k = n - U - D <= its steps
         cycle = _ds_cycle(shape, U, D, high, low, lambda x, low=low, high=high: high - (high - low) * x, after)
         out.append({"beta1": _join([(0, {"constant": low}), (1, _offset(cycle, 1))]),
                     "beta2": {"constant": _float(lo[1])}})
@@ -603,6 +627,10 @@ def _deepspeed_from_params(kind: str, params: Mapping[str, Any], base_lrs: Seque
         return _ds_one_cycle(_per_group(p["cycle_min_lr"], count, "cycle_min_lr"),
                              _per_group(p["cycle_max_lr"], count, "cycle_max_lr"), first, second,
                              (p["cycle_first_stair_count"], stairs2), decay(p["decay_lr_rate"]), momentum)
+    if kind == "LRRangeTest":
+        return _ds_range_test(_per_group(p["lr_range_test_min_lr"], count, "lr_range_test_min_lr"),
+                              p["lr_range_test_step_size"], p["lr_range_test_step_rate"],
+                              p["lr_range_test_staircase"]), None
     W = p["warmup_num_steps"]
     if isinstance(W, bool) or not isinstance(W, int) or W <= 0:
         raise ValueError(f"deepspeed {kind}: warmup_num_steps must be a positive integer, got {W!r}")
@@ -642,7 +670,7 @@ def deepspeed_config_to_schedules(config: Mapping[str, Any], base_lrs: Sequence[
     both.
 
     Raises:
-        TypeError: a type other than those of ``DEEPSPEED_SUPPORTED`` (``LRRangeTest``...).
+        TypeError: a type other than those of ``DEEPSPEED_SUPPORTED``.
         ValueError: unknown or missing params, or settings no kind represents.
     """
     return _deepspeed_block(config, base_lrs, betas=False)[0]
@@ -696,6 +724,8 @@ def _deepspeed_parts(scheduler: Any) -> tuple[list[Config], list[dict[str, Confi
         return _ds_one_cycle([_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.first_step_size,
                              s.second_step_size, (s.first_stair_count, s.second_stair_count),
                              None if s.skip_lr_decay else (s.decay_lr_rate, s.decay_step_size), momentum)
+    if kind == "LRRangeTest":
+        return _ds_range_test([_float(v) for v in s.min_lr], s.step_size, s.step_rate, s.staircase), None
     if kind == "WarmupCosineLR":
         return _ds_cosine([_float(v) for v in s.org_lrs], s.warmup_num_steps,
                           _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps"),
@@ -715,7 +745,7 @@ def from_deepspeed(scheduler: Any, *, backend: str | None = None,
     ``GraphSafeAdamW`` (the shim refuses an optimizer that reads betas by value).
 
     Raises:
-        TypeError: an unsupported scheduler (``LRRangeTest``...).
+        TypeError: an unsupported scheduler (not one of ``DEEPSPEED_SUPPORTED``).
         ValueError: settings no kind represents (``OneCycle``'s post-cycle lr decay over a fractional
             ``decay_step_size / decay_lr_rate``...), or an optimizer that reads the cycled betas by
             value. Nothing is touched.
