@@ -14,8 +14,9 @@ a setting no kind represents is refused with a ``ValueError`` naming it (an unsu
 - :func:`from_megatron` -> :class:`MegatronShim`: ``step(increment)`` adds ``increment`` to
   ``num_steps`` (the shim's step).
 
-:func:`deepspeed_config_to_schedules` turns DeepSpeed's JSON ``"scheduler"`` block into the same
-schedules without building DeepSpeed's object. Sources of truth: timm 1.0.31's ``timm.scheduler``,
+:func:`deepspeed_config_to_schedules` and :func:`deepspeed_config_to_hyperparameters` turn
+DeepSpeed's JSON ``"scheduler"`` block into the same schedules without building DeepSpeed's object;
+:func:`from_deepspeed_config` builds the shim from the block over an optimizer. Sources of truth: timm 1.0.31's ``timm.scheduler``,
 DeepSpeed 0.19.8's ``deepspeed.runtime.lr_schedules``, Megatron-core 0.16.1's
 ``megatron.core.optimizer_param_scheduler`` (docs/semantics.md, "Other training stacks").
 """
