@@ -16,9 +16,9 @@ a setting no kind represents is refused with a ``ValueError`` naming it (an unsu
 
 :func:`deepspeed_config_to_schedules` and :func:`deepspeed_config_to_hyperparameters` turn
 DeepSpeed's JSON ``"scheduler"`` block into the same schedules without building DeepSpeed's object;
-:func:`from_deepspeed_config` builds the shim from the block over an optimizer. Sources of truth: timm 1.0.31's ``timm.scheduler``,
-DeepSpeed 0.19.8's ``deepspeed.runtime.lr_schedules``, Megatron-core 0.16.1's
-``megatron.core.optimizer_param_scheduler`` (docs/semantics.md, "Other training stacks").
+:func:`from_deepspeed_config` builds the shim from the block over an optimizer. Sources of truth:
+timm 1.0.31's ``timm.scheduler``, DeepSpeed 0.19.8's ``deepspeed.runtime.lr_schedules``,
+Megatron-core 0.16.1's ``megatron.core.optimizer_param_scheduler`` (docs/stacks.md).
 """
 
 from __future__ import annotations
@@ -496,8 +496,8 @@ def _ds_cycle_shape(U: int, D: int, stairs: tuple[int, int]) -> list[tuple[int, 
     pieces.append((U, _ds_scale(U, U, D, stairs)))  # the turn (min again when D is 0)
     if D >= 2:  # b in [U + 1, U + D): position (U + D - b) * k2 / D, stair j from U + D + 1 - ceil(j * D / k2)
         if k2 > 0:
-            starts = range(U + 1, total) if k2 >= D else sorted(
-                {U + 1} | {b for j in range(1, k2 + 1) if U + 1 < (b := total + 1 - -(-j * D // k2)) < total})
+            drops = (total + 1 - -(-j * D // k2) for j in range(1, k2 + 1))
+            starts = range(U + 1, total) if k2 >= D else sorted({U + 1, *(b for b in drops if U + 1 < b < total)})
             pieces += [(b, _ds_scale(b, U, D, stairs)) for b in starts]
         else:
             pieces.append((U + 1, "down"))
