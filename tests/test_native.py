@@ -90,7 +90,8 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            end_learning_rate=rng.choice([None, _rate(rng)]))}
     if kind == "polynomial_decay":
         return {kind: dict(learning_rate=_rate(rng), end_learning_rate=_rate(rng), num_ramp_steps=ramp,
-                           final_num_steps=ramp + _step(rng), power=rng.choice([1.0, 2.0, 0.5, rng.uniform(0.1, 5)]))}
+                           final_num_steps=ramp + _step(rng), power=rng.choice([1.0, 2.0, 0.5, rng.uniform(0.1, 5)]),
+                           k_decay=rng.choice([1.0, 1.0, 2.0, 0.5]))}
     if kind == "warmup_stable_decay":
         shapes = ["linear", "cosine", "1-sqrt"]
         return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
@@ -100,7 +101,11 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
     if kind == "cosine_annealing":
         return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
                            num_steps=_step(rng), num_cycles=rng.choice([0.5, rng.randint(1, 5), rng.uniform(0.1, 3)]),
-                           hard_restarts=rng.random() < 0.5)}
+                           **({"hard_restarts": True} if rng.random() < 0.5 else {"k_decay": rng.choice([1.0, 2.0, 0.7])}))}
+    if kind == "tanh_decay":
+        lb = rng.choice([-7.0, -3.0, rng.uniform(-8, 2)])
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_steps=_step(rng),
+                           lower_bound=lb, upper_bound=rng.choice([3.0, lb + rng.uniform(0.1, 8)]))}
     if kind == "cosine_with_restarts":
         return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
                            cycle_steps=rng.choice([1, rng.randint(1, 30)]), cycle_mult=rng.choice([1, 2, 3, 7]),
