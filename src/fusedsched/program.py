@@ -325,7 +325,10 @@ def _linear(u, span, v0, v1, p, q, w, xp):
 
 
 def _k_decay(u, span, w, xp):
-    """``(u, span)``, or ``(pow(u, w), pow(span, w))`` where ``w != 0`` (timm's k-decay, k = w)."""
+    """``(u, span)``, or ``(pow(u, w), pow(span, w))`` where ``w != 0`` (timm's k-decay, k = w).
+    numpy arrays without k-decay skip the two ``pow`` (a host check; torch stays branch-free)."""
+    if xp is NUMPY and not w.any():
+        return u, span
     k = w != 0
     return xp.where(k, xp.pow(u, w), u), xp.where(k, xp.pow(span, w), span)
 

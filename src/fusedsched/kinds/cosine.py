@@ -29,12 +29,12 @@ class CosineAnnealing(ConfigModel, Kind):
       When the period ``N / num_cycles`` is a whole number of steps P (always for torch's
       ``CosineAnnealingLR``: P = 2N), ``u`` is first reduced to ``u % P``: the same cosine,
       without a huge argument at huge steps. ``k_decay`` k != 1 (timm's k-decay, not periodic):
-      ``p * u ** k / N ** k`` for ``p * u / N``;
+      ``p * u ** k / N ** k`` for ``p * u / N`` while ``u < N``, then F (as timm's cycles end);
     - ``hard_restarts: true``: ``F + (L - F) * 0.5 * (1 + cos(pi * ((num_cycles * (u / N)) % 1.0)))``
       while ``u < N``, then F (``num_cycles`` cosine decays, each restarting at L).
 
-    Segments: LINEAR, then COSINE (periodic: no end, ``q`` = P; ``w`` = k when k != 1); or
-    COSINE_CYCLES and CONSTANT.
+    Segments: LINEAR, then COSINE (periodic: no end, ``q`` = P); COSINE (``w`` = k) and CONSTANT
+    with k-decay; or COSINE_CYCLES and CONSTANT.
 
     >>> cfg = CosineAnnealing(learning_rate=1.0, final_learning_rate=0.5, num_steps=2)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 3, 4)]
@@ -61,6 +61,8 @@ class CosineAnnealing(ConfigModel, Kind):
             p, kd, Nk = math.pi * k * 2.0, self.k_decay, power(float(N), self.k_decay)
 
             def k_decay(s: int) -> float:
+                if s - R >= N:
+                    return F
                 angle = p * power(float(s - R), kd) / Nk
                 return F + (L - F) * 0.5 * (1 + (math.cos(angle) if math.isfinite(angle) else math.nan))
 
@@ -87,9 +89,12 @@ class CosineAnnealing(ConfigModel, Kind):
                 Segment(R, Shape.COSINE_CYCLES, L, F, p=math.pi, q=k, end=R + N),
                 Segment(R + N, Shape.CONSTANT, F),
             ])
-        w = 0.0 if self.k_decay == 1 else self.k_decay
-        return chain(ramp_segments(L, R) + [Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, q=self.period, w=w,
-                                                    end=R + N)])
+        if self.k_decay != 1:
+            return chain(ramp_segments(L, R) + [
+                Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, w=self.k_decay, end=R + N),
+                Segment(R + N, Shape.CONSTANT, F),
+            ])
+        return chain(ramp_segments(L, R) + [Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, q=self.period, end=R + N)])
 
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.num_steps)
