@@ -165,9 +165,8 @@ def test_timm_from_a_scheduler_already_stepped(name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["cosine, restarts x2, decay, limit, prefix", "tanh, restarts x2, decay, limit, bounds, prefix",
-                                  "cosine k-decay, restarts x2, decay, prefix", "poly k-decay, cycles"])
-def test_timm_every_backend(backend, name):
+@pytest.mark.parametrize("name", ["cosine, restarts x2, decay, limit, prefix", "tanh, restarts x2, decay, limit, bounds, prefix"])
+def test_timm_every_backend(backend, name):  # k-decay on every backend: tests/test_backends.py (CONFIGS)
     run_timm(*timm_cases()[name], backend=backend)
 
 
