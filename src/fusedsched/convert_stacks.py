@@ -129,7 +129,7 @@ TIMM_SUPPORTED = ("timm.scheduler's CosineLRScheduler (a whole cycle_mul), StepL
                   "or cosine), without noise")
 _TIMM_CLASSES = ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler", "PolyLRScheduler", "TanhLRScheduler",
                  "WSDLRScheduler")
-_MAX_CYCLES = 64  # cycles checked against timm (and, for PolyLRScheduler, joined)
+_MAX_CYCLES = 64  # cycles checked against timm (and, one piece each, joined: poly, tanh, a k-decay cosine)
 
 
 class TimmShim(_JumpingShim):
@@ -169,7 +169,6 @@ def _timm_cycles(scheduler: Any, name: str) -> tuple[int, int, int]:
         raise ValueError(f"from_timm: {name}(cycle_mul={mul!r}): only a whole cycle_mul >= 1 is converted "
                          "(cycle lengths t_initial * cycle_mul**i must be whole numbers of steps)")
     return T0, int(mul), int(scheduler.cycle_limit)
-
 
 
 def _cycle_start(T0: int, mul: int, n: int) -> int:

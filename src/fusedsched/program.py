@@ -383,8 +383,6 @@ def _cosine_cycles(u, span, v0, v1, p, q, w, xp):
 
 def _log_ramp(u, span, v0, v1, p, q, w, xp):
     return v0 + (v1 - v0) * (p * xp.log(u + 1))
-
-
 def _cyclic(u, span, v0, v1, p, q, w, xp):
     x = u / span
     cycle = xp.floor(1 + x)
