@@ -17,6 +17,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``cosine_with_restarts`` | :class:`CosineWithRestarts` | torch ``CosineAnnealingWarmRestarts``, timm |
 | ``one_cycle`` | :class:`OneCycle` | torch ``OneCycleLR`` |
 | ``cyclic`` | :class:`Cyclic` | torch ``CyclicLR`` |
+| ``tanh_decay`` | :class:`TanhDecay` | timm ``TanhLRScheduler`` (one cycle) |
 | ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
 | ``log_warmup`` | :class:`LogWarmup` | DeepSpeed's ``warmup_type='log'`` (``WarmupLR``...) |
 | ``join`` | :class:`Join` | optax ``join_schedules`` |
@@ -30,6 +31,7 @@ from .compose import Join, LearningRate, Offset, Product, kind_row
 from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
+from .tanh import TanhDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
 
@@ -51,6 +53,7 @@ __all__ = [
     "PiecewiseConstant",
     "PolynomialDecay",
     "Product",
+    "TanhDecay",
     "WarmupStableDecay",
     "build_table",
     "compile_schedule",

@@ -17,6 +17,7 @@ from ._row import Kind, fold, sorted_marks
 from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
+from .tanh import TanhDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
 
@@ -188,6 +189,7 @@ class LearningRate(ConfigModel):
     inverse_sqrt: InverseSqrt | None = None
     log_warmup: LogWarmup | None = None
     cyclic: Cyclic | None = None
+    tanh_decay: TanhDecay | None = None
     join: Join | None = None
     product: Product | None = None
     offset: Offset | None = None
@@ -206,6 +208,7 @@ class LearningRate(ConfigModel):
         "inverse_sqrt",
         "log_warmup",
         "cyclic",
+        "tanh_decay",
         "join",
         "product",
         "offset",
