@@ -38,7 +38,8 @@ enum class Shape : int {
   LOG = 9,
   CYCLIC = 10,
   PLATEAU = 11,
-  TANH = 12
+  TANH = 12,
+  EXP_ANNEAL = 13
 };
 
 enum class Column : int {
@@ -211,6 +212,7 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 //                    v0 + ((v1 - v0) * f) * pow(w, q != 0 ? u : c - 1)
 //   PLATEAU:         plateau[VALUE, g] (the state, already updated for this step), v0 without it (nullptr)
 //   TANH:            x = u / span; v1 + 0.5 * (v0 - v1) * (1 - tanh(p * (1.0 - x) + q * x))
+//   EXP_ANNEAL:      x = u / span; v1 + ((2.0 * pow(0.5, x)) - 1.0) * (v0 - v1)   (Megatron's exponential WSD anneal)
 FUSEDSCHED_HOST_DEVICE double segment_value(
     const double* table, int64_t num_groups, int64_t k, int64_t g, double s, double* plateau = nullptr) {
   const int shape = static_cast<int>(table_at(table, num_groups, k, Column::SHAPE, g));
@@ -278,6 +280,8 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       const double q = table_at(table, num_groups, k, Column::Q, g);
       return v1 + 0.5 * (v0 - v1) * (1 - tanh(p * (1.0 - x) + q * x));
     }
+    case Shape::EXP_ANNEAL:
+      return v1 + ((2.0 * pow(0.5, u / span)) - 1.0) * (v0 - v1);
     default:
       return v0;
   }

@@ -657,15 +657,23 @@ def megatron_cases():
                             lr_wsd_decay_style="linear"), 70),
         "WSD cosine": (dict(common, lr_warmup_steps=6, lr_decay_steps=50, lr_decay_style="WSD", wsd_decay_steps=20,
                             lr_wsd_decay_style="cosine"), 70),
+        "WSD exponential": (dict(common, lr_warmup_steps=6, lr_decay_steps=50, lr_decay_style="WSD", wsd_decay_steps=20,
+                                 lr_wsd_decay_style="exponential"), 70),
+        "WSD exponential, anneal from inside the warm-up": (dict(
+            common, lr_warmup_steps=9, lr_decay_steps=31, lr_decay_style="WSD", wsd_decay_steps=27,
+            lr_wsd_decay_style="exponential"), 50),
         "WSD minus_sqrt, anneal from inside the warm-up": (dict(
             common, lr_warmup_steps=12, lr_decay_steps=30, lr_decay_style="WSD", wsd_decay_steps=25,
             lr_wsd_decay_style="minus_sqrt"), 50),
         # no warm-up and wsd_decay_steps > lr_decay_steps: Megatron is already in the anneal at step 0
         **{f"WSD {style}, no warm-up, anneal from before step 0": (dict(
             common, lr_warmup_steps=0, lr_decay_steps=20, lr_decay_style="WSD", wsd_decay_steps=30,
-            lr_wsd_decay_style=style), 40) for style in ("linear", "cosine", "minus_sqrt")},
+            lr_wsd_decay_style=style), 40) for style in ("linear", "cosine", "minus_sqrt", "exponential")},
         "WSD minus_sqrt, anneal from the start": (dict(common, lr_warmup_steps=0, lr_decay_steps=24, lr_decay_style="WSD",
                                                        wsd_decay_steps=24, lr_wsd_decay_style="minus_sqrt"), 40),
+        "WSD exponential, anneal from the start": (dict(common, lr_warmup_steps=0, lr_decay_steps=37,
+                                                        lr_decay_style="WSD", wsd_decay_steps=37,
+                                                        lr_wsd_decay_style="exponential"), 50),
         # wsd_decay_steps <= 0: the anneal would start after lr_decay_steps, where min_lr takes over, so
         # its style (even "exponential") is never evaluated
         "WSD exponential, wsd_decay_steps 0": (dict(common, lr_warmup_steps=4, lr_decay_steps=20, lr_decay_style="WSD",
@@ -711,13 +719,15 @@ def test_megatron(name):
     run_megatron(*megatron_cases()[name])
 
 
-@pytest.mark.parametrize("name", ["linear", "cosine", "inverse-square-root", "WSD cosine"])
+@pytest.mark.parametrize("name", ["linear", "cosine", "inverse-square-root", "WSD cosine", "WSD exponential"])
 def test_megatron_from_a_scheduler_already_stepped_and_by_increments(name):
     params, steps = megatron_cases()[name]
     run_megatron(params, steps // 6, before=steps // 3, increment=3)
 
 
-@pytest.mark.parametrize("name", ["cosine", "WSD minus_sqrt, no warm-up, anneal from before step 0"])
+@pytest.mark.parametrize("name", ["cosine", "WSD minus_sqrt, no warm-up, anneal from before step 0", "WSD exponential",
+                                  "WSD exponential, anneal from inside the warm-up",
+                                  "WSD exponential, no warm-up, anneal from before step 0"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_megatron_every_backend(backend, name):
     run_megatron(*megatron_cases()[name], backend=backend)
@@ -781,9 +791,11 @@ def test_megatron_refusals_name_the_setting_and_touch_nothing():
         # an increment style Megatron may add (0.16 asserts in its constructor for any other)
         (dict(base, start_wd=0.0, end_wd=0.1, wd_incr_style="linear"), {"wd_incr_style": "exponential"},
          r"wd_incr_style='exponential'; supported: 'linear', 'cosine'"),
-        (dict(base, lr_wsd_decay_style="exponential"), {}, r"lr_wsd_decay_style='exponential'\); .*no schedule kind"),
-        (dict(base, lr_wsd_decay_style="exponential", lr_warmup_steps=0, wsd_decay_steps=30), {},
-         r"lr_wsd_decay_style='exponential'"),
+        # an anneal style Megatron may add (0.16 raises in get_lr for any other)
+        (base, {"lr_wsd_decay_style": "square"},
+         r"lr_wsd_decay_style='square'\); supported: \['cosine', 'exponential', 'linear', 'minus_sqrt'\]"),
+        (dict(base, lr_warmup_steps=0, wsd_decay_steps=30), {"lr_wsd_decay_style": "square"},
+         r"lr_wsd_decay_style='square'"),
         (base, {"lr_warmup_steps": 2.5}, r"lr_warmup_steps=2.5\): only a whole number"),
         (base, {"wsd_decay_steps": 4.5}, r"wsd_decay_steps=4.5\): only a whole number"),
     ]

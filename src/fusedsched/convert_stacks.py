@@ -774,7 +774,7 @@ def from_deepspeed(scheduler: Any, *, backend: str | None = None,
 # --- Megatron-core --------------------------------------------------------------------------------
 
 MEGATRON_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
-MEGATRON_WSD_STYLES = {"linear": "linear", "cosine": "cosine", "minus_sqrt": "1-sqrt"}
+MEGATRON_WSD_STYLES = {"linear": "linear", "cosine": "cosine", "exponential": "exponential", "minus_sqrt": "1-sqrt"}
 
 
 class MegatronShim(_JumpingShim):
@@ -860,9 +860,7 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     shape = MEGATRON_WSD_STYLES.get(s.lr_wsd_decay_style)
     if shape is None:
         raise ValueError(f"from_megatron: OptimizerParamScheduler(lr_wsd_decay_style={s.lr_wsd_decay_style!r}); "
-                         f"supported: {sorted(MEGATRON_WSD_STYLES)} (the exponential anneal "
-                         "min_lr + (max_lr - min_lr) * (2 * 0.5**r - 1) is an exponential plus a constant: no "
-                         "schedule kind or shape has that form)")
+                         f"supported: {sorted(MEGATRON_WSD_STYLES)}")
     A = D - Dw  # the anneal's step r * Dw is num_steps - A
     wsd = {"warmup_stable_decay": {"learning_rate": hi, "final_learning_rate": lo, "num_ramp_steps": 0,
                                    "num_stable_steps": max(A - W, 0), "num_decay_steps": Dw, "decay_shape": shape}}
@@ -889,7 +887,8 @@ def megatron_learning_rates(scheduler: Any) -> list[LearningRate]:
 
     Raises:
         TypeError: not Megatron-core's ``OptimizerParamScheduler``.
-        ValueError: settings no kind represents (``lr_wsd_decay_style="exponential"``).
+        ValueError: settings no kind represents (an unknown ``lr_decay_style`` or
+            ``lr_wsd_decay_style``, non-whole step counts).
     """
     _check_megatron(scheduler)
     groups = _megatron_optimizer(scheduler).param_groups

@@ -42,6 +42,9 @@ never rounds them)::
                      (:mod:`fusedsched.plateau`), v0 (its initial value) without one
     TANH             x = u / span;  v1 + 0.5 * (v0 - v1) * (1 - tanh(p * (1.0 - x) + q * x))
                      (timm's ``TanhLRScheduler``: p, q its lb, ub)
+    EXP_ANNEAL       x = u / span;  v1 + ((2.0 * pow(0.5, x)) - 1.0) * (v0 - v1)  (Megatron's exponential
+                     WSD anneal ``min_lr + coeff * delta_lr``, ``delta_lr = max_lr - min_lr``: v0, v1 its
+                     max, min; its last step, x = 1, is exactly v1)
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
 :mod:`fusedsched.kinds`), so the device rounds like ``compute_lr``. ``pow``, ``cos``, ``log`` and
@@ -88,6 +91,7 @@ class Shape(enum.IntEnum):
     CYCLIC = 10
     PLATEAU = 11
     TANH = 12
+    EXP_ANNEAL = 13
 
 
 class Column(enum.IntEnum):
@@ -396,6 +400,11 @@ def _tanh(u, span, v0, v1, p, q, w, xp):
     return v1 + 0.5 * (v0 - v1) * (1 - xp.tanh(p * (1.0 - x) + q * x))
 
 
+def _exp_anneal(u, span, v0, v1, p, q, w, xp):
+    x = u / span
+    return v1 + ((2.0 * xp.pow(0.5, x)) - 1.0) * (v0 - v1)
+
+
 _FORMULAS = {
     Shape.LINEAR: _linear,
     Shape.COSINE: _cosine,
@@ -408,6 +417,7 @@ _FORMULAS = {
     Shape.LOG: _log_ramp,
     Shape.CYCLIC: _cyclic,
     Shape.TANH: _tanh,
+    Shape.EXP_ANNEAL: _exp_anneal,
 }
 _WITHOUT_K = {Shape.COSINE: _cosine_without_k, Shape.POWER: _power_without_k}  # lanes with w == 0
 

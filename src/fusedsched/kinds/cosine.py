@@ -185,6 +185,7 @@ class CosineWithRestarts(ConfigModel, Kind):
 
 
 Shape3 = Literal["linear", "cosine", "1-sqrt"]
+DecayShape = Literal["linear", "cosine", "1-sqrt", "exponential"]  # exponential: Megatron's WSD anneal
 
 
 class WarmupStableDecay(ConfigModel, Kind):
@@ -198,10 +199,12 @@ class WarmupStableDecay(ConfigModel, Kind):
     - ``W <= s < W + S``: L;
     - ``W + S <= s < W + S + D``, ``u = s - W - S`` (``decay_shape``): linear
       ``clamp(L + ((F - L) / D) * u)``; cosine ``F + (L - F) * 0.5 * (1 + cos(p * u / D))`` with
-      ``p = pi * num_cycles * 2.0``; 1-sqrt ``F + (L - F) * (1 - sqrt(u / D))``;
+      ``p = pi * num_cycles * 2.0``; 1-sqrt ``F + (L - F) * (1 - sqrt(u / D))``; exponential
+      (Megatron's ``lr_wsd_decay_style="exponential"``) ``F + ((2.0 * pow(0.5, u / D)) - 1.0) * (L - F)``;
     - then F.
 
-    Segments: LINEAR / COSINE / ONE_MINUS_SQRT, CONSTANT, LINEAR / COSINE / ONE_MINUS_SQRT, CONSTANT.
+    Segments: LINEAR / COSINE / ONE_MINUS_SQRT, CONSTANT, LINEAR / COSINE / ONE_MINUS_SQRT /
+    EXP_ANNEAL, CONSTANT.
 
     >>> cfg = WarmupStableDecay(learning_rate=1.0, num_ramp_steps=2, num_stable_steps=1,
     ...                         num_decay_steps=2, decay_shape="linear")
@@ -214,7 +217,7 @@ class WarmupStableDecay(ConfigModel, Kind):
     num_ramp_steps: Count
     num_stable_steps: Count
     num_decay_steps: Count
-    decay_shape: Shape3 = "cosine"
+    decay_shape: DecayShape = "cosine"
     ramp_shape: Shape3 = "linear"
     num_cycles: Positive = 0.5
 
@@ -243,6 +246,8 @@ class WarmupStableDecay(ConfigModel, Kind):
         if self.decay_shape == "cosine":
             p = math.pi * self.num_cycles * 2.0
             return lambda u: F + (L - F) * 0.5 * (1 + math.cos(p * u / D))
+        if self.decay_shape == "exponential":
+            return lambda u: F + ((2.0 * math.pow(0.5, u / D)) - 1.0) * (L - F)
         return lambda u: F + (L - F) * (1 - math.sqrt(u / D))
 
     def formula(self) -> Callable[[int], float]:
@@ -279,6 +284,7 @@ class WarmupStableDecay(ConfigModel, Kind):
                 "linear": Segment(W + S, Shape.LINEAR, L, F, end=W + S + D),
                 "cosine": Segment(W + S, Shape.COSINE, L, F, p=math.pi * self.num_cycles * 2.0, end=W + S + D),
                 "1-sqrt": Segment(W + S, Shape.ONE_MINUS_SQRT, L, F, end=W + S + D),
+                "exponential": Segment(W + S, Shape.EXP_ANNEAL, L, F, end=W + S + D),
             }[self.decay_shape])
         segments.append(Segment(W + S + D, Shape.CONSTANT, F))
         return chain(segments)

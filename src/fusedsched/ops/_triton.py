@@ -133,7 +133,8 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value,
                    LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
                    POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
                    COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr, LOG: tl.constexpr,
-                   CYCLIC: tl.constexpr, PLATEAU: tl.constexpr, HAS_PLATEAU: tl.constexpr, TANH: tl.constexpr):
+                   CYCLIC: tl.constexpr, PLATEAU: tl.constexpr, HAS_PLATEAU: tl.constexpr, TANH: tl.constexpr,
+                   EXP_ANNEAL: tl.constexpr):
     """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order);
     a ``PLATEAU`` lane's is ``plateau_value`` with the state (``HAS_PLATEAU``), else ``v0``.
 
@@ -190,6 +191,9 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value,
     if _any(shape == POWER):
         pow_base = tl.where(shape == POWER, 1 - u / span, pow_base)
         pow_exp = tl.where(shape == POWER, p, pow_exp)
+    if _any(shape == EXP_ANNEAL):  # pow(0.5, u / span)
+        pow_base = tl.where(shape == EXP_ANNEAL, 0.5, pow_base)
+        pow_exp = tl.where(shape == EXP_ANNEAL, u / span, pow_exp)
     k_decay = ((shape == COSINE) | (shape == POWER)) & (w != 0)  # timm's k-decay: pow(u, w) / pow(span, w)
     if _any(k_decay):
         reduced = tl.where((shape == COSINE) & (q > 0), u - q * tl.floor(u / q), u)
@@ -201,7 +205,8 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value,
         x = u / span
         lr = tl.where(shape == TANH, v1 + 0.5 * (v0 - v1) * (1 - _tanh(p * (1.0 - x) + q * x)), lr)
     cosine_family = (shape == COSINE) | (shape == COSINE_CYCLES) | (shape == COSINE_RESTARTS)
-    power_family = (shape == EXPONENTIAL) | (shape == POWER) | (shape == COSINE_RESTARTS) | (shape == CYCLIC)
+    power_family = ((shape == EXPONENTIAL) | (shape == POWER) | (shape == COSINE_RESTARTS) | (shape == CYCLIC)
+                    | (shape == EXP_ANNEAL))
     if _any(cosine_family | power_family):
         c = 1 + tl.cos(cos_arg)
         pw = _pow(pow_base, pow_exp)
@@ -212,6 +217,7 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value,
         lr = tl.where(shape == EXPONENTIAL, bounded, lr)
         lr = tl.where(shape == POWER, v1 + (v0 - v1) * pw, lr)
         lr = tl.where(shape == CYCLIC, v0 + height * pw, lr)
+        lr = tl.where(shape == EXP_ANNEAL, v1 + ((2.0 * pw) - 1.0) * (v0 - v1), lr)
     return lr
 
 
@@ -252,6 +258,7 @@ def _advance_kernel(
     CYCLIC: tl.constexpr,
     PLATEAU: tl.constexpr,
     TANH: tl.constexpr,
+    EXP_ANNEAL: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_AMOUNT: tl.constexpr,
     HAS_SKIP: tl.constexpr,
@@ -339,7 +346,7 @@ def _advance_kernel(
                 take = mask
             value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value, LINEAR, COSINE,
                                    EXPONENTIAL, POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES,
-                                   LOG, CYCLIC, PLATEAU, HAS_PLATEAU, TANH)
+                                   LOG, CYCLIC, PLATEAU, HAS_PLATEAU, TANH, EXP_ANNEAL)
             lr = tl.where(take, lr * value, lr)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
