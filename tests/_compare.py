@@ -74,6 +74,14 @@ CONFIGS = [
                                    "num_steps": 40, "k_decay": 2.0}),
     LearningRate(polynomial_decay={"learning_rate": 0.1, "end_learning_rate": 1e-3, "num_ramp_steps": 3,
                                    "final_num_steps": 90, "power": 2.0, "k_decay": 0.5}),
+    # Megatron's exponential WSD anneal: short; to 0 over 10**7 steps across 2**40; an anneal past 2**40
+    LearningRate(warmup_stable_decay={"learning_rate": 0.1, "final_learning_rate": 1e-3, "num_ramp_steps": 5,
+                                      "num_stable_steps": 7, "num_decay_steps": 20, "decay_shape": "exponential"}),
+    LearningRate(warmup_stable_decay={"learning_rate": 0.5, "num_ramp_steps": 0, "num_stable_steps": 2**40 - 3,
+                                      "num_decay_steps": 10**7, "decay_shape": "exponential"}),
+    LearningRate(warmup_stable_decay={"learning_rate": 0.3, "final_learning_rate": 0.003, "num_ramp_steps": 4,
+                                      "num_stable_steps": 0, "num_decay_steps": 2**40 + 9, "decay_shape": "exponential",
+                                      "ramp_shape": "cosine"}),
 ]
 
 BIG_STEPS = [2**40 - 1, 2**40, 2**40 + 1, 2**40 + 12345, 10**10]

@@ -108,10 +108,13 @@ def _polynomial_decay(draw):
 def _warmup_stable_decay(draw):
     ramp = draw(step_counts(0))
     stable = draw(step_counts(0, MAX_STEP - ramp))
+    decay_shape = draw(st.one_of(shapes, st.just("exponential")))
+    # Megatron's exponential anneal: decays up to K_DECAY_STEPS (docs/precision.md, as k-decay)
+    longest = MAX_STEP - ramp - stable if decay_shape != "exponential" else min(K_DECAY_STEPS, MAX_STEP - ramp - stable)
     return _config("warmup_stable_decay", {
         "learning_rate": draw(rates), "final_learning_rate": draw(rates), "num_ramp_steps": ramp,
-        "num_stable_steps": stable, "num_decay_steps": draw(step_counts(0, MAX_STEP - ramp - stable)),
-        "decay_shape": draw(shapes), "ramp_shape": draw(shapes), "num_cycles": draw(positives)})
+        "num_stable_steps": stable, "num_decay_steps": draw(step_counts(0, longest)),
+        "decay_shape": decay_shape, "ramp_shape": draw(shapes), "num_cycles": draw(positives)})
 
 
 @st.composite

@@ -227,7 +227,8 @@ INVALID = [
     (WarmupStableDecay, _with(WSD, num_ramp_steps=-1), "num_ramp_steps", "-1"),
     (WarmupStableDecay, _with(WSD, num_stable_steps=-5), "num_stable_steps", "-5"),
     (WarmupStableDecay, _with(WSD, num_decay_steps=-3), "num_decay_steps", "-3"),
-    (WarmupStableDecay, _with(WSD, decay_shape="exponential"), "decay_shape", "exponential"),
+    (WarmupStableDecay, _with(WSD, decay_shape="square"), "decay_shape", "square"),
+    (WarmupStableDecay, _with(WSD, ramp_shape="exponential"), "ramp_shape", "exponential"),  # a decay shape only
     (WarmupStableDecay, _with(WSD, ramp_shape="sqrt"), "ramp_shape", "sqrt"),
     (WarmupStableDecay, _with(WSD, num_cycles=0), "num_cycles", "0"),
     (

@@ -121,6 +121,9 @@ def test_shift_keeps_fractional_origins_exact():
     (dict(polynomial_decay=dict(learning_rate=1.0, final_num_steps=9)), [Shape.POWER, Shape.CONSTANT]),
     (dict(warmup_stable_decay=dict(learning_rate=1.0, num_ramp_steps=2, num_stable_steps=3, num_decay_steps=4, decay_shape="1-sqrt", ramp_shape="cosine")),
      [Shape.COSINE, Shape.CONSTANT, Shape.ONE_MINUS_SQRT, Shape.CONSTANT]),
+    (dict(warmup_stable_decay=dict(learning_rate=1.0, num_ramp_steps=2, num_stable_steps=3, num_decay_steps=4,
+                                   decay_shape="exponential")),
+     [Shape.LINEAR, Shape.CONSTANT, Shape.EXP_ANNEAL, Shape.CONSTANT]),
     (dict(cosine_annealing=dict(learning_rate=1.0, num_steps=9)), [Shape.COSINE]),
     (dict(cosine_annealing=dict(learning_rate=1.0, num_steps=9, hard_restarts=True, num_cycles=2)), [Shape.COSINE_CYCLES, Shape.CONSTANT]),
     (dict(cosine_with_restarts=dict(learning_rate=1.0, cycle_steps=9, cycle_mult=2)), [Shape.COSINE_RESTARTS]),
@@ -316,3 +319,20 @@ def test_compiled_programs_start_stop_and_shift_at_whole_steps(cfg):
     for seg in compile_schedule(cfg):
         assert float(seg.start).is_integer() and float(seg.shift).is_integer(), seg
         assert seg.stop == math.inf or float(seg.stop).is_integer(), seg
+
+
+@pytest.mark.parametrize("xp", [PYFLOAT, SCALAR], ids=["pyfloat", "scalar"])
+def test_exp_anneal_shape_is_megatron_s_exponential_wsd_anneal(xp):
+    # Megatron's OptimizerParamScheduler.get_lr: delta_lr = max_lr - min_lr; wsd_decay_ratio =
+    # float(wsd_steps) / float(wsd_decay_steps); coeff = (2.0 * math.pow(0.5, ratio)) - 1.0;
+    # min_lr + coeff * delta_lr, written out here: the EXP_ANNEAL segment bit for bit, min_lr at the end
+    for lo, hi, A, D in [(0.0, 0.1, 0, 7), (1e-3, 0.02, 5, 37), (3e-4, 0.7, 11, 10**6), (0.05, 0.3, 2**40, 2**33 + 1)]:
+        cfg = LearningRate(warmup_stable_decay={"learning_rate": hi, "final_learning_rate": lo, "num_ramp_steps": 0,
+                                                "num_stable_steps": A, "num_decay_steps": D,
+                                                "decay_shape": "exponential"})
+        seg = next(seg for seg in compile_schedule(cfg) if seg.shape == Shape.EXP_ANNEAL)
+        for s in sorted({A, A + 1, A + 2, A + D // 3, A + D // 2, A + D - 1, A + D}):
+            coeff = (2.0 * math.pow(0.5, float(s - A) / float(D))) - 1.0
+            want = lo + coeff * (hi - lo)
+            assert float(shape_values(Shape.EXP_ANNEAL, seg.row(), s, xp)) == want == compute_lr(cfg, s), (A, D, s)
+        assert lo + ((2.0 * math.pow(0.5, 1.0)) - 1.0) * (hi - lo) == lo
