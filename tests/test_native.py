@@ -95,9 +95,11 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            power=rng.choice([1.0, 2.0, 0.5, rng.uniform(0.1, 5)]), k_decay=k)}
     if kind == "warmup_stable_decay":
         shapes = ["linear", "cosine", "1-sqrt"]
-        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
-                           num_stable_steps=rng.randint(0, 60), num_decay_steps=_step(rng, 0),
-                           decay_shape=rng.choice(shapes), ramp_shape=rng.choice(shapes),
+        L, F, S = _rate(rng), _rate(rng), rng.randint(0, 60)
+        decay = rng.choice([*shapes, "exponential"])  # exponential (Megatron's): short decays (docs/precision.md)
+        return {kind: dict(learning_rate=L, final_learning_rate=F, num_ramp_steps=ramp, num_stable_steps=S,
+                           num_decay_steps=_step(rng, 0) if decay != "exponential" else rng.randint(0, 120),
+                           decay_shape=decay, ramp_shape=rng.choice(shapes),
                            num_cycles=rng.choice([0.5, rng.uniform(0.2, 2)]))}
     if kind == "cosine_annealing":
         k = {"hard_restarts": True} if rng.random() < 0.5 else {"k_decay": rng.choice([1.0, 2.0, 0.7])}
