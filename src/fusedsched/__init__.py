@@ -49,6 +49,7 @@ _EXPORTS = {
     "PiecewiseConstant": "kinds",
     "PolynomialDecay": "kinds",
     "Product": "kinds",
+    "ReduceOnPlateau": "kinds",
     "WarmupStableDecay": "kinds",
     "FusedAdagrad": "adagrad",
     # graph-safe optimizers: every per-step hyperparameter a float or a 0-dim device tensor
@@ -143,6 +144,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         PiecewiseConstant,
         PolynomialDecay,
         Product,
+        ReduceOnPlateau,
         WarmupStableDecay,
     )
     from .optim import (

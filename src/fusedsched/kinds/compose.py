@@ -17,10 +17,11 @@ from ._row import Kind, fold, sorted_marks
 from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
+from .plateau import ReduceOnPlateau
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
 
-__all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row"]
+__all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row", "plateaus"]
 
 
 def _at_least_one_schedule(schedules: list) -> list:
@@ -188,6 +189,7 @@ class LearningRate(ConfigModel):
     inverse_sqrt: InverseSqrt | None = None
     log_warmup: LogWarmup | None = None
     cyclic: Cyclic | None = None
+    plateau: ReduceOnPlateau | None = None
     join: Join | None = None
     product: Product | None = None
     offset: Offset | None = None
@@ -206,6 +208,7 @@ class LearningRate(ConfigModel):
         "inverse_sqrt",
         "log_warmup",
         "cyclic",
+        "plateau",
         "join",
         "product",
         "offset",
@@ -214,6 +217,11 @@ class LearningRate(ConfigModel):
     @pydantic.model_validator(mode="after")
     def _one_kind(self) -> LearningRate:
         exactly_one(self, self.KINDS)
+        if self.kind in ("join", "product", "offset") and len(plateaus(self)) > 1:
+            raise ValueError(
+                f"a schedule holds at most one plateau (one state per group), got {len(plateaus(self))} "
+                f"in this {self.kind}"
+            )
         return self
 
     @property
@@ -225,6 +233,18 @@ class LearningRate(ConfigModel):
     def schedule(self) -> float | Kind:
         """The value of the field that is set (a float for ``constant``)."""
         return getattr(self, self.kind)
+
+
+def plateaus(lr_config: LearningRate) -> list[ReduceOnPlateau]:
+    """Every ``plateau`` in ``lr_config``, depth first (at most one in a valid config)."""
+    schedule = lr_config.schedule
+    if isinstance(schedule, ReduceOnPlateau):
+        return [schedule]
+    if isinstance(schedule, (Join, Product)):
+        return [p for c in schedule.schedules for p in plateaus(c)]
+    if isinstance(schedule, Offset):
+        return plateaus(schedule.schedule)
+    return []
 
 
 def kind_row(lr_config: LearningRate) -> Kind:
