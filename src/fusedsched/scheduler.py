@@ -445,6 +445,26 @@ class LRShim(LRScheduler):
             **self._engine.extra_state(),
         }
 
+    def plateau_states(self) -> dict[tuple[str, str], list[float]]:
+        """``{(group, key): [value, best, bad_epochs, cooldown_left]}`` of every plateau (device mode: a sync).
+
+        ``key`` is ``"lr"`` or a scheduled hyperparameter; ``value`` is the plateau's current rate
+        (before a multiplier), ``best`` the best metric so far (``inf`` / ``-inf`` before any)."""
+        names = self._row_names()
+        return {names[row]: state for row, state in self._engine.plateau_states().items()}
+
+    def load_plateau_states(self, states: Mapping[tuple[str, str], list[float]]) -> None:
+        """Set plateaus' states (as :meth:`plateau_states` gives them) and the rates at the current step."""
+        names = self._row_names()
+        unknown = [key for key in states if key not in names or names.index(key) not in self._engine.plateaus]
+        if unknown:
+            raise ValueError(f"load_plateau_states: no plateau at {unknown}; the plateaus are at "
+                             f"{[names[r] for r in self._engine.plateaus]}")
+        self._engine.load_plateau_states({names.index(key): list(map(float, s)) for key, s in states.items()})
+        if self._engine.step >= 0:
+            self._catch_up()
+            self._engine.restore(self._engine.step)
+
     def _row_names(self) -> list[tuple[str, str]]:
         """``(group, key)`` of every row: the lr rows, then the hyperparameter rows."""
         return [(name, "lr") for name in self.group_names] + [(self.group_names[r.group], r.name) for r in self._rows]
