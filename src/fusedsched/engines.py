@@ -424,7 +424,7 @@ class DeviceEngine:
             self.plateau = plateau_tensor([self.plateaus[i].settings if i in self.plateaus else None
                                            for i in range(len(configs))], device)
         self._metric: torch.Tensor | None = None  # holds a metric that is not already a device tensor
-        check_advance_args(self.counter, self.table, self.values, 1, plateau=self.plateau)
+        check_advance_args(self.counter, self.table, self.values, 1)
         self._make_launchers()
         self._binding = binding
         self.step = last_epoch
@@ -569,11 +569,18 @@ class DeviceEngine:
         self._select_advance()
 
     def _select_advance(self) -> None:
-        """The plain :meth:`advance` unless a skip signal or recent-rate copies need :meth:`advance_by`."""
-        if self.skip is not None or self._recent is not None:
+        """The plain :meth:`advance` unless a skip signal or recent-rate copies need more: a
+        ``found_inf`` tensor alone, one launch with it (:meth:`_advance_on_flag`); else :meth:`advance_by`."""
+        if self._recent is None and self.skip is not None and self.skip.constant_flag() is not None:
+            self.advance = self._advance_on_flag  # type: ignore[method-assign]
+        elif self.skip is not None or self._recent is not None:
             self.advance = self._advance_one  # type: ignore[method-assign]
         else:
             self.__dict__.pop("advance", None)
+
+    def _advance_on_flag(self) -> None:
+        self._launch_clock(self.counter, self.table, self.values, 1, None, self.skip.constant_flag())
+        self.stale = True  # how far the counter moved is on the device
 
     def jump(self, step: int) -> None:
         self.counter.fill_(step)
