@@ -7,11 +7,15 @@
 // uses to get compute_lr's values bit for bit. The CUDA implementation is in cuda/advance.cu;
 // the math for both is schedule_math.h.
 //
-// The overload advance_native_.clock(step, table, lrs, increment, amount, skip) adds `increment`
-// times `amount` (an int64 one-element tensor; 1 when None), or nothing when `skip` (a one-element
-// float32 or bool tensor; never when None) is nonzero. It is an overload, not optional arguments of
-// the default one, so that the plain step's call stays as cheap as it was (optional arguments cost
-// the Python binding about 0.3 us per call even when absent).
+// The overload advance_native_.clock(step, table, lrs, increment, amount, skip, plateau, metric) adds
+// `increment` times `amount` (an int64 one-element tensor; 1 when None), or nothing when `skip` (a
+// one-element float32 or bool tensor; never when None) is nonzero. `plateau` (float64
+// [NUM_PLATEAU_COLUMNS, groups], mutated) holds the PLATEAU segments' values; on a step that advances
+// (increment 1, not skipped) `metric` (a one-element float32 or float64 tensor, read as float64)
+// first updates the column of every group whose active segment is a PLATEAU (schedule_math.h's
+// plateau_update). It is an overload, not optional arguments of the default one, so that the plain
+// step's call stays as cheap as it was (optional arguments cost the Python binding about 0.3 us per
+// call even when absent).
 #include <Python.h>
 
 #include <ATen/ATen.h>
@@ -43,7 +47,9 @@ void check_advance_args(
     const at::Tensor& lrs,
     int64_t increment,
     const std::optional<at::Tensor>& amount,
-    const std::optional<at::Tensor>& skip) {
+    const std::optional<at::Tensor>& skip,
+    const std::optional<at::Tensor>& plateau,
+    const std::optional<at::Tensor>& metric) {
   TORCH_CHECK(
       step.scalar_type() == at::kLong && step.numel() == 1,
       "advance_native_: step must be a one-element int64 tensor, got ", step.scalar_type(), " of shape ",
@@ -82,14 +88,36 @@ void check_advance_args(
         skip->device() == step.device(), "advance_native_: skip must be on the counter's device ", step.device(),
         ", got ", skip->device());
   }
+  if (plateau.has_value()) {
+    TORCH_CHECK(
+        plateau->scalar_type() == at::kDouble && plateau->dim() == 2 && plateau->size(0) == NUM_PLATEAU_COLUMNS &&
+            plateau->size(1) == table.size(2),
+        "advance_native_: plateau must be a float64 tensor of shape [", NUM_PLATEAU_COLUMNS, ", ", table.size(2),
+        "] (one column per group), got ", plateau->scalar_type(), " of shape ", plateau->sizes());
+    TORCH_CHECK(plateau->is_contiguous(), "advance_native_: plateau must be contiguous");
+    TORCH_CHECK(
+        plateau->device() == table.device(), "advance_native_: plateau must be on the table's device ",
+        table.device(), ", got ", plateau->device());
+  }
+  if (metric.has_value()) {
+    TORCH_CHECK(
+        (metric->scalar_type() == at::kFloat || metric->scalar_type() == at::kDouble) && metric->numel() == 1,
+        "advance_native_: metric must be a one-element float32 or float64 tensor, got ", metric->scalar_type(),
+        " of shape ", metric->sizes());
+    TORCH_CHECK(
+        metric->device() == step.device(), "advance_native_: metric must be on the counter's device ", step.device(),
+        ", got ", metric->device());
+  }
 }
 
 namespace {
 
 template <typename out_t>
-void evaluate_all(const double* table, int64_t num_segments, int64_t num_groups, double s, out_t* lrs) {
+void evaluate_all(
+    const double* table, int64_t num_segments, int64_t num_groups, double s, out_t* lrs, double* plateau,
+    const double* metric) {
   for (int64_t g = 0; g < num_groups; ++g) {
-    lrs[g] = static_cast<out_t>(evaluate_group(table, num_segments, num_groups, g, s));
+    lrs[g] = static_cast<out_t>(evaluate_group(table, num_segments, num_groups, g, s, plateau, metric));
   }
 }
 
@@ -99,8 +127,10 @@ void advance_cpu_clock(
     at::Tensor& lrs,
     int64_t increment,
     const std::optional<at::Tensor>& amount,
-    const std::optional<at::Tensor>& skip) {
-  check_advance_args(step, table, lrs, increment, amount, skip);
+    const std::optional<at::Tensor>& skip,
+    const std::optional<at::Tensor>& plateau,
+    const std::optional<at::Tensor>& metric) {
+  check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric);
   TORCH_CHECK(step.is_cpu(), "advance_native_ (CPU): step, table and lrs must be CPU tensors, got ", step.device());
   int64_t* step_ptr = step.data_ptr<int64_t>();
   const double* table_ptr = table.const_data_ptr<double>();
@@ -110,25 +140,33 @@ void advance_cpu_clock(
   if (amount.has_value()) {
     delta *= *amount->const_data_ptr<int64_t>();
   }
+  bool skipped = false;
   if (skip.has_value()) {
-    const bool skipped = skip->scalar_type() == at::kBool ? *skip->const_data_ptr<bool>()
-                                                          : *skip->const_data_ptr<float>() != 0.0f;
+    skipped = skip->scalar_type() == at::kBool ? *skip->const_data_ptr<bool>() : *skip->const_data_ptr<float>() != 0.0f;
     if (skipped) {
       delta = 0;
     }
   }
+  double* plateau_ptr = plateau.has_value() ? plateau->data_ptr<double>() : nullptr;
+  double metric_value = 0.0;  // torch's float(metrics)
+  const double* metric_ptr = nullptr;  // nullptr: no plateau update on this step
+  if (plateau_ptr != nullptr && metric.has_value() && increment == 1 && !skipped) {
+    metric_value = metric->scalar_type() == at::kDouble ? *metric->const_data_ptr<double>()
+                                                        : static_cast<double>(*metric->const_data_ptr<float>());
+    metric_ptr = &metric_value;
+  }
   const int64_t new_step = *step_ptr + delta;
   const double s = static_cast<double>(new_step);
   if (lrs.scalar_type() == at::kDouble) {
-    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<double>());
+    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<double>(), plateau_ptr, metric_ptr);
   } else {
-    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<float>());
+    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<float>(), plateau_ptr, metric_ptr);
   }
   *step_ptr = new_step;
 }
 
 void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
-  advance_cpu_clock(step, table, lrs, increment, std::nullopt, std::nullopt);
+  advance_cpu_clock(step, table, lrs, increment, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
 }
 
 }  // namespace
@@ -137,7 +175,7 @@ TORCH_LIBRARY(fusedsched, m) {
   m.def("advance_native_(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment) -> ()");
   m.def(
       "advance_native_.clock(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment, Tensor? amount, "
-      "Tensor? skip) -> ()");
+      "Tensor? skip, Tensor(c!)? plateau=None, Tensor? metric=None) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(fusedsched, CPU, m) {

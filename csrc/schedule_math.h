@@ -9,7 +9,9 @@
 // reference rounds twice.
 //
 // Table layout: float64 [num_segments, NUM_COLUMNS, num_groups], contiguous; padding segments
-// have START = +inf, so no step selects them.
+// have START = +inf, so no step selects them. The plateau state (src/fusedsched/plateau.py, the
+// codes below mirror plateau.PlateauColumn / plateau.PlateauMode): float64
+// [NUM_PLATEAU_COLUMNS, num_groups], contiguous, one column per group.
 #pragma once
 
 #include <cmath>
@@ -57,10 +59,84 @@ constexpr int NUM_COLUMNS = 12;
 
 static_assert(static_cast<int>(Column::FACTORS) + 1 == NUM_COLUMNS, "NUM_COLUMNS must follow the last Column");
 
+enum class PlateauColumn : int {
+  VALUE = 0,
+  BEST = 1,
+  BAD_EPOCHS = 2,
+  COOLDOWN_LEFT = 3,
+  INITIAL = 4,
+  FACTOR = 5,
+  MIN = 6,
+  THRESHOLD = 7,
+  MODE = 8,
+  PATIENCE = 9,
+  COOLDOWN = 10,
+  EPS = 11
+};
+
+constexpr int NUM_PLATEAU_COLUMNS = 12;
+
+static_assert(static_cast<int>(PlateauColumn::EPS) + 1 == NUM_PLATEAU_COLUMNS, "NUM_PLATEAU_COLUMNS must follow the last PlateauColumn");
+
+enum class PlateauMode : int { MIN_REL = 0, MIN_ABS = 1, MAX_REL = 2, MAX_ABS = 3 };
+
 // table[k, c, g]
 FUSEDSCHED_HOST_DEVICE double table_at(
     const double* table, int64_t num_groups, int64_t k, Column c, int64_t g) {
   return table[(k * NUM_COLUMNS + static_cast<int64_t>(c)) * num_groups + g];
+}
+
+// plateau[c, g]
+FUSEDSCHED_HOST_DEVICE double& plateau_at(double* plateau, int64_t num_groups, PlateauColumn c, int64_t g) {
+  return plateau[static_cast<int64_t>(c) * num_groups + g];
+}
+
+// torch's ReduceLROnPlateau._is_better for the mode code `mode` (every comparison with NaN is false).
+FUSEDSCHED_HOST_DEVICE bool plateau_is_better(int mode, double threshold, double a, double best) {
+  switch (static_cast<PlateauMode>(mode)) {
+    case PlateauMode::MIN_REL:
+      return a < best * (1.0 - threshold);
+    case PlateauMode::MIN_ABS:
+      return a < best - threshold;
+    case PlateauMode::MAX_REL:
+      return a > best * (threshold + 1.0);
+    default:
+      return a > best + threshold;
+  }
+}
+
+// One step of group g's plateau given the metric m, in place (plateau.plateau_update, torch's order):
+//   if is_better(m, BEST): BEST = m; BAD_EPOCHS = 0    else: BAD_EPOCHS += 1
+//   if COOLDOWN_LEFT > 0:  COOLDOWN_LEFT -= 1; BAD_EPOCHS = 0
+//   if BAD_EPOCHS > PATIENCE:
+//     x = VALUE * FACTOR; new = MIN > x ? MIN : x; if VALUE - new > EPS: VALUE = new
+//     COOLDOWN_LEFT = COOLDOWN; BAD_EPOCHS = 0
+FUSEDSCHED_HOST_DEVICE void plateau_update(double* plateau, int64_t num_groups, int64_t g, double m) {
+  double& value = plateau_at(plateau, num_groups, PlateauColumn::VALUE, g);
+  double& best = plateau_at(plateau, num_groups, PlateauColumn::BEST, g);
+  double& bad_epochs = plateau_at(plateau, num_groups, PlateauColumn::BAD_EPOCHS, g);
+  double& cooldown_left = plateau_at(plateau, num_groups, PlateauColumn::COOLDOWN_LEFT, g);
+  const int mode = static_cast<int>(plateau_at(plateau, num_groups, PlateauColumn::MODE, g));
+  if (plateau_is_better(mode, plateau_at(plateau, num_groups, PlateauColumn::THRESHOLD, g), m, best)) {
+    best = m;
+    bad_epochs = 0.0;
+  } else {
+    bad_epochs += 1.0;
+  }
+  if (cooldown_left > 0) {
+    cooldown_left -= 1.0;
+    bad_epochs = 0.0;
+  }
+  if (bad_epochs > plateau_at(plateau, num_groups, PlateauColumn::PATIENCE, g)) {
+    const double x = value * plateau_at(plateau, num_groups, PlateauColumn::FACTOR, g);
+    const double lowest = plateau_at(plateau, num_groups, PlateauColumn::MIN, g);
+    const double next = lowest > x ? lowest : x;  // Python's max(x, MIN), NaN included
+    if (value - next > plateau_at(plateau, num_groups, PlateauColumn::EPS, g)) {
+      value = next;
+    }
+    cooldown_left = plateau_at(plateau, num_groups, PlateauColumn::COOLDOWN, g);
+    bad_epochs = 0.0;
+  }
 }
 
 // max / min that propagate NaN like torch.maximum / torch.minimum.
@@ -130,8 +206,9 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 //   LOG:             v0 + (v1 - v0) * (p * log(u + 1))   (p = 1.0 / log(N), computed on the host)
 //   CYCLIC:          x = u / span; c = floor(1 + x); t = 1.0 + x - c; f = t <= p ? t / p : (t - 1) / (p - 1);
 //                    v0 + ((v1 - v0) * f) * pow(w, q != 0 ? u : c - 1)
+//   PLATEAU:         plateau[VALUE, g] (the state, already updated for this step), v0 without it (nullptr)
 FUSEDSCHED_HOST_DEVICE double segment_value(
-    const double* table, int64_t num_groups, int64_t k, int64_t g, double s) {
+    const double* table, int64_t num_groups, int64_t k, int64_t g, double s, double* plateau = nullptr) {
   const int shape = static_cast<int>(table_at(table, num_groups, k, Column::SHAPE, g));
   const double v0 = table_at(table, num_groups, k, Column::V0, g);
   if (shape == static_cast<int>(Shape::CONSTANT)) {
@@ -185,8 +262,8 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       const double e = table_at(table, num_groups, k, Column::Q, g) != 0 ? u : cycle - 1;
       return v0 + ((v1 - v0) * factor) * pow(table_at(table, num_groups, k, Column::W, g), e);
     }
-    case Shape::PLATEAU:  // without the plateau state: its initial value (the kernels read the state first)
-      return v0;
+    case Shape::PLATEAU:
+      return plateau != nullptr ? plateau_at(plateau, num_groups, PlateauColumn::VALUE, g) : v0;
     default:
       return v0;
   }
@@ -197,9 +274,20 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
 // schedule (FACTORS == 1) has one active segment at every step, each stopping where the next
 // starts: the last with START <= s, found from START alone. A product multiplies one per factor,
 // starting from 1.0 (1.0 * value is exact).
+//
+// `plateau` (nullptr: none) is the plateau state: a PLATEAU segment's value is its group's VALUE
+// there. `metric` (nullptr: no update) is the step's metric: when the active segment (or one of a
+// product's active segments; at most one is a PLATEAU) is a PLATEAU, plateau_update runs on group
+// g's column first. Only group g's column is read or written: one thread per group is race-free.
+FUSEDSCHED_HOST_DEVICE bool is_plateau(const double* table, int64_t num_groups, int64_t k, int64_t g) {
+  return static_cast<int>(table_at(table, num_groups, k, Column::SHAPE, g)) == static_cast<int>(Shape::PLATEAU);
+}
+
 FUSEDSCHED_HOST_DEVICE double evaluate_group(
-    const double* table, int64_t num_segments, int64_t num_groups, int64_t g, double s) {
+    const double* table, int64_t num_segments, int64_t num_groups, int64_t g, double s,
+    double* plateau = nullptr, const double* metric = nullptr) {
   s = s > 0 ? s : 0.0;
+  const bool update = plateau != nullptr && metric != nullptr;
   if (table_at(table, num_groups, 0, Column::FACTORS, g) == 1.0) {
     int64_t k = 0;
     for (int64_t j = 1; j < num_segments; ++j) {
@@ -207,12 +295,20 @@ FUSEDSCHED_HOST_DEVICE double evaluate_group(
         k = j;
       }
     }
-    return segment_value(table, num_groups, k, g, s);
+    if (update && is_plateau(table, num_groups, k, g)) {
+      plateau_update(plateau, num_groups, g, *metric);
+    }
+    return segment_value(table, num_groups, k, g, s, plateau);
   }
   double lr = 1.0;
+  bool updated = false;
   for (int64_t k = 0; k < num_segments; ++k) {
     if (table_at(table, num_groups, k, Column::START, g) <= s && s < table_at(table, num_groups, k, Column::STOP, g)) {
-      lr *= segment_value(table, num_groups, k, g, s);
+      if (update && !updated && is_plateau(table, num_groups, k, g)) {
+        plateau_update(plateau, num_groups, g, *metric);
+        updated = true;
+      }
+      lr *= segment_value(table, num_groups, k, g, s, plateau);
     }
   }
   return lr;

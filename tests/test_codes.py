@@ -1,4 +1,5 @@
-"""The shape and column codes of csrc/schedule_math.h equal those of fusedsched.program.
+"""The shape and column codes of csrc/schedule_math.h equal those of fusedsched.program (and the
+plateau state's column and mode codes those of fusedsched.plateau).
 
 program.py is the single source of truth; the Triton launcher passes its codes as constexprs taken
 from program.py, so only the C++/CUDA header can drift, and this test reads it as text (it needs
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from fusedsched.plateau import NUM_PLATEAU_COLUMNS, PlateauColumn, PlateauMode
 from fusedsched.program import NUM_COLUMNS, Column, Shape
 
 HEADER = Path(__file__).resolve().parents[1] / "csrc" / "schedule_math.h"
@@ -34,7 +36,7 @@ def _enum(name: str) -> dict[str, int]:
     return members
 
 
-@pytest.mark.parametrize("enum", [Shape, Column], ids=lambda e: e.__name__)
+@pytest.mark.parametrize("enum", [Shape, Column, PlateauColumn, PlateauMode], ids=lambda e: e.__name__)
 def test_header_enum_matches_program(enum):
     assert _enum(enum.__name__) == {member.name: int(member) for member in enum}
 
@@ -43,6 +45,12 @@ def test_header_num_columns_matches_program():
     match = re.search(r"constexpr\s+int\s+NUM_COLUMNS\s*=\s*(\d+)\s*;", _header_text())
     assert match, f"constexpr int NUM_COLUMNS not found in {HEADER}"
     assert int(match.group(1)) == NUM_COLUMNS == len(Column)
+
+
+def test_header_num_plateau_columns_matches_plateau():
+    match = re.search(r"constexpr\s+int\s+NUM_PLATEAU_COLUMNS\s*=\s*(\d+)\s*;", _header_text())
+    assert match, f"constexpr int NUM_PLATEAU_COLUMNS not found in {HEADER}"
+    assert int(match.group(1)) == NUM_PLATEAU_COLUMNS == len(PlateauColumn)
 
 
 def test_header_evaluates_every_shape():

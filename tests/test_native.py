@@ -227,7 +227,7 @@ def test_schema_and_kernels():
     clock = str(torch.ops.fusedsched.advance_native_.clock._schema)
     assert clock == (
         "fusedsched::advance_native_.clock(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment, "
-        "Tensor? amount, Tensor? skip) -> ()"
+        "Tensor? amount, Tensor? skip, Tensor(c!)? plateau=None, Tensor? metric=None) -> ()"
     )
     assert unavailable_reason("native", "cpu") is None
     # the Python op fusedsched::advance_ lives in the same namespace (a FRAGMENT beside TORCH_LIBRARY)

@@ -24,7 +24,8 @@ as float64, torch's ``float(metrics)``), for each row whose active segment at th
 
 A NaN metric is never better (every comparison with NaN is false): a bad epoch, as in torch.
 :func:`plateau_update` is this rule over Python floats,
-the oracle the kernels are tested against.
+the oracle the kernels are tested against; :func:`plateau_step` is the same rule over arrays (torch
+or numpy), every row at once, for the ``reference`` backend.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "PlateauColumn",
     "PlateauMode",
     "is_better",
+    "plateau_step",
     "plateau_tensor",
     "plateau_update",
 ]
@@ -152,3 +154,34 @@ def plateau_tensor(plateaus: Sequence[Plateau | None], device: torch.device | st
     """The float64 ``[NUM_PLATEAU_COLUMNS, R]`` tensor of fresh plateaus, one column per row (None: zeros)."""
     columns = [p.fresh() if p is not None else [0.0] * NUM_PLATEAU_COLUMNS for p in plateaus]
     return torch.tensor(columns, dtype=torch.float64).T.contiguous().to(device)
+
+
+def plateau_step(columns, metric, active, where) -> tuple:
+    """:func:`plateau_update` over arrays: ``columns`` the ``NUM_PLATEAU_COLUMNS`` rows of the state
+    (each ``[R]``, torch or numpy float64), ``metric`` a float64 scalar (a 0-dim tensor on the rows'
+    device, or a float), ``active`` a bool ``[R]`` (the rows to update), ``where`` ``torch.where`` or
+    ``numpy.where``. Returns the new ``(VALUE, BEST, BAD_EPOCHS, COOLDOWN_LEFT)`` rows, the other
+    rows' unchanged. The same operations in the same order as :func:`plateau_update`, selected per
+    row (no data-dependent shape, no host sync)."""
+    C = PlateauColumn
+    value, best, bad, left = columns[C.VALUE], columns[C.BEST], columns[C.BAD_EPOCHS], columns[C.COOLDOWN_LEFT]
+    mode, threshold, m = columns[C.MODE], columns[C.THRESHOLD], metric
+    better = where(
+        mode == PlateauMode.MIN_REL, m < best * (1.0 - threshold),
+        where(mode == PlateauMode.MIN_ABS, m < best - threshold,
+              where(mode == PlateauMode.MAX_REL, m > best * (threshold + 1.0), m > best + threshold)),
+    )
+    new_best = where(better, m, best)
+    new_bad = where(better, 0.0, bad + 1.0)
+    cooling = left > 0
+    new_left = where(cooling, left - 1.0, left)
+    new_bad = where(cooling, 0.0, new_bad)
+    reduce = new_bad > columns[C.PATIENCE]
+    x = value * columns[C.FACTOR]
+    lowest = columns[C.MIN]
+    new = where(lowest > x, lowest, x)  # Python's max(x, MIN), NaN included
+    new_value = where(reduce & (value - new > columns[C.EPS]), new, value)
+    new_left = where(reduce, columns[C.COOLDOWN], new_left)
+    new_bad = where(reduce, 0.0, new_bad)
+    return (where(active, new_value, value), where(active, new_best, best), where(active, new_bad, bad),
+            where(active, new_left, left))

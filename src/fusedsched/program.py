@@ -393,44 +393,49 @@ def lane_function(shape: Shape, seg: Sequence[float]) -> Callable[[float], float
     return lambda s: formula((s - shift) - origin, span, v0, v1, p, q, w, PYFLOAT)
 
 
-def segment_values(seg, s, shapes: "set[Shape] | None" = None, xp: ArrayNamespace = TORCH):
+def segment_values(seg, s, shapes: "set[Shape] | None" = None, xp: ArrayNamespace = TORCH, plateau_values=None):
     """Every segment's float64 value at ``s``: ``seg`` is ``[NUM_COLUMNS, ...]``, the result ``[...]``.
 
     ``shapes``: the shapes to compute (default: all); segments of any other shape get ``v0``. Every
     shape computed is evaluated on every segment and selected by ``SHAPE`` (no data-dependent shape).
+    ``plateau_values``: ``[G]`` (the last dimension), each group's ``PLATEAU`` value (the plateau
+    state's ``VALUE`` row); None: a ``PLATEAU`` segment is ``v0``.
     """
     computed = [shape for shape in _FORMULAS if shapes is None or shape in shapes]
     code = seg[Column.SHAPE]
     args = _arguments(seg, s)
-    out = args[2]  # v0: CONSTANT
+    out = args[2]  # v0: CONSTANT, and PLATEAU without its state
     for shape in computed:
         out = xp.where(code == shape, _FORMULAS[shape](*args, xp), out)
+    if plateau_values is not None:
+        out = xp.where(code == Shape.PLATEAU, plateau_values, out)
     return out
 
 
-def _last_started(table: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+def _last_started(table: torch.Tensor, s: torch.Tensor, plateau_values: torch.Tensor | None = None) -> torch.Tensor:
     """Every group as a plain schedule: the value of its last segment with ``START <= s``, computing
     only the shapes those segments have (reading them is free on CPU)."""
     index = ((table[:, Column.START] <= s).sum(0) - 1).clamp_(min=0)
     seg = table.gather(0, index.view(1, 1, -1).expand(1, NUM_COLUMNS, -1)).squeeze(0)  # [W, G]
-    return segment_values(seg, s, {Shape(int(c)) for c in seg[Column.SHAPE].unique().tolist() if c in _CODES})
+    shapes = {Shape(int(c)) for c in seg[Column.SHAPE].unique().tolist() if c in _CODES}
+    return segment_values(seg, s, shapes, plateau_values=plateau_values)
 
 
 _CODES = {float(shape) for shape in Shape}
 
 
-def _product_of_active(table: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+def _product_of_active(table: torch.Tensor, s: torch.Tensor, plateau_values: torch.Tensor | None = None) -> torch.Tensor:
     """Every group's product of its active segments' values, in table order (right for any program)."""
     seg = table.transpose(0, 1)  # [W, S, G]
     active = (seg[Column.START] <= s) & (s < seg[Column.STOP])  # [S, G]
-    values = segment_values(seg, s)
+    values = segment_values(seg, s, plateau_values=plateau_values)
     lr = torch.ones_like(values[0])
     for k in range(table.shape[0]):  # multiply the active segments in table order, like the kernels
         lr = torch.where(active[k], lr * values[k], lr)
     return lr
 
 
-def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+def evaluate_table(table: torch.Tensor, step: torch.Tensor, plateau_values: torch.Tensor | None = None) -> torch.Tensor:
     """Every group's float64 learning rate at ``step`` (an integer tensor), with torch ops only.
 
     The ``reference`` backend on CUDA, and the host-side evaluation of compiled programs that the
@@ -439,16 +444,30 @@ def evaluate_table(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     at -1 re-evaluated) counts as step 0. On CUDA: no host sync and no data-dependent shape
     (capturable in a CUDA graph), every segment evaluated. On CPU, where reading the table costs
     nothing, plain schedules evaluate only their current segment and products alone take the
-    general path.
+    general path. ``plateau_values``: float64 ``[G]``, each group's ``PLATEAU`` value (the plateau
+    state's ``VALUE`` row, :mod:`fusedsched.plateau`); None: ``V0``.
     """
     s = step.to(torch.float64).reshape(()).clamp(min=0)
     if table.device.type != "cpu":
-        return _product_of_active(table, s)
-    lr = _last_started(table, s)
+        return _product_of_active(table, s, plateau_values)
+    lr = _last_started(table, s, plateau_values)
     products = (table[0, Column.FACTORS] > 1).nonzero().squeeze(1)
     if products.numel():
-        lr[products] = _product_of_active(table[:, :, products], s)
+        lr[products] = _product_of_active(table[:, :, products], s,
+                                          None if plateau_values is None else plateau_values[products])
     return lr
+
+
+def active_plateaus(table: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """bool ``[G]``: the groups whose active segment at ``step`` (a negative step counts as 0) is a
+    ``PLATEAU``, by the kernels' rule: a plain schedule's last segment with ``START <= s``, any active
+    segment (``START <= s < STOP``) of a product. Torch ops, no host sync, no data-dependent shape."""
+    s = step.to(torch.float64).reshape(()).clamp(min=0)
+    start, plateau = table[:, Column.START], table[:, Column.SHAPE] == Shape.PLATEAU  # [S, G]
+    index = ((start <= s).sum(0) - 1).clamp_(min=0)
+    last = plateau.gather(0, index.unsqueeze(0)).squeeze(0)
+    product = ((start <= s) & (s < table[:, Column.STOP]) & plateau).any(0)
+    return torch.where(table[0, Column.FACTORS] > 1, product, last)
 
 
 def program_over_steps(program: Sequence[Segment], steps: torch.Tensor) -> torch.Tensor:

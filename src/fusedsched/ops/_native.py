@@ -2,7 +2,8 @@
 
 ``fusedsched._C`` (csrc/, built by setup.py) registers ``fusedsched::advance_native_(step, table,
 lrs, increment)`` and its overload ``advance_native_.clock(step, table, lrs, increment, amount,
-skip)`` (the optional amount and skip flag) with a CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
+skip, plateau=None, metric=None)`` (the optional amount, skip flag, plateau state and metric) with a
+CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
 (meta) implementation so it traces under ``torch.compile`` and passes ``torch.library.opcheck``.
 
 Importing fusedsched never fails because of it: without the extension the ``native`` backend is
@@ -44,7 +45,7 @@ if _C is not None:
         return None
 
     @torch.library.register_fake(CLOCK_OP_NAME)
-    def _(step, table, lrs, increment, amount, skip):
+    def _(step, table, lrs, increment, amount, skip, plateau=None, metric=None):
         return None
 
 
@@ -59,11 +60,12 @@ def unavailable_reason(device: torch.device) -> str | None:
 
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
-    if amount is None and skip is None:
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+    if amount is None and skip is None and plateau is None and metric is None:
         torch.ops.fusedsched.advance_native_.default(step, table, lrs, increment)
     else:
-        torch.ops.fusedsched.advance_native_.clock(step, table, lrs, increment, amount, skip)
+        torch.ops.fusedsched.advance_native_.clock(step, table, lrs, increment, amount, skip, plateau, metric)
 
 
 def overload():
@@ -72,7 +74,7 @@ def overload():
 
 
 def clock_overload():
-    """The overload ``advance_native_.clock(step, table, lrs, increment, amount, skip)``."""
+    """The overload ``advance_native_.clock(step, table, lrs, increment, amount, skip, plateau=None, metric=None)``."""
     return torch.ops.fusedsched.advance_native_.clock
 
 

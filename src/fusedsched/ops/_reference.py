@@ -23,6 +23,13 @@ Each ``LRShim`` calls its own :func:`eager_launcher`, which on CPU in eager mode
 without the custom op's dispatch (about 20 us per call by itself), keeping the plan and the tensors'
 views between steps. A plain group's lane, when an interval has only such lanes, is written straight
 into ``lrs`` as a Python float (rounded to float32 to nearest, as numpy rounds).
+
+With a plateau state (``plateau``, :mod:`fusedsched.plateau`) a launch takes the general path on
+either device: :func:`~fusedsched.program.active_plateaus` picks the groups whose active segment
+is a ``PLATEAU``, :func:`~fusedsched.plateau.plateau_step` updates their columns (on a step that
+advances with a metric; numpy on CPU, torch ops on CUDA) and
+:func:`~fusedsched.program.evaluate_table` evaluates with their ``VALUE``. Without it, a ``PLATEAU``
+segment is the constant ``V0`` and the plan above is unchanged.
 """
 
 from __future__ import annotations
@@ -34,9 +41,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..program import NUMPY, PYFLOAT, SCALAR, Column, Shape, evaluate_table, lane_function, shape_values
+from ..plateau import STATE_COLUMNS, PlateauColumn, plateau_step
+from ..program import (NUMPY, PYFLOAT, SCALAR, Column, Shape, active_plateaus, evaluate_table, lane_function,
+                       shape_values)
 
-_CODES = {float(shape) for shape in Shape if shape != Shape.CONSTANT}
+_CODES = {float(shape) for shape in Shape if shape not in (Shape.CONSTANT, Shape.PLATEAU)}  # PLATEAU: V0 here
 SCALAR_LANES = 8  # a shape on at most this many lanes is evaluated lane by lane (Python floats): measured
 # on the development CPU, numpy costs 5-10 us a shape whatever the lanes, a lane 0.45 us
 _START, _STOP, _SHAPE, _V0, _FACTORS = (int(c) for c in (Column.START, Column.STOP, Column.SHAPE, Column.V0, Column.FACTORS))
@@ -208,9 +217,35 @@ def _delta_cpu(increment: int, amount: torch.Tensor | None, skip: torch.Tensor |
     return increment if amount is None else increment * int(amount.detach().numpy().reshape(-1)[0])
 
 
+def _skipped_cpu(skip: torch.Tensor | None) -> bool:
+    return skip is not None and bool(skip.detach().numpy().reshape(-1)[0])
+
+
+def launch_plateau_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+                       amount: torch.Tensor | None, skip: torch.Tensor | None, plateau: torch.Tensor,
+                       metric: torch.Tensor | None) -> None:
+    """The op on CPU tensors with a plateau state: the general path (see the module docstring)."""
+    delta = _delta_cpu(increment, amount, skip)
+    counter = step.detach().numpy().reshape(-1)
+    new_step = torch.tensor(int(counter[0]) + delta)
+    if metric is not None and increment == 1 and not _skipped_cpu(skip):
+        state = plateau.detach().numpy()
+        m = float(metric.detach().numpy().reshape(-1)[0])  # torch's float(metrics)
+        with np.errstate(all="ignore"):  # inf and NaN as in Python's float arithmetic
+            rows = plateau_step(state, m, active_plateaus(table, new_step).numpy(), np.where)
+        for column, row in zip(STATE_COLUMNS, rows):
+            state[column] = row
+    lrs.copy_(evaluate_table(table, new_step, plateau[PlateauColumn.VALUE]))
+    counter[0] = int(new_step)
+
+
 def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
+               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
     """The op on CPU tensors: numpy over the cached interval (see the module docstring)."""
+    if plateau is not None:
+        launch_plateau_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
+        return
     if amount is not None or skip is not None:
         increment = _delta_cpu(increment, amount, skip)
     plan = _plan(table)
@@ -221,10 +256,11 @@ def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, incre
 
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
     """The body of ``advance_(..., backend="reference")``."""
     if table.is_cpu:
-        launch_cpu(step, table, lrs, increment, amount, skip)
+        launch_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
         return
     if amount is None and skip is None:
         step.add_(increment)
@@ -233,7 +269,17 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         if skip is not None:
             delta = torch.where(skip.reshape(()) != 0, torch.zeros_like(delta), delta)
         step.add_(delta)
-    lrs.copy_(evaluate_table(table, step))
+    if plateau is None:
+        lrs.copy_(evaluate_table(table, step))
+        return
+    if metric is not None and increment == 1:
+        active = active_plateaus(table, step)
+        if skip is not None:
+            active = active & (skip.reshape(()) == 0)
+        rows = plateau_step(plateau, metric.reshape(()).to(torch.float64), active, torch.where)
+        for column, row in zip(STATE_COLUMNS, rows):
+            plateau[column].copy_(row)
+    lrs.copy_(evaluate_table(table, step, plateau[PlateauColumn.VALUE]))
 
 
 def eager_launcher() -> Callable[..., None]:
@@ -247,9 +293,14 @@ def eager_launcher() -> Callable[..., None]:
     seen: list = [None, None]  # the table and its plan (which keeps the views: the op's path shares them)
 
     def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
+               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
         if not table.is_cpu or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
-            torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference", amount, skip)
+            torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference", amount, skip, plateau,
+                                                  metric)
+            return
+        if plateau is not None:
+            launch_plateau_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
             return
         if amount is not None or skip is not None:
             increment = _delta_cpu(increment, amount, skip)

@@ -6,6 +6,12 @@ blocks of ``BLOCK``, evaluates each group's program in float64 and stores float3
 the counter back. A single program is what makes the counter update race-free; the work per group
 is a few loads and flops, so even 10,000 groups are a handful of loop iterations.
 
+With a plateau state (``HAS_PLATEAU``), a ``PLATEAU`` segment's value is its group's ``VALUE``
+there; with a metric too (``HAS_METRIC``, set only with the state), on a step that advances (``increment`` 1, not skipped),
+the groups of the block whose active segment is a ``PLATEAU`` get :mod:`fusedsched.plateau`'s update
+first, lane by lane with ``tl.where`` (their columns stored back under a mask; the updated ``VALUE``
+kept in registers for the evaluation).
+
 Per block, the kernel picks each group's active segment (the last with ``START <= s``) and
 evaluates it; only when some group in the block is a ``product`` (``FACTORS > 1``) does it
 multiply the values of every active segment (``START <= s < STOP``) instead. A shape is computed
@@ -23,11 +29,20 @@ import torch
 import triton
 import triton.language as tl
 
+from ..plateau import PlateauColumn, PlateauMode
 from ..program import NUM_COLUMNS, Column, Shape
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCK = 1024
 NAN = tl.constexpr(tl.PropagateNan.ALL)  # min / max keep a NaN, like torch.minimum and the C++ kernel
+# The plateau state's rows and mode codes (fusedsched.plateau), as constexprs the kernel reads.
+_VALUE, _BEST, _BAD_EPOCHS, _COOLDOWN_LEFT = (tl.constexpr(int(c)) for c in (
+    PlateauColumn.VALUE, PlateauColumn.BEST, PlateauColumn.BAD_EPOCHS, PlateauColumn.COOLDOWN_LEFT))
+_FACTOR, _MIN, _THRESHOLD, _MODE, _PATIENCE, _COOLDOWN, _EPS = (tl.constexpr(int(c)) for c in (
+    PlateauColumn.FACTOR, PlateauColumn.MIN, PlateauColumn.THRESHOLD, PlateauColumn.MODE, PlateauColumn.PATIENCE,
+    PlateauColumn.COOLDOWN, PlateauColumn.EPS))
+_MIN_REL, _MIN_ABS, _MAX_REL = (tl.constexpr(int(m)) for m in (PlateauMode.MIN_REL, PlateauMode.MIN_ABS,
+                                                                PlateauMode.MAX_REL))
 
 
 @triton.jit
@@ -71,19 +86,56 @@ def _restart_cycle(u, span, mult):
 
 
 @triton.jit
-def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w,
+def _plateau_update(plateau_ptr, g, num_groups, active, metric, value):
+    """fusedsched.plateau's rule on the ``active`` lanes' columns (``value``: their ``VALUE``, already
+    loaded), in its operation order; stores the state back under ``active`` and returns the new
+    ``VALUE`` of every lane (the others' unchanged)."""
+    best = tl.load(plateau_ptr + _BEST * num_groups + g, mask=active, other=0.0)
+    bad = tl.load(plateau_ptr + _BAD_EPOCHS * num_groups + g, mask=active, other=0.0)
+    left = tl.load(plateau_ptr + _COOLDOWN_LEFT * num_groups + g, mask=active, other=0.0)
+    threshold = tl.load(plateau_ptr + _THRESHOLD * num_groups + g, mask=active, other=0.0)
+    mode = tl.load(plateau_ptr + _MODE * num_groups + g, mask=active, other=0.0)
+    better = tl.where(mode == _MIN_REL, metric < best * (1.0 - threshold),
+                      tl.where(mode == _MIN_ABS, metric < best - threshold,
+                               tl.where(mode == _MAX_REL, metric > best * (threshold + 1.0), metric > best + threshold)))
+    best = tl.where(better, metric, best)
+    bad = tl.where(better, 0.0, bad + 1.0)
+    cooling = left > 0
+    left = tl.where(cooling, left - 1.0, left)
+    bad = tl.where(cooling, 0.0, bad)
+    reduce = bad > tl.load(plateau_ptr + _PATIENCE * num_groups + g, mask=active, other=0.0)
+    x = value * tl.load(plateau_ptr + _FACTOR * num_groups + g, mask=active, other=0.0)
+    lowest = tl.load(plateau_ptr + _MIN * num_groups + g, mask=active, other=0.0)
+    new = tl.where(lowest > x, lowest, x)  # Python's max(x, MIN), NaN included
+    eps = tl.load(plateau_ptr + _EPS * num_groups + g, mask=active, other=0.0)
+    value = tl.where(active & reduce & (value - new > eps), new, value)
+    left = tl.where(reduce, tl.load(plateau_ptr + _COOLDOWN * num_groups + g, mask=active, other=0.0), left)
+    bad = tl.where(reduce, 0.0, bad)
+    tl.store(plateau_ptr + _VALUE * num_groups + g, value, mask=active)
+    tl.store(plateau_ptr + _BEST * num_groups + g, best, mask=active)
+    tl.store(plateau_ptr + _BAD_EPOCHS * num_groups + g, bad, mask=active)
+    tl.store(plateau_ptr + _COOLDOWN_LEFT * num_groups + g, left, mask=active)
+    return value
+
+
+@triton.jit
+def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value,
                    LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
                    POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
                    COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr, LOG: tl.constexpr,
-                   CYCLIC: tl.constexpr):
-    """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order).
+                   CYCLIC: tl.constexpr, PLATEAU: tl.constexpr, HAS_PLATEAU: tl.constexpr):
+    """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order);
+    a ``PLATEAU`` lane's is ``plateau_value`` with the state (``HAS_PLATEAU``), else ``v0``.
 
     Each lane needs at most one ``cos`` and one ``pow``: their arguments are gathered per shape and
     each function is called once (a smaller kernel than a call per shape).
     """
     u = (s - shift) - origin
     span = end - origin
-    lr = v0  # CONSTANT
+    lr = v0  # CONSTANT, and PLATEAU without the state
+    if HAS_PLATEAU:
+        if _any(shape == PLATEAU):
+            lr = tl.where(shape == PLATEAU, plateau_value, lr)
     cos_arg = tl.zeros(u.shape, tl.float64)
     pow_base = tl.full(u.shape, 1.0, tl.float64)
     pow_exp = tl.zeros(u.shape, tl.float64)
@@ -150,6 +202,8 @@ def _advance_kernel(
     increment,
     amount_ptr,  # read only when HAS_AMOUNT
     skip_ptr,  # read only when HAS_SKIP
+    plateau_ptr,  # read and written only when HAS_PLATEAU
+    metric_ptr,  # read only when HAS_METRIC (a metric and a plateau state)
     num_groups,
     num_segments,
     NUM_COLUMNS: tl.constexpr,
@@ -175,15 +229,23 @@ def _advance_kernel(
     COSINE_CYCLES: tl.constexpr,
     LOG: tl.constexpr,
     CYCLIC: tl.constexpr,
+    PLATEAU: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_AMOUNT: tl.constexpr,
     HAS_SKIP: tl.constexpr,
+    HAS_PLATEAU: tl.constexpr,
+    HAS_METRIC: tl.constexpr,
 ):
     delta = tl.full((), increment, tl.int64)
+    advances = delta == 1  # the plateau's update: increment 1 and not skipped (whatever the amount)
     if HAS_AMOUNT:
         delta = delta * tl.load(amount_ptr)
     if HAS_SKIP:
-        delta = tl.where(tl.load(skip_ptr).to(tl.float32) != 0, 0, delta)
+        skipped = tl.load(skip_ptr).to(tl.float32) != 0
+        delta = tl.where(skipped, 0, delta)
+        advances = advances & (skipped == 0)
+    if HAS_METRIC:
+        metric = tl.load(metric_ptr).to(tl.float64)  # torch's float(metrics)
     step = tl.load(step_ptr) + delta
     s = tl.maximum(step, 0).to(tl.float64)  # a negative step counts as 0
     for block_start in range(0, num_groups, BLOCK):
@@ -213,10 +275,28 @@ def _advance_kernel(
             p = tl.where(take, tl.load(row + P * num_groups, mask=mask), p)
             q = tl.where(take, tl.load(row + Q * num_groups, mask=mask), q)
             w = tl.where(take, tl.load(row + W * num_groups, mask=mask), w)
+        product = tl.max(factors, axis=0) > 1
+        plateau_value = v0  # unused without the state
+        if HAS_PLATEAU:
+            plateau_value = tl.load(plateau_ptr + _VALUE * num_groups + g, mask=mask, other=1.0)
+        if HAS_METRIC:
+            # The groups whose active segment is a PLATEAU: the selected one (plain), any active one
+            # (product); their state moves before the evaluation reads it.
+            active = shape == PLATEAU
+            if product:
+                in_product = tl.zeros([BLOCK], dtype=tl.int1)
+                for k in range(0, num_segments):
+                    row = table_ptr + k * NUM_COLUMNS * num_groups + g
+                    seg_start = tl.load(row + START * num_groups, mask=mask, other=float("inf"))
+                    seg_stop = tl.load(row + STOP * num_groups, mask=mask, other=float("inf"))
+                    seg_shape = tl.load(row + SHAPE * num_groups, mask=mask, other=0.0)
+                    in_product = in_product | ((seg_start <= s) & (s < seg_stop) & (seg_shape == PLATEAU))
+                active = tl.where(factors > 1, in_product, active)
+            active = active & mask & advances
+            plateau_value = _plateau_update(plateau_ptr, g, num_groups, active, metric, plateau_value)
         # Usually one evaluation of the selected segment. When some group of the block is a product,
         # every segment instead, multiplying the active ones in table order (one call site: the
         # shapes are compiled once).
-        product = tl.max(factors, axis=0) > 1
         lr = tl.full([BLOCK], 1.0, dtype=tl.float64)
         for k in range(0, tl.where(product, num_segments, 1)):
             if product:
@@ -235,15 +315,17 @@ def _advance_kernel(
                 w = tl.load(row + W * num_groups, mask=take, other=0.0)
             else:
                 take = mask
-            value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, LINEAR, COSINE, EXPONENTIAL,
-                                   POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES, LOG, CYCLIC)
+            value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value, LINEAR, COSINE,
+                                   EXPONENTIAL, POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES,
+                                   LOG, CYCLIC, PLATEAU, HAS_PLATEAU)
             lr = tl.where(take, lr * value, lr)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
 
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
     num_segments, _, num_groups = table.shape
     _advance_kernel[(1,)](
         step,
@@ -252,6 +334,8 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         increment,
         step if amount is None else amount,  # a placeholder pointer when absent (never read)
         step if skip is None else skip,
+        table if plateau is None else plateau,
+        step if metric is None else metric,
         num_groups,
         num_segments,
         NUM_COLUMNS=NUM_COLUMNS,
@@ -260,5 +344,7 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         BLOCK=BLOCK,
         HAS_AMOUNT=amount is not None,
         HAS_SKIP=skip is not None,
+        HAS_PLATEAU=plateau is not None,
+        HAS_METRIC=plateau is not None and metric is not None,
         enable_fp_fusion=False,  # no FMA: round like the reference, operation by operation
     )

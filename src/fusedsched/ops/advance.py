@@ -1,12 +1,17 @@
 """The op ``fusedsched::advance_``: advance the device step counter and evaluate every group.
 
-``advance_(step, table, lrs, increment, backend, amount=None, skip=None)`` reads the int64 counter
-``step``, adds ``skip != 0 ? 0 : increment * amount`` (``increment`` 0 or 1; ``amount`` an int64
-one-element tensor, 1 when absent; ``skip`` a one-element float32 or bool tensor, never when
-absent), evaluates every group's schedule from ``table`` in float64 at the new step, writes float32
-into ``lrs`` (one element per group) and writes the counter back. ``backend`` is a
-concrete backend name (see :mod:`fusedsched.ops.dispatch`); the op mutates ``step`` and ``lrs`` and
-returns nothing, so it traces under ``torch.compile(fullgraph=True)`` and replays in CUDA graphs.
+``advance_(step, table, lrs, increment, backend, amount=None, skip=None, plateau=None, metric=None)``
+reads the int64 counter ``step``, adds ``skip != 0 ? 0 : increment * amount`` (``increment`` 0 or 1;
+``amount`` an int64 one-element tensor, 1 when absent; ``skip`` a one-element float32 or bool
+tensor, never when absent); on a step that advances (``increment`` 1, not skipped) with a
+``metric`` (one float32 or float64 element, read as float64), updates the ``plateau`` state
+(:mod:`fusedsched.plateau`, float64 ``[NUM_PLATEAU_COLUMNS, G]``) of every group whose active
+segment at the new step is a ``PLATEAU``; evaluates every group's schedule from ``table`` in
+float64 at the new step (a ``PLATEAU`` segment's value is its group's ``VALUE`` in ``plateau``, its
+``V0`` without one), writes float32 into ``lrs`` (one element per group) and writes the counter
+back. ``backend`` is a concrete backend name (see :mod:`fusedsched.ops.dispatch`); the op mutates
+``step``, ``lrs`` and ``plateau`` and returns nothing, so it traces under
+``torch.compile(fullgraph=True)`` and replays in CUDA graphs.
 
 :func:`launcher` is what a scheduler calls every step (the C++ op itself for ``native``);
 :func:`host_evaluator` evaluates on the CPU in float64 for host mode, through the native kernel.
@@ -18,26 +23,30 @@ from collections.abc import Callable
 
 import torch
 
+from ..plateau import NUM_PLATEAU_COLUMNS
 from ..program import NUM_COLUMNS
 from . import _native, _reference
 from .dispatch import BackendUnavailable, resolve_backend, unavailable_reason
 
-#: ``launch(step, table, lrs, increment, amount=None, skip=None)``: one call of ``advance_`` on one backend.
+#: ``launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None)``: one call
+#: of ``advance_`` on one backend.
 Launch = Callable[..., None]
 #: the dtypes a skip flag may have (GradScaler's ``found_inf`` is float32)
 SKIP_DTYPES = (torch.float32, torch.bool)
+#: the dtypes a metric may have (read as float64: torch's ``float(metrics)``)
+METRIC_DTYPES = (torch.float32, torch.float64)
 
 
-def _launch_triton(step, table, lrs, increment, amount=None, skip=None):
+def _launch_triton(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None):
     from . import _triton  # imported on first use so TRITON_INTERPRET can be set before it
 
-    _triton.launch(step, table, lrs, increment, amount, skip)
+    _triton.launch(step, table, lrs, increment, amount, skip, plateau, metric)
 
 
 _LAUNCHERS = {"reference": _reference.launch, "triton": _launch_triton, "native": _native.launch}
 
 
-@torch.library.custom_op("fusedsched::advance_", mutates_args=("step", "lrs"))
+@torch.library.custom_op("fusedsched::advance_", mutates_args=("step", "lrs", "plateau"))
 def advance_op(
     step: torch.Tensor,
     table: torch.Tensor,
@@ -46,12 +55,14 @@ def advance_op(
     backend: str,
     amount: torch.Tensor | None = None,
     skip: torch.Tensor | None = None,
+    plateau: torch.Tensor | None = None,
+    metric: torch.Tensor | None = None,
 ) -> None:
-    _LAUNCHERS[backend](step, table, lrs, increment, amount, skip)
+    _LAUNCHERS[backend](step, table, lrs, increment, amount, skip, plateau, metric)
 
 
 @advance_op.register_fake
-def _(step, table, lrs, increment, backend, amount=None, skip=None):
+def _(step, table, lrs, increment, backend, amount=None, skip=None, plateau=None, metric=None):
     return None
 
 
@@ -62,6 +73,8 @@ def check_advance_args(
     increment: int,
     amount: torch.Tensor | None = None,
     skip: torch.Tensor | None = None,
+    plateau: torch.Tensor | None = None,
+    metric: torch.Tensor | None = None,
 ) -> None:
     """Raise ``ValueError`` naming the argument unless the tensors fit the op's contract."""
     if step.dtype != torch.int64 or step.numel() != 1:
@@ -86,6 +99,10 @@ def check_advance_args(
         check_amount_tensor(amount, step.device)
     if skip is not None:
         check_skip_tensor(skip, step.device)
+    if plateau is not None:
+        check_plateau_tensor(plateau, table)
+    if metric is not None:
+        check_metric_tensor(metric, step.device)
 
 
 def check_amount_tensor(amount: object, device: torch.device, name: str = "amount") -> None:
@@ -106,6 +123,30 @@ def check_skip_tensor(skip: object, device: torch.device, name: str = "skip") ->
         raise ValueError(f"{name} must be on the counter's device {device}, got {skip.device}")
 
 
+def check_plateau_tensor(plateau: object, table: torch.Tensor, name: str = "plateau") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``plateau`` is a contiguous float64
+    ``[NUM_PLATEAU_COLUMNS, G]`` tensor on ``table``'s device (``G = table.shape[2]``)."""
+    groups = table.shape[2]
+    if (not isinstance(plateau, torch.Tensor) or plateau.dtype != torch.float64
+            or tuple(plateau.shape) != (NUM_PLATEAU_COLUMNS, groups)):
+        got = f"{plateau.dtype} of shape {tuple(plateau.shape)}" if isinstance(plateau, torch.Tensor) else repr(plateau)
+        raise ValueError(f"{name} must be a float64 tensor of shape [{NUM_PLATEAU_COLUMNS}, {groups}] "
+                         f"(one column per group), got {got}")
+    if not plateau.is_contiguous():
+        raise ValueError(f"{name} must be contiguous")
+    if plateau.device != table.device:
+        raise ValueError(f"{name} must be on the table's device {table.device}, got {plateau.device}")
+
+
+def check_metric_tensor(metric: object, device: torch.device, name: str = "metric") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``metric`` is a one-element float32 or float64 tensor on ``device``."""
+    if not isinstance(metric, torch.Tensor) or metric.dtype not in METRIC_DTYPES or metric.numel() != 1:
+        got = f"{metric.dtype} of shape {tuple(metric.shape)}" if isinstance(metric, torch.Tensor) else repr(metric)
+        raise ValueError(f"{name} must be a one-element float32 or float64 tensor, got {got}")
+    if metric.device != device:
+        raise ValueError(f"{name} must be on the counter's device {device}, got {metric.device}")
+
+
 def advance_(
     step: torch.Tensor,
     table: torch.Tensor,
@@ -114,19 +155,23 @@ def advance_(
     backend: str | None = None,
     amount: torch.Tensor | None = None,
     skip: torch.Tensor | None = None,
+    plateau: torch.Tensor | None = None,
+    metric: torch.Tensor | None = None,
 ) -> str:
     """Check the arguments, resolve ``backend`` for their device, run the op; returns the backend used.
 
-    The counter moves by ``0 if skip != 0 else increment * amount`` (``amount`` 1 when absent)."""
-    check_advance_args(step, table, lrs, increment, amount, skip)
+    The counter moves by ``0 if skip != 0 else increment * amount`` (``amount`` 1 when absent); on a
+    step that moves it by ``increment`` 1, ``metric`` updates ``plateau``'s active rows first."""
+    check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric)
     name = resolve_backend(step.device, backend)
-    advance_op(step, table, lrs, increment, name, amount, skip)
+    advance_op(step, table, lrs, increment, name, amount, skip, plateau, metric)
     return name
 
 
 def launcher(backend: str, clock: bool = False) -> Launch:
     """``launch(step, table, lrs, increment)`` for the concrete ``backend`` (``clock``: ``launch(step,
-    table, lrs, increment, amount, skip)``, the optional amount and skip flag), unchecked (check once with
+    table, lrs, increment, amount, skip, plateau, metric)``, positional, each optional: the amount,
+    the skip flag, the plateau state and the metric), unchecked (check once with
     :func:`check_advance_args`): the C++ op itself for ``native`` (the cheapest call); for
     ``reference``, its numpy evaluation directly on CPU in eager mode (the op's dispatch alone costs
     about 20 us), else the op; for ``triton``, the op ``advance_``. Both trace under ``torch.compile`` and replay in CUDA graphs."""
@@ -136,8 +181,9 @@ def launcher(backend: str, clock: bool = False) -> Launch:
         return _reference.eager_launcher()  # numpy directly on CPU in eager mode, else the op
 
     def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None) -> None:
-        advance_op(step, table, lrs, increment, backend, amount, skip)
+               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+        advance_op(step, table, lrs, increment, backend, amount, skip, plateau, metric)
 
     return launch
 
