@@ -688,11 +688,15 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
     elif momentum is not None:
         hyperparameters = {name: {momentum[0]: cfg} for name, cfg in zip(names, momentum[1])}
     states = _plateau_states(scheduler, configs) if isinstance(scheduler, tls.ReduceLROnPlateau) else None
-    shim = LRShim(optimizer, dict(zip(names, configs)), last_epoch=step - 1, device_schedule=True,
+    # ReduceLROnPlateau keeps no initial_lr: its plateaus start from the current rates at step 0,
+    # and the counter is set to torch's step after (a plateau's rate does not depend on it)
+    start = -1 if states is not None else step - 1
+    shim = LRShim(optimizer, dict(zip(names, configs)), last_epoch=start, device_schedule=True,
                   backend=backend, device=device, hyperparameters=hyperparameters,
                   multipliers=scheduler.multipliers if isinstance(scheduler, LRShim) else None)
     if isinstance(scheduler, LRShim):
         shim.load_plateau_states(scheduler.plateau_states())
     elif states is not None:  # best, bad epochs and cooldown go on from torch's
+        shim.last_epoch = step
         shim.load_plateau_states({(name, "lr"): state for name, state in zip(names, states)})
     return shim

@@ -424,7 +424,7 @@ class DeviceEngine:
             self.plateau = plateau_tensor([self.plateaus[i].settings if i in self.plateaus else None
                                            for i in range(len(configs))], device)
         self._metric: torch.Tensor | None = None  # holds a metric that is not already a device tensor
-        check_advance_args(self.counter, self.table, self.values, 1)
+        check_advance_args(self.counter, self.table, self.values, 1, plateau=self.plateau)
         self._make_launchers()
         self._binding = binding
         self.step = last_epoch
