@@ -19,9 +19,11 @@ import yaml
 import fusedsched
 from fusedsched import LearningRate, LRShim, compute_lr
 from fusedsched.cli import load_schedules, main
-from fusedsched.tools import bench
+from fusedsched import GraphSafeAdamW, load_config
+from fusedsched.tools import bench, demo
 
 EXAMPLE = bench.example_config_path()
+DEMO = demo.config_path()
 SRC = Path(fusedsched.__file__).parent.parent
 TOWERS = ["is_clicked", "is_replied", "is_favorited", "backbone"]
 
@@ -68,17 +70,62 @@ def test_demo_trains_reports_plots_and_records(tmp_path, capsys):
     for expected in ("steps/s", "scheduler.step()", "LambdaLR", "host syncs", "backend", str(png), str(data)):
         assert expected in out
     assert "0 per scheduler.step()" in out  # device mode never syncs
+    # the bundled config's momentum cycle and weight-decay increment: 2 + 1 rows (the backbone's own
+    # weight-decay multiplier), read by GraphSafeAdamW without a sync
+    assert ("hyperparameters   weight_decay, beta1 of 4 group(s) in the same launch (3 row(s)" in out
+            and "GraphSafeAdamW: 0 host syncs per optimizer.step() + scheduler.step()" in out), out
+    assert "4 LR curve(s) + weight_decay + beta1 + loss" in out
     assert err == ""  # stderr is not a terminal here: no progress bar unless asked
     assert png.read_bytes().startswith(SIGNATURES["png"])
     header, steps, columns = read_csv(data)
     assert header == ["step", *TOWERS, "loss"]  # one column per param group, and the loss
     assert steps.tolist() == list(range(20))
-    cfgs, _ = load_schedules(EXAMPLE)
+    cfgs, _ = load_schedules(DEMO)
     for name in TOWERS:  # the recorded rates follow each tower's own schedule, within one float32 ulp
         got = np.float32(columns[name])
         want = np.float32([compute_lr(cfgs[name], int(s)) for s in steps])
         assert np.abs(got.view(np.int32) - want.view(np.int32)).max() <= 1, name
     assert np.isfinite(columns["loss"]).all() and columns["loss"][-1] < columns["loss"][0]
+
+
+def test_demo_config_schedules_momentum_and_weight_decay():
+    """The bundled demo config: AdamW whose beta1 follows OneCycleLR's momentum cycle and whose weight
+    decay rises (Megatron's increment) in every group, the backbone's at half; the lrs are the example's."""
+    cfg = load_config(DEMO, section="optimizer")
+    assert cfg.optimizer_name == "adam" and cfg.optimizer.decoupled_weight_decay is True
+    assert cfg.multi_task_learning_rates == load_config(EXAMPLE, section="optimizer").multi_task_learning_rates
+    hyper = cfg.hyperparameters_by_group(cfg.group_names)
+    assert list(cfg.group_names) == TOWERS and set(hyper) == set(TOWERS)
+    for group in TOWERS:
+        assert set(hyper[group]) == {"beta1", "weight_decay"}
+        beta1, wd = hyper[group]["beta1"], hyper[group]["weight_decay"]
+        assert [round(compute_lr(beta1, s), 12) for s in (0, 89, 299)] == [0.95, 0.85, 0.95]  # cycles down and back
+        assert [round(compute_lr(wd, s), 12) for s in (0, 125, 250, 299)] == [0.01, 0.055, 0.1, 0.1]  # rises, then holds
+    assert cfg.multipliers_by_group(cfg.group_names) == {"backbone": {"weight_decay": 0.5}}
+    model, optimizer, shim = demo.build(cfg, torch.device("cpu"))
+    assert type(optimizer) is GraphSafeAdamW
+    assert shim.hyperparameters == hyper
+    assert len(shim.values_tensor) == len(TOWERS) + 3  # beta1: one row; weight_decay: towers' and backbone's
+
+
+def test_demo_records_the_hyperparameters_the_optimizer_read():
+    cfg = load_config(DEMO, section="optimizer")
+    model, optimizer, shim = demo.build(cfg, torch.device("cpu"))
+    run = demo.train(model, optimizer, shim, torch.device("cpu"), 12)
+    assert run.optimizer == "GraphSafeAdamW" and run.update_syncs == 0 and run.rows == len(TOWERS) + 3
+    assert list(run.hyperparameters) == ["weight_decay", "beta1"]
+    mults = cfg.multipliers_by_group(cfg.group_names)
+    for key, groups in run.hyperparameters.items():
+        assert list(groups) == TOWERS
+        for group, got in groups.items():
+            schedule = cfg.hyperparameters_by_group(cfg.group_names)[group][key]
+            m = mults.get(group, {}).get(key, 1.0)
+            want = np.float32([compute_lr(schedule, s) * m for s in run.step_numbers])
+            assert np.abs(np.float32(got).view(np.int32) - want.view(np.int32)).max() <= 1, (key, group)
+            assert run.hyperparameter_schedules[key][group].kind == ("product" if m != 1.0 else schedule.kind)
+    assert not np.array_equal(run.hyperparameters["weight_decay"]["backbone"], run.hyperparameters["weight_decay"]["is_clicked"])
+    fig = demo.figure(run)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["learning rate per group", "weight_decay", "beta1", "training loss"]
 
 
 def test_demo_progress_bar_when_asked(tmp_path, capsys):

@@ -13,6 +13,7 @@ and per-group multipliers: ``LRShim(hyperparameters=..., multipliers=...)``.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import math
 import warnings
@@ -28,6 +29,8 @@ from torch._dynamo.testing import CompileCounterWithBackend
 from torch.optim import lr_scheduler as tls
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD, LearningRate, LRShim, compute_lr, from_torch
+from fusedsched import hyperparameters as hyperparameters_module
+from fusedsched import scheduler as scheduler_module
 from fusedsched.checkpoint import ScheduleChangedWarning
 
 STEPS = 30
@@ -408,6 +411,109 @@ def test_changed_hyperparameter_schedule_or_multiplier_is_reported(hyper, mults,
     with pytest.warns(ScheduleChangedWarning, match=expected):
         shim.load_state_dict(state)
     assert shim.last_epoch == 1
+
+
+# --- rows shared by groups -------------------------------------------------------------------------
+
+WD2 = LearningRate(cosine_annealing={"learning_rate": 0.1, "final_learning_rate": 0.02, "num_steps": 25})
+SHARED_NAMES = ("a", "b", "c", "d", "e")
+#: beta1: one cycle for every group (one row); weight_decay: a, b, e the same (one row), c the same
+#: schedule with another multiplier, d another schedule (a row each); beta2 of e has beta1's schedule
+#: (another hyperparameter: its own row); eps of a only
+SHARED_HYPER = {
+    **{n: {"beta1": BETA1, "weight_decay": WD} for n in "abc"},
+    "d": {"beta1": BETA1, "weight_decay": WD2},
+    "e": {"beta1": BETA1, "weight_decay": WD, "beta2": BETA1},
+}
+SHARED_HYPER["a"] = {**SHARED_HYPER["a"], "eps": EPS}
+SHARED_MULTS = {"b": {"weight_decay": 1.0}, "c": {"weight_decay": 2.0}, "e": {"lr": 0.5}}
+
+
+def _shared_run(mode: str, share: bool, monkeypatch, seed: int = 7):
+    ps = _params(len(SHARED_NAMES), seed=seed)
+    opt = GraphSafeAdamW([{"params": [p], "name": n} for p, n in zip(ps, SHARED_NAMES)], lr=0.0)
+    if not share:  # every group's hyperparameter a row of its own: the layout before rows were shared
+        monkeypatch.setattr(scheduler_module, "rows", functools.partial(hyperparameters_module.rows, share=False))
+    shim = _shim(opt, {n: LR for n in SHARED_NAMES}, mode, hyperparameters=SHARED_HYPER, multipliers=SHARED_MULTS)
+    monkeypatch.undo()
+    return ps, opt, shim
+
+
+def _read(opt) -> list[list[float]]:
+    return [[float(g["lr"]), *(float(_value(g, k)) for k in SHARED_HYPER[g["name"]])] for g in opt.param_groups]
+
+
+def test_equal_schedules_share_one_row_and_others_do_not(monkeypatch):
+    _, opt, shim = _shared_run("native", True, monkeypatch)
+    slots = shim.hyperparameter_rows
+    g = len(SHARED_NAMES)
+    assert slots["a"]["weight_decay"] == g  # rows in group order, then KEYS order (weight_decay first)
+    assert {slots[n]["beta1"] for n in SHARED_NAMES} == {g + 1}  # one row for every group
+    assert slots["a"]["weight_decay"] == slots["b"]["weight_decay"] == slots["e"]["weight_decay"]  # multiplier 1 == none
+    distinct = [slots["a"]["weight_decay"], slots["c"]["weight_decay"], slots["d"]["weight_decay"],
+                slots["e"]["beta2"], slots["a"]["eps"], slots["a"]["beta1"]]
+    assert len(set(distinct)) == len(distinct)  # another multiplier, schedule or hyperparameter: not merged
+    assert shim.values_tensor.shape == (g + 6,)  # 6 rows where there were 12
+    for name, entry in slots.items():
+        group = next(x for x in opt.param_groups if x["name"] == name)
+        for key, slot in entry.items():
+            assert _value(group, key).data_ptr() == shim.values_tensor[slot].data_ptr()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_shared_rows_give_every_group_what_unshared_rows_give(mode, monkeypatch):
+    """Every step, every group: the same values as one row per group, and the same parameters after AdamW."""
+    (ps, opt, shim), (ps2, opt2, shim2) = (_shared_run(mode, share, monkeypatch) for share in (True, False))
+    if mode != "host":
+        assert len(shim.values_tensor) < len(shim2.values_tensor) == len(SHARED_NAMES) + 12
+    gen = torch.Generator().manual_seed(8)
+    off = 0
+    for step in range(STEPS):
+        if step:
+            for a, b in zip(ps, ps2):
+                a.grad = torch.randn(5, generator=gen)
+                b.grad = a.grad.clone()
+            opt.step()
+            opt2.step()
+            shim.step()
+            shim2.step()
+        assert _read(opt) == _read(opt2), f"step {step}"
+        assert shim.get_last_hyperparameters() == shim2.get_last_hyperparameters()
+        assert shim.get_last_lr() == shim2.get_last_lr()
+        off += _check(shim, opt.param_groups, SHARED_HYPER, SHARED_MULTS, mode, step)
+    assert off <= 2
+    for a, b in zip(ps, ps2):
+        assert torch.equal(a, b)
+    assert not torch.equal(ps[0], _params(len(SHARED_NAMES), seed=7)[0])
+
+
+@pytest.mark.parametrize("share_after", [True, False])
+@pytest.mark.parametrize("mode", ["host", "native"])
+def test_checkpoint_with_shared_rows_resumes_exactly(mode, share_after, monkeypatch):
+    _, opt, shim = _shared_run(mode, True, monkeypatch)
+    for _ in range(9):
+        opt.step()
+        shim.step()
+    buffer = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "sched": shim.state_dict()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    _, opt2, shim2 = _shared_run(mode, share_after, monkeypatch, seed=9)
+    opt2.load_state_dict(state["opt"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScheduleChangedWarning)
+        shim2.load_state_dict(state["sched"], strict=True)
+    assert shim2.last_epoch == shim.last_epoch == 9
+    assert _read(opt2) == _read(opt)
+    for _ in range(STEPS):
+        shim.step()
+        shim2.step()
+        assert _read(opt2) == _read(opt)
+        assert shim2.get_last_hyperparameters() == shim.get_last_hyperparameters()
+    if mode != "host":
+        for name, entry in shim2.hyperparameter_rows.items():  # the loaded groups view the buffer again
+            group = next(x for x in opt2.param_groups if x["name"] == name)
+            assert all(_value(group, k).data_ptr() == shim2.values_tensor[i].data_ptr() for k, i in entry.items())
 
 
 # --- CUDA -----------------------------------------------------------------------------------------

@@ -161,6 +161,28 @@ def test_plot_training_draws_the_recorded_rates_and_the_loss():
         plot_training(first, {**lrs, "head": lrs["head"][:-1]}, loss, SCHEDULES, pyplot=False)
 
 
+def test_plot_training_draws_one_panel_per_recorded_hyperparameter():
+    first, n = 0, 300
+    steps = np.arange(first, first + n)
+    lrs = {name: np.float32([compute_lr(c, int(s)) for s in steps]) for name, c in SCHEDULES.items()}
+    beta1 = LearningRate(one_cycle=dict(max_learning_rate=0.85, total_steps=300, div_factor=0.85 / 0.95, final_div_factor=1.0))
+    configs = {"beta1": {"head": beta1, "tower": beta1}, "weight_decay": {"steps": SCHEDULES["tower"]}}
+    hyper = {key: {g: np.float32([compute_lr(c, int(s)) for s in steps]) for g, c in groups.items()}
+             for key, groups in configs.items()}
+    fig = plot_training(first, lrs, np.linspace(1.0, 0.1, n), SCHEDULES, pyplot=False, hyperparameters=hyper,
+                        hyperparameter_configs=configs)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["learning rate per group", "beta1", "weight_decay", "training loss"]
+    for ax, (key, groups) in zip(fig.axes[1:3], configs.items()):
+        lines = group_lines(ax)
+        assert set(lines) == {f"{g} ({c.kind})" for g, c in groups.items()}
+        for g, c in groups.items():
+            assert np.array_equal(lines[f"{g} ({c.kind})"].get_ydata(), hyper[key][g])
+    assert fig.axes[1].get_ylim()[0] > 0.8  # a momentum near 0.9 is drawn at its own scale, not from 0
+    with pytest.raises(ValueError, match="one beta1 value per step"):
+        plot_training(first, lrs, np.zeros(n), SCHEDULES, pyplot=False, hyperparameters={"beta1": {"head": hyper["beta1"]["head"][:-1]}},
+                      hyperparameter_configs={"beta1": {"head": beta1}})
+
+
 def test_plot_training_samples_long_runs():
     n = 50_000
     lrs = {"a": np.float32([compute_lr(ONE_STEP, s) for s in range(n)])}

@@ -12,7 +12,9 @@ a wrapper's groups are those of the optimizer it wraps (``_optimizer``), which i
   position; anything else is an error that lists both sides);
 - in device mode owns the float32 LR buffer's views: ``group["lr"] = buffer[i]``, one view per
   group, then one view per scheduled hyperparameter (:attr:`GroupBinding.rows`, e.g.
-  ``group["betas"] = (buffer[G + j], ...)``; host mode writes floats there, :meth:`GroupBinding.write_rows`), and binds them again after any ``load_state_dict`` of the client, its sub-optimizers or
+  ``group["betas"] = (buffer[slot], ...)``; groups whose rows share a slot view the same element;
+  host mode writes floats there, :meth:`GroupBinding.write_rows`), and binds them again after any
+  ``load_state_dict`` of the client, its sub-optimizers or
   the optimizers they wrap (torch's post-load hook where the optimizer has the registry, otherwise
   by standing in for that object's ``load_state_dict``);
 - detects a group that was added, removed, re-bound by another ``LRShim`` or given another ``lr``:
@@ -186,8 +188,9 @@ class GroupBinding:
         self.names = self._match(self.group_names(), list(schedule_names), self._unnamed_labels())
         self._counts = [len(owner.param_groups) for owner in self._owners]
         self._lrs: torch.Tensor | None = None  # device mode: the buffer the groups read
-        #: the scheduled hyperparameters after the lr rows: ``(group index, key, index in a pair or None)``
-        self.rows: list[tuple[int, str, int | None]] = []
+        #: the scheduled hyperparameters: ``(group index, key, index in a pair or None, slot)``, ``slot``
+        #: the buffer element (after the lr rows) holding the value, one element for groups that share it
+        self.rows: list[tuple[int, str, int | None, int]] = []
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -220,11 +223,10 @@ class GroupBinding:
         return [owner for owner in self._owners for _ in owner.param_groups]
 
     def write_rows(self, values: list[float]) -> None:
-        """Host mode: write each row's value (``values[G + j]``) into its group; a tensor is filled in place."""
+        """Host mode: write each row's value (``values[slot]``) into its group; a tensor is filled in place."""
         groups = self.groups()
-        offset = len(groups)
-        for j, (i, key, index) in enumerate(self.rows):
-            _set(groups[i], key, index, values[offset + j], in_place=True)
+        for i, key, index, slot in self.rows:
+            _set(groups[i], key, index, values[slot], in_place=True)
 
     def group_names(self) -> list[str | None]:
         """Each group's name: ``group["name"]``, else its sub-optimizer's ``_optims`` name if it has one group."""
@@ -333,9 +335,8 @@ class GroupBinding:
             refs.append(weakref.ref(view, functools.partial(self._view_released, generation, i)))
             ids.append(id(view))
         self._view_refs, self._view_ids = refs, ids
-        offset = len(groups)
-        for j, (i, key, index) in enumerate(self.rows):
-            _set(groups[i], key, index, lrs[offset + j], in_place=False)
+        for i, key, index, slot in self.rows:
+            _set(groups[i], key, index, lrs[slot], in_place=False)
         self._watch()
         self._problem = None
 

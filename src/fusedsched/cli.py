@@ -280,7 +280,7 @@ def _demo(args: argparse.Namespace) -> int:
         _figure_path(out)
     if args.csv:
         _check_writable(args.csv, "--csv")
-    config = args.config or bench.example_config_path()
+    config = args.config or demo.config_path()
     _, opt_cfg = load_schedules(config)
     try:
         model, optimizer, shim = demo.build(opt_cfg, device, backend)
@@ -360,11 +360,11 @@ def _parser() -> argparse.ArgumentParser:
     formats = "the format follows the extension: .png, .svg, .pdf, ... (needs matplotlib: pip install 'fusedsched[plot]')"
 
     demo = sub.add_parser("demo", help="train a small multi-task model, one schedule per tower; report and plot")
-    demo.add_argument("--config", help="tml optimizer YAML (default: the bundled recap_multitask.yaml)")
+    demo.add_argument("--config", help="tml optimizer YAML (default: the bundled demo.yaml)")
     demo.add_argument("--steps", type=_int_in(1, DEMO_MAX_STEPS), default=300, help=f"training steps, 1 to {DEMO_MAX_STEPS:,} (default 300)")
     demo.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     demo.add_argument("--backend", choices=backends, help=f"advance_ backend (default: ${BACKEND_ENV} or auto)")
-    demo.add_argument("-o", "--out", help=f"picture of every group's learning rate and the loss (default {DEMO_PICTURE}, "
+    demo.add_argument("-o", "--out", help=f"picture of every group's learning rate, scheduled hyperparameters and the loss (default {DEMO_PICTURE}, "
                                           f"skipped when matplotlib is missing); {formats}")
     demo.add_argument("--csv", help="also write the recorded data: step, every group's learning rate, loss")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

@@ -3,8 +3,11 @@
 ``LRShim(..., hyperparameters={group: {key: schedule}}, multipliers={group: {key: m}})``:
 
 - a scheduled hyperparameter is one more *row* of the schedule table: the rows are every group's
-  ``lr`` first, in group order, then each group's scheduled hyperparameters in group order and in
-  the order of :data:`KEYS`. A hyperparameter without a schedule adds no row;
+  ``lr`` first, in group order, then the scheduled hyperparameters in group order and in the order
+  of :data:`KEYS`, one row per distinct ``(name, schedule times multiplier)``: groups whose
+  hyperparameter has the same schedule and multiplier (every group's ``beta1`` on one momentum
+  cycle) share its row, evaluated once, and their views point at the same element (:attr:`Row.slot`).
+  A hyperparameter without a schedule adds no row;
 - a multiplier ``m`` of a row compiles into its program as ``product(schedule, constant(m))``: the
   row's value is ``compute_lr(schedule, s) * m``, exactly (one float64 multiplication, the last
   factor; the kernels multiply the factors in the same order). A multiplier of 1 adds nothing.
@@ -48,10 +51,11 @@ KEYS: dict[str, tuple[str, int | None]] = {
 
 @dataclass(frozen=True)
 class Row:
-    """One scheduled hyperparameter of one group: where its value goes."""
+    """One scheduled hyperparameter of one group: where its value goes, and where it is evaluated."""
 
     group: int  #: the group's index, in group order
     name: str  #: the hyperparameter (a key of :data:`KEYS`)
+    slot: int  #: its row of the table and of the value buffer (shared by equal schedules)
 
     @property
     def key(self) -> str:
@@ -145,19 +149,35 @@ def scaled(schedule: LearningRate, multiplier: float) -> LearningRate:
     return LearningRate(product={"schedules": [schedule, LearningRate(constant=multiplier)]})
 
 
+def _identity(schedule: LearningRate) -> str:
+    """Equal for equal schedules only: every field, floats by ``repr`` (``-0.0``, ``inf`` kept apart)."""
+    return repr(schedule.model_dump(exclude_none=True))
+
+
 def rows(
     group_names: Sequence[str],
     lr_dict: Mapping[str, LearningRate],
     hyperparameters: Mapping[str, Mapping[str, LearningRate]],
     multipliers: Mapping[str, Mapping[str, float]],
+    share: bool = True,
 ) -> tuple[list[LearningRate], list[Row]]:
-    """Every row's schedule (multiplier compiled in): the lr rows in group order, then the :class:`Row` s."""
+    """Every row's schedule (multiplier compiled in) and every group's :class:`Row` s.
+
+    The lr rows in group order, then one row per distinct ``(name, scaled schedule)`` in order of
+    first use; ``share=False`` gives every group's hyperparameter a row of its own (the same values).
+    """
     configs = [scaled(lr_dict[g], multipliers.get(g, {}).get("lr", 1.0)) for g in group_names]
     extra = []
+    slots: dict[tuple[str, str], int] = {}
     for i, group in enumerate(group_names):
         for name, schedule in hyperparameters.get(group, {}).items():
-            configs.append(scaled(schedule, multipliers.get(group, {}).get(name, 1.0)))
-            extra.append(Row(i, name))
+            config = scaled(schedule, multipliers.get(group, {}).get(name, 1.0))
+            key = (name, _identity(config))
+            slot = slots.get(key) if share else None
+            if slot is None:
+                slot = slots[key] = len(configs)
+                configs.append(config)
+            extra.append(Row(i, name, slot))
     return configs, extra
 
 

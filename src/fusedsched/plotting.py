@@ -159,10 +159,11 @@ def _style(i: int, n: int) -> dict[str, Any]:
 
 
 def _draw_rates(ax: Axes, x: np.ndarray, rates: Mapping[str, np.ndarray], configs: Mapping[str, LearningRate], ylabel: str,
-                legend: str) -> None:
+                legend: str, from_zero: bool = True) -> None:
     """One line per group, labelled ``name (kind)``; each schedule mark as a dot and a dotted line.
 
-    ``legend``: ``"outside"`` (right of the axes, never over a curve) or a matplotlib ``loc``.
+    ``legend``: ``"outside"`` (right of the axes, never over a curve) or a matplotlib ``loc``;
+    ``from_zero``: the y axis starts at 0 (else it fits the curves: a momentum cycling near 0.9).
     """
     marks_drawn = 0
     marked = {name: [m for m in schedule_marks(cfg) if x[0] <= m <= x[-1]] for name, cfg in configs.items()}
@@ -183,7 +184,8 @@ def _draw_rates(ax: Axes, x: np.ndarray, rates: Mapping[str, np.ndarray], config
     if marks_drawn:
         ax.plot([], [], "o", color="0.35", ms=4.5, label="schedule change")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    if from_zero:
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     ax.grid(True, color="0.9", lw=0.8)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
     if legend == "outside":
@@ -241,11 +243,15 @@ def plot_schedules(configs: Schedules, steps: int, ax: Axes | None = None, *, ti
 
 
 def plot_training(first_step: int, lrs: Mapping[str, np.ndarray], loss: np.ndarray, configs: Mapping[str, LearningRate],
-                  *, title: str | None = None, points: int = SAMPLE_POINTS, pyplot: bool = True) -> Figure:
-    """Two panels over the steps of a run: every group's recorded learning rate, and the loss.
+                  *, title: str | None = None, points: int = SAMPLE_POINTS, pyplot: bool = True,
+                  hyperparameters: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                  hyperparameter_configs: Mapping[str, Mapping[str, LearningRate]] | None = None) -> Figure:
+    """Panels over the steps of a run: every group's recorded learning rate, each recorded
+    hyperparameter (one panel per key), and the loss.
 
-    ``lrs[name][i]`` and ``loss[i]`` belong to schedule step ``first_step + i``; ``configs`` gives
-    each group's kind and marks. Long runs are drawn at :func:`sample_steps` of the run.
+    ``lrs[name][i]``, ``hyperparameters[key][name][i]`` and ``loss[i]`` belong to schedule step
+    ``first_step + i``; ``configs`` (``hyperparameter_configs[key]``) gives each group's kind and
+    marks. Long runs are drawn at :func:`sample_steps` of the run, every schedule's marks kept.
     ``pyplot=False`` makes the figure outside pyplot (see :func:`new_figure`).
     """
     loss = np.asarray(loss)
@@ -253,10 +259,22 @@ def plot_training(first_step: int, lrs: Mapping[str, np.ndarray], loss: np.ndarr
     if n < 1 or any(len(y) != n for y in lrs.values()) or set(lrs) != set(configs):
         raise ValueError(f"need one value per step for every group and the loss, got {n} losses, "
                          f"{ {k: len(v) for k, v in lrs.items()} } rates for groups {list(configs)}")
-    x = sample_steps(configs, first_step, first_step + n, points)
+    hyperparameters = hyperparameters or {}
+    hyper_configs = hyperparameter_configs or {}
+    for key, values in hyperparameters.items():
+        if any(len(y) != n for y in values.values()) or set(values) != set(hyper_configs.get(key, {})):
+            raise ValueError(f"need one {key} value per step for every group it schedules, got "
+                             f"{ {k: len(v) for k, v in values.items()} } values for groups {list(hyper_configs.get(key, {}))}")
+    every = {**configs, **{f"{key}/{g}": cfg for key in hyperparameters for g, cfg in hyper_configs[key].items()}}
+    x = sample_steps(every, first_step, first_step + n, points)
     at = x - first_step
-    fig, (ax_lr, ax_loss) = (_pyplot_figure if pyplot else new_figure)(2, 10.0, 7.0)
+    rows = 2 + len(hyperparameters)
+    fig, axes = (_pyplot_figure if pyplot else new_figure)(rows, 10.0, 7.0 + 2.5 * len(hyperparameters))
+    ax_lr, ax_loss = axes[0], axes[-1]
     _draw_rates(ax_lr, x, {name: np.asarray(y)[at] for name, y in lrs.items()}, configs, "learning rate per group", "outside")
+    for ax, (key, values) in zip(axes[1:-1], hyperparameters.items()):
+        _draw_rates(ax, x, {g: np.asarray(y)[at] for g, y in values.items()}, hyper_configs[key], key, "outside",
+                    from_zero=False)
     ax_loss.plot(x, loss[at], lw=1.0, color="0.25", label="loss")
     ax_loss.set_ylabel("training loss")
     ax_loss.grid(True, color="0.9", lw=0.8)

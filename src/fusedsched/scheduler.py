@@ -168,7 +168,7 @@ class LRShim(LRScheduler):
         self.multipliers = mults  #: ``{group: {key: m}}``, the multipliers as given (a missing one is 1)
         self._rows = extra
         self._steps = 0  # torch's _step_count
-        binding.rows = [(row.group, row.key, row.index) for row in extra]
+        binding.rows = [(row.group, row.key, row.index, row.slot) for row in extra]
         self._engine: Engine = (
             DeviceEngine(binding, row_configs, last_epoch, device, backend)
             if device_schedule
@@ -198,7 +198,8 @@ class LRShim(LRScheduler):
 
     @property
     def values_tensor(self) -> torch.Tensor:
-        """The whole float32 buffer (device mode): every group's lr, then the scheduled hyperparameters."""
+        """The whole float32 buffer (device mode): every group's lr, then the scheduled hyperparameters'
+        distinct rows (:attr:`hyperparameter_rows` says which is whose)."""
         return self._device_only("values_tensor").values
 
     @property
@@ -403,10 +404,19 @@ class LRShim(LRScheduler):
         groups without a scheduled hyperparameter are left out (their lrs: :meth:`get_last_lr`).
         """
         self._binding.verify()
-        values = self._engine.all_floats()[len(self.group_names) :]
+        values = self._engine.all_floats()
         out: dict[str, dict[str, float]] = {}
-        for row, value in zip(self._rows, values):
-            out.setdefault(self.group_names[row.group], {})[row.name] = value
+        for row in self._rows:
+            out.setdefault(self.group_names[row.group], {})[row.name] = values[row.slot]
+        return out
+
+    @property
+    def hyperparameter_rows(self) -> dict[str, dict[str, int]]:
+        """``{group: {key: i}}``: where each scheduled hyperparameter's value is in :attr:`values_tensor`
+        (groups with the same schedule and multiplier of a key share one ``i``)."""
+        out: dict[str, dict[str, int]] = {}
+        for row in self._rows:
+            out.setdefault(self.group_names[row.group], {})[row.name] = row.slot
         return out
 
     def get_recent_lr(self) -> list[float]:

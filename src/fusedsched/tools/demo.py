@@ -1,9 +1,13 @@
 """The demo: a small multi-task model trained with one schedule per tower, then the scheduler's own
 cost measured against ``LambdaLR`` doing the same schedules.
 
+The bundled config (:func:`config_path`, ``examples/demo.yaml``) also schedules AdamW's momentum
+(``beta1``, OneCycleLR's cycle) and weight decay (Megatron's increment) for every group, so the
+optimizer is ``GraphSafeAdamW`` and the op evaluates those rows in the same launch as the rates.
 On CUDA the whole training step is captured in a CUDA graph and replayed; on CPU it runs eagerly on
-one thread. Every step records each group's learning rate as the optimizer read it, and the loss.
-:mod:`fusedsched.cli` checks the options, loads the config and writes the picture and the CSV.
+one thread. Every step records each group's learning rate and scheduled hyperparameters as the
+optimizer read them (one copy of the value buffer), and the loss. :mod:`fusedsched.cli` checks the
+options, loads the config and writes the picture and the CSV.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,14 +26,20 @@ from tqdm import tqdm
 
 from .. import plotting
 from ..config import LearningRate, OptimizerConfig, RecapOptimizerConfig
+from ..hyperparameters import scaled
 from ..optim import build_optimizer, sanitize
 from ..scheduler import LRShim
 from . import bench
 from .models import MultiTaskModel, multi_task_batches
 
-__all__ = ["DemoRun", "build", "figure", "report", "train"]
+__all__ = ["DemoRun", "build", "config_path", "figure", "report", "train"]
 
 DEFAULT_TOWERS = ("task_a", "task_b")  # when the config has no multi-task section
+
+
+def config_path() -> Path:
+    """The demo's bundled config (``fusedsched/examples/demo.yaml``)."""
+    return Path(str(resources.files("fusedsched") / "examples" / "demo.yaml"))
 
 
 @dataclass
@@ -47,6 +59,13 @@ class DemoRun:
     timing: dict[str, bench.Timing]
     syncs: float  # host syncs per scheduler.step()
     ops: float  # ops dispatched per scheduler.step()
+    #: ``{key: {group: values}}``: each scheduled hyperparameter as the optimizer read it, per step
+    hyperparameters: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: ``{key: {group: schedule times its multiplier}}``
+    hyperparameter_schedules: dict[str, dict[str, LearningRate]] = field(default_factory=dict)
+    rows: int = 0  # the op's rows: one per group's lr, one per distinct hyperparameter schedule
+    optimizer: str = ""  # the optimizer's class
+    update_syncs: float | None = None  # host syncs per optimizer.step() + scheduler.step() (with hyperparameters)
 
     @property
     def steps(self) -> int:
@@ -75,10 +94,11 @@ def build(opt_cfg: OptimizerConfig | RecapOptimizerConfig, device: torch.device,
 def train(model: MultiTaskModel, optimizer: Any, shim: LRShim, device: torch.device, steps: int,
           progress: bool = False) -> DemoRun:
     """``steps`` training steps on ``device``'s synthetic batches (a tqdm bar on stderr when ``progress``),
-    then the scheduler's cost against ``LambdaLR`` on fresh instances of the same schedules, and its host syncs."""
+    then the scheduler's cost against ``LambdaLR`` on fresh instances of the same schedules, and its host syncs
+    (with scheduled hyperparameters, also those of five more ``optimizer.step()`` + ``scheduler.step()`` of this run's own)."""
     names = shim.group_names
     xs, ys = multi_task_batches(len(model.towers), device=device)
-    lr_hist = torch.zeros(steps, len(names), device=device)
+    values_hist = torch.zeros(steps, len(shim.values_tensor), device=device)  # lrs, then hyperparameter rows
     loss_hist = torch.zeros(steps, device=device)
     train_step: Callable[[int], None]
     if device.type == "cuda":
@@ -88,13 +108,13 @@ def train(model: MultiTaskModel, optimizer: Any, shim: LRShim, device: torch.dev
         captured = CapturedTrainingStep(model.loss, optimizer, shim, (xs[0], ys[0]), warmup_steps=warmup)
 
         def train_step(i: int) -> None:
-            lr_hist[i].copy_(shim.lr_tensor)  # the rates this replay's optimizer.step() reads
+            values_hist[i].copy_(shim.values_tensor)  # the values this replay's optimizer.step() reads
             loss_hist[i].copy_(captured.replay(xs[i % len(xs)], ys[i % len(ys)]))
     else:
         mode, warmup = "eager", 0
 
         def train_step(i: int) -> None:
-            lr_hist[i].copy_(shim.lr_tensor)
+            values_hist[i].copy_(shim.values_tensor)
             optimizer.zero_grad(set_to_none=True)
             loss = model.loss(xs[i % len(xs)], ys[i % len(ys)])
             loss.backward()
@@ -127,17 +147,37 @@ def train(model: MultiTaskModel, optimizer: Any, shim: LRShim, device: torch.dev
     cands = bench.scheduler_candidates(ordered, device, names=[ours, bench.LAMBDA_FLOAT])
     timing = bench.alternate({n: fn for n, (_, fn) in cands.items()}, device, rounds=7, target_s=0.003)
     syncs, ops = bench.count_host_syncs(cands[ours][1], calls=5)
+    update_syncs = None
+    if shim.hyperparameters:  # this run's own optimizer and scheduler, as a training step calls them
 
-    lrs = lr_hist.cpu().numpy()
+        def update() -> None:
+            optimizer.step()
+            shim.step()
+
+        update_syncs = bench.count_host_syncs(update, calls=5)[0]
+
+    values = values_hist.cpu().numpy()
+    hyper: dict[str, dict[str, np.ndarray]] = {}
+    hyper_schedules: dict[str, dict[str, LearningRate]] = {}
+    for group, slots in shim.hyperparameter_rows.items():
+        for key, slot in slots.items():
+            hyper.setdefault(key, {})[group] = values[:, slot]
+            multiplier = shim.multipliers.get(group, {}).get(key, 1.0)
+            hyper_schedules.setdefault(key, {})[group] = scaled(shim.hyperparameters[group][key], multiplier)
     return DemoRun(device=device, backend=shim.backend, mode=mode, warmup=warmup, first_step=first_step,
-                   elapsed=elapsed, rates={n: lrs[:, k] for k, n in enumerate(names)}, losses=loss_hist.cpu().numpy(),
-                   schedules=dict(shim.lr_dict), ours=ours, timing=timing, syncs=syncs, ops=ops)
+                   elapsed=elapsed, rates={n: values[:, k] for k, n in enumerate(names)}, losses=loss_hist.cpu().numpy(),
+                   schedules=dict(shim.lr_dict), ours=ours, timing=timing, syncs=syncs, ops=ops,
+                   hyperparameters=hyper, hyperparameter_schedules=hyper_schedules, rows=values.shape[1],
+                   optimizer=type(optimizer).__name__, update_syncs=update_syncs)
 
 
 def figure(run: DemoRun) -> Any:
-    """Every group's recorded learning rate and the loss (:func:`fusedsched.plotting.plot_training`), outside pyplot."""
+    """Every group's recorded learning rate, each scheduled hyperparameter and the loss
+    (:func:`fusedsched.plotting.plot_training`), outside pyplot."""
     title = f"fusedsched demo: {run.device.type}, {run.mode.split(',')[0]}, backend {run.backend}"
-    return plotting.plot_training(run.first_step, run.rates, run.losses, run.schedules, title=title, pyplot=False)
+    return plotting.plot_training(run.first_step, run.rates, run.losses, run.schedules, title=title, pyplot=False,
+                                  hyperparameters=run.hyperparameters,
+                                  hyperparameter_configs=run.hyperparameter_schedules)
 
 
 def report(run: DemoRun, out: str | None, skipped: str | None = None, csv: str | None = None) -> str:
@@ -163,9 +203,17 @@ def report(run: DemoRun, out: str | None, skipped: str | None = None, csv: str |
         f"  host syncs        {run.syncs:g} per scheduler.step() (aten::_local_scalar_dense / aten::item over 5 steps; "
         f"{run.ops:g} op(s) dispatched per step)",
     ]
+    keys = list(run.hyperparameters)
+    if keys:
+        groups = len({g for values in run.hyperparameters.values() for g in values})
+        lines.append(
+            f"  hyperparameters   {', '.join(keys)} of {groups} group(s) in the same launch ({run.rows - len(names)} row(s): "
+            f"groups with the same schedule share one); {run.optimizer}: {run.update_syncs:g} host syncs per "
+            f"optimizer.step() + scheduler.step()")
     first, last = run.first_step, run.first_step + steps - 1
+    panels = "".join(f" + {key}" for key in keys)
     if out is not None:
-        lines.append(f"  plot              {out}: {len(names)} LR curve(s) + loss, schedule steps {first}-{last}")
+        lines.append(f"  plot              {out}: {len(names)} LR curve(s){panels} + loss, schedule steps {first}-{last}")
     else:
         lines.append(f"  plot              skipped: {skipped}")
     if csv:
