@@ -328,6 +328,35 @@ def test_metrics_without_a_plateau_are_refused():
     assert shim.last_epoch == 3
 
 
+@pytest.mark.parametrize("mode", ["host", "reference"])
+def test_a_plateau_shared_by_groups_is_one_state(mode):
+    ds = mode != "host"
+    params = [torch.nn.Parameter(torch.zeros(2)) for _ in range(3)]
+    lr = torch.tensor(0.1) if ds else 0.1
+    opt = torch.optim.SGD([{"params": [p], "name": f"g{i}", "weight_decay": 0.01} for i, p in
+                                            enumerate(params)], lr=lr) if not ds else None
+    if ds:
+        from fusedsched import GraphSafeSGD
+        opt = GraphSafeSGD([{"params": [p], "name": f"g{i}", "weight_decay": 0.01} for i, p in enumerate(params)],
+                           lr=torch.tensor(0.1))
+    wd = _plateau_config(0.01, 0.0, dict(patience=0, factor=0.5))
+    shim = LRShim(opt, {f"g{i}": {"constant": 0.1} for i in range(3)}, device_schedule=ds,
+                  backend="reference" if ds else None,
+                  hyperparameters={f"g{i}": {"weight_decay": wd} for i in range(3)})
+    for m in (1.0, 2.0, 3.0):
+        shim.step(m)
+    assert [g["weight_decay"] for g in shim.optimizer.param_groups] == [pytest.approx(0.0025, rel=1e-6)] * 3
+    assert list(shim.plateau_states()) == [("g0", "weight_decay")]  # one row, named by its first group
+    state = shim.state_dict()
+    other = LRShim(opt, {f"g{i}": {"constant": 0.1} for i in range(3)}, device_schedule=ds,
+                   backend="reference" if ds else None,
+                   hyperparameters={f"g{i}": {"weight_decay": wd} for i in range(3)})
+    other.load_state_dict(state)
+    assert other.plateau_states() == shim.plateau_states()
+    other.load_plateau_states({("g2", "weight_decay"): [0.01, 1.0, 0.0, 0.0]})  # any sharing group names it
+    assert other.get_last_hyperparameters()["g1"]["weight_decay"] == pytest.approx(0.01, rel=1e-6)
+
+
 def test_a_plateau_as_a_hyperparameter_with_a_multiplier():
     p = torch.nn.Parameter(torch.zeros(2))
     opt = torch.optim.SGD([p], lr=0.1, weight_decay=0.01)

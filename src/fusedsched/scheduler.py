@@ -465,19 +465,29 @@ class LRShim(LRScheduler):
 
     def load_plateau_states(self, states: Mapping[tuple[str, str], list[float]]) -> None:
         """Set plateaus' states (as :meth:`plateau_states` gives them) and the rates at the current step."""
-        names = self._row_names()
-        unknown = [key for key in states if key not in names or names.index(key) not in self._engine.plateaus]
+        row_of = self._row_of()
+        unknown = [key for key in states if row_of.get(key) not in self._engine.plateaus]
         if unknown:
+            names = self._row_names()
             raise ValueError(f"load_plateau_states: no plateau at {unknown}; the plateaus are at "
                              f"{[names[r] for r in self._engine.plateaus]}")
-        self._engine.load_plateau_states({names.index(key): list(map(float, s)) for key, s in states.items()})
+        self._engine.load_plateau_states({row_of[key]: list(map(float, s)) for key, s in states.items()})
         if self._engine.step >= 0:
             self._catch_up()
             self._engine.restore(self._engine.step)
 
     def _row_names(self) -> list[tuple[str, str]]:
-        """``(group, key)`` of every row: the lr rows, then the hyperparameter rows."""
-        return [(name, "lr") for name in self.group_names] + [(self.group_names[r.group], r.name) for r in self._rows]
+        """``(group, key)`` of every row: the lr rows, then each hyperparameter row's first group (a row
+        shared by groups with the same schedule and multiplier is named by the first)."""
+        owners: dict[int, tuple[str, str]] = {}
+        for r in self._rows:
+            owners.setdefault(r.slot, (self.group_names[r.group], r.name))
+        return [(name, "lr") for name in self.group_names] + [owners[slot] for slot in sorted(owners)]
+
+    def _row_of(self) -> dict[tuple[str, str], int]:
+        """Every ``(group, key)``'s row, shared rows included."""
+        return {**{(name, "lr"): i for i, name in enumerate(self.group_names)},
+                **{(self.group_names[r.group], r.name): r.slot for r in self._rows}}
 
     def _plateau_state(self) -> dict[str, Any]:
         """``{"plateaus": {group: {key: state}}}`` when a schedule holds a plateau (else nothing)."""
@@ -523,5 +533,6 @@ class LRShim(LRScheduler):
         if resume.base_lrs is not None:
             self.base_lrs = list(resume.base_lrs)
         if resume.plateaus:
-            self._engine.load_plateau_states({names.index(key): state for key, state in resume.plateaus.items()})
+            row_of = self._row_of()
+            self._engine.load_plateau_states({row_of[key]: state for key, state in resume.plateaus.items()})
         self._engine.restore(resume.last_epoch)
