@@ -413,3 +413,18 @@ def test_cuda_graph_feeds_the_loss_tensor_to_the_plateau(backend):
     for m, rates in zip(metrics, got):
         ref.step(f32(m))  # the loss tensor holds float32
         assert rates.tolist() == [f32(g["lr"]) for g in opt.param_groups]
+
+
+@pytest.mark.parametrize("mode", ["host", *[b for b in CPU_BACKENDS if b != "triton"]])
+def test_a_metric_with_amount_zero_feeds_the_plateau_in_place(mode):
+    """Evaluations counted apart from training steps (Hugging Face's Trainer): the counter stays."""
+    ds = mode != "host"
+    shim = _shim(dict(patience=0, factor=0.5), lrs=(0.1,), min_lrs=(0.0,), device_schedule=ds,
+                 backend=mode if ds else None)
+    for _ in range(3):
+        shim.step()
+    shim.step(metrics=1.0, amount=0)
+    shim.step(metrics=2.0, amount=0)
+    assert shim.last_epoch == 3
+    assert shim.plateau_states()[("g0", "lr")] == [0.05, 1.0, 0.0, 0.0]
+    assert shim.get_last_lr() == [0.05 if mode == "host" else f32(0.05)]

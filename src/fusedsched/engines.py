@@ -511,11 +511,12 @@ class DeviceEngine:
     def _advance_one(self) -> None:
         self.advance_by(1)
 
-    def _amount_args(self, amount: int | torch.Tensor) -> tuple[int, torch.Tensor | None]:
-        """``(increment, amount tensor)`` for the op: 0 and 1 are increments, other ints a buffer filled here."""
+    def _amount_args(self, amount: int | torch.Tensor, metric: Any = None) -> tuple[int, torch.Tensor | None]:
+        """``(increment, amount tensor)`` for the op: 0 and 1 are increments, other ints a buffer filled here
+        (0 too when a metric comes with it: a step of increment 1 and amount 0 feeds the plateaus in place)."""
         if isinstance(amount, torch.Tensor):
             return 1, amount
-        if amount in (0, 1):
+        if amount == 1 or (amount == 0 and metric is None):
             return amount, None
         if self._amount is None:
             self._amount = torch.zeros((), dtype=torch.int64, device=self.counter.device)
@@ -523,7 +524,7 @@ class DeviceEngine:
         return 1, self._amount
 
     def advance_by(self, amount: int | torch.Tensor, metric: torch.Tensor | None = None) -> None:
-        increment, tensor = self._amount_args(amount)
+        increment, tensor = self._amount_args(amount, metric)
         skip = self.skip.flag() if self.skip is not None else None
         if metric is not None:
             self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, metric)
@@ -542,7 +543,7 @@ class DeviceEngine:
         if amount is None and self.skip is None and metric is None:
             self._launch(self.counter, self.table, self.values, 1)
         else:
-            increment, tensor = self._amount_args(1 if amount is None else amount)
+            increment, tensor = self._amount_args(1 if amount is None else amount, metric)
             skip = self.skip.flag() if self.skip is not None else None
             if metric is None:
                 self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)

@@ -455,6 +455,11 @@ class LRShim(LRScheduler):
             **self._engine.extra_state(),
         }
 
+    @property
+    def has_plateau(self) -> bool:
+        """Whether some schedule holds a ``plateau`` (then ``step(x)`` takes ``x`` as its metric)."""
+        return bool(self._engine.plateaus)
+
     def plateau_states(self) -> dict[tuple[str, str], list[float]]:
         """``{(group, key): [value, best, bad_epochs, cooldown_left]}`` of every plateau (device mode: a sync).
 
