@@ -76,7 +76,8 @@ enum class PlateauColumn : int {
 
 constexpr int NUM_PLATEAU_COLUMNS = 12;
 
-static_assert(static_cast<int>(PlateauColumn::EPS) + 1 == NUM_PLATEAU_COLUMNS, "NUM_PLATEAU_COLUMNS must follow the last PlateauColumn");
+static_assert(
+    static_cast<int>(PlateauColumn::EPS) + 1 == NUM_PLATEAU_COLUMNS, "NUM_PLATEAU_COLUMNS must follow the last PlateauColumn");
 
 enum class PlateauMode : int { MIN_REL = 0, MIN_ABS = 1, MAX_REL = 2, MAX_ABS = 3 };
 

@@ -9,7 +9,8 @@ CUDA build of torch in ``--cuda-python``, with nvcc from ``--cuda-home`` and
 triton (``fusedsched.ops._triton``): every launch of a ``@triton.jit`` kernel of that module is
 recorded, not run, on the production path: an ``LRShim`` in device mode with the ``triton``
 backend (its construction launches with increment 0, ``step()`` with 1, then with an amount
-tensor and with float32 and bool skip flags). Each recorded launch is
+tensor and with float32 and bool skip flags), and the op's launches with a plateau state, alone and
+with a float64 or a float32 metric (fusedsched.plateau). Each recorded launch is
 compiled ahead of time for every arch with the signature, constexprs, attributes and options that
 Triton's own launcher derives from those arguments, so the check follows the kernel and its
 launcher as they change. The kernel's own arithmetic must contain no fused multiply-add: the same
@@ -220,6 +221,7 @@ def record_triton_launches():
         shim.step()
         shim.skip_steps_on(torch.zeros((), dtype=torch.bool))  # a bool one, with an amount
         shim.step(amount=torch.tensor(2))
+        record_plateau_launches(_triton.launch)
     finally:
         for name, kernel in kernels.items():
             setattr(_triton, name, kernel)
@@ -231,6 +233,28 @@ def record_triton_launches():
         _, specialization, options = _binder(kernel, 90)(*args, **kwargs)
         distinct.setdefault((kernel.__name__, str(specialization), str(sorted(options.items()))), (kernel, grid, args, kwargs))
     return list(distinct.values())
+
+
+def record_plateau_launches(launch) -> None:
+    """The op's launches with a plateau state (HAS_PLATEAU), alone and with a float64 and a float32
+    metric (HAS_METRIC), over a table with plain and product PLATEAU groups and a group without."""
+    import torch
+
+    from fusedsched.plateau import Plateau, plateau_tensor
+    from fusedsched.program import ScheduleTable, Segment, Shape, chain
+
+    programs = [
+        [Segment(0, Shape.PLATEAU, 0.1)],
+        chain([Segment(0, Shape.LINEAR, 0.0, v1=0.1, end=10), Segment(10, Shape.PLATEAU, 0.1)]),
+        [Segment(0, Shape.CONSTANT, 1.0, stop=5), Segment(5, Shape.PLATEAU, 0.1), Segment(0, Shape.COSINE, 1.0)],
+        [Segment(0, Shape.CONSTANT, 0.5)],
+    ]
+    table = ScheduleTable.from_programs(programs).table
+    plateau = plateau_tensor([Plateau(initial=0.1)] * 3 + [None])
+    step, lrs = torch.zeros((), dtype=torch.int64), torch.zeros(len(programs))
+    launch(step, table, lrs, 0, None, None, plateau, None)
+    launch(step, table, lrs, 1, None, torch.zeros(()), plateau, torch.tensor(1.0, dtype=torch.float64))
+    launch(step, table, lrs, 1, None, None, plateau, torch.tensor([1.0], dtype=torch.float32))
 
 
 def _binder(kernel, capability: int):

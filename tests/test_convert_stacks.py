@@ -23,8 +23,10 @@ from fusedsched.convert_stacks import (
     DeepSpeedShim,
     MegatronShim,
     TimmShim,
+    deepspeed_config_to_hyperparameters,
     deepspeed_config_to_schedules,
     from_deepspeed,
+    from_deepspeed_config,
     from_megatron,
     from_timm,
 )
@@ -230,9 +232,42 @@ def deepspeed_cases():
                                       cycle_first_step_size=10, cycle_second_step_size=15, cycle_momentum=False), 50),
         "OneCycle, second step size from the first": ("OneCycle", dict(cycle_min_lr=0.001, cycle_max_lr=0.01,
                                                                        cycle_first_step_size=7, cycle_momentum=False), 30),
+        **DEEPSPEED_ONE_CYCLE_CASES,
+        # min_lr * (1 + rate * (b / size)), rising without end
+        "LRRangeTest": ("LRRangeTest", dict(lr_range_test_min_lr=[1e-4, 1e-3, 0.01], lr_range_test_step_size=7,
+                                            lr_range_test_step_rate=0.5), 40),
+        "LRRangeTest, defaults": ("LRRangeTest", {}, 30),
+        "LRRangeTest, rate 0": ("LRRangeTest", dict(lr_range_test_min_lr=0.02, lr_range_test_step_rate=0.0), 10),
         **DEEPSPEED_LOG_CASES,
     }
 
+
+# OneCycle's staircase (floor(position) / stair_count over each half) and post-cycle decay
+# (min_lr / (1 + decay_lr_rate * (k / decay_step_size)), k steps after the cycle), with and without
+# momentum cycling (SGD has no betas: DeepSpeed turns it off; see test_deepspeed_one_cycle_cycles_betas)
+ONE_CYCLE_LR = dict(cycle_min_lr=[1e-4, 1e-3, 0.0], cycle_max_lr=[0.1, 0.01, 0.3])
+DEEPSPEED_ONE_CYCLE_CASES = {
+    "OneCycle, stairs (the second count from the first)": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=10, cycle_second_step_size=15, cycle_first_stair_count=3), 50),
+    "OneCycle, stairs in the second half only, more stairs than steps": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=7, cycle_second_step_size=9, cycle_first_stair_count=0,
+        cycle_second_stair_count=20), 30),
+    "OneCycle, stairs in the first half only, no second half": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=6, cycle_second_step_size=0, cycle_first_stair_count=4,
+        cycle_second_stair_count=0), 20),
+    "OneCycle, uneven stairs": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=13, cycle_second_step_size=9, cycle_first_stair_count=5,
+        cycle_second_stair_count=4), 40),
+    "OneCycle, post-cycle decay": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=10, cycle_second_step_size=15, decay_lr_rate=0.5, decay_step_size=5), 80),
+    "OneCycle, post-cycle decay, rate 0.001 per 1000 steps, stairs": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=8, cycle_second_step_size=8, cycle_first_stair_count=2,
+        decay_lr_rate=0.001, decay_step_size=1000), 60),
+    "OneCycle, post-cycle decay at every step, one-step halves": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=1, cycle_second_step_size=1, decay_lr_rate=1.0, decay_step_size=1), 20),
+    "OneCycle, a decay step size and no rate (no decay)": ("OneCycle", dict(
+        ONE_CYCLE_LR, cycle_first_step_size=4, decay_step_size=3, decay_mom_rate=0.1), 20),
+}
 
 # DeepSpeed's default warm-up, warmup_type="log": min + (max - min) * ((1.0 / log(W)) * log(n + 1))
 # (W = max(2, warmup_num_steps)), reproduced exactly by ``log_warmup``.
@@ -296,7 +331,8 @@ def test_deepspeed(name):
     run_deepspeed(*deepspeed_cases()[name])
 
 
-@pytest.mark.parametrize("name", ["WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle"])
+@pytest.mark.parametrize("name", ["WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle", "OneCycle, uneven stairs",
+                                  "OneCycle, post-cycle decay"])
 def test_deepspeed_from_a_scheduler_already_stepped(name):
     kind, params, steps = deepspeed_cases()[name]
     run_deepspeed(kind, params, steps // 2, before=steps // 2)
@@ -309,7 +345,8 @@ def test_deepspeed_log_warm_up_from_a_scheduler_already_stepped(name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["WarmupCosineLR", "WarmupLR, log", "WarmupDecayLR, log", "WarmupCosineLR, log"])
+@pytest.mark.parametrize("name", ["WarmupCosineLR", "WarmupLR, log", "WarmupDecayLR, log", "WarmupCosineLR, log",
+                                  "OneCycle, post-cycle decay, rate 0.001 per 1000 steps, stairs"])
 def test_deepspeed_every_backend(backend, name):
     run_deepspeed(*deepspeed_cases()[name], backend=backend)
 
@@ -352,6 +389,24 @@ def _kinds_in(cfg):
         yield from _kinds_in(child)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deepspeed_lr_range_test_up_to_the_last_step(backend):
+    # the line rises to the last step a device-mode shim takes (MAX_STEP), DeepSpeed's value there too
+    from fusedsched.fields import MAX_STEP
+
+    params = dict(lr_range_test_min_lr=[1e-4, 1e-3, 0.01], lr_range_test_step_size=7, lr_range_test_step_rate=0.5)
+    source, twin = (deepspeed().LRRangeTest(make_optimizer([{"lr": b} for b in DS_BASES]), **params) for _ in range(2))
+    shim = from_deepspeed(twin, backend=backend)
+    got, want, seen = [], [], []
+    for k in [5, 2**40, 2**52, MAX_STEP - 2, MAX_STEP - 1]:
+        source.step(k)
+        shim.step(k)
+        got.append(shim.lr_tensor.tolist())
+        want.append(rates(source.optimizer))
+        seen.append(k)
+    assert_precision(got, want, seen)
+
+
 def test_deepspeed_one_cycle_momentum_is_off_for_an_optimizer_without_betas():
     schedules = deepspeed()
     sgd = schedules.OneCycle(make_optimizer([{"lr": 0.1}]), cycle_min_lr=0.01, cycle_max_lr=0.1, cycle_first_step_size=4)
@@ -372,13 +427,23 @@ def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
          r"WarmupLR\(warmup_type='exp'\): only 'log' \(the default\) and 'linear'"),
         (lambda o: _with_warmup_type(schedules.WarmupCosineLR(o, total_num_steps=10), None), ValueError,
          r"WarmupCosineLR\(warmup_type=None\)"),
-        (lambda o: schedules.OneCycle(o, 0.01, 0.1, cycle_first_stair_count=3, cycle_momentum=False), ValueError,
-         "stair"),
-        (lambda o: schedules.OneCycle(o, 0.01, 0.1, decay_lr_rate=0.1, decay_step_size=5, cycle_momentum=False),
-         ValueError, r"decay_lr_rate=0.1"),
+        # the post-cycle decay min_lr / (1 + k / ts) needs a whole timescale ts = decay_step_size / decay_lr_rate
+        (lambda o: schedules.OneCycle(o, 0.01, 0.1, decay_lr_rate=0.3, decay_step_size=100, cycle_momentum=False),
+         ValueError, r"OneCycle\(decay_lr_rate=0.3, decay_step_size=100\).*here 333.33"),
+        (lambda o: schedules.OneCycle(o, 0.01, 0.1, decay_lr_rate=-0.1, decay_step_size=5, cycle_momentum=False),
+         ValueError, r"decay_lr_rate=-0.1, decay_step_size=5\).*negative timescale"),
+        (lambda o: schedules.OneCycle(o, 0.01, 0.1, cycle_first_stair_count=2.5, cycle_momentum=False), ValueError,
+         r"cycle_first_stair_count=2.5\): only a whole number"),
+        (lambda o: schedules.OneCycle(o, 0.01, 0.1, cycle_first_step_size=3000, cycle_first_stair_count=2000,
+                                      cycle_second_stair_count=0, cycle_momentum=False), ValueError,
+         r"cycle_first_stair_count=2000\) over 3000 steps: more than 1024 stairs"),
         (lambda o: schedules.OneCycle(o, 0.01, 0.1, cycle_first_step_size=2.5, cycle_momentum=False), ValueError,
          r"cycle_first_step_size=2.5"),
-        (lambda o: schedules.LRRangeTest(o), TypeError, "cannot convert LRRangeTest"),
+        (lambda o: schedules.LRRangeTest(o, lr_range_test_staircase=True), ValueError,
+         r"LRRangeTest\(lr_range_test_staircase=True\): the staircase"),
+        (lambda o: schedules.LRRangeTest(o, lr_range_test_step_rate=-0.1), ValueError,
+         r"LRRangeTest\(lr_range_test_step_rate=-0.1\)"),
+        (lambda o: torch.optim.lr_scheduler.StepLR(o, 3), TypeError, "from_deepspeed cannot convert StepLR"),
     ]
     for make, error, match in cases:
         optimizer = make_optimizer([{"lr": b} for b in DS_BASES])
@@ -392,18 +457,32 @@ def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
         from_deepspeed(schedules.OneCycle(adam, 0.01, 0.1))
     assert_untouched(adam, [0.01])
     adam = make_optimizer([{"lr": 0.1}], cls=GraphSafeAdamW)
-    with pytest.raises(ValueError, match=r"decay_mom_rate=0.5"):  # the post-cycle momentum decay
-        from_deepspeed(schedules.OneCycle(adam, 0.01, 0.1, decay_mom_rate=0.5, decay_step_size=3))
+    with pytest.raises(ValueError, match=r"decay_mom_rate=-0.5, decay_step_size=3\).*falls below 0"):
+        from_deepspeed(schedules.OneCycle(adam, 0.01, 0.1, decay_mom_rate=-0.5, decay_step_size=3))
+    assert_untouched(adam, [0.01])
 
 
-@pytest.mark.parametrize("before", [0, 13])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_deepspeed_one_cycle_cycles_betas(backend, before):
-    # DeepSpeed's default: betas = (max_mom - (max_mom - min_mom) * scale, 0.99), inversely to the lr,
-    # then (max_mom, 0.99) after the cycle; per-group momentum bounds
+ONE_CYCLE_MOMENTUM = dict(cycle_min_mom=[0.85, 0.8, 0.7], cycle_max_mom=[0.95, 0.9, 0.99])
+ONE_CYCLE_BETAS_CASES = {
+    "cycle": dict(ONE_CYCLE_LR, **ONE_CYCLE_MOMENTUM, cycle_first_step_size=10, cycle_second_step_size=15),
+    # DeepSpeed's post-cycle momentum "decay" multiplies max_mom by (1 + rate * (k / size)): it rises
+    "stairs, lr and momentum decays": dict(ONE_CYCLE_LR, **ONE_CYCLE_MOMENTUM, cycle_first_step_size=10,
+                                           cycle_second_step_size=15, cycle_first_stair_count=4,
+                                           cycle_second_stair_count=3, decay_lr_rate=0.5, decay_step_size=5,
+                                           decay_mom_rate=0.01),
+    "momentum decay alone": dict(ONE_CYCLE_LR, **ONE_CYCLE_MOMENTUM, cycle_first_step_size=6, cycle_second_step_size=3,
+                                 decay_step_size=7, decay_mom_rate=0.002),
+}
+
+
+def one_cycle_betas(optimizer):
+    return [float(b) for g in optimizer.param_groups for b in g["betas"]]
+
+
+def run_one_cycle_betas(params, before, backend):
+    """OneCycle over a graph-safe Adam: its lrs and betas, the shim's and DeepSpeed's, step by step
+    through the cycle and the decay, then far past the end."""
     schedules = deepspeed()
-    params = dict(cycle_min_lr=[1e-4, 1e-3, 0.0], cycle_max_lr=[0.1, 0.01, 0.3], cycle_first_step_size=10,
-                  cycle_second_step_size=15, cycle_min_mom=[0.85, 0.8, 0.7], cycle_max_mom=[0.95, 0.9, 0.99])
     groups = [{"lr": b, "betas": (0.9, 0.999)} for b in DS_BASES]
     source, twin = (schedules.OneCycle(make_optimizer(groups, GraphSafeAdamW, lr=0.1), **params) for _ in range(2))
     assert source.cycle_momentum
@@ -411,32 +490,94 @@ def test_deepspeed_one_cycle_cycles_betas(backend, before):
         source.step()
         twin.step()
     shim = from_deepspeed(twin, backend=backend)
-
-    def betas(optimizer):
-        return [float(b) for g in optimizer.param_groups for b in g["betas"]]
-
-    got, want, seen = [betas(twin.optimizer)], [betas(source.optimizer)], [before]
+    got, want, seen = [one_cycle_betas(twin.optimizer)], [one_cycle_betas(source.optimizer)], [before]
     lrs_got, lrs_want = [shim.lr_tensor.tolist()], [rates(source.optimizer)]
-    for i in range(1, 40):
-        source.step()
-        shim.step()
-        got.append(betas(twin.optimizer))
-        want.append(betas(source.optimizer))
+    for n in [*range(before + 1, before + 60), *FAR]:
+        source.step(n - 1)
+        shim.step(n - 1)
+        got.append(one_cycle_betas(twin.optimizer))
+        want.append(one_cycle_betas(source.optimizer))
         lrs_got.append(shim.lr_tensor.tolist())
         lrs_want.append(rates(source.optimizer))
-        seen.append(before + i)
+        seen.append(n)
     assert_precision(got, want, seen)
     assert_precision(lrs_got, lrs_want, seen)
+    return shim, want
+
+
+@pytest.mark.parametrize("before", [0, 13])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deepspeed_one_cycle_cycles_betas(backend, before):
+    # DeepSpeed's default: betas = (max_mom - (max_mom - min_mom) * scale, 0.99), inversely to the lr,
+    # then (max_mom, 0.99) after the cycle; per-group momentum bounds
+    _, want = run_one_cycle_betas(ONE_CYCLE_BETAS_CASES["cycle"], before, backend)
     assert want[-1] == [0.95, 0.99, 0.9, 0.99, 0.99, 0.99]  # after the cycle: (max_mom, 0.99)
 
 
+@pytest.mark.parametrize("before", [0, 30])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_deepspeed_one_cycle_stairs_and_decays_of_lr_and_betas(backend, before):
+    _, want = run_one_cycle_betas(ONE_CYCLE_BETAS_CASES["stairs, lr and momentum decays"], before, backend)
+    assert want[-1][0] > 1e9  # max_mom * (1 + 0.01 * (k / 5)) far past the cycle, as DeepSpeed writes it
+
+
+@pytest.mark.parametrize("name", list(ONE_CYCLE_BETAS_CASES))
+def test_deepspeed_one_cycle_betas_from_the_json_block(name):
+    # the block alone gives the object's lr and beta schedules; from_deepspeed_config builds the shim
+    # over the optimizer as DeepSpeed would (betas cycled: the optimizer has betas), at the same rates
+    params = ONE_CYCLE_BETAS_CASES[name]
+    shim, _ = run_one_cycle_betas(params, 0, "native")
+    block = {"type": "OneCycle", "params": params}
+    lrs = deepspeed_config_to_schedules(block, DS_BASES)
+    betas = deepspeed_config_to_hyperparameters(block, len(DS_BASES))
+    assert [c.model_dump() for c in lrs] == [c.model_dump() for c in shim.lr_dict.values()]
+    assert [{k: c.model_dump() for k, c in b.items()} for b in betas] == [
+        {k: c.model_dump() for k, c in shim.hyperparameters[g].items()} for g in shim.group_names]
+    source = deepspeed().OneCycle(make_optimizer([{"lr": b} for b in DS_BASES], GraphSafeAdamW, lr=0.1), **params)
+    optimizer = make_optimizer([{"lr": b} for b in DS_BASES], GraphSafeAdamW, lr=0.1)
+    from_json = from_deepspeed_config(block, optimizer)
+    assert isinstance(from_json, DeepSpeedShim) and from_json.last_batch_iteration == -1
+    got, want = [one_cycle_betas(optimizer) + rates(optimizer)], [one_cycle_betas(source.optimizer) + rates(source.optimizer)]
+    for n in [*range(1, 60), *FAR]:
+        source.step(n - 1)
+        from_json.step(n - 1)
+        got.append(one_cycle_betas(optimizer) + from_json.lr_tensor.tolist())
+        want.append(one_cycle_betas(source.optimizer) + rates(source.optimizer))
+    assert_precision(got, want, [0, *range(1, 60), *FAR])
+
+
+def test_deepspeed_one_cycle_json_momentum_follows_the_optimizer_as_deepspeed_does():
+    block = {"type": "OneCycle", "params": dict(ONE_CYCLE_LR, cycle_first_step_size=4, cycle_min_mom=0.8)}
+    sgd = make_optimizer([{"lr": b} for b in DS_BASES])  # no betas: DeepSpeed turns the cycling off
+    shim = from_deepspeed_config(block, sgd)
+    assert shim.hyperparameters == {} and "betas" not in sgd.param_groups[0]
+    assert deepspeed_config_to_hyperparameters({**block, "params": {**block["params"], "cycle_momentum": False}},
+                                               3) == [{}, {}, {}]
+    adam = make_optimizer([{"lr": b} for b in DS_BASES], torch.optim.Adam)  # betas read by value: refused
+    with pytest.raises(ValueError, match=r"hyperparameters\['group0'\]\['beta1'\].*reads it by value"):
+        from_deepspeed_config(block, adam)
+    assert_untouched(adam, DS_BASES)
+    started = from_deepspeed_config({"type": "WarmupLR", "params": {"warmup_num_steps": 4, "warmup_type": "linear",
+                                                                    "last_batch_iteration": 1}},
+                                    make_optimizer([{"lr": 0.1}]))
+    # DeepSpeed's linear warm-up at last_batch_iteration 1: 0.1 * 1 / 4
+    assert started.last_batch_iteration == 1 and started.get_last_lr() == pytest.approx([0.025])
+
+
 @pytest.mark.parametrize("config, error, match", [
-    ({"type": "LRRangeTest", "params": {}}, TypeError, "cannot convert scheduler type 'LRRangeTest'"),
+    ({"type": "WarmupExp", "params": {}}, TypeError, "cannot convert scheduler type 'WarmupExp'"),
+    ({"type": "LRRangeTest", "params": {"lr_range_test_staircase": True}}, ValueError, "lr_range_test_staircase=True"),
+    ({"type": "LRRangeTest", "params": {"lr_range_test_step_size": 2.0}}, ValueError,
+     r"lr_range_test_step_size=2.0\): must be a positive integer"),
     ({"type": "WarmupLR", "params": {"warmup_num_step": 5}}, ValueError, r"unknown \['warmup_num_step'\]"),
     ({"type": "WarmupDecayLR", "params": {"warmup_type": "linear"}}, ValueError, r"missing \['total_num_steps'\]"),
     ({"type": "WarmupLR", "params": {"warmup_num_steps": 0, "warmup_type": "linear"}}, ValueError, "positive integer, got 0"),
-    ({"type": "OneCycle", "params": {"cycle_min_lr": 0.1, "cycle_max_lr": 1.0}}, ValueError,
-     "cycle_momentum.*convert the built scheduler with from_deepspeed"),
+    ({"type": "OneCycle", "params": {"cycle_min_lr": 0.1, "cycle_max_lr": 1.0, "decay_lr_rate": 0.7,
+                                     "decay_step_size": 2}}, ValueError, r"decay_lr_rate=0.7, decay_step_size=2\)"),
+    ({"type": "OneCycle", "params": {"cycle_min_lr": 0.1, "cycle_max_lr": 1.0, "cycle_second_stair_count": 0.5}},
+     ValueError, r"cycle_second_stair_count=0.5\)"),
+    ({"type": "OneCycle", "params": {"cycle_min_lr": 0.1, "cycle_max_lr": 1.0, "cycle_first_step_size": 0}},
+     ValueError, r"cycle_first_step_size=0.0, cycle_second_step_size=0.0\): the first must be positive"),
     ({"type": "WarmupLR", "params": {"warmup_max_lr": [0.1], "warmup_type": "linear"}}, ValueError, "expected 3 values"),
     ({"params": {}}, ValueError, "'type' and 'params'"),
     ({"type": "WarmupLR", "params": {"warmup_type": "exp"}}, ValueError, r"WarmupLR\(warmup_type='exp'\)"),
@@ -488,6 +629,19 @@ def megatron_cases():
         "WSD minus_sqrt, anneal from inside the warm-up": (dict(
             common, lr_warmup_steps=12, lr_decay_steps=30, lr_decay_style="WSD", wsd_decay_steps=25,
             lr_wsd_decay_style="minus_sqrt"), 50),
+        # no warm-up and wsd_decay_steps > lr_decay_steps: Megatron is already in the anneal at step 0
+        **{f"WSD {style}, no warm-up, anneal from before step 0": (dict(
+            common, lr_warmup_steps=0, lr_decay_steps=20, lr_decay_style="WSD", wsd_decay_steps=30,
+            lr_wsd_decay_style=style), 40) for style in ("linear", "cosine", "minus_sqrt")},
+        "WSD minus_sqrt, anneal from the start": (dict(common, lr_warmup_steps=0, lr_decay_steps=24, lr_decay_style="WSD",
+                                                       wsd_decay_steps=24, lr_wsd_decay_style="minus_sqrt"), 40),
+        # wsd_decay_steps <= 0: the anneal would start after lr_decay_steps, where min_lr takes over, so
+        # its style (even "exponential") is never evaluated
+        "WSD exponential, wsd_decay_steps 0": (dict(common, lr_warmup_steps=4, lr_decay_steps=20, lr_decay_style="WSD",
+                                                    wsd_decay_steps=0, lr_wsd_decay_style="exponential"), 30),
+        "WSD cosine, wsd_decay_steps < 0, no warm-up": (dict(common, lr_warmup_steps=0, lr_decay_steps=20,
+                                                             lr_decay_style="WSD", wsd_decay_steps=-3,
+                                                             lr_wsd_decay_style="cosine"), 30),
     }
 
 
@@ -532,9 +686,10 @@ def test_megatron_from_a_scheduler_already_stepped_and_by_increments(name):
     run_megatron(params, steps // 6, before=steps // 3, increment=3)
 
 
+@pytest.mark.parametrize("name", ["cosine", "WSD minus_sqrt, no warm-up, anneal from before step 0"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_megatron_every_backend(backend):
-    run_megatron(*megatron_cases()["cosine"], backend=backend)
+def test_megatron_every_backend(backend, name):
+    run_megatron(*megatron_cases()[name], backend=backend)
 
 
 @pytest.mark.parametrize("style", ["linear", "cosine"])
@@ -595,7 +750,11 @@ def test_megatron_refusals_name_the_setting_and_touch_nothing():
         # an increment style Megatron may add (0.16 asserts in its constructor for any other)
         (dict(base, start_wd=0.0, end_wd=0.1, wd_incr_style="linear"), {"wd_incr_style": "exponential"},
          r"wd_incr_style='exponential'; supported: 'linear', 'cosine'"),
-        (dict(base, lr_wsd_decay_style="exponential"), {}, r"lr_wsd_decay_style='exponential'"),
+        (dict(base, lr_wsd_decay_style="exponential"), {}, r"lr_wsd_decay_style='exponential'\); .*no schedule kind"),
+        (dict(base, lr_wsd_decay_style="exponential", lr_warmup_steps=0, wsd_decay_steps=30), {},
+         r"lr_wsd_decay_style='exponential'"),
+        (base, {"lr_warmup_steps": 2.5}, r"lr_warmup_steps=2.5\): only a whole number"),
+        (base, {"wsd_decay_steps": 4.5}, r"wsd_decay_steps=4.5\): only a whole number"),
     ]
     for params, later, match in cases:
         optimizer = make_optimizer(MEGATRON_GROUPS)

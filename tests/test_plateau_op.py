@@ -316,6 +316,25 @@ def test_the_clock_launcher_takes_the_plateau_and_the_metric(backend):
     assert int(step) == 8 and state[:, 0].tolist() == column
 
 
+def test_native_cpu_writes_the_plateau_value_itself_into_float64_rates():
+    """Host mode's evaluation: float64 ``lrs`` hold ``VALUE`` (torch's float rate), not its float32."""
+    if "native" not in CPU_BACKENDS:
+        pytest.skip(unavailable_reason("native", "cpu"))
+    programs = [[Segment(0, Shape.PLATEAU, 0.1)],
+                [Segment(0, Shape.CONSTANT, 1.0, stop=3), Segment(3, Shape.PLATEAU, 0.3),
+                 Segment(0, Shape.CONSTANT, 0.7)]]
+    plateaus = [Plateau(initial=0.1, factor=1 / 3, patience=0), Plateau(initial=0.3, factor=0.7, patience=0)]
+    table, state = ScheduleTable.from_programs(programs).table, plateau_tensor(plateaus)
+    step, lrs = torch.tensor(-1), torch.zeros(2, dtype=torch.float64)
+    oracle = Oracle(programs, plateaus)
+    for m in [1.0, 2.0, 3.0, 3.0, 0.5, 4.0, 4.0, 4.0]:
+        torch.ops.fusedsched.advance_native_.clock(step, table, lrs, 1, None, None, state, torch.tensor(m))
+        oracle.advance(1, m, False)
+        s = oracle.step
+        assert lrs.tolist() == [oracle.columns[0][C.VALUE], (oracle.columns[1][C.VALUE] if s >= 3 else 1.0) * 0.7]
+    assert lrs[0].item() != f32(lrs[0].item())
+
+
 # --- bad arguments --------------------------------------------------------------------------------
 
 

@@ -424,7 +424,8 @@ def _last_started(table: torch.Tensor, s: torch.Tensor, plateau_values: torch.Te
 _CODES = {float(shape) for shape in Shape}
 
 
-def _product_of_active(table: torch.Tensor, s: torch.Tensor, plateau_values: torch.Tensor | None = None) -> torch.Tensor:
+def _product_of_active(table: torch.Tensor, s: torch.Tensor,
+                       plateau_values: torch.Tensor | None = None) -> torch.Tensor:
     """Every group's product of its active segments' values, in table order (right for any program)."""
     seg = table.transpose(0, 1)  # [W, S, G]
     active = (seg[Column.START] <= s) & (s < seg[Column.STOP])  # [S, G]

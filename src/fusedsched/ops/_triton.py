@@ -7,10 +7,10 @@ the counter back. A single program is what makes the counter update race-free; t
 is a few loads and flops, so even 10,000 groups are a handful of loop iterations.
 
 With a plateau state (``HAS_PLATEAU``), a ``PLATEAU`` segment's value is its group's ``VALUE``
-there; with a metric too (``HAS_METRIC``, set only with the state), on a step that advances (``increment`` 1, not skipped),
-the groups of the block whose active segment is a ``PLATEAU`` get :mod:`fusedsched.plateau`'s update
-first, lane by lane with ``tl.where`` (their columns stored back under a mask; the updated ``VALUE``
-kept in registers for the evaluation).
+there; with a metric too (``HAS_METRIC``, set only with the state), on a step that advances
+(``increment`` 1, not skipped), the groups of the block whose active segment is a ``PLATEAU`` get
+:mod:`fusedsched.plateau`'s update first, lane by lane with ``tl.where`` (their columns stored back
+under a mask; the updated ``VALUE`` kept in registers for the evaluation).
 
 Per block, the kernel picks each group's active segment (the last with ``START <= s``) and
 evaluates it; only when some group in the block is a ``product`` (``FACTORS > 1``) does it
@@ -97,7 +97,8 @@ def _plateau_update(plateau_ptr, g, num_groups, active, metric, value):
     mode = tl.load(plateau_ptr + _MODE * num_groups + g, mask=active, other=0.0)
     better = tl.where(mode == _MIN_REL, metric < best * (1.0 - threshold),
                       tl.where(mode == _MIN_ABS, metric < best - threshold,
-                               tl.where(mode == _MAX_REL, metric > best * (threshold + 1.0), metric > best + threshold)))
+                               tl.where(mode == _MAX_REL, metric > best * (threshold + 1.0),
+                                        metric > best + threshold)))
     best = tl.where(better, metric, best)
     bad = tl.where(better, 0.0, bad + 1.0)
     cooling = left > 0

@@ -139,7 +139,8 @@ def check_plateau_tensor(plateau: object, table: torch.Tensor, name: str = "plat
 
 
 def check_metric_tensor(metric: object, device: torch.device, name: str = "metric") -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``metric`` is a one-element float32 or float64 tensor on ``device``."""
+    """Raise ``ValueError`` naming ``name`` unless ``metric`` is a one-element float32 or float64 tensor
+    on ``device``."""
     if not isinstance(metric, torch.Tensor) or metric.dtype not in METRIC_DTYPES or metric.numel() != 1:
         got = f"{metric.dtype} of shape {tuple(metric.shape)}" if isinstance(metric, torch.Tensor) else repr(metric)
         raise ValueError(f"{name} must be a one-element float32 or float64 tensor, got {got}")
