@@ -151,6 +151,13 @@ def _cyclic(draw):
 
 
 @st.composite
+def _plateau(draw):
+    # without a metric (these tests give none) a plateau is its learning_rate at every step
+    return _config("plateau", {"learning_rate": draw(rates), "factor": draw(st.floats(0.0, 0.99)),
+                               "patience": draw(st.integers(0, 20)), "mode": draw(st.sampled_from(["min", "max"]))})
+
+
+@st.composite
 def _inverse_sqrt(draw):
     return _config("inverse_sqrt", {"learning_rate": draw(rates), "num_ramp_steps": draw(step_counts(0)),
                                     "timescale": draw(st.one_of(st.none(), step_counts(1)))})
@@ -196,6 +203,7 @@ NEW_KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
     "cosine_with_restarts": _cosine_with_restarts(),
     "one_cycle": _one_cycle(),
     "cyclic": _cyclic(),
+    "plateau": _plateau(),
     "inverse_sqrt": _inverse_sqrt(),
     "log_warmup": _log_warmup(),
     "join": _join(),

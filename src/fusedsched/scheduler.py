@@ -287,14 +287,15 @@ class LRShim(LRScheduler):
         self._steps = value
 
     def step(
-        self, epoch: Any = None, *, amount: int | torch.Tensor | None = None, metrics: Any = None
+        self, *args: Any, epoch: int | None = None, amount: int | torch.Tensor | None = None, metrics: Any = None
     ) -> None:
         """Advance one step, or ``amount`` steps, (or jump to ``epoch``, deprecated as in torch) and
         update every group; with :meth:`skip_steps_on`, a skipped step advances by nothing.
 
         ``metrics`` (a float or a one-element tensor: the loss, a validation score) feeds the
         schedules that hold a ``plateau``, as torch's ``ReduceLROnPlateau.step(metrics)``; when some
-        schedule holds one, a positional argument is ``metrics`` (torch's signature), not ``epoch``.
+        schedule holds one, a positional argument is ``metrics`` (``ReduceLROnPlateau.step(metrics)``),
+        else ``epoch`` (``LRScheduler.step(epoch)``); the keywords always mean what they say.
         Device mode reads a float32 or float64 tensor on the counter's device where it is (no sync;
         in a CUDA graph, whatever it holds at replay) and copies anything else into a buffer first;
         host mode takes ``float(metrics)``. A step without it leaves every plateau alone.
@@ -310,8 +311,16 @@ class LRShim(LRScheduler):
         ``OverflowError``. Schedules then count in the amount's unit (e.g. tokens).
         """
         engine = self._engine
-        if engine.plateaus and epoch is not None and metrics is None:
-            metrics, epoch = epoch, None  # ReduceLROnPlateau.step(metrics)
+        if args:
+            if len(args) > 1:
+                raise TypeError(f"step() takes at most one positional argument, got {len(args)}")
+            name = "metrics" if engine.plateaus else "epoch"  # ReduceLROnPlateau.step(metrics)
+            if (metrics if engine.plateaus else epoch) is not None:
+                raise TypeError(f"step() got {name} both as the positional argument and as a keyword")
+            if engine.plateaus:
+                metrics = args[0]
+            else:
+                epoch = args[0]
         if metrics is not None:
             if not engine.plateaus:
                 raise ValueError(
