@@ -3,7 +3,7 @@
 // Mirrors src/fusedsched/program.py, the single source of truth: the shape and column codes below
 // must equal program.Shape / program.Column / program.NUM_COLUMNS (tests/test_codes.py checks),
 // and segment_value() keeps the exact operation order of the reference formulas (fusedsched.kinds)
-// and of program.segment_values, with the C library's cos / pow / log / sqrt / floor, so the CPU
+// and of program.segment_values, with the C library's cos / pow / log / sqrt / tanh / floor, so the CPU
 // kernel writing float64 reproduces compute_lr bit for bit. Build without FMA contraction
 // (-ffp-contract=off for C++, -fmad=false for nvcc): a fused multiply-add rounds once where the
 // reference rounds twice.
@@ -37,7 +37,8 @@ enum class Shape : int {
   COSINE_CYCLES = 8,
   LOG = 9,
   CYCLIC = 10,
-  PLATEAU = 11
+  PLATEAU = 11,
+  TANH = 12
 };
 
 enum class Column : int {
@@ -196,9 +197,10 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 // Segment k's float64 value at step s, with u = (s - shift) - origin and span = end - origin:
 //   CONSTANT:        v0
 //   LINEAR:          clamp(v0 + ((v1 - v0) / span) * u, min(v0, v1), max(v0, v1))
-//   COSINE:          v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span)), u first reduced to u % q when q > 0
+//   COSINE:          v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span)), u first reduced to u % q when q > 0;
+//                    w != 0 (timm's k-decay): p * pow(u, w) / pow(span, w) for p * u / span
 //   EXPONENTIAL:     e = u / span (floored when q != 0); x = v0 * pow(p, e); p < 1 ? max(x, v1) : min(x, v1)
-//   POWER:           v1 + (v0 - v1) * pow(1 - u / span, p)
+//   POWER:           v1 + (v0 - v1) * pow(1 - u / span, p); w != 0: pow(u, w) / pow(span, w) for u / span
 //   INV_SQRT:        v0 * (1 / sqrt(u / span))
 //   ONE_MINUS_SQRT:  v1 + (v0 - v1) * (1 - sqrt(u / span))
 //   COSINE_RESTARTS: (n, t, T) = restart_cycle(u, span, q); v1 + (v0 * w**n - v1) * 0.5 * (1 + cos(p * t / T))
@@ -208,6 +210,7 @@ FUSEDSCHED_HOST_DEVICE Cycle restart_cycle(double u, double span, double mult) {
 //   CYCLIC:          x = u / span; c = floor(1 + x); t = 1.0 + x - c; f = t <= p ? t / p : (t - 1) / (p - 1);
 //                    v0 + ((v1 - v0) * f) * pow(w, q != 0 ? u : c - 1)
 //   PLATEAU:         plateau[VALUE, g] (the state, already updated for this step), v0 without it (nullptr)
+//   TANH:            x = u / span; v1 + 0.5 * (v0 - v1) * (1 - tanh(p * (1.0 - x) + q * x))
 FUSEDSCHED_HOST_DEVICE double segment_value(
     const double* table, int64_t num_groups, int64_t k, int64_t g, double s, double* plateau = nullptr) {
   const int shape = static_cast<int>(table_at(table, num_groups, k, Column::SHAPE, g));
@@ -228,7 +231,9 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
     case Shape::COSINE: {
       const double period = table_at(table, num_groups, k, Column::Q, g);
       const double reduced = period > 0 ? u - period * floor_nonnegative(u / period) : u;
-      return v1 + (v0 - v1) * 0.5 * (1 + cos(p * reduced / span));
+      const double kd = table_at(table, num_groups, k, Column::W, g);  // k-decay
+      const double angle = kd != 0 ? p * pow(reduced, kd) / pow(span, kd) : p * reduced / span;
+      return v1 + (v0 - v1) * 0.5 * (1 + cos(angle));
     }
     case Shape::EXPONENTIAL: {
       double e = u / span;
@@ -238,8 +243,11 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
       const double x = v0 * pow(p, e);
       return p < 1 ? nan_max(x, v1) : nan_min(x, v1);
     }
-    case Shape::POWER:
-      return v1 + (v0 - v1) * pow(1 - u / span, p);
+    case Shape::POWER: {
+      const double kd = table_at(table, num_groups, k, Column::W, g);  // k-decay
+      const double x = kd != 0 ? pow(u, kd) / pow(span, kd) : u / span;
+      return v1 + (v0 - v1) * pow(1 - x, p);
+    }
     case Shape::INV_SQRT:
       return v0 * (1 / sqrt(u / span));
     case Shape::ONE_MINUS_SQRT:
@@ -265,6 +273,11 @@ FUSEDSCHED_HOST_DEVICE double segment_value(
     }
     case Shape::PLATEAU:
       return plateau != nullptr ? plateau_at(plateau, num_groups, PlateauColumn::VALUE, g) : v0;
+    case Shape::TANH: {
+      const double x = u / span;
+      const double q = table_at(table, num_groups, k, Column::Q, g);
+      return v1 + 0.5 * (v0 - v1) * (1 - tanh(p * (1.0 - x) + q * x));
+    }
     default:
       return v0;
   }

@@ -65,6 +65,15 @@ CONFIGS = [
     LearningRate(cyclic={"base_learning_rate": 3e-4, "max_learning_rate": 0.7, "step_size_up": 4, "mode": "triangular2"}),
     LearningRate(cyclic={"base_learning_rate": 0.1, "max_learning_rate": 0.001, "step_size_up": 11, "step_size_down": 2**40,
                          "mode": "exp_range", "gamma": 0.99994}),
+    # timm's tanh (one cycle; its default bounds, others, an end far past 2**40) and k-decay
+    LearningRate(tanh_decay={"learning_rate": 0.1, "final_learning_rate": 1e-4, "num_steps": 50}),
+    LearningRate(tanh_decay={"learning_rate": 0.3, "num_steps": 7, "lower_bound": -2.5, "upper_bound": 4.5}),
+    LearningRate(tanh_decay={"learning_rate": 0.7, "final_learning_rate": 0.01, "num_steps": 2**40 + 5,
+                             "lower_bound": -3.0, "upper_bound": 5.0}),
+    LearningRate(cosine_annealing={"learning_rate": 0.1, "final_learning_rate": 1e-3, "num_ramp_steps": 3,
+                                   "num_steps": 40, "k_decay": 2.0}),
+    LearningRate(polynomial_decay={"learning_rate": 0.1, "end_learning_rate": 1e-3, "num_ramp_steps": 3,
+                                   "final_num_steps": 90, "power": 2.0, "k_decay": 0.5}),
 ]
 
 BIG_STEPS = [2**40 - 1, 2**40, 2**40 + 1, 2**40 + 12345, 10**10]

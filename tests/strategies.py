@@ -43,6 +43,9 @@ rates = st.one_of(
 #: A positive factor or exponent (decay rates, powers, cycle counts).
 positives = st.one_of(st.sampled_from([0.5, 0.9, 1.0, 2.0, 0.999]), st.floats(min_value=1e-3, max_value=50.0))
 shapes = st.sampled_from(["linear", "cosine", "1-sqrt"])
+#: timm's k-decay exponent (1: none), and the decay lengths it is drawn with (docs/precision.md: up to 10**7).
+k_decays = st.one_of(st.just(1.0), st.sampled_from([2.0, 0.5]), st.floats(0.1, 4.0))
+K_DECAY_STEPS = 10**7
 
 
 def _config(kind: str, schedule: Any) -> LearningRate:
@@ -94,10 +97,11 @@ def _exponential_decay(draw):
 
 @st.composite
 def _polynomial_decay(draw):
-    ramp = draw(step_counts(0, MAX_STEP - 1))
+    ramp, k = draw(step_counts(0, MAX_STEP - 1)), draw(k_decays)
     return _config("polynomial_decay", {
         "learning_rate": draw(rates), "end_learning_rate": draw(rates), "num_ramp_steps": ramp,
-        "final_num_steps": ramp + draw(step_counts(1, MAX_STEP - ramp)), "power": draw(positives)})
+        "final_num_steps": ramp + draw(step_counts(1, MAX_STEP - ramp if k == 1 else K_DECAY_STEPS)),
+        "power": draw(positives), "k_decay": k})
 
 
 @st.composite
@@ -112,10 +116,19 @@ def _warmup_stable_decay(draw):
 
 @st.composite
 def _cosine_annealing(draw):
+    k = {"hard_restarts": True} if draw(st.booleans()) else {"k_decay": draw(k_decays)}
     return _config("cosine_annealing", {
         "learning_rate": draw(rates), "final_learning_rate": draw(rates), "num_ramp_steps": draw(step_counts(0)),
-        "num_steps": draw(step_counts(1)), "num_cycles": draw(st.one_of(st.just(0.5), positives)),
-        "hard_restarts": draw(st.booleans())})
+        "num_steps": draw(step_counts(1, MAX_STEP if k.get("k_decay", 1) == 1 else K_DECAY_STEPS)),
+        "num_cycles": draw(st.one_of(st.just(0.5), positives)), **k})
+
+
+@st.composite
+def _tanh_decay(draw):
+    lower = draw(st.one_of(st.just(-7.0), st.floats(-10.0, 5.0)))
+    return _config("tanh_decay", {
+        "learning_rate": draw(rates), "final_learning_rate": draw(rates), "num_steps": draw(step_counts(1)),
+        "lower_bound": lower, "upper_bound": lower + draw(st.one_of(st.just(10.0), st.floats(1e-3, 10.0)))})
 
 
 @st.composite
@@ -203,6 +216,7 @@ NEW_KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
     "cosine_with_restarts": _cosine_with_restarts(),
     "one_cycle": _one_cycle(),
     "cyclic": _cyclic(),
+    "tanh_decay": _tanh_decay(),
     "plateau": _plateau(),
     "inverse_sqrt": _inverse_sqrt(),
     "log_warmup": _log_warmup(),

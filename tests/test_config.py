@@ -15,7 +15,7 @@ import yaml
 
 import fusedsched
 import fusedsched.kinds
-from fusedsched import LogWarmup, config
+from fusedsched import LogWarmup, TanhDecay, config
 from fusedsched.config import (
     AdagradConfig,
     AdamConfig,
@@ -53,6 +53,7 @@ RESTARTS = dict(learning_rate=0.1, cycle_steps=10)
 ONE = dict(max_learning_rate=0.1, total_steps=100)
 INV = dict(learning_rate=0.1, num_ramp_steps=10)
 LOGW = dict(learning_rate=0.1, num_steps=100)
+TANH = dict(learning_rate=0.1, num_steps=100)
 CONST = {"constant": 0.5}
 JOIN = dict(schedules=[CONST, {"constant": 0.1}], boundaries=[10])
 
@@ -219,6 +220,8 @@ INVALID = [
     (PolynomialDecay, _with(POLY, power=0.0), "power", "0.0"),
     (PolynomialDecay, _with(POLY, final_num_steps=10, num_ramp_steps=10), "final_num_steps", "(10)"),
     (PolynomialDecay, _with(POLY, final_num_steps=1.5), "final_num_steps", "1.5"),
+    (PolynomialDecay, _with(POLY, k_decay=-1.0), "k_decay", "-1.0"),
+    (PolynomialDecay, _with(POLY, k_decay=True), "k_decay", "True"),
     # warmup_stable_decay
     (WarmupStableDecay, _with(WSD, final_learning_rate=math.inf), "final_learning_rate", "inf"),
     (WarmupStableDecay, _with(WSD, num_ramp_steps=-1), "num_ramp_steps", "-1"),
@@ -239,6 +242,9 @@ INVALID = [
     (CosineAnnealing, _with(ANNEAL, final_learning_rate=-1.0), "final_learning_rate", "-1.0"),
     (CosineAnnealing, _with(ANNEAL, hard_restarts="yes"), "hard_restarts", "yes"),
     (CosineAnnealing, _with(ANNEAL, num_ramp_steps=-4), "num_ramp_steps", "-4"),
+    (CosineAnnealing, _with(ANNEAL, k_decay=0.0), "k_decay", "0.0"),
+    (CosineAnnealing, _with(ANNEAL, k_decay=math.inf), "k_decay", "inf"),
+    (CosineAnnealing, _with(ANNEAL, k_decay=2.0, hard_restarts=True), "k_decay (2.0) applies only", "hard_restarts"),
     # cosine_with_restarts
     (CosineWithRestarts, _with(RESTARTS, cycle_steps=0), "cycle_steps", "0"),
     (CosineWithRestarts, _with(RESTARTS, cycle_mult=0), "cycle_mult", "0"),
@@ -272,6 +278,14 @@ INVALID = [
     (LogWarmup, _with(LOGW, initial_learning_rate=math.inf), "initial_learning_rate", "inf"),
     (LogWarmup, _with(LOGW, initial_learning_rate=math.nan), "initial_learning_rate", "nan"),
     (LogWarmup, dict(learning_rate=0.1), "num_steps", "Field required"),
+    # tanh_decay
+    (TanhDecay, _with(TANH, num_steps=0), "num_steps", "0"),
+    (TanhDecay, _with(TANH, final_learning_rate=-0.1), "final_learning_rate", "-0.1"),
+    (TanhDecay, _with(TANH, lower_bound=math.nan), "lower_bound", "nan"),
+    (TanhDecay, _with(TANH, upper_bound=-math.inf), "upper_bound", "-inf"),
+    (TanhDecay, _with(TANH, upper_bound=False), "upper_bound", "False"),
+    (TanhDecay, _with(TANH, lower_bound=3.0), "lower_bound (3.0) must be less than upper_bound", "(3.0)"),
+    (TanhDecay, _with(TANH, lower_bound=1.0, upper_bound=-1.0), "lower_bound (1.0)", "upper_bound (-1.0)"),
     # join
     (Join, dict(schedules=[], boundaries=[]), "schedules", "[]"),
     (Join, _with(JOIN, boundaries=[]), "boundaries has 0", "schedules has 2"),
@@ -627,14 +641,14 @@ def test_unknown_field_in_a_new_kind_rejected():
 def test_kinds_lists_every_field():
     fields = set(LearningRate.model_fields)
     assert set(LearningRate.KINDS) == fields
-    assert len(LearningRate.KINDS) == 17
+    assert len(LearningRate.KINDS) == 18
 
 
 def test_defaults_of_the_new_kinds():
     e = ExponentialDecay(**EXP)
     assert (e.num_ramp_steps, e.staircase, e.end_learning_rate) == (0, False, None)
     p = PolynomialDecay(**POLY)
-    assert (p.end_learning_rate, p.num_ramp_steps, p.power) == (0.0, 0, 1.0)
+    assert (p.end_learning_rate, p.num_ramp_steps, p.power, p.k_decay) == (0.0, 0, 1.0, 1.0)
     w = WarmupStableDecay(**WSD)
     assert (w.final_learning_rate, w.decay_shape, w.ramp_shape, w.num_cycles) == (0.0, "cosine", "linear", 0.5)
     r = CosineWithRestarts(**RESTARTS)
@@ -645,7 +659,9 @@ def test_defaults_of_the_new_kinds():
     assert InverseSqrt(learning_rate=0.1, num_ramp_steps=0).resolved_timescale == 10_000
     assert InverseSqrt(**INV, timescale=7).resolved_timescale == 7
     a = CosineAnnealing(**ANNEAL)
-    assert (a.final_learning_rate, a.num_ramp_steps, a.num_cycles, a.hard_restarts) == (0.0, 0, 0.5, False)
+    assert (a.final_learning_rate, a.num_ramp_steps, a.num_cycles, a.hard_restarts, a.k_decay) == (0.0, 0, 0.5, False, 1.0)
+    t = TanhDecay(**TANH)
+    assert (t.final_learning_rate, t.lower_bound, t.upper_bound) == (0.0, -7.0, 3.0)  # timm's lb, ub
     assert LogWarmup(**LOGW).initial_learning_rate == 0.0
 
 

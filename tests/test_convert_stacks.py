@@ -97,6 +97,30 @@ def timm_cases():
             step_on_epochs=False, updates_per_epoch=9)[0], 140),
         "create_scheduler_v2 step, per epoch": (lambda o, ts: ts.create_scheduler_v2(
             o, "step", num_epochs=30, decay_epochs=4, decay_rate=0.5, warmup_epochs=3)[0], 40),
+        "tanh, warm-up not a prefix (timm's default)": (lambda o, ts: ts.TanhLRScheduler(
+            o, t_initial=50, lr_min=1e-4, warmup_t=5, warmup_lr_init=1e-5, t_in_epochs=False), 120),
+        "tanh, restarts x2, decay, limit, bounds, prefix": (lambda o, ts: ts.TanhLRScheduler(
+            o, t_initial=10, lb=-4.0, ub=6.0, lr_min=1e-3, cycle_mul=2.0, cycle_decay=0.5, cycle_limit=4, warmup_t=3,
+            warmup_lr_init=1e-3, warmup_prefix=True, t_in_epochs=False), 200),
+        "tanh, restarts x1, per epoch": (lambda o, ts: ts.TanhLRScheduler(
+            o, t_initial=7, lb=-2, ub=2, cycle_decay=0.8, cycle_limit=5, warmup_t=4, warmup_lr_init=0.2), 60),
+        "create_scheduler_v2 tanh, per update": (lambda o, ts: ts.create_scheduler_v2(
+            o, "tanh", num_epochs=12, warmup_epochs=2, warmup_lr=1e-5, min_lr=1e-6, cooldown_epochs=1,
+            step_on_epochs=False, updates_per_epoch=9)[0], 140),
+        "create_scheduler_v2 tanh, per epoch, prefix": (lambda o, ts: ts.create_scheduler_v2(
+            o, "tanh", num_epochs=20, warmup_epochs=3, warmup_prefix=True, cycle_limit=2, cycle_decay=0.3)[0], 60),
+        "cosine k-decay": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=40, lr_min=1e-4, k_decay=2.0, warmup_t=5, warmup_lr_init=1e-5, t_in_epochs=False), 90),
+        "cosine k-decay, restarts x2, decay, prefix": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=6, k_decay=0.5, cycle_mul=2, cycle_decay=0.7, cycle_limit=5, warmup_t=2, warmup_prefix=True), 220),
+        "create_scheduler_v2 cosine k-decay, per update": (lambda o, ts: ts.create_scheduler_v2(
+            o, "cosine", num_epochs=10, warmup_epochs=1, min_lr=1e-5, k_decay=1.5, cycle_limit=3, cycle_decay=0.9,
+            step_on_epochs=False, updates_per_epoch=7)[0], 250),
+        "poly k-decay, cycles": (lambda o, ts: ts.PolyLRScheduler(
+            o, t_initial=12, power=2.0, k_decay=3.0, lr_min=1e-4, cycle_mul=3, cycle_decay=0.6, cycle_limit=3,
+            warmup_t=4, warmup_lr_init=1e-6, t_in_epochs=False), 180),
+        "poly k-decay, not a prefix": (lambda o, ts: ts.PolyLRScheduler(
+            o, t_initial=30, power=0.5, k_decay=0.7, warmup_t=6, warmup_lr_init=0.01), 60),
     }
 
 
@@ -134,15 +158,18 @@ def test_timm(name):
 
 
 @pytest.mark.parametrize("name", ["cosine, warm-up not a prefix (timm's default)", "cosine, restarts x2, decay, limit, prefix",
-                                  "multistep", "poly, cycles"])
+                                  "multistep", "poly, cycles", "tanh, warm-up not a prefix (timm's default)",
+                                  "tanh, restarts x2, decay, limit, bounds, prefix", "cosine k-decay, restarts x2, decay, prefix",
+                                  "poly k-decay, cycles"])
 def test_timm_from_a_scheduler_already_stepped(name):
     make, steps = timm_cases()[name]
     run_timm(make, steps // 2, before=steps // 2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_timm_every_backend(backend):
-    run_timm(*timm_cases()["cosine, restarts x2, decay, limit, prefix"], backend=backend)
+@pytest.mark.parametrize("name", ["cosine, restarts x2, decay, limit, prefix", "tanh, restarts x2, decay, limit, bounds, prefix"])
+def test_timm_every_backend(backend, name):  # k-decay on every backend: tests/test_backends.py (CONFIGS)
+    run_timm(*timm_cases()[name], backend=backend)
 
 
 def test_timm_t_in_epochs_picks_the_call_that_steps():
@@ -162,11 +189,15 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
     ts = timm_scheduler()
     cases = [
         (lambda o: ts.CosineLRScheduler(o, t_initial=10, noise_range_t=5), ValueError, r"noise_range_t=5\)"),
-        (lambda o: ts.CosineLRScheduler(o, t_initial=10, k_decay=2.0), ValueError, r"k_decay=2.0\)"),
+        (lambda o: ts.TanhLRScheduler(o, t_initial=10, noise_range_t=5), ValueError, r"noise_range_t=5\)"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=10, k_decay=2.0, cycle_limit=100), ValueError,
+         r"CosineLRScheduler\(cycle_limit=100\): at most 64 cycles are converted with k_decay != 1"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=10, k_decay=-1.0), ValueError, r"k_decay"),
+        (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_limit=65), ValueError, r"TanhLRScheduler\(cycle_limit=65\)"),
+        (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
         (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
         (lambda o: ts.StepLRScheduler(o, decay_t=2.5), ValueError, r"decay_t=2.5"),
         (lambda o: ts.PlateauLRScheduler(o), TypeError, "cannot convert PlateauLRScheduler"),
-        (lambda o: ts.TanhLRScheduler(o, t_initial=10), TypeError, "cannot convert TanhLRScheduler"),
         (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, stable_fn="rsqrt", stable_timescale=3), ValueError,
          r"stable_fn='rsqrt'\)"),
         (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, decay_fn="exp"), ValueError, r"decay_fn='exp'\)"),

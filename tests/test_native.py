@@ -89,8 +89,10 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            num_ramp_steps=ramp, staircase=rng.random() < 0.5,
                            end_learning_rate=rng.choice([None, _rate(rng)]))}
     if kind == "polynomial_decay":
+        k = rng.choice([1.0, 1.0, 2.0, 0.5])  # k-decay: decays of up to 10**7 steps (docs/precision.md)
         return {kind: dict(learning_rate=_rate(rng), end_learning_rate=_rate(rng), num_ramp_steps=ramp,
-                           final_num_steps=ramp + _step(rng), power=rng.choice([1.0, 2.0, 0.5, rng.uniform(0.1, 5)]))}
+                           final_num_steps=ramp + (_step(rng) if k == 1 else rng.randint(1, 120)),
+                           power=rng.choice([1.0, 2.0, 0.5, rng.uniform(0.1, 5)]), k_decay=k)}
     if kind == "warmup_stable_decay":
         shapes = ["linear", "cosine", "1-sqrt"]
         return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
@@ -98,9 +100,14 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
                            decay_shape=rng.choice(shapes), ramp_shape=rng.choice(shapes),
                            num_cycles=rng.choice([0.5, rng.uniform(0.2, 2)]))}
     if kind == "cosine_annealing":
+        k = {"hard_restarts": True} if rng.random() < 0.5 else {"k_decay": rng.choice([1.0, 2.0, 0.7])}
         return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
-                           num_steps=_step(rng), num_cycles=rng.choice([0.5, rng.randint(1, 5), rng.uniform(0.1, 3)]),
-                           hard_restarts=rng.random() < 0.5)}
+                           num_steps=_step(rng) if k.get("k_decay", 1) == 1 else rng.randint(1, 120),
+                           num_cycles=rng.choice([0.5, rng.randint(1, 5), rng.uniform(0.1, 3)]), **k)}
+    if kind == "tanh_decay":
+        lb = rng.choice([-7.0, -3.0, rng.uniform(-8, 2)])
+        return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_steps=_step(rng),
+                           lower_bound=lb, upper_bound=rng.choice([3.0, lb + rng.uniform(0.1, 8)]))}
     if kind == "cosine_with_restarts":
         return {kind: dict(learning_rate=_rate(rng), final_learning_rate=_rate(rng), num_ramp_steps=ramp,
                            cycle_steps=rng.choice([1, rng.randint(1, 30)]), cycle_mult=rng.choice([1, 2, 3, 7]),

@@ -127,6 +127,9 @@ def test_shift_keeps_fractional_origins_exact():
     (dict(one_cycle=dict(max_learning_rate=1.0, total_steps=10, three_phase=True)), [Shape.COSINE] * 3 + [Shape.CONSTANT]),
     (dict(inverse_sqrt=dict(learning_rate=1.0, num_ramp_steps=5)), [Shape.LINEAR, Shape.INV_SQRT]),
     (dict(log_warmup=dict(learning_rate=1.0, num_steps=5)), [Shape.LOG, Shape.CONSTANT]),
+    (dict(tanh_decay=dict(learning_rate=1.0, num_steps=5)), [Shape.TANH, Shape.CONSTANT]),
+    (dict(cosine_annealing=dict(learning_rate=1.0, num_steps=9, k_decay=2.0)), [Shape.COSINE, Shape.CONSTANT]),
+    (dict(polynomial_decay=dict(learning_rate=1.0, final_num_steps=9, k_decay=0.5)), [Shape.POWER, Shape.CONSTANT]),
 ])
 def test_compile_shapes_of_the_new_kinds(cfg, shapes):
     assert [seg.shape for seg in compile_schedule(LearningRate(**cfg))] == shapes
@@ -151,6 +154,52 @@ def test_log_shape_is_deepspeed_s_warm_up(xp):
             want = lo + (hi - lo) * ((1.0 / math.log(W)) * math.log(n + 1))
             assert float(shape_values(Shape.LOG, row, n + 1, xp)) == want == compute_lr(cfg, n + 1), (W, n)
         assert compute_lr(cfg, W + 1) == hi
+
+
+@pytest.mark.parametrize("xp", [PYFLOAT, SCALAR], ids=["pyfloat", "scalar"])
+def test_tanh_shape_is_timm_s_tanh(xp):
+    # timm's TanhLRScheduler._get_lr in one cycle: lr_min + 0.5 * (lr_max - lr_min) * (1 - tanh(lb * (1. - tr)
+    # + ub * tr)), tr = t_curr / t_i; the TANH segment of tanh_decay, bit for bit
+    for lr_max, lr_min, T, lb, ub in [(0.1, 0.0, 10, -7.0, 3.0), (0.3, 1e-4, 37, -2.5, 6.0), (1.0, 0.7, 1, 0.5, 1.5)]:
+        cfg = LearningRate(tanh_decay={"learning_rate": lr_max, "final_learning_rate": lr_min, "num_steps": T,
+                                       "lower_bound": lb, "upper_bound": ub})
+        seg = compile_schedule(cfg)[0]
+        assert (seg.shape, seg.v0, seg.v1, seg.p, seg.q, seg.start, seg.stop, seg.end) == (
+            Shape.TANH, lr_max, lr_min, lb, ub, 0, T, T)
+        for t in range(T):
+            tr = t / T
+            want = lr_min + 0.5 * (lr_max - lr_min) * (1 - math.tanh(lb * (1. - tr) + ub * tr))
+            assert float(shape_values(Shape.TANH, seg.row(), t, xp)) == want == compute_lr(cfg, t), (T, t)
+        assert compute_lr(cfg, T) == lr_min
+
+
+@pytest.mark.parametrize("kind, cfg", [
+    ("cosine_annealing", dict(learning_rate=0.3, final_learning_rate=1e-3, num_ramp_steps=4, num_steps=25)),
+    ("polynomial_decay", dict(learning_rate=0.3, end_learning_rate=1e-3, num_ramp_steps=4, final_num_steps=29, power=2.0)),
+])
+def test_k_decay_one_is_today_s_program_and_k_decay_is_timm_s(kind, cfg):
+    # k_decay = 1 compiles to the same table as no k_decay (w = 0: the k-free operation order); another k puts
+    # timm's t_curr ** k / t_i ** k in place of u / span, bit for bit in the native kernel
+    plain, one = LearningRate(**{kind: cfg}), LearningRate(**{kind: {**cfg, "k_decay": 1.0}})
+    assert torch.equal(build_table([plain]).table, build_table([one]).table)
+    assert all(seg.w == 0.0 for seg in compile_schedule(plain))
+    k = 1.7
+    cfg_k = LearningRate(**{kind: {**cfg, "k_decay": k}})
+    for s in range(4, 33):
+        t = s - 4
+        if kind == "cosine_annealing":
+            want = 1e-3 + 0.5 * (0.3 - 1e-3) * (1 + math.cos(math.pi * t ** k / 25 ** k)) if t < 25 else 1e-3  # timm's
+        else:
+            want = 1e-3 + (0.3 - 1e-3) * (1 - t ** k / 25 ** k) ** 2.0 if t <= 25 else 1e-3  # timm's poly
+        assert compute_lr(cfg_k, s) == want, s
+    if _native._C is not None:
+        from fusedsched.program import program_over_steps
+
+        steps = list(range(40)) + BIG_STEPS
+        table = program_over_steps(compile_schedule(cfg_k), torch.tensor(steps))
+        lrs = torch.zeros(len(steps), dtype=torch.float64)
+        torch.ops.fusedsched.advance_native_.default(torch.zeros((), dtype=torch.int64), table, lrs, 0)
+        assert lrs.tolist() == [compute_lr(cfg_k, s) for s in steps]
 
 
 def test_factors_column_counts_the_product_factors():

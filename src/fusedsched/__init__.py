@@ -50,6 +50,7 @@ _EXPORTS = {
     "PolynomialDecay": "kinds",
     "Product": "kinds",
     "ReduceOnPlateau": "kinds",
+    "TanhDecay": "kinds",
     "WarmupStableDecay": "kinds",
     "FusedAdagrad": "adagrad",
     # graph-safe optimizers: every per-step hyperparameter a float or a 0-dim device tensor
@@ -149,6 +150,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         PolynomialDecay,
         Product,
         ReduceOnPlateau,
+        TanhDecay,
         WarmupStableDecay,
     )
     from .optim import (

@@ -127,10 +127,12 @@ class _JumpingShim(LRShim):
 
 # --- timm -----------------------------------------------------------------------------------------
 
-TIMM_SUPPORTED = ("timm.scheduler's CosineLRScheduler (k_decay=1, a whole cycle_mul), StepLRScheduler, "
-                  "MultiStepLRScheduler, PolyLRScheduler (k_decay=1) and WSDLRScheduler (stable_fn='constant', "
-                  "decay_fn linear, 1-sqrt or cosine), without noise")
-_MAX_CYCLES = 64  # cycles checked against timm (and, for PolyLRScheduler, joined)
+TIMM_SUPPORTED = ("timm.scheduler's CosineLRScheduler (a whole cycle_mul), StepLRScheduler, MultiStepLRScheduler, "
+                  "PolyLRScheduler, TanhLRScheduler and WSDLRScheduler (stable_fn='constant', decay_fn linear, 1-sqrt "
+                  "or cosine), without noise")
+_TIMM_CLASSES = ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler", "PolyLRScheduler", "TanhLRScheduler",
+                 "WSDLRScheduler")
+_MAX_CYCLES = 64  # cycles checked against timm (and, one piece each, joined: poly, tanh, a k-decay cosine)
 
 
 class TimmShim(_JumpingShim):
@@ -169,9 +171,6 @@ def _timm_cycles(scheduler: Any, name: str) -> tuple[int, int, int]:
     if isinstance(mul, bool) or not isinstance(mul, (int, float)) or mul < 1 or mul != mul // 1:
         raise ValueError(f"from_timm: {name}(cycle_mul={mul!r}): only a whole cycle_mul >= 1 is converted "
                          "(cycle lengths t_initial * cycle_mul**i must be whole numbers of steps)")
-    if scheduler.k_decay != 1:
-        raise ValueError(f"from_timm: {name}(k_decay={scheduler.k_decay!r}): no schedule kind has the k-decay "
-                         "shape (t**k / T**k); only k_decay=1 is converted")
     return T0, int(mul), int(scheduler.cycle_limit)
 
 
@@ -218,21 +217,32 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
                                         "num_ramp_steps": 0, "num_stable_steps": T - Dt, "num_decay_steps": Dt,
                                         "decay_shape": shape}}
     T0, mul, limit = _timm_cycles(scheduler, name)
-    lr_min, decay = scheduler.lr_min, scheduler.cycle_decay
+    lr_min, decay, k = scheduler.lr_min, scheduler.cycle_decay, getattr(scheduler, "k_decay", 1)
     if limit <= 0:
         return {"constant": lr_min}
     end = _cycle_start(T0, mul, limit) if limit <= _MAX_CYCLES or mul == 1 else math.inf
-    if name == "CosineLRScheduler":
+    if name == "CosineLRScheduler" and k == 1:
         cycles = {"cosine_with_restarts": {"learning_rate": base, "final_learning_rate": lr_min, "cycle_steps": T0,
                                            "cycle_mult": mul, "cycle_decay": decay}}
         return _join([(0, cycles), (end, {"constant": lr_min})]) if end <= MAX_STEP else cycles
     if limit > _MAX_CYCLES:
-        raise ValueError(f"from_timm: PolyLRScheduler(cycle_limit={limit}): at most {_MAX_CYCLES} cycles are "
-                         "converted (each is one piece of a join)")
-    pieces = [(_cycle_start(T0, mul, i), {"polynomial_decay": {
-        "learning_rate": base * decay**i, "end_learning_rate": lr_min, "final_num_steps": T0 * mul**i,
-        "power": scheduler.power}}) for i in range(limit)]
-    return _join([*pieces, (end, {"constant": lr_min})])
+        raise ValueError(f"from_timm: {name}(cycle_limit={limit}): at most {_MAX_CYCLES} cycles are converted"
+                         f"{' with k_decay != 1' if name == 'CosineLRScheduler' else ''} (each is one piece of a join)")
+    k_decay = {} if k == 1 else {"k_decay": k}  # timm's t_curr ** k / t_i ** k
+
+    def cycle(i: int) -> Config:
+        """Cycle i: its peak base * cycle_decay**i (timm's gamma), its length t_initial * cycle_mul**i."""
+        peak, length = base * decay**i, T0 * mul**i
+        if name == "CosineLRScheduler":
+            return {"cosine_annealing": {"learning_rate": peak, "final_learning_rate": lr_min, "num_steps": length,
+                                         **k_decay}}
+        if name == "PolyLRScheduler":
+            return {"polynomial_decay": {"learning_rate": peak, "end_learning_rate": lr_min, "final_num_steps": length,
+                                         "power": scheduler.power, **k_decay}}
+        return {"tanh_decay": {"learning_rate": peak, "final_learning_rate": lr_min, "num_steps": length,
+                               "lower_bound": scheduler.lb, "upper_bound": scheduler.ub}}
+
+    return _join([*((_cycle_start(T0, mul, i), cycle(i)) for i in range(limit)), (end, {"constant": lr_min})])
 
 
 def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
@@ -240,7 +250,9 @@ def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
     main = _timm_main(scheduler, name, base)
     if W > 0:  # WSDLRScheduler's warm-up is always a prefix
         prefix = getattr(scheduler, "warmup_prefix", True)
-        main = _join([(0, _line(init, base, W)), (W, main if prefix else _offset(main, W))])
+        # TanhLRScheduler warms up to its own rate at warmup_t when that is not a prefix, the others to base
+        target = scheduler._get_lr(W)[g] if name == "TanhLRScheduler" and not prefix else base
+        main = _join([(0, _line(init, target, W)), (W, main if prefix else _offset(main, W))])
     scale = scheduler.optimizer.param_groups[g].get("lr_scale")
     if scale is not None and scale != 1:
         return {"product": {"schedules": [main, {"constant": scale}]}}  # timm: value * lr_scale
@@ -254,7 +266,7 @@ def _timm_marks(scheduler: Any, name: str) -> list[int]:
     marks = {0, W}
     if name == "WSDLRScheduler":
         marks.update((W + scheduler.t_initial - scheduler.decay_t, W + scheduler.t_initial))
-    elif name in ("CosineLRScheduler", "PolyLRScheduler"):
+    elif name in ("CosineLRScheduler", "PolyLRScheduler", "TanhLRScheduler"):
         T0, mul, limit = int(scheduler.t_initial), int(scheduler.cycle_mul), int(scheduler.cycle_limit)
         for n in range(1, min(max(limit, 0), _MAX_CYCLES) + 1):
             start = _cycle_start(T0, mul, n) + offset
@@ -298,13 +310,12 @@ def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
     """One ``LearningRate`` per param group: the group's rate at timm's ``t`` (``lr_scale`` included).
 
     Raises:
-        TypeError: not one of ``TIMM_SUPPORTED`` (``PlateauLRScheduler`` follows a metric,
-            ``TanhLRScheduler``'s tanh has no schedule kind).
-        ValueError: a supported class with settings no kind represents (noise, ``k_decay != 1``,
-            a fractional ``cycle_mul`` or ``decay_t``...).
+        TypeError: not one of ``TIMM_SUPPORTED`` (``PlateauLRScheduler`` follows a metric).
+        ValueError: a supported class with settings no kind represents (noise, a fractional
+            ``cycle_mul`` or ``decay_t``, more than 64 cycles where each is a piece...).
     """
     name = _timm_class(scheduler)
-    if name not in ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler", "PolyLRScheduler", "WSDLRScheduler"):
+    if name not in _TIMM_CLASSES:
         raise TypeError(f"from_timm cannot convert {type(scheduler).__name__}; supported: {TIMM_SUPPORTED}")
     if scheduler.param_group_field != "lr":
         raise ValueError(f"from_timm: {name} schedules {scheduler.param_group_field!r}, not 'lr'")

@@ -18,10 +18,12 @@ never rounds them)::
     CONSTANT         v0
     LINEAR           clamp(v0 + ((v1 - v0) / span) * u, min(v0, v1), max(v0, v1))
     COSINE           v1 + (v0 - v1) * 0.5 * (1 + cos(p * u / span)), with u first reduced to u % q
-                     when q > 0 (a periodic cosine's period, a whole number of steps)
+                     when q > 0 (a periodic cosine's period, a whole number of steps);
+                     when w != 0 (timm's k-decay, k = w): p * pow(u, w) / pow(span, w) for p * u / span
     EXPONENTIAL      e = u / span, floored when q != 0;  x = v0 * pow(p, e);
                      max(x, v1) when p < 1, else min(x, v1)
-    POWER            v1 + (v0 - v1) * pow(1 - u / span, p)
+    POWER            v1 + (v0 - v1) * pow(1 - u / span, p); when w != 0 (timm's k-decay, k = w):
+                     pow(u, w) / pow(span, w) for u / span
     INV_SQRT         v0 * (1 / sqrt(u / span))
     ONE_MINUS_SQRT   v1 + (v0 - v1) * (1 - sqrt(u / span))
     COSINE_RESTARTS  cycles of length span * q**n (q an integer >= 1) from u = 0: n is the cycle
@@ -38,12 +40,15 @@ never rounds them)::
                      v0 + ((v1 - v0) * f) * pow(w, e), e = u when q != 0, else c - 1
     PLATEAU          no formula of the step: the row's VALUE in the plateau state the op is given
                      (:mod:`fusedsched.plateau`), v0 (its initial value) without one
+    TANH             x = u / span;  v1 + 0.5 * (v0 - v1) * (1 - tanh(p * (1.0 - x) + q * x))
+                     (timm's ``TanhLRScheduler``: p, q its lb, ub)
 
 Each shape keeps the operation order of the reference formulas that compile to it (see
 :mod:`fusedsched.kinds`), so the device rounds like ``compute_lr``. ``pow``, ``cos``, ``log`` and
-``sqrt`` are the C library's in the native CPU kernel, as in Python (so its float64 results are
-``compute_lr``'s bit for bit); Triton computes ``pow(x, y)`` as ``exp(y * log(x))``, within the
-precision goal.
+``sqrt`` (and ``tanh``) are the C library's in the native CPU kernel, as in Python (so its float64
+results are ``compute_lr``'s bit for bit); Triton computes ``pow(x, y)`` as ``exp(y * log(x))``, and
+Triton, torch and numpy ``tanh(x)`` as ``1 - 2 / (exp(2 * min(|x|, 20)) + 1)`` (signed; their own
+``tanh`` rounds ``1 - tanh`` coarsely near 1), within the precision goal.
 
 The table is a float64 tensor of shape ``[S, NUM_COLUMNS, G]`` (S = the longest program, G = the
 number of groups), so one column of one segment is contiguous over groups. Shorter programs are
@@ -82,6 +87,7 @@ class Shape(enum.IntEnum):
     LOG = 9
     CYCLIC = 10
     PLATEAU = 11
+    TANH = 12
 
 
 class Column(enum.IntEnum):
@@ -220,11 +226,27 @@ class ArrayNamespace:
     sqrt: Callable
     log: Callable
     ones_like: Callable
+    tanh: Callable
+
+
+def _torch_tanh(x):
+    """``tanh(x)`` as ``1 - 2 / (exp(2 * min(|x|, 20)) + 1)``, signed (Triton's too): ``1 - tanh(x)``
+    as the C library rounds it, where torch's and numpy's own ``tanh`` lose it near 1 (at |x| >= 20,
+    both are 1.0)."""
+    t = 1 - 2 / (torch.exp(2 * x.abs().clamp(max=20.0)) + 1)
+    return torch.where(x < 0, -t, t)
+
+
+def _numpy_tanh(x):
+    """:func:`_torch_tanh` with numpy."""
+    t = 1 - 2 / (np.exp(2 * np.minimum(np.abs(x), 20.0)) + 1)
+    return np.where(x < 0, -t, t)
 
 
 TORCH = ArrayNamespace(torch.where, torch.minimum, torch.maximum, torch.floor, torch.cos, torch.pow, torch.sqrt,
-                       torch.log, torch.ones_like)
-NUMPY = ArrayNamespace(np.where, np.minimum, np.maximum, np.floor, np.cos, np.power, np.sqrt, np.log, np.ones_like)
+                       torch.log, torch.ones_like, _torch_tanh)
+NUMPY = ArrayNamespace(np.where, np.minimum, np.maximum, np.floor, np.cos, np.power, np.sqrt, np.log, np.ones_like,
+                       _numpy_tanh)
 
 
 def _nan_min(a, b):
@@ -252,14 +274,15 @@ def _log(x):
 
 
 # One lane as numpy float64 scalars (inf and NaN as numpy arrays give them, under np.errstate), with
-# the C library's cos / pow / log / sqrt: where a handful of lanes cost less one by one.
+# the C library's cos / pow / log / sqrt / tanh: where a handful of lanes cost less one by one.
 SCALAR = ArrayNamespace(lambda c, a, b: a if c else b, _nan_min, _nan_max, _floor, _cos,
-                        lambda a, b: np.float64(a) ** b, _sqrt, _log, lambda x: np.float64(1.0))
+                        lambda a, b: np.float64(a) ** b, _sqrt, _log, lambda x: np.float64(1.0),
+                        lambda x: np.float64(math.tanh(x)))
 # One lane as Python floats: the same IEEE operations and C library functions as SCALAR, about four
 # times cheaper, but a division by zero, an overflow or a domain error raises (ArithmeticError or
 # ValueError) where numpy gives inf or NaN: the caller then evaluates that lane with SCALAR.
 PYFLOAT = ArrayNamespace(lambda c, a, b: a if c else b, _nan_min, _nan_max, lambda x: float(math.floor(x)),
-                         math.cos, math.pow, math.sqrt, math.log, lambda x: 1.0)
+                         math.cos, math.pow, math.sqrt, math.log, lambda x: 1.0, math.tanh)
 
 
 def _int_power(base, exponent, xp: ArrayNamespace = TORCH):
@@ -301,9 +324,26 @@ def _linear(u, span, v0, v1, p, q, w, xp):
     return xp.minimum(xp.maximum(linear, xp.minimum(v0, v1)), xp.maximum(v0, v1))
 
 
+def _k_decay(u, span, w, xp):
+    """``(u, span)``, or ``(pow(u, w), pow(span, w))`` where ``w != 0`` (timm's k-decay, k = w).
+    numpy arrays without k-decay skip the two ``pow`` (a host check; torch stays branch-free)."""
+    if xp is NUMPY and not w.any():
+        return u, span
+    k = w != 0
+    return xp.where(k, xp.pow(u, w), u), xp.where(k, xp.pow(span, w), span)
+
+
 def _cosine(u, span, v0, v1, p, q, w, xp):
     periodic = q > 0
     reduced = xp.where(periodic, u - q * xp.floor(u / xp.where(periodic, q, 1.0)), u)  # no 0 / 0 when q == 0
+    reduced, span = _k_decay(reduced, span, w, xp)
+    return v1 + (v0 - v1) * 0.5 * (1 + xp.cos(p * reduced / span))
+
+
+def _cosine_without_k(u, span, v0, v1, p, q, w, xp):
+    """``_cosine`` where ``w == 0``: a lane's function skips the two unused ``pow``."""
+    periodic = q > 0
+    reduced = xp.where(periodic, u - q * xp.floor(u / xp.where(periodic, q, 1.0)), u)
     return v1 + (v0 - v1) * 0.5 * (1 + xp.cos(p * reduced / span))
 
 
@@ -315,6 +355,11 @@ def _exponential(u, span, v0, v1, p, q, w, xp):
 
 
 def _power(u, span, v0, v1, p, q, w, xp):
+    u, span = _k_decay(u, span, w, xp)
+    return v1 + (v0 - v1) * xp.pow(1 - u / span, p)
+
+
+def _power_without_k(u, span, v0, v1, p, q, w, xp):
     return v1 + (v0 - v1) * xp.pow(1 - u / span, p)
 
 
@@ -346,6 +391,11 @@ def _cyclic(u, span, v0, v1, p, q, w, xp):
     return v0 + ((v1 - v0) * factor) * xp.pow(w, xp.where(q != 0, u, cycle - 1))
 
 
+def _tanh(u, span, v0, v1, p, q, w, xp):
+    x = u / span
+    return v1 + 0.5 * (v0 - v1) * (1 - xp.tanh(p * (1.0 - x) + q * x))
+
+
 _FORMULAS = {
     Shape.LINEAR: _linear,
     Shape.COSINE: _cosine,
@@ -357,7 +407,9 @@ _FORMULAS = {
     Shape.COSINE_CYCLES: _cosine_cycles,
     Shape.LOG: _log_ramp,
     Shape.CYCLIC: _cyclic,
+    Shape.TANH: _tanh,
 }
+_WITHOUT_K = {Shape.COSINE: _cosine_without_k, Shape.POWER: _power_without_k}  # lanes with w == 0
 
 
 _SHIFT, _ORIGIN, _END, _V0, _V1, _P, _Q, _W = (int(c) for c in (
@@ -388,7 +440,8 @@ def lane_function(shape: Shape, seg: Sequence[float]) -> Callable[[float], float
     if shape == Shape.CONSTANT:
         v0 = seg[_V0]
         return lambda s: v0
-    formula, shift, origin = _FORMULAS[shape], seg[_SHIFT], seg[_ORIGIN]
+    formula = _WITHOUT_K.get(shape, _FORMULAS[shape]) if seg[_W] == 0 else _FORMULAS[shape]
+    shift, origin = seg[_SHIFT], seg[_ORIGIN]
     span, v0, v1, p, q, w = seg[_END] - origin, seg[_V0], seg[_V1], seg[_P], seg[_Q], seg[_W]
     return lambda s: formula((s - shift) - origin, span, v0, v1, p, q, w, PYFLOAT)
 

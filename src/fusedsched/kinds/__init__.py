@@ -17,6 +17,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``cosine_with_restarts`` | :class:`CosineWithRestarts` | torch ``CosineAnnealingWarmRestarts``, timm |
 | ``one_cycle`` | :class:`OneCycle` | torch ``OneCycleLR`` |
 | ``cyclic`` | :class:`Cyclic` | torch ``CyclicLR`` |
+| ``tanh_decay`` | :class:`TanhDecay` | timm ``TanhLRScheduler`` (one cycle) |
 | ``plateau`` | :class:`ReduceOnPlateau` | torch ``ReduceLROnPlateau`` (its state on the device) |
 | ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
 | ``log_warmup`` | :class:`LogWarmup` | DeepSpeed's ``warmup_type='log'`` (``WarmupLR``...) |
@@ -32,6 +33,7 @@ from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .plateau import ReduceOnPlateau
+from .tanh import TanhDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
 
@@ -55,6 +57,7 @@ __all__ = [
     "PolynomialDecay",
     "Product",
     "ReduceOnPlateau",
+    "TanhDecay",
     "WarmupStableDecay",
     "build_table",
     "compile_plateau",

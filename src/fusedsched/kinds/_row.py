@@ -17,6 +17,7 @@ native kernels (which evaluate shapes in that order, with the same libm function
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_end_after_ramp",
     "clamped_line",
     "fold",
+    "power",
     "ramp_segments",
     "sorted_marks",
     "tml_ramp",
@@ -52,6 +54,14 @@ class Kind:
     def factor_formula(self) -> Callable[[int], tuple[float, ...]]:
         f = self.formula()
         return lambda s: (f(s),)
+
+
+def power(base: float, exponent: float) -> float:
+    """``base ** exponent`` (C's ``pow``), with ``inf`` instead of Python's OverflowError."""
+    try:
+        return base**exponent
+    except OverflowError:
+        return math.inf
 
 
 def fold(factors: Sequence[Any]) -> Any:

@@ -18,6 +18,7 @@ from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .plateau import ReduceOnPlateau
+from .tanh import TanhDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
 
@@ -189,6 +190,7 @@ class LearningRate(ConfigModel):
     inverse_sqrt: InverseSqrt | None = None
     log_warmup: LogWarmup | None = None
     cyclic: Cyclic | None = None
+    tanh_decay: TanhDecay | None = None
     plateau: ReduceOnPlateau | None = None
     join: Join | None = None
     product: Product | None = None
@@ -208,6 +210,7 @@ class LearningRate(ConfigModel):
         "inverse_sqrt",
         "log_warmup",
         "cyclic",
+        "tanh_decay",
         "plateau",
         "join",
         "product",

@@ -14,7 +14,7 @@ from pydantic import StrictBool
 
 from ..fields import ConfigModel, Count, Positive, PositiveStep, Rate
 from ..program import Segment, Shape
-from ._row import Kind, after_ramp, chain, clamped_line, ramp_segments, sorted_marks
+from ._row import Kind, after_ramp, chain, clamped_line, power, ramp_segments, sorted_marks
 
 __all__ = ["CosineAnnealing", "CosineWithRestarts", "OneCycle", "WarmupStableDecay", "restart_cycle"]
 
@@ -28,11 +28,13 @@ class CosineAnnealing(ConfigModel, Kind):
       ``p = pi * num_cycles * 2.0`` (``num_cycles = 0.5``: down to F at N, back up to L at 2N...).
       When the period ``N / num_cycles`` is a whole number of steps P (always for torch's
       ``CosineAnnealingLR``: P = 2N), ``u`` is first reduced to ``u % P``: the same cosine,
-      without a huge argument at huge steps;
+      without a huge argument at huge steps. ``k_decay`` k != 1 (timm's k-decay, not periodic):
+      ``p * u ** k / N ** k`` for ``p * u / N`` while ``u < N``, then F (as timm's cycles end);
     - ``hard_restarts: true``: ``F + (L - F) * 0.5 * (1 + cos(pi * ((num_cycles * (u / N)) % 1.0)))``
       while ``u < N``, then F (``num_cycles`` cosine decays, each restarting at L).
 
-    Segments: LINEAR, then COSINE (periodic: no end, ``q`` = P); or COSINE_CYCLES and CONSTANT.
+    Segments: LINEAR, then COSINE (periodic: no end, ``q`` = P); COSINE (``w`` = k) and CONSTANT
+    with k-decay; or COSINE_CYCLES and CONSTANT.
 
     >>> cfg = CosineAnnealing(learning_rate=1.0, final_learning_rate=0.5, num_steps=2)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 3, 4)]
@@ -45,9 +47,26 @@ class CosineAnnealing(ConfigModel, Kind):
     num_steps: PositiveStep
     num_cycles: Positive = 0.5
     hard_restarts: StrictBool = False
+    k_decay: Positive = 1.0
+
+    @pydantic.model_validator(mode="after")
+    def _k_decay_without_hard_restarts(self) -> CosineAnnealing:
+        if self.k_decay != 1 and self.hard_restarts:
+            raise ValueError(f"k_decay ({self.k_decay!r}) applies only with hard_restarts false")
+        return self
 
     def formula(self) -> Callable[[int], float]:
         L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
+        if self.k_decay != 1:  # float64 throughout, as the kernels: inf past overflow, then NaN
+            p, kd, Nk = math.pi * k * 2.0, self.k_decay, power(float(N), self.k_decay)
+
+            def k_decay(s: int) -> float:
+                if s - R >= N:
+                    return F
+                angle = p * power(float(s - R), kd) / Nk
+                return F + (L - F) * 0.5 * (1 + (math.cos(angle) if math.isfinite(angle) else math.nan))
+
+            return after_ramp(L, R, k_decay)
         if self.hard_restarts:
             pi = math.pi
             return after_ramp(L, R, lambda s: F + (L - F) * 0.5 * (1 + math.cos(pi * ((k * ((s - R) / N)) % 1.0))) if s - R < N else F)
@@ -60,13 +79,19 @@ class CosineAnnealing(ConfigModel, Kind):
     def period(self) -> int:
         """The cosine's period ``num_steps / num_cycles`` when it is a whole number of steps, else 0."""
         P = self.num_steps / self.num_cycles
-        return int(P) if not self.hard_restarts and P.is_integer() and P * self.num_cycles == self.num_steps else 0
+        periodic = not self.hard_restarts and self.k_decay == 1
+        return int(P) if periodic and P.is_integer() and P * self.num_cycles == self.num_steps else 0
 
     def segments(self) -> list[Segment]:
         L, F, R, N, k = self.learning_rate, self.final_learning_rate, self.num_ramp_steps, self.num_steps, self.num_cycles
         if self.hard_restarts:
             return chain(ramp_segments(L, R) + [
                 Segment(R, Shape.COSINE_CYCLES, L, F, p=math.pi, q=k, end=R + N),
+                Segment(R + N, Shape.CONSTANT, F),
+            ])
+        if self.k_decay != 1:
+            return chain(ramp_segments(L, R) + [
+                Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, w=self.k_decay, end=R + N),
                 Segment(R + N, Shape.CONSTANT, F),
             ])
         return chain(ramp_segments(L, R) + [Segment(R, Shape.COSINE, L, F, p=math.pi * k * 2.0, q=self.period, end=R + N)])

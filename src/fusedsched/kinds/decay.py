@@ -12,17 +12,9 @@ from pydantic import StrictBool
 
 from ..fields import MAX_STEP, ConfigModel, Count, Positive, PositiveStep, Rate, StepInt
 from ..program import Segment, Shape
-from ._row import Kind, after_ramp, chain, check_end_after_ramp, ramp_segments, sorted_marks
+from ._row import Kind, after_ramp, chain, check_end_after_ramp, power, ramp_segments, sorted_marks
 
 __all__ = ["ExponentialDecay", "InverseSqrt", "PolynomialDecay"]
-
-
-def power(base: float, exponent: float) -> float:
-    """``base ** exponent`` (C's ``pow``), with ``inf`` instead of Python's OverflowError."""
-    try:
-        return base**exponent
-    except OverflowError:
-        return math.inf
 
 
 class ExponentialDecay(ConfigModel, Kind):
@@ -109,7 +101,8 @@ class PolynomialDecay(ConfigModel, Kind):
     ``R <= s <= T``: ``E + (L - E) * (1 - (s - R) / (T - R)) ** power``;
     ``s > T``: ``E``, with L = ``learning_rate``, E = ``end_learning_rate``, R = ``num_ramp_steps``,
     T = ``final_num_steps`` (T > R). E may exceed L (a polynomial rise, torch's ``LinearLR``).
-    Segments: LINEAR, POWER, CONSTANT.
+    ``k_decay`` k != 1 (timm's k-decay): ``(s - R) ** k / (T - R) ** k`` for ``(s - R) / (T - R)``.
+    Segments: LINEAR, POWER (``w`` = k when k != 1), CONSTANT.
 
     >>> cfg = PolynomialDecay(learning_rate=1.0, final_num_steps=4, power=2.0)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 4, 5)]
@@ -121,18 +114,23 @@ class PolynomialDecay(ConfigModel, Kind):
     num_ramp_steps: Count = 0
     final_num_steps: StepInt
     power: Positive = 1.0
+    k_decay: Positive = 1.0
 
     _end_after_ramp = pydantic.model_validator(mode="after")(check_end_after_ramp)
 
     def formula(self) -> Callable[[int], float]:
         L, E, R, T, p = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps, self.power
-        D = T - R
+        D, k = T - R, self.k_decay
+        if k != 1:  # float64 throughout, as the kernels: inf past overflow
+            Dk = power(float(D), k)
+            return after_ramp(L, R, lambda s: E + (L - E) * power(1 - power(float(s - R), k) / Dk, p) if s <= T else E)
         return after_ramp(L, R, lambda s: E + (L - E) * (1 - (s - R) / D) ** p if s <= T else E)
 
     def segments(self) -> list[Segment]:
         L, E, R, T = self.learning_rate, self.end_learning_rate, self.num_ramp_steps, self.final_num_steps
+        w = 0.0 if self.k_decay == 1 else self.k_decay
         return chain(ramp_segments(L, R) + [
-            Segment(R, Shape.POWER, L, E, p=self.power, end=T),
+            Segment(R, Shape.POWER, L, E, p=self.power, w=w, end=T),
             Segment(T + 1, Shape.CONSTANT, E),
         ])
 

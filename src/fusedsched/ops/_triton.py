@@ -56,6 +56,15 @@ def _pow(x, y):
 
 
 @triton.jit
+def _tanh(x):
+    """``tanh(x)`` as ``1 - 2 / (exp(2 * min(|x|, 20)) + 1)``, signed (no ``tanh`` in the interpreter;
+    program.py's torch and numpy form): its last operation is ``1 - d`` with ``d`` close to the exact
+    one, so it rounds like the C library's where ``1 - tanh`` is small."""
+    t = 1 - 2 / (tl.exp(2 * tl.minimum(tl.abs(x), 20.0, propagate_nan=NAN)) + 1)
+    return tl.where(x < 0, -t, t)
+
+
+@triton.jit
 def _int_power(base, exponent):
     """``base ** exponent`` for integer-valued ``0 <= exponent < 64``, by squaring (exact)."""
     result = tl.full(base.shape, 1.0, tl.float64)
@@ -124,12 +133,13 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value,
                    LINEAR: tl.constexpr, COSINE: tl.constexpr, EXPONENTIAL: tl.constexpr,
                    POWER: tl.constexpr, INV_SQRT: tl.constexpr, ONE_MINUS_SQRT: tl.constexpr,
                    COSINE_RESTARTS: tl.constexpr, COSINE_CYCLES: tl.constexpr, LOG: tl.constexpr,
-                   CYCLIC: tl.constexpr, PLATEAU: tl.constexpr, HAS_PLATEAU: tl.constexpr):
+                   CYCLIC: tl.constexpr, PLATEAU: tl.constexpr, HAS_PLATEAU: tl.constexpr, TANH: tl.constexpr):
     """Every lane's value of its segment at ``s`` (program.py's shapes, in their operation order);
     a ``PLATEAU`` lane's is ``plateau_value`` with the state (``HAS_PLATEAU``), else ``v0``.
 
     Each lane needs at most one ``cos`` and one ``pow``: their arguments are gathered per shape and
-    each function is called once (a smaller kernel than a call per shape).
+    each function is called once (a smaller kernel than a call per shape); timm's k-decay (COSINE and
+    POWER with ``w != 0``) takes two ``pow`` more, TANH one ``exp``, each in its own block.
     """
     u = (s - shift) - origin
     span = end - origin
@@ -180,6 +190,16 @@ def _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value,
     if _any(shape == POWER):
         pow_base = tl.where(shape == POWER, 1 - u / span, pow_base)
         pow_exp = tl.where(shape == POWER, p, pow_exp)
+    k_decay = ((shape == COSINE) | (shape == POWER)) & (w != 0)  # timm's k-decay: pow(u, w) / pow(span, w)
+    if _any(k_decay):
+        reduced = tl.where((shape == COSINE) & (q > 0), u - q * tl.floor(u / q), u)
+        u_k = _pow(reduced, w)
+        span_k = _pow(span, w)
+        cos_arg = tl.where(k_decay & (shape == COSINE), p * u_k / span_k, cos_arg)
+        pow_base = tl.where(k_decay & (shape == POWER), 1 - u_k / span_k, pow_base)
+    if _any(shape == TANH):
+        x = u / span
+        lr = tl.where(shape == TANH, v1 + 0.5 * (v0 - v1) * (1 - _tanh(p * (1.0 - x) + q * x)), lr)
     cosine_family = (shape == COSINE) | (shape == COSINE_CYCLES) | (shape == COSINE_RESTARTS)
     power_family = (shape == EXPONENTIAL) | (shape == POWER) | (shape == COSINE_RESTARTS) | (shape == CYCLIC)
     if _any(cosine_family | power_family):
@@ -231,6 +251,7 @@ def _advance_kernel(
     LOG: tl.constexpr,
     CYCLIC: tl.constexpr,
     PLATEAU: tl.constexpr,
+    TANH: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_AMOUNT: tl.constexpr,
     HAS_SKIP: tl.constexpr,
@@ -318,7 +339,7 @@ def _advance_kernel(
                 take = mask
             value = _segment_value(s, shape, shift, origin, end, v0, v1, p, q, w, plateau_value, LINEAR, COSINE,
                                    EXPONENTIAL, POWER, INV_SQRT, ONE_MINUS_SQRT, COSINE_RESTARTS, COSINE_CYCLES,
-                                   LOG, CYCLIC, PLATEAU, HAS_PLATEAU)
+                                   LOG, CYCLIC, PLATEAU, HAS_PLATEAU, TANH)
             lr = tl.where(take, lr * value, lr)
         tl.store(lrs_ptr + g, lr.to(tl.float32), mask=mask)
     tl.store(step_ptr, step)
