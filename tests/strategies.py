@@ -185,7 +185,8 @@ def _log_warmup(draw):
 def _plain() -> st.SearchStrategy[LearningRate]:
     """A kind that nests none: tml's constant and linear ramp, or a kind beyond tml's four but join, product and offset."""
     tml = st.one_of(_constant, _linear_ramp_to_constant)
-    return st.one_of(tml, *(s for k, s in NEW_KIND_STRATEGIES.items() if k not in ("join", "product", "offset")))
+    # a plateau is drawn on its own, not inside a composite: a schedule holds at most one
+    return st.one_of(tml, *(s for k, s in NEW_KIND_STRATEGIES.items() if k not in ("join", "product", "offset", "plateau")))
 
 
 @st.composite

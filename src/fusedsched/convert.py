@@ -137,6 +137,9 @@ def _hf_config(name: str, kw: dict[str, Any], base: float) -> Config:
                              "(get_inverse_sqrt_schedule fills it in)")
         return {"inverse_sqrt": {"learning_rate": base, "num_ramp_steps": W, "timescale": kw["timescale"]}}
     if name == "_get_wsd_scheduler_lambda":
+        if kw["decay_type"] not in ("linear", "cosine", "1-sqrt"):  # the kind's "exponential" is Megatron's, not HF's
+            raise ValueError(f"from_torch: transformers.optimization.{name} with decay_type={kw['decay_type']!r}; "
+                             "supported: linear, cosine, 1-sqrt")
         cosine = kw["decay_type"] == "cosine"
         return {"warmup_stable_decay": {
             "learning_rate": base, "final_learning_rate": base * kw["min_lr_ratio"], "num_ramp_steps": W,
