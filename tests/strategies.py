@@ -167,6 +167,13 @@ def _cyclic(draw):
 
 
 @st.composite
+def _plateau(draw):
+    # without a metric (these tests give none) a plateau is its learning_rate at every step
+    return _config("plateau", {"learning_rate": draw(rates), "factor": draw(st.floats(0.0, 0.99)),
+                               "patience": draw(st.integers(0, 20)), "mode": draw(st.sampled_from(["min", "max"]))})
+
+
+@st.composite
 def _inverse_sqrt(draw):
     return _config("inverse_sqrt", {"learning_rate": draw(rates), "num_ramp_steps": draw(step_counts(0)),
                                     "timescale": draw(st.one_of(st.none(), step_counts(1)))})
@@ -181,7 +188,8 @@ def _log_warmup(draw):
 def _plain() -> st.SearchStrategy[LearningRate]:
     """A kind that nests none: tml's constant and linear ramp, or a kind beyond tml's four but join, product and offset."""
     tml = st.one_of(_constant, _linear_ramp_to_constant)
-    return st.one_of(tml, *(s for k, s in NEW_KIND_STRATEGIES.items() if k not in ("join", "product", "offset")))
+    # a plateau is drawn on its own, not inside a composite: a schedule holds at most one
+    return st.one_of(tml, *(s for k, s in NEW_KIND_STRATEGIES.items() if k not in ("join", "product", "offset", "plateau")))
 
 
 @st.composite
@@ -213,6 +221,7 @@ NEW_KIND_STRATEGIES: dict[str, st.SearchStrategy[LearningRate]] = {
     "one_cycle": _one_cycle(),
     "cyclic": _cyclic(),
     "tanh_decay": _tanh_decay(),
+    "plateau": _plateau(),
     "inverse_sqrt": _inverse_sqrt(),
     "log_warmup": _log_warmup(),
     "join": _join(),

@@ -306,6 +306,7 @@ KIND_TOWERS = {
     "log_warmup": {"log_warmup": {"learning_rate": 0.01, "initial_learning_rate": 1e-4, "num_steps": 40}},
     "cyclic": {"cyclic": {"base_learning_rate": 0.001, "max_learning_rate": 0.01, "step_size_up": 15, "mode": "triangular2"}},
     "tanh": {"tanh_decay": {"learning_rate": 0.01, "final_learning_rate": 1e-4, "num_steps": 120}},
+    "plateau": {"plateau": {"learning_rate": 0.005, "patience": 5}},  # no metric in a plot or the demo: flat
     "joined": {"join": {"schedules": [{"constant": 0.001}, {"cosine_annealing": {"learning_rate": 0.01, "num_steps": 50}}], "boundaries": [30]}},
     "product": {"product": {"schedules": [{"linear_ramp_to_constant": {"learning_rate": 1.0, "num_ramp_steps": 20}},
                                          {"exponential_decay": {"learning_rate": 0.01, "decay_rate": 0.9, "decay_steps": 10}}]}},

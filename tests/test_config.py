@@ -642,7 +642,7 @@ def test_unknown_field_in_a_new_kind_rejected():
 def test_kinds_lists_every_field():
     fields = set(LearningRate.model_fields)
     assert set(LearningRate.KINDS) == fields
-    assert len(LearningRate.KINDS) == 17
+    assert len(LearningRate.KINDS) == 18
 
 
 def test_defaults_of_the_new_kinds():

@@ -221,7 +221,6 @@ def _untouched_after(make, error, match):
 
 
 @pytest.mark.parametrize("make, name", [
-    (lambda o: tls.ReduceLROnPlateau(o), "ReduceLROnPlateau"),
     (lambda o: tls.LambdaLR(o, lambda s: 0.9**s), "LambdaLR"),
     (lambda o: tls.MultiplicativeLR(o, lambda s: 0.9), "MultiplicativeLR"),
     (lambda o: tls.SequentialLR(o, [tls.StepLR(o, 2), tls.SequentialLR(o, [tls.StepLR(o, 3)], [])], [4]), "SequentialLR"),

@@ -185,6 +185,43 @@ def test_timm_t_in_epochs_picks_the_call_that_steps():
         assert shim.last_epoch == (3 if per_epoch else 4)
 
 
+def _plateau_metrics(n, seed=4):
+    rng = np.random.default_rng(seed)
+    return [float(v) for v in np.round(0.5 + np.cumsum(rng.normal(scale=0.02, size=n)), 2)]
+
+
+@pytest.mark.parametrize("settings, before", [
+    (dict(warmup_t=5, warmup_lr_init=1e-4, patience_t=2, decay_rate=0.5, lr_min=1e-3, cooldown_t=1), 0),
+    (dict(warmup_t=5, warmup_lr_init=1e-4, patience_t=1, decay_rate=0.5, mode="min", threshold=1e-3), 3),
+    (dict(warmup_t=3, warmup_lr_init=0.2, patience_t=0, decay_rate=0.3, lr_min=1e-4), 40),
+    (dict(patience_t=1, decay_rate=0.7, lr_min=1e-3), 0),
+    (dict(patience_t=1, decay_rate=0.7, lr_min=1e-3), 25),
+])
+def test_timm_plateau_follows_the_metric_on_the_device(settings, before):
+    """PlateauLRScheduler: timm's warm-up, then torch's ReduceLROnPlateau over the metric given to
+    step(epoch, metric) (per group: lr_scale applied in the warm-up only, lr_min on the scaled rate);
+    converted fresh or part-way, its plateau state carried over."""
+    ts = timm_scheduler()
+    metrics = _plateau_metrics(160)
+    source, twin = (ts.PlateauLRScheduler(make_optimizer(TIMM_GROUPS, lr=0.1), **settings) for _ in range(2))
+    for epoch in range(1, before + 1):
+        for s in (source, twin):
+            s.step(epoch, metrics[epoch])
+    shim = from_timm(twin, t=before, backend="native")
+    assert isinstance(shim, TimmShim) and shim.has_plateau
+    got, want, seen = [], [], []
+    for epoch in range(before + 1, len(metrics)):
+        for s in (source, shim):
+            s.step_update(epoch * 10, metrics[epoch])  # PlateauLRScheduler steps per epoch only
+            s.step(epoch, metrics[epoch] if epoch % 7 else None)  # now and then an epoch without a metric
+        got.append(shim.lr_tensor.tolist())
+        want.append(rates(source.optimizer))
+        seen.append(epoch)
+    assert got == [[float(np.float32(x)) for x in row] for row in want]
+    after_warmup = {r[0] for r, e in zip(want, seen) if e > settings.get("warmup_t", 0) + 1}
+    assert len(after_warmup) > 1 or before > 0  # the plateau reduced the rates (a fresh run sees it happen)
+
+
 def test_timm_refusals_name_the_setting_and_touch_nothing():
     ts = timm_scheduler()
     cases = [
@@ -197,7 +234,7 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
         (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
         (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
         (lambda o: ts.StepLRScheduler(o, decay_t=2.5), ValueError, r"decay_t=2.5"),
-        (lambda o: ts.PlateauLRScheduler(o), TypeError, "cannot convert PlateauLRScheduler"),
+        (lambda o: ts.PlateauLRScheduler(o, noise_range_t=5), ValueError, r"noise_range_t=5\)"),
         (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, stable_fn="rsqrt", stable_timescale=3), ValueError,
          r"stable_fn='rsqrt'\)"),
         (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, decay_fn="exp"), ValueError, r"decay_fn='exp'\)"),

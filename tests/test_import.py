@@ -60,7 +60,7 @@ def test_unknown_names_are_attribute_errors_and_public_names_are_listed():
 KIND_MODELS = [
     "PiecewiseConstant", "LinearRampToConstant", "LinearRampToCosine", "ExponentialDecay", "PolynomialDecay",
     "WarmupStableDecay", "CosineAnnealing", "CosineWithRestarts", "OneCycle", "InverseSqrt", "LogWarmup", "Cyclic",
-    "TanhDecay", "Join", "Product", "Offset",
+    "TanhDecay", "ReduceOnPlateau", "Join", "Product", "Offset",
 ]
 
 
@@ -68,12 +68,12 @@ def test_every_kind_model_and_learning_rate_are_exported_from_kinds():
     from fusedsched import (  # the statement users write
         CosineAnnealing, CosineWithRestarts, Cyclic, ExponentialDecay, InverseSqrt, Join, LearningRate,
         LinearRampToConstant, LinearRampToCosine, LogWarmup, Offset, OneCycle, PiecewiseConstant, PolynomialDecay,
-        Product, TanhDecay, WarmupStableDecay,
+        Product, ReduceOnPlateau, TanhDecay, WarmupStableDecay,
     )
 
     imported = [PiecewiseConstant, LinearRampToConstant, LinearRampToCosine, ExponentialDecay, PolynomialDecay,
                 WarmupStableDecay, CosineAnnealing, CosineWithRestarts, OneCycle, InverseSqrt, LogWarmup, Cyclic,
-                TanhDecay, Join, Product, Offset]
+                TanhDecay, ReduceOnPlateau, Join, Product, Offset]
     # The kind models are LearningRate's field types, one per kind but the float "constant".
     fields = [typing.get_args(LearningRate.model_fields[kind].annotation) for kind in LearningRate.KINDS if kind != "constant"]
     models = [next(t for t in args if t is not type(None)) for args in fields]

@@ -129,6 +129,8 @@ def _kind(kind: str, rng: random.Random, depth: int = 0) -> dict:
         return {kind: dict(base_learning_rate=_rate(rng), max_learning_rate=_rate(rng), step_size_up=rng.randint(1, 40),
                            step_size_down=rng.choice([None, rng.randint(1, 40), BIG]), mode=mode,
                            gamma=rng.choice([0.99, 0.5, rng.uniform(0.9, 1.0)]) if mode == "exp_range" else 1.0)}
+    if kind == "plateau":  # no metric is given here: its learning_rate at every step
+        return {kind: dict(learning_rate=_rate(rng), patience=rng.randint(0, 5), factor=rng.choice([0.1, 0.5]))}
     plain = LearningRate.KINDS[:-3]  # every kind but join, product and offset
     if kind == "offset":
         return {kind: dict(schedule=_kind(rng.choice(plain), rng, depth + 1), steps=rng.choice([0, rng.randint(1, 80)]))}

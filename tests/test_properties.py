@@ -65,7 +65,7 @@ def scenarios(draw: st.DrawFn, ops: tuple[str, ...], max_ops: int = 10):
     """``(configs, operations)``: one to four configs and a list of operations drawn from ``ops``.
 
     Operations: ``("step", n)`` calls ``optimizer.step(); scheduler.step()`` n times,
-    ``("jump", e)`` calls ``scheduler.step(e)``, ``("set", k)`` assigns ``last_epoch = k``,
+    ``("jump", e)`` calls ``scheduler.step(epoch=e)``, ``("set", k)`` assigns ``last_epoch = k``,
     ``("save",)`` checkpoints and resumes into a fresh optimizer and scheduler.
     """
     configs = draw(st.lists(learning_rates, min_size=1, max_size=4))
@@ -126,7 +126,7 @@ class Lane:
             self.optimizer.step()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # torch's epoch deprecation warning
-                self.shim.step(operation[1])
+                self.shim.step(epoch=operation[1])  # positional: a plateau's metric
         elif kind == "set":
             self.shim.last_epoch = operation[1]
         elif kind == "save":

@@ -35,7 +35,10 @@ KWARGS = {
     "cosine_with_min_lr": {"min_lr": 1e-3},
     "cosine_warmup_with_min_lr": {"min_lr_rate": 0.1, "warmup_lr_rate": 0.2},
     "warmup_stable_decay": {"num_decay_steps": 50, "min_lr_ratio": 0.05, "decay_type": "cosine"},
+    "reduce_lr_on_plateau": {"patience": 0, "factor": 0.5, "threshold": 0.05},
 }
+#: the types whose rates follow an evaluation metric (the Trainer must evaluate)
+METRIC_TYPES = {"reduce_lr_on_plateau"}
 
 
 class Regression(torch.nn.Module):
@@ -75,9 +78,11 @@ def train(trainer_class, out, kind="cosine", kwargs=None, resume=None, **overrid
     settings = dict(output_dir=str(out), use_cpu=True, report_to="none", max_steps=STEPS, per_device_train_batch_size=8,
                     learning_rate=0.05, lr_scheduler_type=kind, lr_scheduler_kwargs=kwargs or {}, warmup_steps=10,
                     logging_steps=1, save_strategy="steps", save_steps=50, disable_tqdm=True, seed=0)
+    eval_dataset = overrides.pop("eval_dataset", None)
     settings.update(overrides)
     used = UsedRates()
-    trainer = trainer_class(model=Regression(), args=TrainingArguments(**settings), train_dataset=Data(), callbacks=[used])
+    trainer = trainer_class(model=Regression(), args=TrainingArguments(**settings), train_dataset=Data(), callbacks=[used],
+                            eval_dataset=eval_dataset)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="transformers|accelerate|torch")  # remarks on a plain nn.Module
         trainer.train(resume_from_checkpoint=resume)
@@ -96,14 +101,16 @@ def assert_float32_of(got: list[float], stock: list[float]) -> None:
 def test_supported_types_are_the_installed_transformers_types_with_a_step_schedule():
     known = {t.value for t in transformers.trainer_utils.SchedulerType}
     assert set(SCHEDULE_TYPES) <= known
-    assert known - set(SCHEDULE_TYPES) <= {"reduce_lr_on_plateau", "greedy"}
+    assert known - set(SCHEDULE_TYPES) <= {"greedy"}
     assert set(KWARGS) == set(SCHEDULE_TYPES)
 
 
 @pytest.mark.parametrize("kind", SCHEDULE_TYPES)
 def test_every_type_gives_the_stock_trainers_rates(kind, tmp_path):
-    stock_used, stock_logged, stock = train(Trainer, tmp_path / "stock", kind, KWARGS[kind], save_strategy="no")
-    used, logged, trainer = train(DeviceScheduleTrainer, tmp_path / "device", kind, KWARGS[kind], save_strategy="no")
+    evals = dict(eval_strategy="steps", eval_steps=5, eval_dataset=Data(32)) if kind in METRIC_TYPES else {}
+    stock_used, stock_logged, stock = train(Trainer, tmp_path / "stock", kind, KWARGS[kind], save_strategy="no", **evals)
+    used, logged, trainer = train(DeviceScheduleTrainer, tmp_path / "device", kind, KWARGS[kind], save_strategy="no",
+                                  **evals)
     assert isinstance(trainer.lr_scheduler, LRShim) and trainer.lr_scheduler.device_schedule
     assert not isinstance(stock.lr_scheduler, LRShim)
     assert len(used) == STEPS
@@ -150,7 +157,7 @@ def test_resumed_with_another_type_the_configured_schedule_goes_on_from_the_step
     assert rates["device"][0] == np.float32(linear_at_50) != np.float32(rates["stock"][0])
 
 
-@pytest.mark.parametrize("kind", ["reduce_lr_on_plateau", "greedy", "not_a_type"])
+@pytest.mark.parametrize("kind", ["greedy", "not_a_type"])
 def test_types_without_a_device_schedule_are_refused_by_name(kind, tmp_path):
     with pytest.raises(ValueError, match=f"lr_scheduler_type='{kind}' has no device schedule"):
         check_schedule_type(kind)

@@ -49,6 +49,7 @@ _EXPORTS = {
     "PiecewiseConstant": "kinds",
     "PolynomialDecay": "kinds",
     "Product": "kinds",
+    "ReduceOnPlateau": "kinds",
     "TanhDecay": "kinds",
     "WarmupStableDecay": "kinds",
     "FusedAdagrad": "adagrad",
@@ -148,6 +149,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         PiecewiseConstant,
         PolynomialDecay,
         Product,
+        ReduceOnPlateau,
         TanhDecay,
         WarmupStableDecay,
     )

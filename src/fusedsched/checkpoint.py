@@ -13,6 +13,8 @@ every field where they differ (nested ``join`` / ``product`` schedules by their 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +53,52 @@ class ResumeState:
         step_count: torch's ``_step_count`` (calls of ``step()``), or None when the state has none.
         base_lrs: one float per group in the scheduler's group order, or None when the state has none.
         differences: one line per field where a checkpoint schedule differs from the configured one.
+        plateaus: ``{(group, key): [value, best, bad_epochs, cooldown_left]}``, the saved state of each
+            configured plateau the checkpoint holds (``key`` ``"lr"`` or a hyperparameter).
     """
 
     last_epoch: int
     step_count: int | None
     base_lrs: tuple[float, ...] | None
     differences: tuple[str, ...]
+    plateaus: dict[tuple[str, str], list[float]] = dataclasses.field(default_factory=dict)
+
+
+#: a saved plateau's fields, in :data:`fusedsched.plateau.STATE_COLUMNS` order
+PLATEAU_FIELDS = ("value", "best", "bad_epochs", "cooldown_left")
+
+
+def plateau_entry(state: Sequence[float]) -> dict[str, float | int]:
+    """One plateau's state as checkpoint data: ``{"value", "best", "bad_epochs", "cooldown_left"}``."""
+    value, best, bad, cooldown = (float(x) for x in state)
+    return {"value": value, "best": best, "bad_epochs": int(bad), "cooldown_left": int(cooldown)}
+
+
+def _parse_plateaus(saved: Any, configured: Sequence[tuple[str, str]]) -> tuple[dict, list[str]]:
+    """``(states, differences)`` for the configured plateaus from ``state_dict['plateaus']``."""
+    where = "state_dict['plateaus']"
+    if saved is None:
+        saved = {}
+    if not isinstance(saved, Mapping) or not all(isinstance(v, Mapping) for v in saved.values()):
+        raise TypeError(f"{where} must be {{group: {{key: {{{', '.join(PLATEAU_FIELDS)}}}}}}}, got {saved!r:.200}")
+    states, differences = {}, []
+    for group, key in configured:
+        entry = saved.get(group, {}).get(key)
+        if entry is None:
+            differences.append(f"group {group!r} {key}: the checkpoint holds no plateau state (the plateau starts fresh)")
+            continue
+        if not isinstance(entry, Mapping) or sorted(entry) != sorted(PLATEAU_FIELDS):
+            raise ValueError(f"{where}[{group!r}][{key!r}] must have exactly the keys {list(PLATEAU_FIELDS)}, got {entry!r:.200}")
+        values = [entry[f] for f in PLATEAU_FIELDS]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise TypeError(f"{where}[{group!r}][{key!r}] must hold numbers, got {entry!r:.200}")
+        value, best, bad, cooldown = (float(v) for v in values)
+        if not (math.isfinite(value) and value >= 0) or best != best:
+            raise ValueError(f"{where}[{group!r}][{key!r}]: value must be finite and >= 0 and best a number, got {entry!r:.200}")
+        if bad < 0 or cooldown < 0 or bad != int(bad) or cooldown != int(cooldown):
+            raise ValueError(f"{where}[{group!r}][{key!r}]: bad_epochs and cooldown_left must be integers >= 0, got {entry!r:.200}")
+        states[(group, key)] = [value, best, bad, cooldown]
+    return states, differences
 
 
 def check_step(value: Any, name: str, minimum: int = 0) -> int:
@@ -182,12 +224,15 @@ def parse_state_dict(
     strict: bool = False,
     configured_hyperparameters: Mapping[str, Mapping[str, LearningRate]] | None = None,
     configured_multipliers: Mapping[str, Mapping[str, float]] | None = None,
+    configured_plateaus: Sequence[tuple[str, str]] = (),
 ) -> ResumeState:
     """Check ``state_dict`` for a scheduler of ``group_names`` (in group order) scheduled by ``configured_lr_dict``
     (and ``configured_hyperparameters`` / ``configured_multipliers``, ``{group: {key: ...}}``).
 
     The state's ``hyperparameters`` and ``multipliers`` are compared when it has them (a state
-    written before they existed has neither: nothing to compare).
+    written before they existed has neither: nothing to compare). ``configured_plateaus`` lists the
+    ``(group, key)`` rows whose schedule holds a plateau: their saved state is taken from
+    ``state_dict['plateaus']``, and a missing one is a difference (the plateau starts fresh).
 
     Groups are matched by name: a state saved for other names (or another group count) is refused
     with both lists, and its ``base_lrs`` are reordered into ``group_names``' order. Where a
@@ -250,7 +295,11 @@ def parse_state_dict(
             base_lrs = tuple(_float(base_lrs[i]) for i in order)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"state_dict['base_lrs'] must hold numbers, got {base_lrs!r:.200}") from None
+    plateaus: dict[tuple[str, str], list[float]] = {}
+    if configured_plateaus:
+        plateaus, missing = _parse_plateaus(state_dict.get("plateaus"), configured_plateaus)
+        differences += missing
     if differences and strict:
         lines = "\n  ".join(differences)
         raise ValueError(f"the checkpoint's schedules differ from the configured ones (strict=True):\n  {lines}")
-    return ResumeState(last_epoch, steps, base_lrs, tuple(differences))
+    return ResumeState(last_epoch, steps, base_lrs, tuple(differences), plateaus)

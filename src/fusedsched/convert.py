@@ -71,7 +71,7 @@ HF_FUNCTIONS = {
 }
 SUPPORTED = (
     "StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR, "
-    "CosineAnnealingWarmRestarts, OneCycleLR and CyclicLR (CyclicLR without a custom scale_fn; cycle_momentum=True "
+    "CosineAnnealingWarmRestarts, ReduceLROnPlateau (on its own; its state carries over), OneCycleLR and CyclicLR (CyclicLR without a custom scale_fn; cycle_momentum=True "
     "on their own, over fusedsched's GraphSafeAdam, GraphSafeAdamW or GraphSafeSGD), SequentialLR and ChainedScheduler "
     "of these, fusedsched.LRShim, and LambdaLR over transformers.optimization's "
     + ", ".join(dict.fromkeys(HF_FUNCTIONS.values()))
@@ -137,6 +137,9 @@ def _hf_config(name: str, kw: dict[str, Any], base: float) -> Config:
                              "(get_inverse_sqrt_schedule fills it in)")
         return {"inverse_sqrt": {"learning_rate": base, "num_ramp_steps": W, "timescale": kw["timescale"]}}
     if name == "_get_wsd_scheduler_lambda":
+        if kw["decay_type"] not in ("linear", "cosine", "1-sqrt"):  # the kind's "exponential" is Megatron's, not HF's
+            raise ValueError(f"from_torch: transformers.optimization.{name} with decay_type={kw['decay_type']!r}; "
+                             "supported: linear, cosine, 1-sqrt")
         cosine = kw["decay_type"] == "cosine"
         return {"warmup_stable_decay": {
             "learning_rate": base, "final_learning_rate": base * kw["min_lr_ratio"], "num_ramp_steps": W,
@@ -496,6 +499,25 @@ def _sequential(sequential: tls.SequentialLR, g: int) -> Config:
     return {"join": {"schedules": children, "boundaries": milestones}}
 
 
+def _plateau(scheduler: tls.ReduceLROnPlateau, g: int) -> Config:
+    """Group ``g`` under ``ReduceLROnPlateau``: a ``plateau`` from the group's current rate (its state
+    carries over apart, :func:`_plateau_states`)."""
+    if not _exact(scheduler, (tls.ReduceLROnPlateau,)):
+        raise _unsupported(scheduler, "a subclass of ReduceLROnPlateau may decide differently")
+    lr = scheduler.optimizer.param_groups[g]["lr"]
+    return {"plateau": {"learning_rate": float(lr.item() if isinstance(lr, torch.Tensor) else lr),
+                        "mode": scheduler.mode, "factor": scheduler.factor, "patience": scheduler.patience,
+                        "threshold": scheduler.threshold, "threshold_mode": scheduler.threshold_mode,
+                        "cooldown": scheduler.cooldown, "min_learning_rate": scheduler.min_lrs[g],
+                        "eps": scheduler.eps}}
+
+
+def _plateau_states(scheduler: tls.ReduceLROnPlateau, configs: list[LearningRate]) -> list[list[float]]:
+    """Every group's plateau state ``[value, best, bad_epochs, cooldown_left]`` as torch holds it."""
+    return [[c.plateau.learning_rate, float(scheduler.best), float(scheduler.num_bad_epochs),
+             float(scheduler.cooldown_counter)] for c in configs]
+
+
 def _config(scheduler: Any, g: int, base: float, at_milestone: bool = False) -> Config:
     """Group ``g``'s schedule under ``scheduler``, for base rate ``base``, as kind data."""
     if _exact(scheduler, FACTORS):
@@ -544,7 +566,8 @@ def _learning_rates(scheduler: Any, cycle_momentum: bool) -> list[LearningRate]:
         raise TypeError(f"from_torch: scheduler must be a torch.optim.lr_scheduler.LRScheduler, got "
                         f"{type(scheduler).__name__}; supported: {SUPPORTED}")
     if isinstance(scheduler, tls.ReduceLROnPlateau):
-        raise _unsupported(scheduler, "its rates follow a metric passed to step(), not the step count")
+        return [learning_rate(_plateau(scheduler, g), f"from_torch: ReduceLROnPlateau (param group {g})")
+                for g in range(len(scheduler.optimizer.param_groups))]
     owner = scheduler  # the scheduler holding base_lrs (the composites keep none of their own)
     while not hasattr(owner, "base_lrs") and getattr(owner, "_schedulers", None):
         owner = owner._schedulers[0]
@@ -639,8 +662,8 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
             device of the groups' lr tensors or params).
 
     Raises:
-        TypeError: an unsupported scheduler or schedule function (``ReduceLROnPlateau``, a custom
-            lambda...), naming it and what is supported; the optimizer is left untouched.
+        TypeError: an unsupported scheduler or schedule function (a custom lambda, a
+            ``ReduceLROnPlateau`` inside ``SequentialLR``...), naming it and what is supported; the optimizer is left untouched.
         ValueError: a supported scheduler with settings no kind represents, or a chainable one
             whose group rate is not its schedule's at the current step (torch would go on from
             that rate); nothing is touched.
@@ -667,6 +690,16 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
         hyperparameters = scheduler.hyperparameters
     elif momentum is not None:
         hyperparameters = {name: {momentum[0]: cfg} for name, cfg in zip(names, momentum[1])}
-    return LRShim(optimizer, dict(zip(names, configs)), last_epoch=step - 1, device_schedule=True,
+    states = _plateau_states(scheduler, configs) if isinstance(scheduler, tls.ReduceLROnPlateau) else None
+    # ReduceLROnPlateau keeps no initial_lr: its plateaus start from the current rates at step 0,
+    # and the counter is set to torch's step after (a plateau's rate does not depend on it)
+    start = -1 if states is not None else step - 1
+    shim = LRShim(optimizer, dict(zip(names, configs)), last_epoch=start, device_schedule=True,
                   backend=backend, device=device, hyperparameters=hyperparameters,
                   multipliers=scheduler.multipliers if isinstance(scheduler, LRShim) else None)
+    if isinstance(scheduler, LRShim):
+        shim.load_plateau_states(scheduler.plateau_states())
+    elif states is not None:  # best, bad epochs and cooldown go on from torch's
+        shim.last_epoch = step
+        shim.load_plateau_states({(name, "lr"): state for name, state in zip(names, states)})
+    return shim

@@ -128,10 +128,10 @@ class _JumpingShim(LRShim):
 # --- timm -----------------------------------------------------------------------------------------
 
 TIMM_SUPPORTED = ("timm.scheduler's CosineLRScheduler (a whole cycle_mul), StepLRScheduler, MultiStepLRScheduler, "
-                  "PolyLRScheduler, TanhLRScheduler and WSDLRScheduler (stable_fn='constant', decay_fn linear, 1-sqrt "
-                  "or cosine), without noise")
+                  "PolyLRScheduler, TanhLRScheduler, WSDLRScheduler (stable_fn='constant', decay_fn linear, 1-sqrt "
+                  "or cosine) and PlateauLRScheduler (its state carried over), without noise")
 _TIMM_CLASSES = ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler", "PolyLRScheduler", "TanhLRScheduler",
-                 "WSDLRScheduler")
+                 "WSDLRScheduler", "PlateauLRScheduler")
 _MAX_CYCLES = 64  # cycles checked against timm (and, one piece each, joined: poly, tanh, a k-decay cosine)
 
 
@@ -141,13 +141,23 @@ class TimmShim(_JumpingShim):
     ``step(epoch)`` sets the rates at ``t = epoch`` when ``t_in_epochs``, ``step_update(num_updates)``
     at ``t = num_updates`` otherwise; the other call does nothing (timm's ``metric`` is ignored, as
     timm's non-plateau schedulers do). ``step()`` without an argument advances one ``t``.
+    ``PlateauLRScheduler``'s: ``step(epoch, metric)`` past the warm-up (``epoch > warmup_t``) feeds
+    ``metric`` to the plateau on the device, as timm steps torch's ``ReduceLROnPlateau``.
     """
 
     t_in_epochs: bool
+    plateau_after: int | None = None  #: PlateauLRScheduler's warmup_t: a metric feeds the plateau past it
 
     def step(self, epoch: int | None = None, metric: Any = None) -> None:
         if epoch is None:
             super().step()
+        elif self.plateau_after is not None and metric is not None and epoch > self.plateau_after:
+            step = self._check_step(epoch, "epoch")  # both checked before anything changes
+            value = self._engine.metric_arg(metric)
+            self._engine.check_groups()
+            self._catch_up()
+            self._engine.move(step - 1)
+            self._step_by(1, value)
         elif self.t_in_epochs:
             self._go_to(epoch, "epoch")
 
@@ -306,11 +316,35 @@ def _timm_check(scheduler: Any, configs: list[LearningRate], name: str, t: int) 
                 "step count: pass t= the last epoch (t_in_epochs) or update count given to step() / step_update()")
 
 
+def _timm_plateau(scheduler: Any, g: int, base: float) -> Config:
+    """``PlateauLRScheduler``'s group ``g``: timm's warm-up ``init + t * ((base - init) / W)`` for
+    ``t <= W`` (times ``lr_scale``), then a ``plateau`` from that last rate with timm's torch
+    ``ReduceLROnPlateau``'s settings (its ``min_lr`` applies to the scaled rate, as torch's does).
+    Without a warm-up the plateau starts from ``base * lr_scale``, which timm's constructor sets
+    (its ``step(0)``, which would set ``warmup_lr_init``, is not reproduced)."""
+    inner = scheduler.lr_scheduler
+    if type(inner) is not torch.optim.lr_scheduler.ReduceLROnPlateau:
+        raise ValueError(f"from_timm: PlateauLRScheduler over a {type(inner).__name__}, not torch's ReduceLROnPlateau")
+    W, init = _int(scheduler.warmup_t, "PlateauLRScheduler(warmup_t"), scheduler.warmup_lr_init
+    settings = {"mode": inner.mode, "factor": inner.factor, "patience": inner.patience, "threshold": inner.threshold,
+                "threshold_mode": inner.threshold_mode, "cooldown": inner.cooldown,
+                "min_learning_rate": inner.min_lrs[g], "eps": inner.eps}
+    scale = scheduler.optimizer.param_groups[g].get("lr_scale")
+    if W <= 0:
+        return {"plateau": {"learning_rate": base if scale is None else base * scale, **settings}}
+    end = init + W * scheduler.warmup_steps[g]  # the rate timm's step(W) sets, before lr_scale
+    pieces = [(0, _line(init, base, W)), (W, {"constant": end})]
+    if scale is not None and scale != 1:
+        pieces = [(b, {"product": {"schedules": [c, {"constant": scale}]}}) for b, c in pieces]
+        end = end * scale
+    return _join([*pieces, (W + 1, {"plateau": {"learning_rate": end, **settings}})])
+
+
 def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
     """One ``LearningRate`` per param group: the group's rate at timm's ``t`` (``lr_scale`` included).
 
     Raises:
-        TypeError: not one of ``TIMM_SUPPORTED`` (``PlateauLRScheduler`` follows a metric).
+        TypeError: not one of ``TIMM_SUPPORTED``.
         ValueError: a supported class with settings no kind represents (noise, a fractional
             ``cycle_mul`` or ``decay_t``, more than 64 cycles where each is a piece...).
     """
@@ -322,7 +356,8 @@ def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
     if scheduler.noise_range_t is not None:
         raise ValueError(f"from_timm: {name}(noise_range_t={scheduler.noise_range_t!r}) adds seeded random noise "
                          "to the rate, which no schedule kind represents; construct it with noise_range_t=None")
-    return [learning_rate(_timm_config(scheduler, name, g, float(base)), f"from_timm: {name} (param group {g})")
+    make = _timm_plateau if name == "PlateauLRScheduler" else (lambda s, g, b: _timm_config(s, name, g, b))
+    return [learning_rate(make(scheduler, g, float(base)), f"from_timm: {name} (param group {g})")
             for g, base in enumerate(scheduler.base_values)]
 
 
@@ -345,8 +380,32 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
     step = _int(t, "from_timm: t")
     if not 0 <= step <= MAX_STEP:
         raise ValueError(f"from_timm: t={t!r} must be in [0, 2**53 - 2]")
+    if name == "PlateauLRScheduler":
+        return _from_timm_plateau(scheduler, configs, step, backend, device)
     _timm_check(scheduler, configs, name, step)
     return TimmShim._start(scheduler.optimizer, configs, step, backend, device, t_in_epochs=bool(scheduler.t_in_epochs))
+
+
+def _from_timm_plateau(scheduler: Any, configs: list[LearningRate], t: int, backend: str | None,
+                       device: torch.device | str | None) -> TimmShim:
+    """``PlateauLRScheduler`` at ``t``: within the warm-up the groups hold its rates; past it the
+    plateau goes on from the groups' rates and torch's ``best``, ``num_bad_epochs`` and cooldown."""
+    W = int(scheduler.warmup_t)
+    inner = scheduler.lr_scheduler
+    groups = scheduler.optimizer.param_groups
+    if t <= W:
+        for g, (group, config) in enumerate(zip(groups, configs)):
+            have, want = _float(group["lr"]), compute_lr(config, t)
+            if float32_ulps(have, want) > 1:
+                raise ValueError(f"from_timm: param group {g} has lr {have!r}, but PlateauLRScheduler gives {want!r} "
+                                 f"at t={t}; pass t= the last epoch given to its step()")
+    states = [[_float(group["lr"]), float(inner.best), float(inner.num_bad_epochs), float(inner.cooldown_counter)]
+              for group in groups] if t > W else None
+    shim = TimmShim._start(scheduler.optimizer, configs, t, backend, device, t_in_epochs=True, plateau_after=W)
+    if states is not None:
+        names = shim.group_names
+        shim.load_plateau_states({(name, "lr"): state for name, state in zip(names, states)})
+    return shim
 
 
 # --- DeepSpeed ------------------------------------------------------------------------------------

@@ -44,15 +44,16 @@ import torch
 
 from .binding import GroupBinding
 from .fields import MAX_STEP
-from .kinds import LearningRate, build_table
+from .kinds import LearningRate, PlateauRow, build_table, compile_plateau, with_plateau_value
 from .ops import check_advance_args, check_amount_tensor, host_evaluator, launcher, resolve_backend, unavailable_reason
+from .plateau import STATE_COLUMNS, PlateauColumn, plateau_tensor, plateau_update
 from .schedules import prepare_lr
 from .skipping import SkipSignal
 
 #: the largest step an int64 counter holds (host mode's bound)
 MAX_INT64 = 2**63 - 1
 
-__all__ = ["HOST_NATIVE_MIN_GROUPS", "DeviceEngine", "Engine", "HostEngine", "HostRates", "RecentRates"]
+__all__ = ["HOST_NATIVE_MIN_GROUPS", "DeviceEngine", "Engine", "HostEngine", "HostPlateau", "HostRates", "RecentRates"]
 
 #: From this many groups on, host mode evaluates every group with one call of the native CPU op
 #: (float64) instead of one prepared formula per group. Measured on the development CPU: the two
@@ -62,6 +63,12 @@ HOST_NATIVE_MIN_GROUPS = 8
 
 def _table(configs: list[LearningRate], device: torch.device | str) -> torch.Tensor:
     return build_table(configs, device).table
+
+
+def _plateau_rows(configs: list[LearningRate]) -> dict[int, PlateauRow]:
+    """``{row: its plateau}`` for the rows whose schedule holds one."""
+    compiled = [compile_plateau(cfg) for cfg in configs]
+    return {i: row for i, row in enumerate(compiled) if row is not None}
 
 
 class Engine(Protocol):
@@ -76,6 +83,17 @@ class Engine(Protocol):
     backend: str | None  #: the ``advance_`` backend (None on the host)
     values: Any  #: the current rates: floats (host), the float32 buffer (device)
     counter: torch.Tensor | None  #: the int64 device step counter (None on the host)
+    plateaus: dict[int, PlateauRow]  #: the rows whose schedule holds a plateau
+
+    def metric_arg(self, metrics: Any) -> Any:
+        """``metrics`` as this engine passes it on (host: a float; device: a one-element float32 or
+        float64 tensor on the counter's device); ``ValueError`` naming ``metrics`` if it is not one number."""
+
+    def plateau_states(self) -> dict[int, list[float]]:
+        """``{row: [VALUE, BEST, BAD_EPOCHS, COOLDOWN_LEFT]}`` of every plateau (device: one copy to the host)."""
+
+    def load_plateau_states(self, states: dict[int, list[float]]) -> None:
+        """Write those plateaus' states (the others keep theirs)."""
 
     def check_step(self, step: int, name: str) -> None:
         """Raise ``OverflowError`` naming ``name`` if this engine cannot evaluate ``step`` exactly."""
@@ -86,10 +104,11 @@ class Engine(Protocol):
     def advance(self) -> None:
         """Go one step forward and set every group's rate there."""
 
-    def advance_by(self, amount: Any) -> None:
-        """Go ``amount`` steps forward (an int >= 0; device: or an int64 tensor), none if skipped."""
+    def advance_by(self, amount: Any, metric: Any = None) -> None:
+        """Go ``amount`` steps forward (an int >= 0; device: or an int64 tensor), none if skipped;
+        ``metric`` (from :meth:`metric_arg`): the plateaus active at the new step take it first."""
 
-    def advance_unseen(self, amount: Any = None) -> None:
+    def advance_unseen(self, amount: Any = None, metric: Any = None) -> None:
         """:meth:`advance` (``amount``: :meth:`advance_by`) without touching host state (inside a
         compiled graph); sets ``ahead``."""
 
@@ -156,6 +175,58 @@ class HostRates:
         self.__init__(state["configs"])
 
 
+def _metric_number(metrics: Any) -> Any:
+    """``metrics`` if it is one real number (a Python int or float, a one-element real tensor), else ``ValueError``."""
+    if isinstance(metrics, torch.Tensor):
+        if metrics.numel() != 1 or metrics.dtype == torch.bool or metrics.is_complex():
+            raise ValueError(
+                f"metrics must be one real number (a float or a one-element real tensor), got a "
+                f"{metrics.dtype} tensor of shape {tuple(metrics.shape)}"
+            )
+        return metrics
+    if isinstance(metrics, bool) or not isinstance(metrics, (int, float)):
+        raise ValueError(f"metrics must be one real number (a float or a one-element real tensor), got {metrics!r}")
+    return metrics
+
+
+class HostPlateau:
+    """A row's plateau on the host: its state (Python floats, :mod:`fusedsched.plateau`'s column) and
+    the row's formula at the plateau's current value (re-prepared when a reduction changes it)."""
+
+    def __init__(self, row: PlateauRow, config: LearningRate) -> None:
+        self.row, self.config = row, config
+        self.column = row.settings.fresh()
+        self.formula = prepare_lr(config)
+
+    def update(self, metric: float, step: int) -> None:
+        """One metric at ``step`` (if the plateau is active there)."""
+        if self.row.active(step):
+            value = self.column[PlateauColumn.VALUE]
+            plateau_update(self.column, metric)
+            if self.column[PlateauColumn.VALUE] != value:
+                self._refresh()
+
+    def state(self) -> list[float]:
+        return [self.column[c] for c in STATE_COLUMNS]
+
+    def load(self, state: list[float]) -> None:
+        for c, v in zip(STATE_COLUMNS, state):
+            self.column[c] = float(v)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        value = self.column[PlateauColumn.VALUE]
+        initial = value == self.column[PlateauColumn.INITIAL]
+        self.formula = prepare_lr(self.config if initial else with_plateau_value(self.config, value))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"row": self.row, "config": self.config, "column": self.column}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.row, self.config, self.column = state["row"], state["config"], state["column"]
+        self._refresh()
+
+
 class HostEngine:
     """Host mode: every group's rate, exactly ``compute_lr``'s float64 value, written as a float.
 
@@ -174,6 +245,8 @@ class HostEngine:
         self._binding = binding
         self._rates = HostRates(configs)
         self._groups = len(binding.names)  # the lr rows; the hyperparameter rows follow
+        self.plateaus = _plateau_rows(configs)
+        self._plateaus = {i: HostPlateau(row, configs[i]) for i, row in self.plateaus.items()}
         self.step = last_epoch
         self.values: list[float] = []
         self.skip: SkipSignal | None = None
@@ -194,11 +267,25 @@ class HostEngine:
         if self.skip is None or not self.skip.skipped():  # a skipped step leaves the groups alone
             self.jump(self.step + 1)
 
-    def advance_by(self, amount: int) -> None:
+    def advance_by(self, amount: int, metric: float | None = None) -> None:
         if self.skip is None or not self.skip.skipped():
+            if metric is not None:
+                for plateau in self._plateaus.values():
+                    plateau.update(metric, self.step + amount)
             self.jump(self.step + amount)
 
-    def advance_unseen(self, amount: Any = None) -> None:  # pragma: no cover - compilable is False
+    @staticmethod
+    def metric_arg(metrics: Any) -> float:
+        return float(_metric_number(metrics))  # torch's float(metrics): a sync on an accelerator
+
+    def plateau_states(self) -> dict[int, list[float]]:
+        return {i: p.state() for i, p in self._plateaus.items()}
+
+    def load_plateau_states(self, states: dict[int, list[float]]) -> None:
+        for i, state in states.items():
+            self._plateaus[i].load(state)
+
+    def advance_unseen(self, amount: Any = None, metric: Any = None) -> None:  # pragma: no cover - compilable is False
         raise NotImplementedError("host mode evaluates on the host: it has no in-graph step")
 
     @staticmethod
@@ -220,6 +307,8 @@ class HostEngine:
 
     def jump(self, step: int) -> None:
         values = self._rates(step)
+        for i, plateau in self._plateaus.items():
+            values[i] = plateau.formula(step)
         for group, lr in zip(self._binding.groups(), values):
             old = group["lr"]
             if type(old) is float or not isinstance(old, torch.Tensor):
@@ -329,9 +418,14 @@ class DeviceEngine:
         self._groups = len(binding.names)  # the lr rows; the hyperparameter rows follow
         self.counter = torch.full((), last_epoch, dtype=torch.int64, device=device)
         self.values = torch.zeros(len(configs), dtype=torch.float32, device=device)
-        check_advance_args(self.counter, self.table, self.values, 1)
-        self._launch = launcher(self.backend)
-        self._launch_clock = launcher(self.backend, clock=True)  # with an amount or a skip flag
+        self.plateaus = _plateau_rows(configs)
+        self.plateau: torch.Tensor | None = None  # every row's plateau state, which the op reads and updates
+        if self.plateaus:
+            self.plateau = plateau_tensor([self.plateaus[i].settings if i in self.plateaus else None
+                                           for i in range(len(configs))], device)
+        self._metric: torch.Tensor | None = None  # holds a metric that is not already a device tensor
+        check_advance_args(self.counter, self.table, self.values, 1, plateau=self.plateau)
+        self._make_launchers()
         self._binding = binding
         self.step = last_epoch
         self.ahead = False  # the counter moved without the host (graph replay, compiled step)
@@ -359,8 +453,54 @@ class DeviceEngine:
                 f"takes steps up to 2**63 - 1)"
             )
 
+    def _make_launchers(self) -> None:
+        """``_launch(step, table, values, increment)`` and ``_launch_clock(..., amount, skip, metric=None)``:
+        the op on this backend, the plateau state passed to every launch when there is one."""
+        plain, clock = launcher(self.backend), launcher(self.backend, clock=True)
+        if self.plateau is None:
+            self._launch, self._launch_clock = plain, clock
+            return
+        plateau = self.plateau
+
+        def launch(step, table, values, increment):
+            clock(step, table, values, increment, None, None, plateau, None)
+
+        def launch_clock(step, table, values, increment, amount, skip, metric=None):
+            clock(step, table, values, increment, amount, skip, plateau, metric)
+
+        self._launch, self._launch_clock = launch, launch_clock
+
     def check_groups(self) -> None:
         self._binding.check()
+
+    def metric_arg(self, metrics: Any) -> torch.Tensor:
+        """A float32 or float64 tensor on the counter's device is passed as it is (in a CUDA graph: the
+        captured one); anything else is written into a float64 buffer this engine owns (no sync)."""
+        metrics = _metric_number(metrics)
+        device = self.counter.device
+        if isinstance(metrics, torch.Tensor) and metrics.device == device and metrics.dtype in (torch.float32, torch.float64):
+            return metrics
+        if self._metric is None:
+            self._metric = torch.zeros((), dtype=torch.float64, device=device)
+        if isinstance(metrics, torch.Tensor):
+            self._metric.copy_(metrics.reshape(()), non_blocking=True)
+        else:
+            self._metric.fill_(float(metrics))
+        return self._metric
+
+    def plateau_states(self) -> dict[int, list[float]]:
+        if self.plateau is None:
+            return {}
+        columns = self.plateau[list(STATE_COLUMNS)].T.tolist()
+        return {i: columns[i] for i in self.plateaus}
+
+    def load_plateau_states(self, states: dict[int, list[float]]) -> None:
+        if not states:
+            return
+        host = self.plateau.cpu()
+        for i, state in states.items():
+            host[list(STATE_COLUMNS), i] = torch.tensor(state, dtype=torch.float64)
+        self.plateau.copy_(host)  # in place: a captured graph keeps reading the same tensor
 
     def advance(self) -> None:
         # The plain step; with a skip signal or recent-rate copies, an instance attribute replaces it
@@ -371,21 +511,24 @@ class DeviceEngine:
     def _advance_one(self) -> None:
         self.advance_by(1)
 
-    def _amount_args(self, amount: int | torch.Tensor) -> tuple[int, torch.Tensor | None]:
-        """``(increment, amount tensor)`` for the op: 0 and 1 are increments, other ints a buffer filled here."""
+    def _amount_args(self, amount: int | torch.Tensor, metric: Any = None) -> tuple[int, torch.Tensor | None]:
+        """``(increment, amount tensor)`` for the op: 0 and 1 are increments, other ints a buffer filled here
+        (0 too when a metric comes with it: a step of increment 1 and amount 0 feeds the plateaus in place)."""
         if isinstance(amount, torch.Tensor):
             return 1, amount
-        if amount in (0, 1):
+        if amount == 1 or (amount == 0 and metric is None):
             return amount, None
         if self._amount is None:
             self._amount = torch.zeros((), dtype=torch.int64, device=self.counter.device)
         self._amount.fill_(amount)  # in a captured graph this value is frozen: pass a tensor there
         return 1, self._amount
 
-    def advance_by(self, amount: int | torch.Tensor) -> None:
-        increment, tensor = self._amount_args(amount)
+    def advance_by(self, amount: int | torch.Tensor, metric: torch.Tensor | None = None) -> None:
+        increment, tensor = self._amount_args(amount, metric)
         skip = self.skip.flag() if self.skip is not None else None
-        if tensor is None and skip is None:
+        if metric is not None:
+            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, metric)
+        elif tensor is None and skip is None:
             self._launch(self.counter, self.table, self.values, increment)
         else:
             self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
@@ -396,13 +539,16 @@ class DeviceEngine:
         if self._recent is not None:
             self._recent.record(self.step)
 
-    def advance_unseen(self, amount: int | torch.Tensor | None = None) -> None:
-        if amount is None and self.skip is None:
+    def advance_unseen(self, amount: int | torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+        if amount is None and self.skip is None and metric is None:
             self._launch(self.counter, self.table, self.values, 1)
         else:
-            increment, tensor = self._amount_args(1 if amount is None else amount)
+            increment, tensor = self._amount_args(1 if amount is None else amount, metric)
             skip = self.skip.flag() if self.skip is not None else None
-            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
+            if metric is None:
+                self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
+            else:
+                self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, metric)
         self.ahead = True
 
     def amount_value(self, amount: torch.Tensor) -> int | None:
@@ -424,11 +570,18 @@ class DeviceEngine:
         self._select_advance()
 
     def _select_advance(self) -> None:
-        """The plain :meth:`advance` unless a skip signal or recent-rate copies need :meth:`advance_by`."""
-        if self.skip is not None or self._recent is not None:
+        """The plain :meth:`advance` unless a skip signal or recent-rate copies need more: a
+        ``found_inf`` tensor alone, one launch with it (:meth:`_advance_on_flag`); else :meth:`advance_by`."""
+        if self._recent is None and self.skip is not None and self.skip.constant_flag() is not None:
+            self.advance = self._advance_on_flag  # type: ignore[method-assign]
+        elif self.skip is not None or self._recent is not None:
             self.advance = self._advance_one  # type: ignore[method-assign]
         else:
             self.__dict__.pop("advance", None)
+
+    def _advance_on_flag(self) -> None:
+        self._launch_clock(self.counter, self.table, self.values, 1, None, self.skip.constant_flag())
+        self.stale = True  # how far the counter moved is on the device
 
     def jump(self, step: int) -> None:
         self.counter.fill_(step)
@@ -506,7 +659,10 @@ class DeviceEngine:
             self.backend = resolve_backend(self.values.device, self.backend)
         except RuntimeError:  # the saved backend is not available here: take the best one that is
             self.backend = resolve_backend(self.values.device, None)
-        self._launch, self._launch_clock = launcher(self.backend), launcher(self.backend, clock=True)
+        self.__dict__.setdefault("plateau", None)
+        self.__dict__.setdefault("plateaus", {})
+        self.__dict__.setdefault("_metric", None)
+        self._make_launchers()
         self._binding.drop_stale_step_wrappers()
         self._binding.bind(self.values)
         self._binding.attach()

@@ -24,6 +24,10 @@ schedule}}`` schedules what the optimizer step reads beside ``lr``, and ``multip
 m}}`` scales a group's schedule by a constant (:mod:`fusedsched.hyperparameters`): host mode writes
 floats into those keys, device mode evaluates them in the same launch and binds 0-dim views.
 
+Plateaus: a schedule of kind ``plateau`` (torch's ``ReduceLROnPlateau``) lowers its rate when the
+metric given to ``step(metrics)`` stops improving; its state lives beside the rates (device mode:
+in device memory, updated by the same launch, no sync) and in checkpoints.
+
 Checkpoints are checked by :func:`fusedsched.checkpoint.parse_state_dict` before anything changes.
 """
 
@@ -37,7 +41,7 @@ import torch
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .binding import GroupBinding, GroupBindingError
-from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, validate_lr_dict
+from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, plateau_entry, validate_lr_dict
 from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine, buffer_device
 from .hyperparameters import check_optimizer_reads, rows, scaled, validate_hyperparameters, validate_multipliers
 from .kinds import LearningRate
@@ -282,9 +286,19 @@ class LRShim(LRScheduler):
     def _step_count(self, value: int) -> None:
         self._steps = value
 
-    def step(self, epoch: int | None = None, *, amount: int | torch.Tensor | None = None) -> None:
+    def step(
+        self, *args: Any, epoch: int | None = None, amount: int | torch.Tensor | None = None, metrics: Any = None
+    ) -> None:
         """Advance one step, or ``amount`` steps, (or jump to ``epoch``, deprecated as in torch) and
         update every group; with :meth:`skip_steps_on`, a skipped step advances by nothing.
+
+        ``metrics`` (a float or a one-element tensor: the loss, a validation score) feeds the
+        schedules that hold a ``plateau``, as torch's ``ReduceLROnPlateau.step(metrics)``; when some
+        schedule holds one, a positional argument is ``metrics`` (``ReduceLROnPlateau.step(metrics)``),
+        else ``epoch`` (``LRScheduler.step(epoch)``); the keywords always mean what they say.
+        Device mode reads a float32 or float64 tensor on the counter's device where it is (no sync;
+        in a CUDA graph, whatever it holds at replay) and copies anything else into a buffer first;
+        host mode takes ``float(metrics)``. A step without it leaves every plateau alone.
 
         ``epoch`` is checked before anything changes: an int >= 0, at most ``MAX_STEP`` (2**53 - 2)
         in device mode (the device evaluates the step in float64), at most 2**63 - 1 in host mode.
@@ -297,6 +311,26 @@ class LRShim(LRScheduler):
         ``OverflowError``. Schedules then count in the amount's unit (e.g. tokens).
         """
         engine = self._engine
+        if args:
+            if len(args) > 1:
+                raise TypeError(f"step() takes at most one positional argument, got {len(args)}")
+            name = "metrics" if engine.plateaus else "epoch"  # ReduceLROnPlateau.step(metrics)
+            if (metrics if engine.plateaus else epoch) is not None:
+                raise TypeError(f"step() got {name} both as the positional argument and as a keyword")
+            if engine.plateaus:
+                metrics = args[0]
+            else:
+                epoch = args[0]
+        if metrics is not None:
+            if not engine.plateaus:
+                raise ValueError(
+                    f"step() got metrics={metrics!r:.100} but no schedule of this LRShim holds a plateau "
+                    f"(the kind that reads a metric)"
+                )
+            if epoch is not None:
+                raise TypeError(f"step() takes metrics or epoch, not both; got epoch={epoch!r}")
+            self._step_by(1 if amount is None else amount, engine.metric_arg(metrics))
+            return
         if amount is not None:
             if epoch is not None:
                 raise TypeError(
@@ -324,21 +358,21 @@ class LRShim(LRScheduler):
         warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self._update_lr(epoch)
 
-    def _step_by(self, amount: int | torch.Tensor) -> None:
-        """``step(amount=...)``: check ``amount`` before anything changes, then advance by it."""
+    def _step_by(self, amount: int | torch.Tensor, metric: Any = None) -> None:
+        """``step(amount=...)`` (and ``metrics``): check ``amount`` before anything changes, then advance by it."""
         engine = self._engine
         value = engine.amount_value(amount) if isinstance(amount, torch.Tensor) else amount
         if value is not None:
             value = check_step(value, "amount")
             engine.check_amount(value)
         if engine.compilable and torch.compiler.is_compiling():
-            engine.advance_unseen(amount)
+            engine.advance_unseen(amount, metric)
             return
         engine.check_groups()
         if self._steps == 1 and not engine.ahead:
             _warn_if_optimizer_step_skipped(self.optimizer)
         self._steps += 1
-        engine.advance_by(amount if engine.on_device else value)
+        engine.advance_by(amount if engine.on_device else value, metric)
 
     def _update_lr(self, epoch: int | None = None) -> None:
         """Go to the next step (``epoch`` None) or to ``epoch``, and set every group's rate there."""
@@ -426,8 +460,60 @@ class LRShim(LRScheduler):
                 for name, entry in self.hyperparameters.items()
             },
             "multipliers": {name: dict(entry) for name, entry in self.multipliers.items()},
+            **self._plateau_state(),
             **self._engine.extra_state(),
         }
+
+    @property
+    def has_plateau(self) -> bool:
+        """Whether some schedule holds a ``plateau`` (then ``step(x)`` takes ``x`` as its metric)."""
+        return bool(self._engine.plateaus)
+
+    def plateau_states(self) -> dict[tuple[str, str], list[float]]:
+        """``{(group, key): [value, best, bad_epochs, cooldown_left]}`` of every plateau (device mode: a sync).
+
+        ``key`` is ``"lr"`` or a scheduled hyperparameter; ``value`` is the plateau's current rate
+        (before a multiplier), ``best`` the best metric so far (``inf`` / ``-inf`` before any)."""
+        names = self._row_names()
+        return {names[row]: state for row, state in self._engine.plateau_states().items()}
+
+    def load_plateau_states(self, states: Mapping[tuple[str, str], list[float]]) -> None:
+        """Set plateaus' states (as :meth:`plateau_states` gives them) and the rates at the current step."""
+        row_of = self._row_of()
+        unknown = [key for key in states if row_of.get(key) not in self._engine.plateaus]
+        if unknown:
+            names = self._row_names()
+            raise ValueError(f"load_plateau_states: no plateau at {unknown}; the plateaus are at "
+                             f"{[names[r] for r in self._engine.plateaus]}")
+        self._engine.load_plateau_states({row_of[key]: list(map(float, s)) for key, s in states.items()})
+        if self._engine.step >= 0:
+            self._catch_up()
+            self._engine.restore(self._engine.step)
+
+    def _row_names(self) -> list[tuple[str, str]]:
+        """``(group, key)`` of every row: the lr rows, then each hyperparameter row's first group (a row
+        shared by groups with the same schedule and multiplier is named by the first)."""
+        owners: dict[int, tuple[str, str]] = {}
+        for r in self._rows:
+            owners.setdefault(r.slot, (self.group_names[r.group], r.name))
+        return [(name, "lr") for name in self.group_names] + [owners[slot] for slot in sorted(owners)]
+
+    def _row_of(self) -> dict[tuple[str, str], int]:
+        """Every ``(group, key)``'s row, shared rows included."""
+        return {**{(name, "lr"): i for i, name in enumerate(self.group_names)},
+                **{(self.group_names[r.group], r.name): r.slot for r in self._rows}}
+
+    def _plateau_state(self) -> dict[str, Any]:
+        """``{"plateaus": {group: {key: state}}}`` when a schedule holds a plateau (else nothing)."""
+        states = self._engine.plateau_states()
+        if not states:
+            return {}
+        names = self._row_names()
+        out: dict[str, dict[str, Any]] = {}
+        for row, state in states.items():
+            group, key = names[row]
+            out.setdefault(group, {})[key] = plateau_entry(state)
+        return {"plateaus": out}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = False) -> None:
         """Restore the step from a :meth:`state_dict`; the schedules stay the configured ones.
@@ -439,8 +525,10 @@ class LRShim(LRScheduler):
         mode refuses a ``last_epoch`` beyond ``MAX_STEP``. Everything is checked before anything
         changes. In device mode the groups are bound to the buffer again.
         """
+        names = self._row_names()
         resume = parse_state_dict(
-            state_dict, self.group_names, self.lr_dict, strict, self.hyperparameters, self.multipliers
+            state_dict, self.group_names, self.lr_dict, strict, self.hyperparameters, self.multipliers,
+            [names[row] for row in self._engine.plateaus],
         )
         self._engine.check_step(resume.last_epoch, "state_dict['last_epoch']")
         if resume.differences:
@@ -458,4 +546,7 @@ class LRShim(LRScheduler):
             self._steps = resume.step_count
         if resume.base_lrs is not None:
             self.base_lrs = list(resume.base_lrs)
+        if resume.plateaus:
+            row_of = self._row_of()
+            self._engine.load_plateau_states({row_of[key]: state for key, state in resume.plateaus.items()})
         self._engine.restore(resume.last_epoch)

@@ -98,6 +98,10 @@ class SkipSignal:
         self._previous.copy_(scale)
         return self._skipped
 
+    def constant_flag(self) -> torch.Tensor | None:
+        """The ``found_inf`` tensor given (the flag every step reads as it is), else None."""
+        return self._found_inf
+
     def skipped(self) -> bool:
         """Host mode: whether this step was skipped (reads the flag: a sync on an accelerator)."""
         flag = self.flag()

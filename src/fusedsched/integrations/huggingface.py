@@ -12,8 +12,11 @@ rate it logs is read with ``LRShim.get_recent_lr`` (no host sync; on CUDA possib
 ``class MyTrainer(DeviceScheduleMixin, SFTTrainer)``. A scheduler passed in
 ``Trainer(optimizers=(optimizer, scheduler))`` is used as given (pass ``from_torch(scheduler)``).
 
-Types: ``SCHEDULE_TYPES``; any other (``reduce_lr_on_plateau``, ``greedy``: their rates follow a
-metric) raises ``ValueError`` naming it when the scheduler is created, before one is built.
+Types: ``SCHEDULE_TYPES``; any other (``greedy``, whose rates follow a metric by its own rule)
+raises ``ValueError`` naming it when the scheduler is created, before one is built.
+``reduce_lr_on_plateau`` becomes a ``plateau`` schedule: as in the stock ``Trainer``, each evaluation
+feeds it ``metric_for_best_model`` (``step(metrics=..., amount=0)``: the plateau counts
+evaluations, the shim's counter training steps, which the stock ``ReduceLROnPlateau`` does not count).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = ["SCHEDULE_TYPES", "DeviceScheduleMixin", "DeviceScheduleTrainer", "ch
 SCHEDULE_TYPES = (
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
     "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay",
+    "reduce_lr_on_plateau",
 )
 
 
@@ -66,6 +70,20 @@ class DeviceScheduleMixin:
             self._created_lr_scheduler = False
             raise
         return self.lr_scheduler
+
+    def _evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        # The stock Trainer steps a ReduceLROnPlateau here with the evaluation's metric; an LRShim that
+        # holds a plateau takes it the same way, without advancing its step (training steps advance it).
+        metrics = super()._evaluate(*args, **kwargs)  # type: ignore[misc]
+        skip = kwargs.get("skip_scheduler", args[2] if len(args) > 2 else False)
+        if isinstance(self.lr_scheduler, LRShim) and self.lr_scheduler.has_plateau and not skip:
+            key = self.args.metric_for_best_model
+            key = key if key.startswith("eval_") else f"eval_{key}"
+            if key not in metrics:
+                raise KeyError(f"metric_for_best_model={self.args.metric_for_best_model!r}: {key!r} is not among the "
+                               f"evaluation metrics {sorted(metrics)}; the plateau schedule needs it")
+            self.lr_scheduler.step(metrics=metrics[key], amount=0)
+        return metrics
 
     def _get_learning_rate(self) -> float:
         # The Trainer reads the rate every step for its logs: no host sync for a device-mode LRShim.

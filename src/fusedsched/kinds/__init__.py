@@ -18,6 +18,7 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 | ``one_cycle`` | :class:`OneCycle` | torch ``OneCycleLR`` |
 | ``cyclic`` | :class:`Cyclic` | torch ``CyclicLR`` |
 | ``tanh_decay`` | :class:`TanhDecay` | timm ``TanhLRScheduler`` (one cycle) |
+| ``plateau`` | :class:`ReduceOnPlateau` | torch ``ReduceLROnPlateau`` (its state on the device) |
 | ``inverse_sqrt`` | :class:`InverseSqrt` | HF ``get_inverse_sqrt_schedule`` |
 | ``log_warmup`` | :class:`LogWarmup` | DeepSpeed's ``warmup_type='log'`` (``WarmupLR``...) |
 | ``join`` | :class:`Join` | optax ``join_schedules`` |
@@ -26,11 +27,12 @@ compile to the shapes of :mod:`fusedsched.program`, which every backend evaluate
 """
 
 from ._row import Kind
-from .compiler import build_table, compile_schedule
-from .compose import Join, LearningRate, Offset, Product, kind_row
+from .compiler import PlateauRow, build_table, compile_plateau, compile_schedule, with_plateau_value
+from .compose import Join, LearningRate, Offset, Product, kind_row, plateaus
 from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
+from .plateau import ReduceOnPlateau
 from .tanh import TanhDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
@@ -51,11 +53,16 @@ __all__ = [
     "Offset",
     "OneCycle",
     "PiecewiseConstant",
+    "PlateauRow",
     "PolynomialDecay",
     "Product",
+    "ReduceOnPlateau",
     "TanhDecay",
     "WarmupStableDecay",
     "build_table",
+    "compile_plateau",
     "compile_schedule",
     "kind_row",
+    "plateaus",
+    "with_plateau_value",
 ]

@@ -17,11 +17,12 @@ from ._row import Kind, fold, sorted_marks
 from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
+from .plateau import ReduceOnPlateau
 from .tanh import TanhDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
 
-__all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row"]
+__all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row", "plateaus"]
 
 
 def _at_least_one_schedule(schedules: list) -> list:
@@ -190,6 +191,7 @@ class LearningRate(ConfigModel):
     log_warmup: LogWarmup | None = None
     cyclic: Cyclic | None = None
     tanh_decay: TanhDecay | None = None
+    plateau: ReduceOnPlateau | None = None
     join: Join | None = None
     product: Product | None = None
     offset: Offset | None = None
@@ -209,6 +211,7 @@ class LearningRate(ConfigModel):
         "log_warmup",
         "cyclic",
         "tanh_decay",
+        "plateau",
         "join",
         "product",
         "offset",
@@ -217,6 +220,11 @@ class LearningRate(ConfigModel):
     @pydantic.model_validator(mode="after")
     def _one_kind(self) -> LearningRate:
         exactly_one(self, self.KINDS)
+        if self.kind in ("join", "product", "offset") and len(plateaus(self)) > 1:
+            raise ValueError(
+                f"a schedule holds at most one plateau (one state per group), got {len(plateaus(self))} "
+                f"in this {self.kind}"
+            )
         return self
 
     @property
@@ -228,6 +236,18 @@ class LearningRate(ConfigModel):
     def schedule(self) -> float | Kind:
         """The value of the field that is set (a float for ``constant``)."""
         return getattr(self, self.kind)
+
+
+def plateaus(lr_config: LearningRate) -> list[ReduceOnPlateau]:
+    """Every ``plateau`` in ``lr_config``, depth first (at most one in a valid config)."""
+    schedule = lr_config.schedule
+    if isinstance(schedule, ReduceOnPlateau):
+        return [schedule]
+    if isinstance(schedule, (Join, Product)):
+        return [p for c in schedule.schedules for p in plateaus(c)]
+    if isinstance(schedule, Offset):
+        return plateaus(schedule.schedule)
+    return []
 
 
 def kind_row(lr_config: LearningRate) -> Kind:

@@ -1,0 +1,96 @@
+"""The clock's paths side by side in one process: what ``LRShim.step()`` costs with a skip flag, an
+amount tensor, and a plateau fed a metric tensor, against the plain step, at 1 and 1,000 groups.
+
+Each candidate is a device-mode ``LRShim`` on one backend; rounds alternate between candidates
+(so a noisy neighbour hits them alike) and the medians per call are printed as a table with their
+ratio to the plain step::
+
+    python benchmarks/clock_paths.py --backend native --rounds 7 --calls 20000 [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+import warnings
+
+import torch
+import triton
+
+import fusedsched
+
+COSINE = {"linear_ramp_to_cosine": {"learning_rate": 0.1, "final_learning_rate": 0.01, "num_ramp_steps": 10,
+                                    "final_num_steps": 10**9}}
+PLATEAU = {"join": {"boundaries": [10], "schedules": [
+    {"linear_ramp_to_constant": {"learning_rate": 0.1, "num_ramp_steps": 10}},
+    {"plateau": {"learning_rate": 0.1, "patience": 5, "factor": 0.5, "min_learning_rate": 1e-4}}]}}
+
+
+def _shim(groups: int, backend: str, config: dict, **kwargs) -> fusedsched.LRShim:
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(groups)]
+    optimizer = torch.optim.SGD([{"params": [p], "name": f"g{i}"} for i, p in enumerate(params)], lr=torch.tensor(0.0))
+    return fusedsched.LRShim(optimizer, {f"g{i}": config for i in range(groups)}, backend=backend, **kwargs)
+
+
+def candidates(groups: int, backend: str) -> dict:
+    """``{name: a no-argument function that takes one step}``."""
+    found_inf, amount, loss = torch.zeros(()), torch.ones((), dtype=torch.int64), torch.full((), 0.5)
+    plain = _shim(groups, backend, COSINE)
+    skip = _shim(groups, backend, COSINE, skip_steps_on=found_inf)
+    by_amount = _shim(groups, backend, COSINE)
+    plateau = _shim(groups, backend, PLATEAU)
+    return {
+        "step()": plain.step,
+        "step(), skip_steps_on=found_inf": skip.step,
+        "step(amount=int64 tensor)": lambda: by_amount.step(amount=amount),
+        "step(loss), a plateau after a warm-up": lambda: plateau.step(loss),
+    }
+
+
+def measure(calls: int, rounds: int, backend: str, groups: list[int]) -> list[dict]:
+    rows = []
+    for g in groups:
+        runs = candidates(g, backend)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                times[name].append((time.perf_counter() - start) / calls * 1e6)
+        base = statistics.median(times["step()"])
+        for name, values in times.items():
+            median = statistics.median(values)
+            rows.append({"groups": g, "candidate": name, "median_us": round(median, 3), "ratio": round(median / base, 3)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="native")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--groups", type=int, nargs="+", default=[1, 1000])
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rows = measure(args.calls, args.rounds, args.backend, args.groups)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    meta = {"device": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "triton": triton.__version__, "python": platform.python_version(), "commit": commit,
+            "backend": args.backend, "rounds": args.rounds, "calls": args.calls}
+    print(json.dumps(meta))
+    print("| groups | candidate | median (us) | / step() |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['groups']:,} | {r['candidate']} | {r['median_us']:.2f} | {r['ratio']:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
