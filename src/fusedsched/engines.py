@@ -47,6 +47,7 @@ from .fields import MAX_STEP
 from .kinds import LearningRate, PlateauRow, build_table, compile_plateau, with_plateau_value
 from .ops import check_advance_args, check_amount_tensor, host_evaluator, launcher, resolve_backend, unavailable_reason
 from .plateau import STATE_COLUMNS, PlateauColumn, plateau_tensor, plateau_update
+from .program import Column
 from .schedules import prepare_lr
 from .skipping import SkipSignal
 
@@ -160,11 +161,15 @@ class HostRates:
         self.configs = configs
         self._formulas = [prepare_lr(cfg) for cfg in configs]
         self.native = len(configs) >= HOST_NATIVE_MIN_GROUPS and unavailable_reason("native", "cpu") is None
+        self._native_limit = MAX_STEP
         if self.native:
-            self._evaluate = host_evaluator(_table(configs, "cpu"))
+            table = _table(configs, "cpu")
+            # an offset moves a segment's step to s + k (SHIFT = -k): exact in float64 up to MAX_STEP only
+            self._native_limit = MAX_STEP + min(0, int(table[:, Column.SHIFT].min().item()))
+            self._evaluate = host_evaluator(table)
 
     def __call__(self, step: int) -> list[float]:
-        if self.native and step <= MAX_STEP:  # beyond, a float64 step is inexact: only Python ints are
+        if self.native and step <= self._native_limit:  # beyond, a float64 step is inexact: only Python ints are
             return self._evaluate(step)
         return [formula(step) for formula in self._formulas]
 
