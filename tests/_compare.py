@@ -92,6 +92,11 @@ def configs_for(num_groups: int) -> list[LearningRate]:
     return [CONFIGS[i % len(CONFIGS)] for i in range(num_groups)]
 
 
+def f32(x: float) -> float:
+    """``x`` rounded to float32, as a Python float: what a device-mode rate holds."""
+    return float(np.float32(x))
+
+
 def expected_f32(configs: list[LearningRate], step: int) -> np.ndarray:
     return np.array([compute_lr(c, step) for c in configs], dtype=np.float64).astype(np.float32)
 

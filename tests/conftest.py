@@ -5,6 +5,7 @@ CPU tensors. Tests that need CUDA carry ``@pytest.mark.cuda`` and skip with a re
 """
 
 import os
+import warnings
 
 import pytest
 import torch
@@ -37,3 +38,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def quiet_user_warnings():
+    """Ignore UserWarnings (torch's step-order warning, the epoch deprecation) in a test; a module
+    that drives schedulers by hand takes it for every test with ``pytest.mark.usefixtures``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield

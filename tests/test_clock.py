@@ -12,13 +12,13 @@ from __future__ import annotations
 import copy
 import pickle
 import random
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 
+from _compare import f32
 from _cuda import NoSyncs, capture
 
 from fusedsched import LearningRate, LRShim, compute_lr
@@ -41,15 +41,7 @@ CONFIGS = [WARMUP_DECAY, LearningRate(piecewise_constant={"learning_rate_boundar
                                                           "learning_rate_values": [0.3, 0.2, 0.1]})]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-def f32(x: float) -> float:
-    return float(np.float32(x))
+pytestmark = pytest.mark.usefixtures("quiet_user_warnings")
 
 
 def _shim(device_schedule=True, backend=None, configs=CONFIGS, device="cpu", **kwargs):

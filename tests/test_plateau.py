@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 
 import numpy as np
 import pytest
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from _compare import f32
 from _cuda import NoSyncs, capture
 
 from fusedsched import LearningRate, LRShim, ScheduleChangedWarning, compute_lr, from_torch
@@ -35,15 +35,7 @@ SETTINGS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
-
-
-def f32(x: float) -> float:
-    return float(np.float32(x))
+pytestmark = pytest.mark.usefixtures("quiet_user_warnings")
 
 
 def metric_walk(seed: int, n: int, nan_every: int = 0) -> list[float]:
