@@ -62,7 +62,7 @@ def build(groups: int, layout: str | None, share: bool, device: torch.device) ->
 
 def op_only(shim: LRShim):
     """The native op over ``shim``'s table and buffer, nothing else (a fresh counter)."""
-    engine, launch = shim._engine, launcher("native")
+    engine, launch = shim._engine, launcher("native", eager=True)
     counter, table, values = engine.counter.clone(), engine.table, engine.values.clone()
     return lambda: launch(counter, table, values, 1)
 

@@ -13,30 +13,12 @@
 // [NUM_PLATEAU_COLUMNS, groups], mutated) holds the PLATEAU segments' values; on a step that advances
 // (increment 1, not skipped) `metric` (a one-element float32 or float64 tensor, read as float64)
 // first updates the column of every group whose active segment is a PLATEAU (schedule_math.h's
-// plateau_update). It is an overload, not optional arguments of the default one, so that the plain
-// step's call stays as cheap as it was (optional arguments cost the Python binding about 0.3 us per
-// call even when absent).
-#include <Python.h>
-
+// plateau_update). Eager Python calls both through fusedsched._C.launch (eager.cpp, which also
+// defines the module).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include "schedule_math.h"
-
-extern "C" {
-// `import fusedsched._C` loads this library, which runs the static registrations below; the
-// module itself is empty (the pytorch/extension-cpp pattern).
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {
-      PyModuleDef_HEAD_INIT,
-      "_C",  // name
-      "fusedsched native op: registers torch.ops.fusedsched.advance_native_",  // doc
-      -1,  // size of per-interpreter state
-      nullptr,  // methods
-  };
-  return PyModule_Create(&module_def);
-}
-}
 
 namespace fusedsched {
 

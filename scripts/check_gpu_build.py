@@ -136,17 +136,28 @@ def check_native_build(cuda_python: Path, cuda_home: Path, archs: list[int], out
     return f"{', '.join(cu)} + C++ for {', '.join(f'sm_{a}' for a in archs)} -> {built[0].relative_to(ROOT)}", built[0]
 
 
+# Loads the library as torch does, then imports it as the module fusedsched._C and calls its eager
+# entry point launch (the CPU kernel, which the CUDA build has too) with an amount of 3 over a
+# one-group constant table: the counter must go from 9 to 12 (argv: library, NUM_COLUMNS, ops).
 LOAD_PROBE = """
-import sys, torch
+import importlib.util, sys, torch
 torch.ops.load_library(sys.argv[1])
-keys = [[k for k in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(op, k)] for op in sys.argv[2:]]
+keys = [[k for k in ("CPU", "CUDA") if torch._C._dispatch_has_kernel_for_dispatch_key(op, k)] for op in sys.argv[3:]]
+spec = importlib.util.spec_from_file_location("fusedsched._C", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+step, lrs = torch.tensor(9), torch.zeros(1)
+module.launch(step, torch.zeros(1, int(sys.argv[2]), 1, dtype=torch.float64), lrs, 1, torch.tensor(3))
+assert int(step) == 12, f"fusedsched._C.launch moved the counter from 9 to {int(step)}, not 12"
 print(";".join(",".join(k) or "-" for k in keys))
 print(torch.ops.fusedsched.advance_native_.default._schema)
 """
 
 
 def check_native_load(cuda_python: Path, library: Path):
-    proc = _run([str(cuda_python), "-c", LOAD_PROBE, str(library), *OP_NAMES],
+    from fusedsched.program import NUM_COLUMNS
+
+    proc = _run([str(cuda_python), "-c", LOAD_PROBE, str(library), str(NUM_COLUMNS), *OP_NAMES],
                 env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     if proc.returncode != 0:
         raise CheckFailed(f"{library.name} does not load in {cuda_python}:\n{_tail(proc.stderr)}")
@@ -155,8 +166,8 @@ def check_native_load(cuda_python: Path, library: Path):
         if "CUDA" not in op_keys.split(","):
             raise CheckFailed(f"{library.name} loads but registers no CUDA kernel for {op} (kernels: {op_keys})")
     kernels = keys.split(";")[0].replace(",", " and ")
-    return (f"{' and '.join(OP_NAMES)} have {kernels} kernels in the CUDA build of torch, no GPU used: "
-            f"{schema}"), None
+    return (f"{' and '.join(OP_NAMES)} have {kernels} kernels in the CUDA build of torch, and "
+            f"fusedsched._C.launch runs its CPU kernel there, no GPU used: {schema}"), None
 
 
 def check_native_sass(cuda_home: Path, library: Path, archs: list[int]):

@@ -381,6 +381,24 @@ def test_bad_amounts_raise_before_anything_changes(device_schedule, kwargs, erro
     assert _snapshot(shim) == before
 
 
+@pytest.mark.skipif("native" not in CPU_BACKENDS, reason="needs the native CPU op")
+def test_an_amount_tensor_is_checked_once_and_its_later_changes_refused_by_the_op():
+    shim = _shim(backend="native")
+    amount = torch.tensor(2)
+    shim.step(amount=amount)
+    shim.step(amount=amount)  # the same tensor: not checked again; its value is read each step
+    amount.fill_(-1)
+    with pytest.raises(ValueError, match="amount must be >= 0, got -1"):
+        shim.step(amount=amount)
+    before = _snapshot(shim)
+    amount.data = torch.tensor(2, dtype=torch.int32)  # the same tensor, another dtype
+    with pytest.raises(RuntimeError, match="advance_native_: amount must be a one-element int64 tensor"):
+        shim.step(amount=amount)
+    assert _snapshot(shim) == before == (4, 3, before[2], 4)
+    shim.step(amount=torch.tensor(3))  # another tensor: checked
+    assert shim.last_epoch == 7
+
+
 def test_amount_on_another_device_is_refused_in_device_mode():
     shim = _shim()
     with pytest.raises(ValueError, match="amount must be on the counter's device cpu, got meta"):

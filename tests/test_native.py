@@ -368,12 +368,111 @@ def test_torch_compile_fullgraph():
         (lambda a: {**a, "increment": -1}, "increment"),
     ],
 )
-def test_bad_inputs_name_the_argument(change, argument):
+@pytest.mark.parametrize("entry", ["op", "eager launch"])
+def test_bad_inputs_name_the_argument(change, argument, entry):
     step, table, lrs = _sample_args(3)
     args = change({"step": step, "table": table, "lrs": lrs, "increment": 1})
+    call = torch.ops.fusedsched.advance_native_.default if entry == "op" else _native.launch
     with pytest.raises(RuntimeError, match=rf"advance_native_.*\b{argument}\b"):
-        torch.ops.fusedsched.advance_native_.default(args["step"], args["table"], args["lrs"], args["increment"])
+        call(args["step"], args["table"], args["lrs"], args["increment"])
     assert int(step) == 9, "a rejected call must not advance the counter"
+
+
+# --- fusedsched._C.launch: the op from eager Python, without torch.ops' Python layer ----------------
+
+
+@needs_native
+@pytest.mark.parametrize("num_groups", [1, 3, 1025])
+def test_eager_launch_writes_what_the_op_writes(num_groups):
+    step, table, lrs = _sample_args(num_groups)
+    twin_step, twin_lrs = step.clone(), lrs.clone()
+    amount, skip = torch.tensor(7), torch.zeros(())
+    calls = [(1,), (0,), (1, amount), (1, None, skip), (1, amount, skip), (0, amount)]
+    for extra in calls * 3:
+        skip.fill_(float(step.item() % 2))  # skipped every other call
+        _native.launch(step, table, lrs, *extra)
+        increment, optional = extra[0], (list(extra[1:]) + [None] * 4)[:4]
+        if any(t is not None for t in optional):
+            torch.ops.fusedsched.advance_native_.clock(twin_step, table, twin_lrs, increment, *optional)
+        else:
+            torch.ops.fusedsched.advance_native_.default(twin_step, table, twin_lrs, increment)
+        assert int(step) == int(twin_step), extra
+        assert torch.equal(lrs, twin_lrs), extra
+    assert int(step) > 9
+
+
+@needs_native
+def test_eager_launch_dispatches_like_the_op():
+    """Through the C++ dispatcher: dispatch modes see the op (its overload chosen by the arguments)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    step, table, lrs = _sample_args(3)
+    amount = torch.tensor(2)
+    with Record() as record:
+        _native.launch(step, table, lrs, 1)
+        _native.launch(step, table, lrs, 1, amount)
+        _native.launch(step, table, lrs, 1, None, None, None, None)
+    assert record.seen == ["fusedsched.advance_native_.default", "fusedsched.advance_native_.clock",
+                           "fusedsched.advance_native_.default"]
+    assert int(step) == 9 + 1 + 2 + 1
+
+
+@needs_native
+def test_traceable_launch_is_one_graph_under_torch_compile():
+    """What compiled code calls in place of fusedsched._C.launch (which dynamo cannot trace)."""
+    step, table, lrs = _sample_args(3)
+    amount = torch.tensor(3)
+    counts = torch._dynamo.utils.counters
+    torch._dynamo.reset()
+    counts.clear()
+
+    @torch.compile(fullgraph=True)
+    def compiled(step, table, lrs, amount):
+        _native.traceable_launch(step, table, lrs, 1)
+        _native.traceable_launch(step, table, lrs, 1, amount)
+
+    for n in range(1, 4):
+        amount.fill_(n)
+        compiled(step, table, lrs, amount)
+    assert int(step) == 9 + (1 + 1) + (1 + 2) + (1 + 3)
+    assert_precision_goal(lrs[None], evaluate_table(table, step)[None], [int(step)], "compiled traceable launch")
+    assert counts["stats"]["unique_graphs"] == 1
+
+
+_ = object()  # test_eager_launch_refuses_what_is_not_its_arguments: keep the sample's argument
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "takes 4 to 8 positional arguments"),
+        ((1, 2, 3, 4, 5, 6, 7, 8, 9), "takes 4 to 8 positional arguments"),
+        (("step", _, _, 1), "step must be a tensor, got str"),
+        ((_, None, _, 1), "table must be a tensor, got NoneType"),
+        ((_, _, _, 1.0), "increment must be an int, got float"),
+        ((_, _, _, 1, 3), "amount must be a tensor, got int"),
+        ((_, _, _, 1, None, 0.0), "skip must be a tensor, got float"),
+        ((_, _, _, 1, None, None, [], None), "plateau must be a tensor, got list"),
+        ((_, _, _, 1, None, None, None, 1.0), "metric must be a tensor, got float"),
+    ],
+)
+def test_eager_launch_refuses_what_is_not_its_arguments(args, message):
+    """``_``: the sample's step, table or lrs in that place."""
+    step, table, lrs = _sample_args(3)
+    given = [(step, table, lrs)[i] if a is _ else a for i, a in enumerate(args)]
+    with pytest.raises(TypeError, match=message):
+        _native.launch(*given)
+    assert int(step) == 9
 
 
 @needs_native

@@ -306,7 +306,7 @@ def test_the_clock_launcher_takes_the_plateau_and_the_metric(backend):
     table = ScheduleTable.from_programs([[Segment(0, Shape.PLATEAU, 0.1)]]).table
     settings = Plateau(initial=0.1, factor=0.5, patience=0)
     state, step, lrs = plateau_tensor([settings]), torch.tensor(-1), torch.zeros(1)
-    launch = launcher(backend, clock=True)
+    launch = launcher(backend)
     column = settings.fresh()
     for m in (3.0, 2.0, 2.0, 4.0, 1.0, 1.0):
         launch(step, table, lrs, 1, None, None, state, torch.tensor(m))
@@ -412,7 +412,7 @@ def test_compiled_step_with_a_metric_does_not_recompile(backend):
     table = _table()
     settings = Plateau(initial=0.1, factor=0.5, patience=0)
     state, step, lrs, metric = plateau_tensor([settings, None]), torch.tensor(-1), torch.zeros(2), torch.zeros(())
-    launch = launcher(backend, clock=True)
+    launch = launcher(backend)
     compiler = CompileCounterWithBackend("aot_eager")
 
     @torch.compile(fullgraph=True, backend=compiler)
@@ -460,7 +460,7 @@ def test_captured_graph_updates_the_plateau_on_every_replay(backend):
     step = torch.tensor(-1, device="cuda")
     lrs = torch.zeros(len(programs), device="cuda")
     metric = torch.zeros((), dtype=torch.float64, device="cuda")
-    launch = launcher(backend, clock=True)
+    launch = launcher(backend)
     warm_state = state.clone()
 
     def run():

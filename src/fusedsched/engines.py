@@ -45,7 +45,15 @@ import torch
 from .binding import GroupBinding
 from .fields import MAX_STEP
 from .kinds import LearningRate, PlateauRow, build_table, compile_plateau, with_plateau_value
-from .ops import check_advance_args, check_amount_tensor, host_evaluator, launcher, resolve_backend, unavailable_reason
+from .ops import (
+    METRIC_DTYPES,
+    check_advance_args,
+    check_amount_tensor,
+    host_evaluator,
+    launcher,
+    resolve_backend,
+    unavailable_reason,
+)
 from .plateau import STATE_COLUMNS, PlateauColumn, plateau_tensor, plateau_update
 from .program import Column
 from .schedules import prepare_lr
@@ -114,8 +122,9 @@ class Engine(Protocol):
         compiled graph); sets ``ahead``."""
 
     def amount_value(self, amount: torch.Tensor) -> int | None:
-        """An amount tensor's value where reading it costs no sync (host mode reads it anyway), else
-        None; ``ValueError`` naming ``amount`` for a wrong dtype, shape or (device) device."""
+        """An amount tensor's value, checked (>= 0, and :meth:`check_amount`), where reading it costs
+        no sync (host mode reads it anyway), else None; ``ValueError`` naming ``amount`` for a wrong
+        dtype, shape or (device) device."""
 
     def check_amount(self, amount: int) -> None:
         """Raise ``OverflowError`` naming ``amount`` if advancing by it passes this engine's last exact step."""
@@ -293,13 +302,16 @@ class HostEngine:
     def advance_unseen(self, amount: Any = None, metric: Any = None) -> None:  # pragma: no cover - compilable is False
         raise NotImplementedError("host mode evaluates on the host: it has no in-graph step")
 
-    @staticmethod
-    def amount_value(amount: torch.Tensor) -> int:
+    def amount_value(self, amount: torch.Tensor) -> int:
         if amount.dtype != torch.int64 or amount.numel() != 1:
             raise ValueError(
                 f"amount must be a one-element int64 tensor, got {amount.dtype} of shape {tuple(amount.shape)}"
             )
-        return int(amount.item())  # host mode reads it: a sync on an accelerator
+        value = int(amount.item())  # host mode reads it: a sync on an accelerator
+        if value < 0:
+            raise ValueError(f"amount must be >= 0, got {value}")
+        self.check_amount(value)
+        return value
 
     def check_amount(self, amount: int) -> None:
         if self.step + amount > MAX_INT64:
@@ -429,6 +441,7 @@ class DeviceEngine:
             self.plateau = plateau_tensor([self.plateaus[i].settings if i in self.plateaus else None
                                            for i in range(len(configs))], device)
         self._metric: torch.Tensor | None = None  # holds a metric that is not already a device tensor
+        self._reads_amount = device.type == "cpu"  # an amount tensor on the CPU is read without a sync
         check_advance_args(self.counter, self.table, self.values, 1, plateau=self.plateau)
         self._make_launchers()
         self._binding = binding
@@ -437,6 +450,7 @@ class DeviceEngine:
         self.stale = False  # the host counted its steps but not how far they moved (amount, skip)
         self.skip: SkipSignal | None = None
         self._amount: torch.Tensor | None = None  # holds a Python int amount other than 0 and 1
+        self._checked_amount: torch.Tensor | None = None  # the amount tensor last checked (see amount_value)
         self._recent: RecentRates | None = None  # set by the first recent_rates()
         # Every check passed: from here on the optimizer's groups change.
         if last_epoch == -1:  # as torch records it, before binding points the groups at the buffer
@@ -459,21 +473,20 @@ class DeviceEngine:
             )
 
     def _make_launchers(self) -> None:
-        """``_launch(step, table, values, increment)`` and ``_launch_clock(..., amount, skip, metric=None)``:
-        the op on this backend, the plateau state passed to every launch when there is one."""
-        plain, clock = launcher(self.backend), launcher(self.backend, clock=True)
+        """``_launch_clock(step, table, values, increment, amount, skip, plateau, metric)``: the op on
+        this backend (callers pass ``self.plateau``); ``_launch(step, table, values, increment)``: the
+        same with the plateau state when there is one."""
+        clock = self._launch_clock = launcher(self.backend, eager=True)
+        self._traced_launch = launcher(self.backend)  # what advance_unseen calls, inside compiled code
         if self.plateau is None:
-            self._launch, self._launch_clock = plain, clock
+            self._launch = clock
             return
         plateau = self.plateau
 
         def launch(step, table, values, increment):
             clock(step, table, values, increment, None, None, plateau, None)
 
-        def launch_clock(step, table, values, increment, amount, skip, metric=None):
-            clock(step, table, values, increment, amount, skip, plateau, metric)
-
-        self._launch, self._launch_clock = launch, launch_clock
+        self._launch = launch
 
     def check_groups(self) -> None:
         self._binding.check()
@@ -481,10 +494,11 @@ class DeviceEngine:
     def metric_arg(self, metrics: Any) -> torch.Tensor:
         """A float32 or float64 tensor on the counter's device is passed as it is (in a CUDA graph: the
         captured one); anything else is written into a float64 buffer this engine owns (no sync)."""
+        if type(metrics) is torch.Tensor and metrics.dtype in METRIC_DTYPES and metrics.numel() == 1:
+            if metrics.device == self.counter.device:  # the common case, checked first: the loss, as it is
+                return metrics
         metrics = _metric_number(metrics)
         device = self.counter.device
-        if isinstance(metrics, torch.Tensor) and metrics.device == device and metrics.dtype in (torch.float32, torch.float64):
-            return metrics
         if self._metric is None:
             self._metric = torch.zeros((), dtype=torch.float64, device=device)
         if isinstance(metrics, torch.Tensor):
@@ -531,13 +545,11 @@ class DeviceEngine:
     def advance_by(self, amount: int | torch.Tensor, metric: torch.Tensor | None = None) -> None:
         increment, tensor = self._amount_args(amount, metric)
         skip = self.skip.flag() if self.skip is not None else None
-        if metric is not None:
-            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, metric)
-        elif tensor is None and skip is None:
+        if tensor is None and skip is None and metric is None:
             self._launch(self.counter, self.table, self.values, increment)
         else:
-            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
-        if skip is None and not isinstance(amount, torch.Tensor):
+            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, self.plateau, metric)
+        if skip is None and tensor is not amount:  # an int amount: the host knows how far
             self.step += amount
         else:
             self.stale = True  # how far the counter moved is on the device: read it when asked
@@ -545,22 +557,31 @@ class DeviceEngine:
             self._recent.record(self.step)
 
     def advance_unseen(self, amount: int | torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
-        if amount is None and self.skip is None and metric is None:
-            self._launch(self.counter, self.table, self.values, 1)
-        else:
+        increment, tensor, skip = 1, None, None
+        if amount is not None or self.skip is not None or metric is not None:
             increment, tensor = self._amount_args(1 if amount is None else amount, metric)
             skip = self.skip.flag() if self.skip is not None else None
-            if metric is None:
-                self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip)
-            else:
-                self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, metric)
+        self._traced_launch(self.counter, self.table, self.values, increment, tensor, skip, self.plateau, metric)
         self.ahead = True
 
     def amount_value(self, amount: torch.Tensor) -> int | None:
-        check_amount_tensor(amount, self.counter.device)
-        if amount.device.type != "cpu" or torch.compiler.is_compiling():
-            return None  # reading it would sync (or break the graph): the op takes it unchecked
-        return int(amount.item())
+        # The same tensor step after step (a captured graph's static amount) is checked once (the
+        # check costs about as much as the native launch); one whose dtype, shape or device changed
+        # in place since (``.data =``, ``resize_``) is still refused by the native op before it
+        # writes; the Triton and reference ops read it as it is.
+        if torch.compiler.is_compiling():
+            check_amount_tensor(amount, self.counter.device)  # once, when traced
+            return None  # reading it would break the graph: the op takes it unchecked
+        if amount is not self._checked_amount:
+            check_amount_tensor(amount, self.counter.device)
+            self._checked_amount = amount
+        if not self._reads_amount:
+            return None  # reading it would sync: the op takes it unchecked
+        value = amount.item()
+        if value < 0:
+            raise ValueError(f"amount must be >= 0, got {value}")
+        self.check_amount(value)
+        return value
 
     def check_amount(self, amount: int) -> None:
         # Only where the host knows the step; a stale one is a lower bound of the counter.
@@ -578,6 +599,7 @@ class DeviceEngine:
         """The plain :meth:`advance` unless a skip signal or recent-rate copies need more: a
         ``found_inf`` tensor alone, one launch with it (:meth:`_advance_on_flag`); else :meth:`advance_by`."""
         if self._recent is None and self.skip is not None and self.skip.constant_flag() is not None:
+            self._flag = self.skip.constant_flag()
             self.advance = self._advance_on_flag  # type: ignore[method-assign]
         elif self.skip is not None or self._recent is not None:
             self.advance = self._advance_one  # type: ignore[method-assign]
@@ -585,7 +607,7 @@ class DeviceEngine:
             self.__dict__.pop("advance", None)
 
     def _advance_on_flag(self) -> None:
-        self._launch_clock(self.counter, self.table, self.values, 1, None, self.skip.constant_flag())
+        self._launch_clock(self.counter, self.table, self.values, 1, None, self._flag, self.plateau)
         self.stale = True  # how far the counter moved is on the device
 
     def jump(self, step: int) -> None:
@@ -652,9 +674,11 @@ class DeviceEngine:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["_launch"], state["_launch_clock"]  # rebuilt for this process
+        del state["_launch"], state["_launch_clock"], state["_traced_launch"]  # rebuilt for this process
         state.pop("advance", None)  # the copy starts without recent-rate copies (events do not pickle)
         state["_recent"] = None
+        state["_checked_amount"] = None
+        state.pop("_flag", None)
         state["skip"] = None  # the signal is the training loop's, not the schedule's: skip_steps_on again
         return state
 
@@ -667,6 +691,8 @@ class DeviceEngine:
         self.__dict__.setdefault("plateau", None)
         self.__dict__.setdefault("plateaus", {})
         self.__dict__.setdefault("_metric", None)
+        self.__dict__.setdefault("_checked_amount", None)
+        self._reads_amount = self.counter.device.type == "cpu"  # a load may have moved the counter
         self._make_launchers()
         self._binding.drop_stale_step_wrappers()
         self._binding.bind(self.values)

@@ -329,7 +329,7 @@ class LRShim(LRScheduler):
                 )
             if epoch is not None:
                 raise TypeError(f"step() takes metrics or epoch, not both; got epoch={epoch!r}")
-            self._step_by(1 if amount is None else amount, engine.metric_arg(metrics))
+            self._step_by(amount, engine.metric_arg(metrics))
             return
         if amount is not None:
             if epoch is not None:
@@ -358,12 +358,15 @@ class LRShim(LRScheduler):
         warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self._update_lr(epoch)
 
-    def _step_by(self, amount: int | torch.Tensor, metric: Any = None) -> None:
+    def _step_by(self, amount: int | torch.Tensor | None, metric: Any = None) -> None:
         """``step(amount=...)`` (and ``metrics``): check ``amount`` before anything changes, then advance by it."""
         engine = self._engine
-        value = engine.amount_value(amount) if isinstance(amount, torch.Tensor) else amount
-        if value is not None:
-            value = check_step(value, "amount")
+        if amount is None:  # a metric's step: one step, as step() takes it
+            amount = value = 1
+        elif isinstance(amount, torch.Tensor):
+            value = engine.amount_value(amount)  # checked; None where reading it would sync
+        else:
+            value = check_step(amount, "amount")
             engine.check_amount(value)
         if engine.compilable and torch.compiler.is_compiling():
             engine.advance_unseen(amount, metric)
@@ -371,8 +374,8 @@ class LRShim(LRScheduler):
         engine.check_groups()
         if self._steps == 1 and not engine.ahead:
             _warn_if_optimizer_step_skipped(self.optimizer)
-        self._steps += 1
         engine.advance_by(amount if engine.on_device else value, metric)
+        self._steps += 1  # after the op, which refuses a bad tensor before it writes anything
 
     def _update_lr(self, epoch: int | None = None) -> None:
         """Go to the next step (``epoch`` None) or to ``epoch``, and set every group's rate there."""

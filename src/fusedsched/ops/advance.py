@@ -169,15 +169,17 @@ def advance_(
     return name
 
 
-def launcher(backend: str, clock: bool = False) -> Launch:
-    """``launch(step, table, lrs, increment)`` for the concrete ``backend`` (``clock``: ``launch(step,
-    table, lrs, increment, amount, skip, plateau, metric)``, positional, each optional: the amount,
-    the skip flag, the plateau state and the metric), unchecked (check once with
-    :func:`check_advance_args`): the C++ op itself for ``native`` (the cheapest call); for
-    ``reference``, its numpy evaluation directly on CPU in eager mode (the op's dispatch alone costs
-    about 20 us), else the op; for ``triton``, the op ``advance_``. Both trace under ``torch.compile`` and replay in CUDA graphs."""
-    if backend == "native":  # the clock's own overload keeps the plain call as cheap as it was
-        return _native.clock_overload() if clock else _native.overload()
+def launcher(backend: str, eager: bool = False) -> Launch:
+    """``launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None)``
+    (positional: the amount, the skip flag, the plateau state and the metric optional) for the
+    concrete ``backend``, unchecked (check once with :func:`check_advance_args`): for ``native``,
+    the op's overloads through ``torch.ops`` (``eager``: ``fusedsched._C.launch``, the same through
+    the C++ dispatcher without torch.ops' Python layer, the cheapest call, for code that
+    ``torch.compile`` does not trace); for ``reference``, its numpy evaluation directly on CPU in
+    eager mode (the op's dispatch alone costs about 20 us), else the op; for ``triton``, the op
+    ``advance_``. All replay in CUDA graphs; all but native's ``eager`` one trace under ``torch.compile``."""
+    if backend == "native":  # one function for both overloads: absent optional arguments cost nothing there
+        return _native.launch if eager else _native.traceable_launch
     if backend == "reference":
         return _reference.eager_launcher()  # numpy directly on CPU in eager mode, else the op
 
