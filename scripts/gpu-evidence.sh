@@ -11,7 +11,8 @@
 # 3. Runs, most important first, each stage under what is left of the time budget (default 420 s,
 #    so the whole run ends inside 8 minutes): pytest -m cuda tests; the precision sweep
 #    (scripts/gpu_precision_sweep.py); python -m fusedsched bench; GraphSafeAdamW against torch's
-#    fused AdamW (benchmarks/graphsafe_adamw.py, its table in run.log); the demo on CUDA; pytest benchmarks/.
+#    fused AdamW (benchmarks/graphsafe_adamw.py, its table in run.log); the clock's paths
+#    (benchmarks/clock_paths.py, its table in run.log); the demo on CUDA; pytest benchmarks/.
 # 4. Writes summary.md (scripts/gpu_evidence_report.py) and prints its headline.
 #
 # Output, under $OUT (the device tool's folder, which brings back at most 8 files) or --out
@@ -160,6 +161,7 @@ stage cuda-tests 200 "$PYTHON" -m pytest -m cuda tests -q -rA -p no:cacheprovide
 stage precision 120 "$PYTHON" scripts/gpu_precision_sweep.py --device cuda --json "$OUT_DIR/precision.json"
 stage bench 150 "$PYTHON" -m fusedsched bench --device cuda --json "$OUT_DIR/bench.json"
 stage optimizers 60 "$PYTHON" benchmarks/graphsafe_adamw.py --device cuda --rounds 5
+stage clock 45 "$PYTHON" benchmarks/clock_paths.py --device cuda --rounds 5 --calls 2000
 stage demo 90 "$PYTHON" -m fusedsched demo --device cuda --quiet -o "$OUT_DIR/demo.png"
 stage benchmarks 150 "$PYTHON" -m pytest benchmarks/ -q -p no:cacheprovider --benchmark-json="$OUT_DIR/benchmarks.json" \
     --benchmark-columns=median,iqr,min,max,rounds,iterations --benchmark-sort=name
