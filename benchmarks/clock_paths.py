@@ -71,12 +71,17 @@ def step_candidates(groups: int, backend: str) -> dict:
     skip = _shim(groups, backend, COSINE, skip_steps_on=found_inf)
     by_amount = _shim(groups, backend, COSINE)
     plateau = _shim(groups, backend, PLATEAU)
-    return {
+    runs = {
         "step()": plain.step,
         "step(), skip_steps_on=found_inf": skip.step,
         "step(amount=int64 tensor)": lambda: by_amount.step(amount=amount),
         "step(loss), a plateau after a warm-up": lambda: plateau.step(loss),
     }
+    if backend == "native":  # the plain step before fusedsched._C.launch: the same Python, the op through torch.ops
+        before = _shim(groups, backend, COSINE)
+        before._engine._launch = torch.ops.fusedsched.advance_native_.default
+        runs["step(), the op through torch.ops (before)"] = before.step
+    return runs
 
 
 def measure(calls: int, rounds: int, backend: str, groups: list[int]) -> list[dict]:
