@@ -65,9 +65,11 @@ MAX_INT64 = 2**63 - 1
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "DeviceEngine", "Engine", "HostEngine", "HostPlateau", "HostRates", "RecentRates"]
 
 #: From this many groups on, host mode evaluates every group with one call of the native CPU op
-#: (float64) instead of one prepared formula per group. Measured on the development CPU: the two
-#: cost the same at about 8 groups (1.3 us); at 1,000 groups the op takes 20 us, the formulas 190 us.
-HOST_NATIVE_MIN_GROUPS = 8
+#: (float64) instead of one prepared formula per group. Measured on the development CPU with the op
+#: called through ``fusedsched._C.launch`` (a warm-up to cosine, benchmarks/RESULTS.md): the two cost
+#: the same at 2 groups (0.5 us); at 3, 0.53 us against 0.71 us; at 1,000 the op takes 20 us, the
+#: formulas 190 us. (Through ``torch.ops`` the op's call alone cost 1.3 us: the threshold was 8.)
+HOST_NATIVE_MIN_GROUPS = 3
 
 
 def _table(configs: list[LearningRate], device: torch.device | str) -> torch.Tensor:
