@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler as tls
 
-from .conversion import float32_ulps, learning_rate
+from .conversion import float32_ulps, group_names, learning_rate
 from .graphsafe import GraphSafeOptimizer
 from .kinds import LearningRate
 from .scheduler import LRShim
@@ -640,13 +640,6 @@ def _cycled_momentum(scheduler: Any) -> tuple[str, list[LearningRate]] | None:
     return key, [learning_rate(c, f"from_torch: {name} momentum (param group {g})") for g, c in zip(groups, configs)]
 
 
-def _group_names(optimizer: Any, count: int) -> list[str]:
-    names = [group.get("name") for group in optimizer.param_groups]
-    if all(n is not None for n in names) and len({str(n) for n in names}) == count:
-        return [str(n) for n in names]
-    return [f"group{i}" for i in range(count)]
-
-
 def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.device | str | None = None) -> LRShim:
     """``scheduler``'s learning rates, evaluated on the device: an ``LRShim`` in device mode.
 
@@ -684,7 +677,7 @@ def from_torch(scheduler: Any, *, backend: str | None = None, device: torch.devi
     optimizer = scheduler.optimizer
     step = _current_step(scheduler)
     _check_current_rates(scheduler, configs, step)
-    names = list(scheduler.lr_dict) if isinstance(scheduler, LRShim) else _group_names(optimizer, len(configs))
+    names = list(scheduler.lr_dict) if isinstance(scheduler, LRShim) else group_names(optimizer.param_groups)
     hyperparameters = None
     if isinstance(scheduler, LRShim):
         hyperparameters = scheduler.hyperparameters

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .fields import MAX_STEP
-from .conversion import float32_ulps, learning_rate
+from .conversion import float32_ulps, group_names, learning_rate
 from .kinds import LearningRate
 from .scheduler import LRShim
 from .schedules import compute_lr
@@ -87,13 +87,6 @@ def _int(value: Any, what: str) -> int:
     return int(value)
 
 
-def _group_names(groups: Sequence[Mapping[str, Any]]) -> list[str]:
-    names = [group.get("name") for group in groups]
-    if all(n is not None for n in names) and len({str(n) for n in names}) == len(names):
-        return [str(n) for n in names]
-    return [f"group{i}" for i in range(len(names))]
-
-
 class _JumpingShim(LRShim):
     """An ``LRShim`` that can also go straight to a step (the stacks' own ``step`` arguments)."""
 
@@ -113,7 +106,7 @@ class _JumpingShim(LRShim):
         ``hyperparameters`` / ``multipliers``: per group, in group order (empty dicts for none)."""
         if not 0 <= step <= MAX_STEP:  # before the groups are bound
             raise ValueError(f"{cls.__name__}: the source scheduler is at step {step}, outside [0, 2**53 - 2]")
-        names = _group_names(optimizer.param_groups)
+        names = group_names(optimizer.param_groups)
         by_name = (lambda per_group: {n: v for n, v in zip(names, per_group) if v} if per_group else None)
         shim = cls.__new__(cls)
         shim.__dict__.update(attributes)
