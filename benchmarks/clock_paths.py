@@ -40,7 +40,8 @@ DEVICE = torch.device("cpu")  # main() sets it from --device
 
 def _shim(groups: int, backend: str, config: dict, **kwargs) -> fusedsched.LRShim:
     params = [torch.nn.Parameter(torch.zeros(1, device=DEVICE)) for _ in range(groups)]
-    optimizer = torch.optim.SGD([{"params": [p], "name": f"g{i}"} for i, p in enumerate(params)], lr=torch.tensor(0.0))
+    param_groups = [{"params": [p], "name": f"g{i}"} for i, p in enumerate(params)]
+    optimizer = torch.optim.SGD(param_groups, lr=torch.tensor(0.0, device=DEVICE))
     return fusedsched.LRShim(optimizer, {f"g{i}": config for i in range(groups)}, backend=backend, **kwargs)
 
 
