@@ -70,11 +70,15 @@ def step_candidates(groups: int, backend: str) -> dict:
     amount, loss = torch.ones((), dtype=torch.int64, device=DEVICE), torch.full((), 0.5, device=DEVICE)
     plain = _shim(groups, backend, COSINE)
     skip = _shim(groups, backend, COSINE, skip_steps_on=found_inf)
+    scaler = torch.amp.GradScaler(DEVICE.type)
+    scaler.scale(torch.ones((), device=DEVICE))  # its scale tensor exists from the first scale()
+    scaled = _shim(groups, backend, COSINE, skip_steps_on=scaler)
     by_amount = _shim(groups, backend, COSINE)
     plateau = _shim(groups, backend, PLATEAU)
     runs = {
         "step()": plain.step,
         "step(), skip_steps_on=found_inf": skip.step,
+        "step(), skip_steps_on=GradScaler": scaled.step,
         "step(amount=int64 tensor)": lambda: by_amount.step(amount=amount),
         "step(loss), a plateau after a warm-up": lambda: plateau.step(loss),
     }
