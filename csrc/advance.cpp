@@ -13,8 +13,10 @@
 // [NUM_PLATEAU_COLUMNS, groups], mutated) holds the PLATEAU segments' values; on a step that advances
 // (increment 1, not skipped) `metric` (a one-element float32 or float64 tensor, read as float64)
 // first updates the column of every group whose active segment is a PLATEAU (schedule_math.h's
-// plateau_update). Eager Python calls both through fusedsched._C.launch (eager.cpp, which also
-// defines the module).
+// plateau_update). With `previous_scale` (a one-element float32 tensor, mutated), `skip` is a
+// GradScaler's scale rather than a flag: the step is skipped iff skip < previous_scale (update()
+// lowered the scale since the previous step), and previous_scale then holds skip. Eager Python calls
+// both overloads through fusedsched._C.launch (eager.cpp, which also defines the module).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -31,7 +33,8 @@ void check_advance_args(
     const std::optional<at::Tensor>& amount,
     const std::optional<at::Tensor>& skip,
     const std::optional<at::Tensor>& plateau,
-    const std::optional<at::Tensor>& metric) {
+    const std::optional<at::Tensor>& metric,
+    const std::optional<at::Tensor>& previous_scale) {
   TORCH_CHECK(
       step.scalar_type() == at::kLong && step.numel() == 1,
       "advance_native_: step must be a one-element int64 tensor, got ", step.scalar_type(), " of shape ",
@@ -90,6 +93,18 @@ void check_advance_args(
         metric->device() == step.device(), "advance_native_: metric must be on the counter's device ", step.device(),
         ", got ", metric->device());
   }
+  if (previous_scale.has_value()) {
+    TORCH_CHECK(
+        previous_scale->scalar_type() == at::kFloat && previous_scale->numel() == 1,
+        "advance_native_: previous_scale must be a one-element float32 tensor, got ", previous_scale->scalar_type(),
+        " of shape ", previous_scale->sizes());
+    TORCH_CHECK(
+        previous_scale->device() == step.device(), "advance_native_: previous_scale must be on the counter's device ",
+        step.device(), ", got ", previous_scale->device());
+    TORCH_CHECK(
+        skip.has_value() && skip->scalar_type() == at::kFloat,
+        "advance_native_: previous_scale needs skip, a float32 scale to compare it with");
+  }
 }
 
 namespace {
@@ -111,8 +126,9 @@ void advance_cpu_clock(
     const std::optional<at::Tensor>& amount,
     const std::optional<at::Tensor>& skip,
     const std::optional<at::Tensor>& plateau,
-    const std::optional<at::Tensor>& metric) {
-  check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric);
+    const std::optional<at::Tensor>& metric,
+    const std::optional<at::Tensor>& previous_scale) {
+  check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale);
   TORCH_CHECK(step.is_cpu(), "advance_native_ (CPU): step, table and lrs must be CPU tensors, got ", step.device());
   int64_t* step_ptr = step.data_ptr<int64_t>();
   const double* table_ptr = table.const_data_ptr<double>();
@@ -123,11 +139,16 @@ void advance_cpu_clock(
     delta *= *amount->const_data_ptr<int64_t>();
   }
   bool skipped = false;
-  if (skip.has_value()) {
+  if (previous_scale.has_value()) {  // a GradScaler's scale: lowered since the previous step iff skipped
+    const float scale = *skip->const_data_ptr<float>();
+    float* previous = previous_scale->data_ptr<float>();
+    skipped = scale < *previous;
+    *previous = scale;
+  } else if (skip.has_value()) {
     skipped = skip->scalar_type() == at::kBool ? *skip->const_data_ptr<bool>() : *skip->const_data_ptr<float>() != 0.0f;
-    if (skipped) {
-      delta = 0;
-    }
+  }
+  if (skipped) {
+    delta = 0;
   }
   double* plateau_ptr = plateau.has_value() ? plateau->data_ptr<double>() : nullptr;
   double metric_value = 0.0;  // torch's float(metrics)
@@ -148,7 +169,7 @@ void advance_cpu_clock(
 }
 
 void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
-  advance_cpu_clock(step, table, lrs, increment, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+  advance_cpu_clock(step, table, lrs, increment, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
 }
 
 }  // namespace
@@ -157,7 +178,7 @@ TORCH_LIBRARY(fusedsched, m) {
   m.def("advance_native_(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment) -> ()");
   m.def(
       "advance_native_.clock(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment, Tensor? amount, "
-      "Tensor? skip, Tensor(c!)? plateau=None, Tensor? metric=None) -> ()");
+      "Tensor? skip, Tensor(c!)? plateau=None, Tensor? metric=None, Tensor(d!)? previous_scale=None) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(fusedsched, CPU, m) {

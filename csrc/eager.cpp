@@ -3,9 +3,9 @@
 //
 // `import fusedsched._C` loads this library, whose static registrations (advance.cpp,
 // cuda/advance.cu, graphsafe_adam.cpp) define the ops; the module adds
-// launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None), positional,
-// which unpacks its arguments in C and calls advance_native_ (when the last four are None) or
-// advance_native_.clock through the C++ dispatcher: the same kernels, the same
+// launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None,
+// previous_scale=None), positional, which unpacks its arguments in C and calls advance_native_ (when
+// the last five are None) or advance_native_.clock through the C++ dispatcher: the same kernels, the same
 // checks, the same dispatch (device, modes), for about a tenth of torch.ops' per-call cost in
 // Python (which parses the schema's arguments one by one). torch.compile cannot trace it: code it
 // traces calls the op through torch.ops (ops/_native.py's traceable_launch).
@@ -46,11 +46,11 @@ bool unpack_optional(PyObject* obj, const char* name, OptionalTensor& out) {
 
 PyObject* launch(PyObject* /*module*/, PyObject* const* args, Py_ssize_t nargs) {
   HANDLE_TH_ERRORS
-  if (nargs < 4 || nargs > 8) {
+  if (nargs < 4 || nargs > 9) {
     PyErr_Format(
         PyExc_TypeError,
-        "fusedsched._C.launch takes 4 to 8 positional arguments (step, table, lrs, increment, amount=None, "
-        "skip=None, plateau=None, metric=None), got %zd",
+        "fusedsched._C.launch takes 4 to 9 positional arguments (step, table, lrs, increment, amount=None, "
+        "skip=None, plateau=None, metric=None, previous_scale=None), got %zd",
         nargs);
     return nullptr;
   }
@@ -67,36 +67,40 @@ PyObject* launch(PyObject* /*module*/, PyObject* const* args, Py_ssize_t nargs) 
   if (increment == -1 && PyErr_Occurred()) {
     return nullptr;
   }
-  PyObject* optional[4] = {Py_None, Py_None, Py_None, Py_None};
+  PyObject* optional[5] = {Py_None, Py_None, Py_None, Py_None, Py_None};
   for (Py_ssize_t i = 4; i < nargs; ++i) {
     optional[i - 4] = args[i];
   }
-  if (optional[0] == Py_None && optional[1] == Py_None && optional[2] == Py_None && optional[3] == Py_None) {
+  if (optional[0] == Py_None && optional[1] == Py_None && optional[2] == Py_None && optional[3] == Py_None &&
+      optional[4] == Py_None) {
     static auto op = c10::Dispatcher::singleton()
                          .findSchemaOrThrow("fusedsched::advance_native_", "")
                          .typed<void(at::Tensor&, const at::Tensor&, at::Tensor&, int64_t)>();
     op.call(step, table, lrs, increment);
     Py_RETURN_NONE;
   }
-  OptionalTensor amount, skip, plateau, metric;
+  OptionalTensor amount, skip, plateau, metric, previous_scale;
   if (!unpack_optional(optional[0], "amount", amount) || !unpack_optional(optional[1], "skip", skip) ||
-      !unpack_optional(optional[2], "plateau", plateau) || !unpack_optional(optional[3], "metric", metric)) {
+      !unpack_optional(optional[2], "plateau", plateau) || !unpack_optional(optional[3], "metric", metric) ||
+      !unpack_optional(optional[4], "previous_scale", previous_scale)) {
     return nullptr;
   }
   static auto clock = c10::Dispatcher::singleton()
                           .findSchemaOrThrow("fusedsched::advance_native_", "clock")
                           .typed<void(
                               at::Tensor&, const at::Tensor&, at::Tensor&, int64_t, const OptionalTensor&,
-                              const OptionalTensor&, const OptionalTensor&, const OptionalTensor&)>();
-  clock.call(step, table, lrs, increment, amount, skip, plateau, metric);
+                              const OptionalTensor&, const OptionalTensor&, const OptionalTensor&,
+                              const OptionalTensor&)>();
+  clock.call(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale);
   Py_RETURN_NONE;
   END_HANDLE_TH_ERRORS
 }
 
 PyMethodDef methods[] = {
     {"launch", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&launch)), METH_FASTCALL,
-     "launch($module, step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None, /)\n--\n\n"
-     "advance_native_ (or, with any of the last four, advance_native_.clock) from eager Python."},
+     "launch($module, step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None, "
+     "previous_scale=None, /)\n--\n\n"
+     "advance_native_ (or, with any of the last five, advance_native_.clock) from eager Python."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -232,6 +232,10 @@ def record_triton_launches():
         shim.step()
         shim.skip_steps_on(torch.zeros((), dtype=torch.bool))  # a bool one, with an amount
         shim.step(amount=torch.tensor(2))
+        scaler = torch.amp.GradScaler("cpu")
+        scaler.scale(torch.ones(()))  # its scale tensor exists
+        shim.skip_steps_on(scaler)  # a GradScaler: its scale and the previous one (HAS_PREVIOUS_SCALE)
+        shim.step()
         record_plateau_launches(_triton.launch)
     finally:
         for name, kernel in kernels.items():

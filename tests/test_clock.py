@@ -81,6 +81,29 @@ def test_op_adds_increment_times_amount_unless_skipped(backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_op_skips_where_the_scale_fell_below_the_previous_one(backend):
+    """previous_scale: skip is a GradScaler's scale; the step is skipped iff it fell below
+    previous_scale, which then takes it (skipped or not), whatever the amount and the increment."""
+    table = build_table(CONFIGS, "cpu").table
+    rng = random.Random(1)
+    step, lrs, previous = torch.tensor(5), torch.zeros(len(CONFIGS)), torch.tensor(2.0**16)
+    expected, scale = 5, 2.0**16
+    for i in range(40):
+        before = scale
+        scale = f32(rng.choice([scale, scale / 2, scale * 2, scale * 0.999, scale]))  # kept, backed off, grown
+        increment = rng.choice([0, 1, 1])
+        amount = torch.tensor(rng.randrange(0, 5)) if i % 3 == 0 else None
+        shape = () if i % 2 else (1,)
+        advance_(step, table, lrs, increment, backend, amount=amount, skip=torch.full(shape, scale),
+                 previous_scale=previous)
+        if not scale < before:
+            expected += increment * (1 if amount is None else int(amount))
+        assert int(step) == expected, (i, before, scale)
+        assert float(previous) == scale
+        assert lrs.tolist() == [f32(compute_lr(c, expected)) for c in CONFIGS]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_opcheck_with_amount_and_skip(backend):
     table = build_table(CONFIGS, "cpu").table
     args = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, backend, torch.tensor(3), torch.tensor(0.0))
@@ -88,6 +111,12 @@ def test_opcheck_with_amount_and_skip(backend):
     if backend == "native":
         native = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, torch.tensor([2]), torch.tensor([True]))
         torch.library.opcheck(torch.ops.fusedsched.advance_native_.clock, native)
+    scaled = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, backend, None, torch.tensor(0.5), None, None,
+              torch.tensor(1.0))
+    torch.library.opcheck(torch.ops.fusedsched.advance_.default, scaled)
+    if backend == "native":
+        torch.library.opcheck(torch.ops.fusedsched.advance_native_.clock,
+                              scaled[:4] + (None, torch.tensor(0.5), None, None, torch.tensor(1.0)))
 
 
 @pytest.mark.parametrize(
@@ -99,11 +128,19 @@ def test_opcheck_with_amount_and_skip(backend):
         ({"skip": torch.zeros(2)}, r"skip must be a one-element float32 or bool tensor.* of shape \(2,\)"),
         ({"amount": torch.tensor(1, device="meta")}, "amount must be on the counter's device cpu, got meta"),
         ({"skip": torch.tensor(1.0, device="meta")}, "skip must be on the counter's device cpu, got meta"),
+        ({"skip": torch.tensor(1.0), "previous_scale": torch.tensor(1.0, dtype=torch.float64)},
+         "previous_scale must be a one-element float32 tensor, got torch.float64"),
+        ({"skip": torch.tensor(1.0), "previous_scale": torch.ones(2)},
+         r"previous_scale must be a one-element float32 tensor, got torch.float32 of shape \(2,\)"),
+        ({"skip": torch.tensor(1.0), "previous_scale": torch.tensor(1.0, device="meta")},
+         "previous_scale must be on the counter's device cpu, got meta"),
+        ({"previous_scale": torch.tensor(1.0)}, "previous_scale needs skip, a float32 scale"),
+        ({"skip": torch.tensor(True), "previous_scale": torch.tensor(1.0)}, "previous_scale needs skip, a float32 scale"),
     ],
 )
 def test_op_argument_checks_name_the_argument(change, message):
     table = build_table(CONFIGS, "cpu").table
-    args = {"amount": None, "skip": None, **change}
+    args = {"amount": None, "skip": None, "previous_scale": None, **change}
     with pytest.raises(ValueError, match=message):
         check_advance_args(torch.tensor(0), table, torch.zeros(len(CONFIGS)), 1, **args)
     on_cpu = all(t is None or t.device.type == "cpu" for t in args.values())
@@ -201,6 +238,34 @@ def test_a_disabled_scaler_never_skips():
     _, ref, _, ref_used = _scaled_run("sgd", 8, set(), mode="reference", scaler_kwargs={"enabled": False})
     assert used == ref_used and shim.last_epoch == ref.last_epoch == 8
     assert "advance" in vars(shim._engine)  # the signal's path, with no flag to pass
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_grad_scaler_step_is_one_launch_of_the_op(backend):
+    """The op compares the scale with the previous one itself: no torch op besides it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    shim = _shim(backend=backend)
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    scaler.scale(torch.ones(()))  # the scale tensor exists
+    shim.skip_steps_on(scaler)
+    shim.optimizer.step()
+    for lower in (False, True, False):
+        if lower:
+            scaler._scale.mul_(0.5)  # what update() does on an inf
+        with Record() as record:
+            shim.step()
+        assert len(record.seen) == 1 and "advance" in record.seen[0], record.seen
+    assert shim.last_epoch == 2
 
 
 def test_skip_before_the_scalers_first_scale_and_on_its_first_step():

@@ -238,7 +238,8 @@ def test_schema_and_kernels():
     clock = str(torch.ops.fusedsched.advance_native_.clock._schema)
     assert clock == (
         "fusedsched::advance_native_.clock(Tensor(a!) step, Tensor table, Tensor(b!) lrs, int increment, "
-        "Tensor? amount, Tensor? skip, Tensor(c!)? plateau=None, Tensor? metric=None) -> ()"
+        "Tensor? amount, Tensor? skip, Tensor(c!)? plateau=None, Tensor? metric=None, "
+        "Tensor(d!)? previous_scale=None) -> ()"
     )
     assert unavailable_reason("native", "cpu") is None
     # the Python op fusedsched::advance_ lives in the same namespace (a FRAGMENT beside TORCH_LIBRARY)
@@ -455,8 +456,8 @@ _ = object()  # test_eager_launch_refuses_what_is_not_its_arguments: keep the sa
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((), "takes 4 to 8 positional arguments"),
-        ((1, 2, 3, 4, 5, 6, 7, 8, 9), "takes 4 to 8 positional arguments"),
+        ((), "takes 4 to 9 positional arguments"),
+        ((1, 2, 3, 4, 5, 6, 7, 8, 9, 10), "takes 4 to 9 positional arguments"),
         (("step", _, _, 1), "step must be a tensor, got str"),
         ((_, None, _, 1), "table must be a tensor, got NoneType"),
         ((_, _, _, 1.0), "increment must be an int, got float"),
@@ -464,6 +465,7 @@ _ = object()  # test_eager_launch_refuses_what_is_not_its_arguments: keep the sa
         ((_, _, _, 1, None, 0.0), "skip must be a tensor, got float"),
         ((_, _, _, 1, None, None, [], None), "plateau must be a tensor, got list"),
         ((_, _, _, 1, None, None, None, 1.0), "metric must be a tensor, got float"),
+        ((_, _, _, 1, None, None, None, None, 2), "previous_scale must be a tensor, got int"),
     ],
 )
 def test_eager_launch_refuses_what_is_not_its_arguments(args, message):

@@ -1,8 +1,8 @@
 // fusedsched::advance_native_ and its overload .clock on CUDA (the schemas are declared in ../advance.cpp).
 //
 // One block strides over the groups: every thread reads the counter first, evaluates its groups,
-// and after __syncthreads() thread 0 writes the new counter back, so no thread can read a counter
-// that was already advanced. A thread owns its groups' plateau columns: it updates one (when the
+// and after __syncthreads() thread 0 writes the new counter back (and a GradScaler's scale into
+// previous_scale), so no thread can read a counter or a previous scale that was already written. A thread owns its groups' plateau columns: it updates one (when the
 // step advances with a metric and the group's active segment is a PLATEAU) and then reads it, so
 // the update needs no synchronization. Launched on the current stream with every per-step value read from
 // device memory, no allocation and no host sync, so the launch can be captured in a CUDA graph
@@ -25,7 +25,8 @@ void check_advance_args(
     const std::optional<at::Tensor>& amount,
     const std::optional<at::Tensor>& skip,
     const std::optional<at::Tensor>& plateau,
-    const std::optional<at::Tensor>& metric);
+    const std::optional<at::Tensor>& metric,
+    const std::optional<at::Tensor>& previous_scale);
 
 namespace {
 
@@ -42,10 +43,13 @@ __global__ void advance_kernel(
     double* __restrict__ plateau,  // nullptr: no plateau state
     const float* __restrict__ metric_float,  // nullptr unless the metric is float32
     const double* __restrict__ metric_double,  // nullptr unless the metric is float64
+    float* __restrict__ previous_scale,  // nullptr, or skip_float is a scale compared with it (then written)
     int64_t num_segments,
     int64_t num_groups) {
   int64_t delta = amount == nullptr ? increment : increment * *amount;
-  const bool skipped = (skip_float != nullptr && *skip_float != 0.0f) || (skip_bool != nullptr && *skip_bool);
+  const bool skipped = previous_scale != nullptr
+      ? *skip_float < *previous_scale  // a GradScaler's scale, lowered since the previous step
+      : (skip_float != nullptr && *skip_float != 0.0f) || (skip_bool != nullptr && *skip_bool);
   if (skipped) {
     delta = 0;
   }
@@ -60,9 +64,12 @@ __global__ void advance_kernel(
   for (int64_t g = threadIdx.x; g < num_groups; g += blockDim.x) {
     lrs[g] = static_cast<float>(evaluate_group(table, num_segments, num_groups, g, s, plateau, update));
   }
-  __syncthreads();  // every thread has read the old counter
+  __syncthreads();  // every thread has read the old counter (and the previous scale)
   if (threadIdx.x == 0) {
     *step = new_step;
+    if (previous_scale != nullptr) {
+      *previous_scale = *skip_float;
+    }
   }
 }
 
@@ -74,8 +81,9 @@ void advance_cuda_clock(
     const std::optional<at::Tensor>& amount,
     const std::optional<at::Tensor>& skip,
     const std::optional<at::Tensor>& plateau,
-    const std::optional<at::Tensor>& metric) {
-  check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric);
+    const std::optional<at::Tensor>& metric,
+    const std::optional<at::Tensor>& previous_scale) {
+  check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale);
   TORCH_CHECK(step.is_cuda(), "advance_native_ (CUDA): step, table and lrs must be CUDA tensors, got ", step.device());
   TORCH_CHECK(lrs.scalar_type() == at::kFloat, "advance_native_ (CUDA): lrs must be float32, got ", lrs.scalar_type());
   const c10::cuda::CUDAGuard device_guard(step.device());
@@ -92,13 +100,14 @@ void advance_cuda_clock(
       plateau.has_value() ? plateau->data_ptr<double>() : nullptr,
       metric.has_value() && !metric_is_double ? metric->const_data_ptr<float>() : nullptr,
       metric_is_double ? metric->const_data_ptr<double>() : nullptr,
+      previous_scale.has_value() ? previous_scale->data_ptr<float>() : nullptr,
       table.size(0),
       table.size(2));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 void advance_cuda(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {
-  advance_cuda_clock(step, table, lrs, increment, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
+  advance_cuda_clock(step, table, lrs, increment, std::nullopt, std::nullopt, std::nullopt, std::nullopt, std::nullopt);
 }
 
 }  // namespace

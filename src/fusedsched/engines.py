@@ -546,11 +546,12 @@ class DeviceEngine:
 
     def advance_by(self, amount: int | torch.Tensor, metric: torch.Tensor | None = None) -> None:
         increment, tensor = self._amount_args(amount, metric)
-        skip = self.skip.flag() if self.skip is not None else None
+        skip, previous_scale = self.skip.op_inputs() if self.skip is not None else (None, None)
         if tensor is None and skip is None and metric is None:
             self._launch(self.counter, self.table, self.values, increment)
         else:
-            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, self.plateau, metric)
+            self._launch_clock(self.counter, self.table, self.values, increment, tensor, skip, self.plateau, metric,
+                               previous_scale)
         if skip is None and tensor is not amount:  # an int amount: the host knows how far
             self.step += amount
         else:
@@ -559,11 +560,12 @@ class DeviceEngine:
             self._recent.record(self.step)
 
     def advance_unseen(self, amount: int | torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
-        increment, tensor, skip = 1, None, None
+        increment, tensor, skip, previous_scale = 1, None, None, None
         if amount is not None or self.skip is not None or metric is not None:
             increment, tensor = self._amount_args(1 if amount is None else amount, metric)
-            skip = self.skip.flag() if self.skip is not None else None
-        self._traced_launch(self.counter, self.table, self.values, increment, tensor, skip, self.plateau, metric)
+            skip, previous_scale = self.skip.op_inputs() if self.skip is not None else (None, None)
+        self._traced_launch(self.counter, self.table, self.values, increment, tensor, skip, self.plateau, metric,
+                            previous_scale)
         self.ahead = True
 
     def amount_value(self, amount: torch.Tensor) -> int | None:
@@ -598,11 +600,14 @@ class DeviceEngine:
         self._select_advance()
 
     def _select_advance(self) -> None:
-        """The plain :meth:`advance` unless a skip signal or recent-rate copies need more: a
-        ``found_inf`` tensor alone, one launch with it (:meth:`_advance_on_flag`); else :meth:`advance_by`."""
+        """The plain :meth:`advance` unless a skip signal or recent-rate copies need more: a skip
+        signal alone, one launch with its inputs (:meth:`_advance_on_flag` for a ``found_inf`` tensor,
+        :meth:`_advance_on_scale` for a GradScaler); else :meth:`advance_by`."""
         if self._recent is None and self.skip is not None and self.skip.constant_flag() is not None:
             self._flag = self.skip.constant_flag()
             self.advance = self._advance_on_flag  # type: ignore[method-assign]
+        elif self._recent is None and self.skip is not None:
+            self.advance = self._advance_on_scale  # type: ignore[method-assign]
         elif self.skip is not None or self._recent is not None:
             self.advance = self._advance_one  # type: ignore[method-assign]
         else:
@@ -610,6 +615,15 @@ class DeviceEngine:
 
     def _advance_on_flag(self) -> None:
         self._launch_clock(self.counter, self.table, self.values, 1, None, self._flag, self.plateau)
+        self.stale = True  # how far the counter moved is on the device
+
+    def _advance_on_scale(self) -> None:
+        skip, previous_scale = self.skip.op_inputs()
+        if skip is None:  # a disabled scaler, or no scale() yet: nothing is skipped
+            self._launch(self.counter, self.table, self.values, 1)
+            self.step += 1
+            return
+        self._launch_clock(self.counter, self.table, self.values, 1, None, skip, self.plateau, None, previous_scale)
         self.stale = True  # how far the counter moved is on the device
 
     def jump(self, step: int) -> None:

@@ -10,10 +10,12 @@ skipped) computed without a host sync:
 - a ``GradScaler``: ``update()`` multiplies the scale by ``backoff_factor`` (< 1) exactly when the
   step found an inf or NaN and otherwise keeps it or multiplies it by ``growth_factor`` (> 1), in
   place. So the step was skipped iff the scale is now below the one seen at the previous
-  ``scheduler.step()``: ``flag()`` returns ``scale < previous`` and copies the scale into
-  ``previous`` (a device copy the signal owns), two small device ops. Before the scaler's first
-  ``scale()`` there is no scale tensor yet: ``previous`` starts at the scaler's initial scale and
-  nothing is skipped. A disabled scaler never skips (``flag()`` is None).
+  ``scheduler.step()`` (``previous``, a device copy the signal owns). Device mode gives the op both
+  (:meth:`SkipSignal.op_inputs`: ``skip`` the scale, ``previous_scale``), which compares them and
+  copies the scale into ``previous`` in the same launch; ``flag()`` does the same with two small
+  device ops (host mode, which reads it). Before the scaler's first ``scale()`` there is no scale
+  tensor yet: ``previous`` starts at the scaler's initial scale and nothing is skipped. A disabled
+  scaler never skips (``flag()`` is None).
 
 ``previous`` must follow a scale written by anything but ``update()``: :meth:`resync` copies the
 current scale (``LRShim.load_state_dict`` and ``LRShim.skip_steps_on`` call it), so load the
@@ -97,6 +99,20 @@ class SkipSignal:
         torch.lt(scale, self._previous, out=self._skipped)  # no allocation per step
         self._previous.copy_(scale)
         return self._skipped
+
+    def op_inputs(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(skip, previous_scale)`` for the op, which decides and records the skip itself in its
+        launch: a ``found_inf`` tensor and None; a GradScaler's scale and the previous one (the op
+        skips iff the scale is below it and copies the scale into it); ``(None, None)`` when nothing
+        can be skipped (a disabled scaler, or no ``scale()`` yet)."""
+        if self._found_inf is not None:
+            return self._found_inf, None
+        if self._previous is None:
+            return None, None
+        scale = self.source._scale
+        if scale is None:
+            return None, None
+        return scale, self._previous
 
     def constant_flag(self) -> torch.Tensor | None:
         """The ``found_inf`` tensor given (the flag every step reads as it is), else None."""

@@ -2,7 +2,8 @@
 
 ``fusedsched._C`` (csrc/, built by setup.py) registers ``fusedsched::advance_native_(step, table,
 lrs, increment)`` and its overload ``advance_native_.clock(step, table, lrs, increment, amount,
-skip, plateau=None, metric=None)`` (the optional amount, skip flag, plateau state and metric) with a
+skip, plateau=None, metric=None, previous_scale=None)`` (the optional amount, skip flag, plateau
+state, metric and a GradScaler's previous scale) with a
 CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
 (meta) implementation so it traces under ``torch.compile`` and passes ``torch.library.opcheck``.
 Eager code launches both overloads through :data:`launch` (``fusedsched._C.launch``), traced code
@@ -45,8 +46,9 @@ def _not_built(*args: object) -> None:
     raise RuntimeError(f"the native backend is unavailable: {REASON}")
 
 
-#: ``launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None)``,
-#: positional: ``advance_native_`` (``.clock`` when any of the last four is given) through
+#: ``launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None,
+#: previous_scale=None)``, positional: ``advance_native_`` (``.clock`` when any of the last five is
+#: given) through
 #: ``fusedsched._C.launch``, a C function that calls the op through the C++ dispatcher (the same
 #: kernels, checks and dispatch as ``torch.ops``, without the Python layer that parses the schema:
 #: about 0.4 us a call instead of 1.5 us on CPU). ``torch.compile`` cannot trace it: code it traces
@@ -61,7 +63,7 @@ if _C is not None:
         return None
 
     @torch.library.register_fake(CLOCK_OP_NAME)
-    def _(step, table, lrs, increment, amount, skip, plateau=None, metric=None):
+    def _(step, table, lrs, increment, amount, skip, plateau=None, metric=None, previous_scale=None):
         return None
 
 
@@ -77,12 +79,14 @@ def unavailable_reason(device: torch.device) -> str | None:
 
 def traceable_launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
                      amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-                     plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+                     plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+                     previous_scale: torch.Tensor | None = None) -> None:
     """:data:`launch` through ``torch.ops``, which ``torch.compile`` traces."""
-    if amount is None and skip is None and plateau is None and metric is None:
+    if amount is None and skip is None and plateau is None and metric is None and previous_scale is None:
         torch.ops.fusedsched.advance_native_.default(step, table, lrs, increment)
     else:
-        torch.ops.fusedsched.advance_native_.clock(step, table, lrs, increment, amount, skip, plateau, metric)
+        torch.ops.fusedsched.advance_native_.clock(step, table, lrs, increment, amount, skip, plateau, metric,
+                                                   previous_scale)
 
 
 def host_evaluator(table: torch.Tensor):

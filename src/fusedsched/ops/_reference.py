@@ -221,6 +221,23 @@ def _skipped_cpu(skip: torch.Tensor | None) -> bool:
     return skip is not None and bool(skip.detach().numpy().reshape(-1)[0])
 
 
+def _scale_lowered_cpu(scale: torch.Tensor, previous_scale: torch.Tensor) -> bool:
+    """Whether a GradScaler's ``scale`` is below ``previous_scale`` (the step was skipped), which then
+    takes its value: CPU tensors, read and written through numpy."""
+    scale_np, previous = scale.detach().numpy().reshape(-1), previous_scale.detach().numpy().reshape(-1)
+    lowered = bool(scale_np[0] < previous[0])
+    previous[0] = scale_np[0]
+    return lowered
+
+
+def _scale_flag(scale: torch.Tensor, previous_scale: torch.Tensor) -> torch.Tensor:
+    """The skip flag ``scale < previous_scale`` (torch ops on the device: no sync); ``previous_scale``
+    then takes ``scale``'s value."""
+    flag = scale.reshape(()) < previous_scale.reshape(())
+    previous_scale.copy_(scale.reshape(previous_scale.shape))
+    return flag
+
+
 def launch_plateau_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
                        amount: torch.Tensor | None, skip: torch.Tensor | None, plateau: torch.Tensor,
                        metric: torch.Tensor | None) -> None:
@@ -241,8 +258,12 @@ def launch_plateau_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tenso
 
 def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
                amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+               previous_scale: torch.Tensor | None = None) -> None:
     """The op on CPU tensors: numpy over the cached interval (see the module docstring)."""
+    if previous_scale is not None:  # a skipped step is a step of increment 0: no move, no plateau update
+        skipped = _scale_lowered_cpu(skip, previous_scale)
+        increment, amount, skip = (0, None, None) if skipped else (increment, amount, None)
     if plateau is not None:
         launch_plateau_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
         return
@@ -257,11 +278,14 @@ def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, incre
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
            amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+           previous_scale: torch.Tensor | None = None) -> None:
     """The body of ``advance_(..., backend="reference")``."""
     if table.is_cpu:
-        launch_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
+        launch_cpu(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale)
         return
+    if previous_scale is not None:
+        skip = _scale_flag(skip, previous_scale)
     if amount is None and skip is None:
         step.add_(increment)
     else:  # torch ops on the device: no sync, fixed shapes
@@ -294,11 +318,15 @@ def eager_launcher() -> Callable[..., None]:
 
     def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
                amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+               previous_scale: torch.Tensor | None = None) -> None:
         if not table.is_cpu or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
             torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference", amount, skip, plateau,
-                                                  metric)
+                                                  metric, previous_scale)
             return
+        if previous_scale is not None:  # a skipped step is a step of increment 0
+            skipped = _scale_lowered_cpu(skip, previous_scale)
+            increment, amount, skip = (0, None, None) if skipped else (increment, amount, None)
         if plateau is not None:
             launch_plateau_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
             return

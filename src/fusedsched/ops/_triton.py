@@ -1,7 +1,8 @@
 """The ``triton`` backend: one launch evaluates every group's schedule.
 
 One program (``grid=(1,)``) reads the int64 step counter, adds ``increment`` times the ``amount``
-tensor's value (or nothing when the ``skip`` tensor is nonzero; both optional), walks the groups in
+tensor's value (or nothing when the ``skip`` tensor is nonzero, or with ``previous_scale`` when the
+scale ``skip`` is below it, which then takes the scale; all optional), walks the groups in
 blocks of ``BLOCK``, evaluates each group's program in float64 and stores float32, then writes
 the counter back. A single program is what makes the counter update race-free; the work per group
 is a few loads and flops, so even 10,000 groups are a handful of loop iterations.
@@ -231,6 +232,7 @@ def _advance_kernel(
     skip_ptr,  # read only when HAS_SKIP
     plateau_ptr,  # read and written only when HAS_PLATEAU
     metric_ptr,  # read only when HAS_METRIC (a metric and a plateau state)
+    previous_scale_ptr,  # read and written only when HAS_PREVIOUS_SCALE (then skip_ptr is a scale)
     num_groups,
     num_segments,
     NUM_COLUMNS: tl.constexpr,
@@ -264,13 +266,19 @@ def _advance_kernel(
     HAS_SKIP: tl.constexpr,
     HAS_PLATEAU: tl.constexpr,
     HAS_METRIC: tl.constexpr,
+    HAS_PREVIOUS_SCALE: tl.constexpr,
 ):
     delta = tl.full((), increment, tl.int64)
     advances = delta == 1  # the plateau's update: increment 1 and not skipped (whatever the amount)
     if HAS_AMOUNT:
         delta = delta * tl.load(amount_ptr)
     if HAS_SKIP:
-        skipped = tl.load(skip_ptr).to(tl.float32) != 0
+        if HAS_PREVIOUS_SCALE:  # a GradScaler's scale: lowered since the previous step iff skipped
+            scale = tl.load(skip_ptr)
+            skipped = scale < tl.load(previous_scale_ptr)
+            tl.store(previous_scale_ptr, scale)
+        else:
+            skipped = tl.load(skip_ptr).to(tl.float32) != 0
         delta = tl.where(skipped, 0, delta)
         advances = advances & (skipped == 0)
     if HAS_METRIC:
@@ -354,7 +362,8 @@ def _advance_kernel(
 
 def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
            amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
+           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+           previous_scale: torch.Tensor | None = None) -> None:
     num_segments, _, num_groups = table.shape
     _advance_kernel[(1,)](
         step,
@@ -365,6 +374,7 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         step if skip is None else skip,
         table if plateau is None else plateau,
         step if metric is None else metric,
+        step if previous_scale is None else previous_scale,
         num_groups,
         num_segments,
         NUM_COLUMNS=NUM_COLUMNS,
@@ -375,5 +385,6 @@ def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment
         HAS_SKIP=skip is not None,
         HAS_PLATEAU=plateau is not None,
         HAS_METRIC=plateau is not None and metric is not None,
+        HAS_PREVIOUS_SCALE=previous_scale is not None,
         enable_fp_fusion=False,  # no FMA: round like the reference, operation by operation
     )

@@ -37,16 +37,17 @@ SKIP_DTYPES = (torch.float32, torch.bool)
 METRIC_DTYPES = (torch.float32, torch.float64)
 
 
-def _launch_triton(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None):
+def _launch_triton(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None,
+                   previous_scale=None):
     from . import _triton  # imported on first use so TRITON_INTERPRET can be set before it
 
-    _triton.launch(step, table, lrs, increment, amount, skip, plateau, metric)
+    _triton.launch(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale)
 
 
 _LAUNCHERS = {"reference": _reference.launch, "triton": _launch_triton, "native": _native.launch}
 
 
-@torch.library.custom_op("fusedsched::advance_", mutates_args=("step", "lrs", "plateau"))
+@torch.library.custom_op("fusedsched::advance_", mutates_args=("step", "lrs", "plateau", "previous_scale"))
 def advance_op(
     step: torch.Tensor,
     table: torch.Tensor,
@@ -57,12 +58,13 @@ def advance_op(
     skip: torch.Tensor | None = None,
     plateau: torch.Tensor | None = None,
     metric: torch.Tensor | None = None,
+    previous_scale: torch.Tensor | None = None,
 ) -> None:
-    _LAUNCHERS[backend](step, table, lrs, increment, amount, skip, plateau, metric)
+    _LAUNCHERS[backend](step, table, lrs, increment, amount, skip, plateau, metric, previous_scale)
 
 
 @advance_op.register_fake
-def _(step, table, lrs, increment, backend, amount=None, skip=None, plateau=None, metric=None):
+def _(step, table, lrs, increment, backend, amount=None, skip=None, plateau=None, metric=None, previous_scale=None):
     return None
 
 
@@ -75,6 +77,7 @@ def check_advance_args(
     skip: torch.Tensor | None = None,
     plateau: torch.Tensor | None = None,
     metric: torch.Tensor | None = None,
+    previous_scale: torch.Tensor | None = None,
 ) -> None:
     """Raise ``ValueError`` naming the argument unless the tensors fit the op's contract."""
     if step.dtype != torch.int64 or step.numel() != 1:
@@ -103,6 +106,8 @@ def check_advance_args(
         check_plateau_tensor(plateau, table)
     if metric is not None:
         check_metric_tensor(metric, step.device)
+    if previous_scale is not None:
+        check_previous_scale(previous_scale, skip, step.device)
 
 
 def check_amount_tensor(amount: object, device: torch.device, name: str = "amount") -> None:
@@ -121,6 +126,21 @@ def check_skip_tensor(skip: object, device: torch.device, name: str = "skip") ->
         raise ValueError(f"{name} must be a one-element float32 or bool tensor (nonzero: skip), got {got}")
     if skip.device != device:
         raise ValueError(f"{name} must be on the counter's device {device}, got {skip.device}")
+
+
+def check_previous_scale(previous_scale: object, skip: object, device: torch.device,
+                         name: str = "previous_scale") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``previous_scale`` is a one-element float32 tensor on
+    ``device`` beside a float32 ``skip`` (a GradScaler's scale, compared with it)."""
+    if (not isinstance(previous_scale, torch.Tensor) or previous_scale.dtype != torch.float32
+            or previous_scale.numel() != 1):
+        got = (f"{previous_scale.dtype} of shape {tuple(previous_scale.shape)}"
+               if isinstance(previous_scale, torch.Tensor) else repr(previous_scale))
+        raise ValueError(f"{name} must be a one-element float32 tensor, got {got}")
+    if previous_scale.device != device:
+        raise ValueError(f"{name} must be on the counter's device {device}, got {previous_scale.device}")
+    if not isinstance(skip, torch.Tensor) or skip.dtype != torch.float32:
+        raise ValueError(f"{name} needs skip, a float32 scale to compare it with, got {skip!r:.60}")
 
 
 def check_plateau_tensor(plateau: object, table: torch.Tensor, name: str = "plateau") -> None:
@@ -158,20 +178,24 @@ def advance_(
     skip: torch.Tensor | None = None,
     plateau: torch.Tensor | None = None,
     metric: torch.Tensor | None = None,
+    previous_scale: torch.Tensor | None = None,
 ) -> str:
     """Check the arguments, resolve ``backend`` for their device, run the op; returns the backend used.
 
-    The counter moves by ``0 if skip != 0 else increment * amount`` (``amount`` 1 when absent); on a
-    step that moves it by ``increment`` 1, ``metric`` updates ``plateau``'s active rows first."""
-    check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric)
+    The counter moves by ``0 if skipped else increment * amount`` (``amount`` 1 when absent), where
+    skipped is ``skip != 0``, or with ``previous_scale`` ``skip < previous_scale`` (``skip`` a
+    GradScaler's scale; ``previous_scale`` then takes its value); on a step that moves it by
+    ``increment`` 1, ``metric`` updates ``plateau``'s active rows first."""
+    check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale)
     name = resolve_backend(step.device, backend)
-    advance_op(step, table, lrs, increment, name, amount, skip, plateau, metric)
+    advance_op(step, table, lrs, increment, name, amount, skip, plateau, metric, previous_scale)
     return name
 
 
 def launcher(backend: str, eager: bool = False) -> Launch:
-    """``launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None)``
-    (positional: the amount, the skip flag, the plateau state and the metric optional) for the
+    """``launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None,
+    previous_scale=None)`` (positional: the amount, the skip flag, the plateau state, the metric and
+    the previous scale optional) for the
     concrete ``backend``, unchecked (check once with :func:`check_advance_args`): for ``native``,
     the op's overloads through ``torch.ops`` (``eager``: ``fusedsched._C.launch``, the same through
     the C++ dispatcher without torch.ops' Python layer, the cheapest call, for code that
@@ -185,8 +209,9 @@ def launcher(backend: str, eager: bool = False) -> Launch:
 
     def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
                amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> None:
-        advance_op(step, table, lrs, increment, backend, amount, skip, plateau, metric)
+               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+               previous_scale: torch.Tensor | None = None) -> None:
+        advance_op(step, table, lrs, increment, backend, amount, skip, plateau, metric, previous_scale)
 
     return launch
 
