@@ -1,9 +1,11 @@
-"""Shared test helpers: the configs every backend is checked on, and a readable float32 comparison."""
+"""Shared test helpers: the configs every backend is checked on, a readable float32 comparison, and
+a dispatch mode that records the ops a call dispatches."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fusedsched import LearningRate, compute_lr
 
@@ -118,3 +120,15 @@ def assert_lrs_match(actual: torch.Tensor | np.ndarray, expected: np.ndarray, wh
         first = ", ".join(f"[{i}] got {got[i]!r} want {expected[i]!r} ({ulps[i]} ulp)" for i in bad[:5])
         raise AssertionError(f"{what}: {bad.size} of {got.size} values off by more than 1 ulp or NaN: {first}")
     return int(np.count_nonzero(ulps == 1))
+
+
+class RecordOps(TorchDispatchMode):
+    """``with RecordOps() as record: ...``: ``record.seen`` names every op dispatched inside, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))

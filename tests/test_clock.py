@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch._dynamo.testing import CompileCounterWithBackend
 
-from _compare import f32
+from _compare import RecordOps, f32
 from _cuda import NoSyncs, capture
 
 from fusedsched import LearningRate, LRShim, compute_lr
@@ -243,17 +243,6 @@ def test_a_disabled_scaler_never_skips():
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_a_grad_scaler_step_is_one_launch_of_the_op(backend):
     """The op compares the scale with the previous one itself: no torch op besides it."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Record(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.seen.append(str(func))
-            return func(*args, **(kwargs or {}))
-
     shim = _shim(backend=backend)
     scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
     scaler.scale(torch.ones(()))  # the scale tensor exists
@@ -262,7 +251,7 @@ def test_a_grad_scaler_step_is_one_launch_of_the_op(backend):
     for lower in (False, True, False):
         if lower:
             scaler._scale.mul_(0.5)  # what update() does on an inf
-        with Record() as record:
+        with RecordOps() as record:
             shim.step()
         assert len(record.seen) == 1 and "advance" in record.seen[0], record.seen
     assert shim.last_epoch == 2

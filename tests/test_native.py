@@ -27,7 +27,7 @@ from fusedsched.kinds import build_table, compile_schedule
 from fusedsched.program import evaluate_table
 from fusedsched.schedules import compute_lr
 
-from _compare import BIG_STEPS, CONFIGS, configs_for
+from _compare import BIG_STEPS, CONFIGS, RecordOps, configs_for
 
 # torch.compile / opcheck's inductor path warns about torch.jit internals; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
@@ -405,20 +405,9 @@ def test_eager_launch_writes_what_the_op_writes(num_groups):
 @needs_native
 def test_eager_launch_dispatches_like_the_op():
     """Through the C++ dispatcher: dispatch modes see the op (its overload chosen by the arguments)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Record(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.seen = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.seen.append(str(func))
-            return func(*args, **(kwargs or {}))
-
     step, table, lrs = _sample_args(3)
     amount = torch.tensor(2)
-    with Record() as record:
+    with RecordOps() as record:
         _native.launch(step, table, lrs, 1)
         _native.launch(step, table, lrs, 1, amount)
         _native.launch(step, table, lrs, 1, None, None, None, None)
