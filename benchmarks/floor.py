@@ -28,7 +28,7 @@ import torch
 from torch.utils.cpp_extension import load_inline
 
 from fusedsched.tools import bench
-from fusedsched.kinds import build_table
+from fusedsched.schedule.kinds import build_table
 
 EMPTY_OP = r"""
 #include <torch/library.h>

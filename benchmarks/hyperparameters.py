@@ -33,7 +33,8 @@ from unittest import mock
 
 import torch
 
-from fusedsched import GraphSafeAdamW, LRShim, hyperparameters, scheduler
+from fusedsched import GraphSafeAdamW, LRShim
+from fusedsched.shim import hyperparameters, scheduler
 from fusedsched.ops import launcher
 from fusedsched.tools import bench
 

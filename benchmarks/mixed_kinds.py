@@ -23,7 +23,7 @@ import sys
 import torch
 
 from fusedsched import LearningRate
-from fusedsched.kinds import build_table
+from fusedsched.schedule.kinds import build_table
 from fusedsched.tools import bench
 
 MIXED = [

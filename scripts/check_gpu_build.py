@@ -10,7 +10,7 @@ triton (``fusedsched.ops._triton``): every launch of a ``@triton.jit`` kernel of
 recorded, not run, on the production path: an ``LRShim`` in device mode with the ``triton``
 backend (its construction launches with increment 0, ``step()`` with 1, then with an amount
 tensor and with float32 and bool skip flags), and the op's launches with a plateau state, alone and
-with a float64 or a float32 metric (fusedsched.plateau). Each recorded launch is
+with a float64 or a float32 metric (fusedsched.schedule.plateau_state). Each recorded launch is
 compiled ahead of time for every arch with the signature, constexprs, attributes and options that
 Triton's own launcher derives from those arguments, so the check follows the kernel and its
 launcher as they change. The kernel's own arithmetic must contain no fused multiply-add: the same
@@ -155,7 +155,7 @@ print(torch.ops.fusedsched.advance_native_.default._schema)
 
 
 def check_native_load(cuda_python: Path, library: Path):
-    from fusedsched.program import NUM_COLUMNS
+    from fusedsched.schedule.program import NUM_COLUMNS
 
     proc = _run([str(cuda_python), "-c", LOAD_PROBE, str(library), str(NUM_COLUMNS), *OP_NAMES],
                 env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
@@ -255,8 +255,8 @@ def record_plateau_launches(launch) -> None:
     metric (HAS_METRIC), over a table with plain and product PLATEAU groups and a group without."""
     import torch
 
-    from fusedsched.plateau import Plateau, plateau_tensor
-    from fusedsched.program import ScheduleTable, Segment, Shape, chain
+    from fusedsched.schedule.plateau_state import Plateau, plateau_tensor
+    from fusedsched.schedule.program import ScheduleTable, Segment, Shape, chain
 
     programs = [
         [Segment(0, Shape.PLATEAU, 0.1)],

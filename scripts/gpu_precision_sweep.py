@@ -97,7 +97,7 @@ def sweep(device: str, groups: int, steps: int) -> dict:
 
     from fusedsched.tools.bench import stamp
     from fusedsched.ops import BACKENDS, unavailable_reason
-    from fusedsched.kinds import build_table
+    from fusedsched.schedule.kinds import build_table
 
     device = torch.device(device)
     configs = configs_for(groups)

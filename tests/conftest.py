@@ -15,7 +15,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # Property tests: the same examples on every run and in CI (derandomized, no example database),
-# sized to keep tests/test_properties.py well under a minute on two CPU cores. A longer random
+# sized to keep tests/shim/test_properties.py well under a minute on two CPU cores. A longer random
 # search: FUSEDSCHED_HYPOTHESIS_PROFILE=thorough; a failure prints a @reproduce_failure blob.
 settings.register_profile(
     "ci",

@@ -19,7 +19,7 @@ import pydantic
 from hypothesis import strategies as st
 
 from fusedsched import LearningRate
-from fusedsched.config import MAX_STEP
+from fusedsched.tml.config import MAX_STEP
 
 #: Steps near the precision goal's bound (docs/precision.md: within 1 ulp up to at least 2**40).
 FAR_STEPS = (2**40 - 1, 2**40, 2**40 + 1, 2**41)

@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 
 import fusedsched
-import fusedsched.kinds
+import fusedsched.schedule.kinds
 
 PROGRAM = """
 import sys
 import typing
 import fusedsched
-import fusedsched.kinds
+import fusedsched.schedule.kinds
 assert "torch._dynamo" not in sys.modules, "import fusedsched imported torch._dynamo"
 values = [getattr(fusedsched, name) for name in fusedsched.__all__]
-import fusedsched.graphs, fusedsched.ops, fusedsched.binding
+import fusedsched.shim.graphs, fusedsched.ops, fusedsched.shim.binding
 loaded = sorted(m for m in sys.modules if m.startswith("torch._dynamo"))
 print("DYNAMO" if loaded else "CLEAN", len(values), loaded[:3])
 """
@@ -46,7 +46,7 @@ def test_importing_fusedsched_and_every_public_name_does_not_import_dynamo():
 
 def test_the_check_sees_dynamo_when_something_imports_it():
     """Positive control: the same program reports a module that does import torch._dynamo."""
-    out = _run(PROGRAM.replace("import fusedsched.graphs", "import torch._dynamo, fusedsched.graphs"))
+    out = _run(PROGRAM.replace("import fusedsched.shim.graphs", "import torch._dynamo, fusedsched.shim.graphs"))
     assert out.startswith("DYNAMO"), out
 
 
@@ -54,7 +54,7 @@ def test_unknown_names_are_attribute_errors_and_public_names_are_listed():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fusedsched.nope  # noqa: B018
     assert set(fusedsched.__all__) <= set(dir(fusedsched))
-    assert fusedsched.LRShim.__module__ == "fusedsched.scheduler"
+    assert fusedsched.LRShim.__module__ == "fusedsched.shim.scheduler"
 
 
 KIND_MODELS = [
@@ -80,5 +80,5 @@ def test_every_kind_model_and_learning_rate_are_exported_from_kinds():
     assert [m.__name__ for m in models] == KIND_MODELS and imported == models
     for name in [*KIND_MODELS, "LearningRate"]:
         assert name in fusedsched.__all__ and name in dir(fusedsched)
-        assert getattr(fusedsched, name) is getattr(fusedsched.kinds, name), name
-        assert getattr(fusedsched, name).__module__.startswith("fusedsched.kinds."), name
+        assert getattr(fusedsched, name) is getattr(fusedsched.schedule.kinds, name), name
+        assert getattr(fusedsched, name).__module__.startswith("fusedsched.schedule.kinds."), name

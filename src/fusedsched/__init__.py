@@ -17,70 +17,70 @@ __version__ = "0.1.0"
 
 # name -> the submodule that defines it
 _EXPORTS = {
-    "AdagradConfig": "config",
-    "AdamConfig": "config",
-    "MultiTaskLearningRates": "config",
-    "OptimizerConfig": "config",
-    "SgdConfig": "config",
-    "HyperparameterSchedules": "config",
-    "GroupSchedules": "config",
-    "Multipliers": "config",
-    "EmbeddingOptimizerConfig": "config",
-    "RecapAdamConfig": "config",
-    "RecapMultiTaskLearningRates": "config",
-    "RecapOptimizerConfig": "config",
-    "dump_config": "config",
-    "load_config": "config",
-    "read_config_file": "config",
-    "validate_optimizer_config": "config",
+    "AdagradConfig": "tml.config",
+    "AdamConfig": "tml.config",
+    "MultiTaskLearningRates": "tml.config",
+    "OptimizerConfig": "tml.config",
+    "SgdConfig": "tml.config",
+    "HyperparameterSchedules": "tml.config",
+    "GroupSchedules": "tml.config",
+    "Multipliers": "tml.config",
+    "EmbeddingOptimizerConfig": "tml.config",
+    "RecapAdamConfig": "tml.config",
+    "RecapMultiTaskLearningRates": "tml.config",
+    "RecapOptimizerConfig": "tml.config",
+    "dump_config": "tml.config",
+    "load_config": "tml.config",
+    "read_config_file": "tml.config",
+    "validate_optimizer_config": "tml.config",
     # every schedule kind's model, and LearningRate, the one field that holds any of them
-    "CosineAnnealing": "kinds",
-    "CosineWithRestarts": "kinds",
-    "Cyclic": "kinds",
-    "ExponentialDecay": "kinds",
-    "InverseSqrt": "kinds",
-    "Join": "kinds",
-    "LearningRate": "kinds",
-    "LinearRampToConstant": "kinds",
-    "LinearRampToCosine": "kinds",
-    "LogWarmup": "kinds",
-    "Offset": "kinds",
-    "OneCycle": "kinds",
-    "PiecewiseConstant": "kinds",
-    "PolynomialDecay": "kinds",
-    "Product": "kinds",
-    "ReduceOnPlateau": "kinds",
-    "TanhDecay": "kinds",
-    "WarmupStableDecay": "kinds",
-    "FusedAdagrad": "adagrad",
+    "CosineAnnealing": "schedule.kinds",
+    "CosineWithRestarts": "schedule.kinds",
+    "Cyclic": "schedule.kinds",
+    "ExponentialDecay": "schedule.kinds",
+    "InverseSqrt": "schedule.kinds",
+    "Join": "schedule.kinds",
+    "LearningRate": "schedule.kinds",
+    "LinearRampToConstant": "schedule.kinds",
+    "LinearRampToCosine": "schedule.kinds",
+    "LogWarmup": "schedule.kinds",
+    "Offset": "schedule.kinds",
+    "OneCycle": "schedule.kinds",
+    "PiecewiseConstant": "schedule.kinds",
+    "PolynomialDecay": "schedule.kinds",
+    "Product": "schedule.kinds",
+    "ReduceOnPlateau": "schedule.kinds",
+    "TanhDecay": "schedule.kinds",
+    "WarmupStableDecay": "schedule.kinds",
+    "FusedAdagrad": "optimizers.adagrad",
     # graph-safe optimizers: every per-step hyperparameter a float or a 0-dim device tensor
-    "GraphSafeAdam": "adam",
-    "GraphSafeAdamW": "adam",
-    "GraphSafeSGD": "sgd",
-    "ALL_PARAMS": "optim",
-    "build_multi_task_optimizer": "optim",
-    "build_optimizer": "optim",
-    "get_optimizer_class": "optim",
-    "multi_task_param_groups": "optim",
-    "recap_param_groups": "optim",
-    "schedules_by_group": "optim",
-    "plot_schedules": "plotting",  # imports matplotlib only when called
-    "from_torch": "convert",
+    "GraphSafeAdam": "optimizers.adam",
+    "GraphSafeAdamW": "optimizers.adam",
+    "GraphSafeSGD": "optimizers.sgd",
+    "ALL_PARAMS": "tml.builders",
+    "build_multi_task_optimizer": "tml.builders",
+    "build_optimizer": "tml.builders",
+    "get_optimizer_class": "tml.builders",
+    "multi_task_param_groups": "tml.builders",
+    "recap_param_groups": "tml.builders",
+    "schedules_by_group": "tml.builders",
+    "plot_schedules": "tools.plotting",  # imports matplotlib only when called
+    "from_torch": "convert.torch",
     # the other training stacks' schedulers (timm, DeepSpeed, Megatron-core)
-    "DeepSpeedShim": "convert_stacks",
-    "MegatronShim": "convert_stacks",
-    "TimmShim": "convert_stacks",
-    "deepspeed_config_to_hyperparameters": "convert_stacks",
-    "deepspeed_config_to_schedules": "convert_stacks",
-    "from_deepspeed": "convert_stacks",
-    "from_deepspeed_config": "convert_stacks",
-    "from_megatron": "convert_stacks",
-    "from_timm": "convert_stacks",
-    "compute_lr": "schedules",
-    "compute_lr_array": "schedules",
-    "GroupBindingError": "binding",
-    "LRShim": "scheduler",
-    "ScheduleChangedWarning": "scheduler",
+    "DeepSpeedShim": "convert.stacks",
+    "MegatronShim": "convert.stacks",
+    "TimmShim": "convert.stacks",
+    "deepspeed_config_to_hyperparameters": "convert.stacks",
+    "deepspeed_config_to_schedules": "convert.stacks",
+    "from_deepspeed": "convert.stacks",
+    "from_deepspeed_config": "convert.stacks",
+    "from_megatron": "convert.stacks",
+    "from_timm": "convert.stacks",
+    "compute_lr": "schedule.reference",
+    "compute_lr_array": "schedule.reference",
+    "GroupBindingError": "shim.binding",
+    "LRShim": "shim.scheduler",
+    "ScheduleChangedWarning": "shim.scheduler",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -100,11 +100,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from .adagrad import FusedAdagrad
-    from .adam import GraphSafeAdam, GraphSafeAdamW
-    from .binding import GroupBindingError
-    from .convert import from_torch
-    from .convert_stacks import (
+    from .optimizers.adagrad import FusedAdagrad
+    from .optimizers.adam import GraphSafeAdam, GraphSafeAdamW
+    from .shim.binding import GroupBindingError
+    from .convert.torch import from_torch
+    from .convert.stacks import (
         DeepSpeedShim,
         MegatronShim,
         TimmShim,
@@ -115,7 +115,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         from_megatron,
         from_timm,
     )
-    from .config import (
+    from .tml.config import (
         AdagradConfig,
         AdamConfig,
         EmbeddingOptimizerConfig,
@@ -133,7 +133,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         read_config_file,
         validate_optimizer_config,
     )
-    from .kinds import (
+    from .schedule.kinds import (
         CosineAnnealing,
         CosineWithRestarts,
         Cyclic,
@@ -153,7 +153,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         TanhDecay,
         WarmupStableDecay,
     )
-    from .optim import (
+    from .tml.builders import (
         ALL_PARAMS,
         build_multi_task_optimizer,
         build_optimizer,
@@ -162,7 +162,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         recap_param_groups,
         schedules_by_group,
     )
-    from .plotting import plot_schedules
-    from .schedules import compute_lr, compute_lr_array
-    from .scheduler import LRShim, ScheduleChangedWarning
-    from .sgd import GraphSafeSGD
+    from .tools.plotting import plot_schedules
+    from .schedule.reference import compute_lr, compute_lr_array
+    from .shim.scheduler import LRShim, ScheduleChangedWarning
+    from .optimizers.sgd import GraphSafeSGD

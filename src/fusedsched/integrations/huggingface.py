@@ -26,8 +26,8 @@ from typing import Any
 import torch
 import transformers
 
-from ..convert import from_torch
-from ..scheduler import LRShim
+from ..convert.torch import from_torch
+from ..shim.scheduler import LRShim
 
 __all__ = ["SCHEDULE_TYPES", "DeviceScheduleMixin", "DeviceScheduleTrainer", "check_schedule_type"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pytorch_lightning.callbacks import LearningRateMonitor
 
-from ..scheduler import LRShim
+from ..shim.scheduler import LRShim
 
 __all__ = ["RecentLearningRateMonitor"]
 

@@ -1,11 +1,11 @@
-"""The ``reference`` backend: :mod:`fusedsched.program`'s shape math in Python, on any device.
+"""The ``reference`` backend: :mod:`fusedsched.schedule.program`'s shape math in Python, on any device.
 
 It is the fallback when neither the native extension nor Triton can serve a device.
 
-CUDA: :func:`~fusedsched.program.evaluate_table` with torch ops, every segment evaluated: no host
+CUDA: :func:`~fusedsched.schedule.program.evaluate_table` with torch ops, every segment evaluated: no host
 sync and no allocation that depends on data, so it is capturable in a CUDA graph.
 
-CPU: the same formulas (:func:`~fusedsched.program.shape_values`) with numpy, on zero-copy views of
+CPU: the same formulas (:func:`~fusedsched.schedule.program.shape_values`) with numpy, on zero-copy views of
 the tensors (a numpy call on a small array costs far less than a torch op and never starts
 threads). Each group's active segments change only at the steps where one starts or stops (the
 table's ``START`` values, and ``STOP`` for products), so between two such marks the selection is
@@ -24,11 +24,11 @@ without the custom op's dispatch (about 20 us per call by itself), keeping the p
 views between steps. A plain group's lane, when an interval has only such lanes, is written straight
 into ``lrs`` as a Python float (rounded to float32 to nearest, as numpy rounds).
 
-With a plateau state (``plateau``, :mod:`fusedsched.plateau`) a launch takes the general path on
-either device: :func:`~fusedsched.program.active_plateaus` picks the groups whose active segment
-is a ``PLATEAU``, :func:`~fusedsched.plateau.plateau_step` updates their columns (on a step that
+With a plateau state (``plateau``, :mod:`fusedsched.schedule.plateau_state`) a launch takes the general path on
+either device: :func:`~fusedsched.schedule.program.active_plateaus` picks the groups whose active segment
+is a ``PLATEAU``, :func:`~fusedsched.schedule.plateau_state.plateau_step` updates their columns (on a step that
 advances with a metric; numpy on CPU, torch ops on CUDA) and
-:func:`~fusedsched.program.evaluate_table` evaluates with their ``VALUE``. Without it, a ``PLATEAU``
+:func:`~fusedsched.schedule.program.evaluate_table` evaluates with their ``VALUE``. Without it, a ``PLATEAU``
 segment is the constant ``V0`` and the plan above is unchanged.
 """
 
@@ -41,8 +41,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..plateau import STATE_COLUMNS, PlateauColumn, plateau_step
-from ..program import (NUMPY, PYFLOAT, SCALAR, Column, Shape, active_plateaus, evaluate_table, lane_function,
+from ..schedule.plateau_state import STATE_COLUMNS, PlateauColumn, plateau_step
+from ..schedule.program import (NUMPY, PYFLOAT, SCALAR, Column, Shape, active_plateaus, evaluate_table, lane_function,
                        shape_values)
 
 _CODES = {float(shape) for shape in Shape if shape not in (Shape.CONSTANT, Shape.PLATEAU)}  # PLATEAU: V0 here
@@ -76,7 +76,7 @@ def _pieces(seg: np.ndarray) -> list[tuple[np.ndarray | int, Shape, tuple, objec
     """``seg`` ``[N, NUM_COLUMNS]``: ``(positions, shape, columns, namespace)`` per non-constant shape
     present (``columns``: the rows of a contiguous ``[NUM_COLUMNS, n]`` array), or per lane when the
     shape has at most ``SCALAR_LANES`` of them (``columns``: the lane's
-    :func:`~fusedsched.program.lane_function` and its numpy scalars, namespace ``PYFLOAT``; see
+    :func:`~fusedsched.schedule.program.lane_function` and its numpy scalars, namespace ``PYFLOAT``; see
     :func:`_values`)."""
     codes = seg[:, _SHAPE]
     out = []

@@ -10,14 +10,14 @@ is a few loads and flops, so even 10,000 groups are a handful of loop iterations
 With a plateau state (``HAS_PLATEAU``), a ``PLATEAU`` segment's value is its group's ``VALUE``
 there; with a metric too (``HAS_METRIC``, set only with the state), on a step that advances
 (``increment`` 1, not skipped), the groups of the block whose active segment is a ``PLATEAU`` get
-:mod:`fusedsched.plateau`'s update first, lane by lane with ``tl.where`` (their columns stored back
+:mod:`fusedsched.schedule.plateau_state`'s update first, lane by lane with ``tl.where`` (their columns stored back
 under a mask; the updated ``VALUE`` kept in registers for the evaluation).
 
 Per block, the kernel picks each group's active segment (the last with ``START <= s``) and
 evaluates it; only when some group in the block is a ``product`` (``FACTORS > 1``) does it
 multiply the values of every active segment (``START <= s < STOP``) instead. A shape is computed
 only when some group of the block needs it. The shapes and their operation order are
-:mod:`fusedsched.program`'s; ``pow`` is ``exp(y * log(x))`` (libdevice's ``pow`` does not run in
+:mod:`fusedsched.schedule.program`'s; ``pow`` is ``exp(y * log(x))`` (libdevice's ``pow`` does not run in
 the interpreter).
 
 On CPU tensors the kernel runs only under the Triton interpreter, which reads ``TRITON_INTERPRET=1``
@@ -30,13 +30,13 @@ import torch
 import triton
 import triton.language as tl
 
-from ..plateau import PlateauColumn, PlateauMode
-from ..program import NUM_COLUMNS, Column, Shape
+from ..schedule.plateau_state import PlateauColumn, PlateauMode
+from ..schedule.program import NUM_COLUMNS, Column, Shape
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCK = 1024
 NAN = tl.constexpr(tl.PropagateNan.ALL)  # min / max keep a NaN, like torch.minimum and the C++ kernel
-# The plateau state's rows and mode codes (fusedsched.plateau), as constexprs the kernel reads.
+# The plateau state's rows and mode codes (fusedsched.schedule.plateau_state), as constexprs the kernel reads.
 _VALUE, _BEST, _BAD_EPOCHS, _COOLDOWN_LEFT = (tl.constexpr(int(c)) for c in (
     PlateauColumn.VALUE, PlateauColumn.BEST, PlateauColumn.BAD_EPOCHS, PlateauColumn.COOLDOWN_LEFT))
 _FACTOR, _MIN, _THRESHOLD, _MODE, _PATIENCE, _COOLDOWN, _EPS = (tl.constexpr(int(c)) for c in (
@@ -97,7 +97,7 @@ def _restart_cycle(u, span, mult):
 
 @triton.jit
 def _plateau_update(plateau_ptr, g, num_groups, active, metric, value):
-    """fusedsched.plateau's rule on the ``active`` lanes' columns (``value``: their ``VALUE``, already
+    """fusedsched.schedule.plateau_state's rule on the ``active`` lanes' columns (``value``: their ``VALUE``, already
     loaded), in its operation order; stores the state back under ``active`` and returns the new
     ``VALUE`` of every lane (the others' unchanged)."""
     best = tl.load(plateau_ptr + _BEST * num_groups + g, mask=active, other=0.0)

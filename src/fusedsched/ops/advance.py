@@ -5,7 +5,7 @@ reads the int64 counter ``step``, adds ``skip != 0 ? 0 : increment * amount`` (`
 ``amount`` an int64 one-element tensor, 1 when absent; ``skip`` a one-element float32 or bool
 tensor, never when absent); on a step that advances (``increment`` 1, not skipped) with a
 ``metric`` (one float32 or float64 element, read as float64), updates the ``plateau`` state
-(:mod:`fusedsched.plateau`, float64 ``[NUM_PLATEAU_COLUMNS, G]``) of every group whose active
+(:mod:`fusedsched.schedule.plateau_state`, float64 ``[NUM_PLATEAU_COLUMNS, G]``) of every group whose active
 segment at the new step is a ``PLATEAU``; evaluates every group's schedule from ``table`` in
 float64 at the new step (a ``PLATEAU`` segment's value is its group's ``VALUE`` in ``plateau``, its
 ``V0`` without one), writes float32 into ``lrs`` (one element per group) and writes the counter
@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import torch
 
-from ..plateau import NUM_PLATEAU_COLUMNS
-from ..program import NUM_COLUMNS
+from ..schedule.plateau_state import NUM_PLATEAU_COLUMNS
+from ..schedule.program import NUM_COLUMNS
 from . import _native, _reference
 from .dispatch import BackendUnavailable, resolve_backend, unavailable_reason
 

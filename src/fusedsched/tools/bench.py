@@ -13,7 +13,7 @@ what a training run pays while its schedules run), and ``finished``, every sched
 change (a constant per group).
 
 The stock alternative is ``torch.optim.lr_scheduler.LambdaLR`` with, per group, the lambda
-:func:`stock_lambda` = :func:`fusedsched.schedules.prepare_lr`: fusedsched's own float64 formula for
+:func:`stock_lambda` = :func:`fusedsched.schedule.reference.prepare_lr`: fusedsched's own float64 formula for
 the schedule (the one ``compute_lr`` and host mode run), its constants bound once and no argument
 checks, so as cheap as a hand-written closure; once with float learning rates and once with tensor
 ones (the ``torch.compile`` recipe).
@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..config import load_config
-from ..kinds import LearningRate
+from ..tml.config import load_config
+from ..schedule.kinds import LearningRate
 from ..ops import BACKENDS, resolve_backend, unavailable_reason
 from ..ops.dispatch import AUTO_ORDER
-from ..schedules import compute_lr, prepare_lr, schedule_marks
-from ..scheduler import LRShim
+from ..schedule.reference import compute_lr, prepare_lr, schedule_marks
+from ..shim.scheduler import LRShim
 from .models import mlp, regression_batches
 
 __all__ = [
@@ -81,7 +81,7 @@ TARGETS = {"fixed_us": 20.0, "per_group_ns": 50.0, "vs_lambdalr_float_at_1000": 
 # The reference backend (the CPU fallback) against native: fixed cost, per-group cost, LambdaLR at 1 group.
 REFERENCE_TARGETS = {"fixed_vs_native": 10.0, "per_group_vs_native_at_1000": 5.0,
                      "per_group_vs_native_at_10000": 5.0, "vs_lambdalr_float_at_1": 1.0}
-BASELINE = ("torch.optim.lr_scheduler.LambdaLR, one lambda per group: fusedsched.schedules.prepare_lr(cfg), "
+BASELINE = ("torch.optim.lr_scheduler.LambdaLR, one lambda per group: fusedsched.schedule.reference.prepare_lr(cfg), "
             "fusedsched's own float64 formula for the schedule (what compute_lr and host mode run) with its "
             "constants bound once and no checks; 'LambdaLR tensor': the same with 0-dim tensor learning rates")
 OPS_NOTE = ("syncs_per_step: aten::_local_scalar_dense / aten::item per step; ops_per_step: torch ops dispatched "
@@ -530,10 +530,10 @@ def _capture(body: Callable[[], object], warmup: int = 3) -> torch.cuda.CUDAGrap
 def training_candidates(device: torch.device | str, width: int = 256, depth: int = 8) -> tuple[int, dict[str, tuple[str, Callable[[], object]]]]:
     """Four ways to train the same MLP (one Adam group per tensor, the example schedules cycled).
 
-    The three graph variants share :class:`fusedsched.graphs.CapturedTrainingStep`, so they differ
+    The three graph variants share :class:`fusedsched.shim.graphs.CapturedTrainingStep`, so they differ
     only in how the learning rates move: on the device inside the graph, not at all, or by the host.
     """
-    from ..graphs import CapturedTrainingStep
+    from ..shim.graphs import CapturedTrainingStep
 
     device = torch.device(device)
     xs, ys = regression_batches(width, device=device)

@@ -6,7 +6,7 @@ The bundled config (:func:`config_path`, ``examples/demo.yaml``) also schedules 
 optimizer is ``GraphSafeAdamW`` and the op evaluates those rows in the same launch as the rates.
 On CUDA the whole training step is captured in a CUDA graph and replayed; on CPU it runs eagerly on
 one thread. Every step records each group's learning rate and scheduled hyperparameters as the
-optimizer read them (one copy of the value buffer), and the loss. :mod:`fusedsched.cli` checks the
+optimizer read them (one copy of the value buffer), and the loss. :mod:`fusedsched.tools.cli` checks the
 options, loads the config and writes the picture and the CSV.
 """
 
@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import plotting
-from ..config import LearningRate, OptimizerConfig, RecapOptimizerConfig
-from ..hyperparameters import scaled
-from ..optim import build_optimizer, sanitize
-from ..scheduler import LRShim
+from . import plotting
+from ..tml.config import LearningRate, OptimizerConfig, RecapOptimizerConfig
+from ..shim.hyperparameters import scaled
+from ..tml.builders import build_optimizer, sanitize
+from ..shim.scheduler import LRShim
 from . import bench
 from .models import MultiTaskModel, multi_task_batches
 
@@ -102,7 +102,7 @@ def train(model: MultiTaskModel, optimizer: Any, shim: LRShim, device: torch.dev
     loss_hist = torch.zeros(steps, device=device)
     train_step: Callable[[int], None]
     if device.type == "cuda":
-        from ..graphs import CapturedTrainingStep
+        from ..shim.graphs import CapturedTrainingStep
 
         mode, warmup = "whole step captured in a CUDA graph, replayed", 3
         captured = CapturedTrainingStep(model.loss, optimizer, shim, (xs[0], ys[0]), warmup_steps=warmup)
@@ -173,7 +173,7 @@ def train(model: MultiTaskModel, optimizer: Any, shim: LRShim, device: torch.dev
 
 def figure(run: DemoRun) -> Any:
     """Every group's recorded learning rate, each scheduled hyperparameter and the loss
-    (:func:`fusedsched.plotting.plot_training`), outside pyplot."""
+    (:func:`fusedsched.tools.plotting.plot_training`), outside pyplot."""
     title = f"fusedsched demo: {run.device.type}, {run.mode.split(',')[0]}, backend {run.backend}"
     return plotting.plot_training(run.first_step, run.rates, run.losses, run.schedules, title=title, pyplot=False,
                                   hyperparameters=run.hyperparameters,

@@ -1,0 +1,49 @@
+"""What the converters (``from_torch``, ``from_timm``, ``from_deepspeed``, ``from_megatron``) share.
+
+- :func:`learning_rate`: a converted config dict as a validated ``LearningRate``, or a
+  ``ValueError`` naming the source scheduler and what no kind represents;
+- :func:`float32_ulps`: how many float32 steps apart two rates are once rounded to float32 (the
+  converters compare a source scheduler's rate with its conversion's this way: at most 1);
+- :func:`group_names`: the names the converted ``LRShim`` gives the optimizer's param groups.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pydantic
+
+from ..schedule.kinds import LearningRate
+
+__all__ = ["float32_ulps", "group_names", "learning_rate"]
+
+
+def learning_rate(config: dict[str, Any], what: str) -> LearningRate:
+    """``LearningRate(**config)``; a ``ValueError`` "``what`` has settings no schedule kind represents"."""
+    try:
+        return LearningRate(**config)
+    except pydantic.ValidationError as e:
+        detail = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise ValueError(f"{what} has settings no schedule kind represents ({detail})") from None
+
+
+def _float32_bits(x: float) -> int:
+    """``x`` rounded to float32, as an integer that orders like the floats (adjacent floats: 1 apart)."""
+    bits = struct.unpack("<i", struct.pack("<f", x))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+
+def float32_ulps(a: float, b: float) -> int:
+    """How many float32 values apart ``a`` and ``b`` are after rounding each to float32 (0: equal)."""
+    return abs(_float32_bits(a) - _float32_bits(b))
+
+
+def group_names(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The groups' ``"name"`` entries when every group has one and they are distinct as strings,
+    else ``group0``, ``group1``, ... in group order."""
+    names = [group.get("name") for group in groups]
+    if all(n is not None for n in names) and len({str(n) for n in names}) == len(names):
+        return [str(n) for n in names]
+    return [f"group{i}" for i in range(len(names))]

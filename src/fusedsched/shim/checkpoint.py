@@ -1,0 +1,305 @@
+"""What an ``LRShim`` checkpoint holds, checked before anything is applied.
+
+:func:`parse_state_dict` reads a state dict (from ``LRShim.state_dict()``, through ``torch.save`` /
+``torch.load(weights_only=True)``) for a scheduler whose groups and schedules are given, and returns
+a :class:`ResumeState`, or raises ``TypeError`` / ``ValueError`` / ``OverflowError`` naming the
+entry and the value. It touches no optimizer and no scheduler: the scheduler applies the result.
+
+The checkpoint's schedules never replace the configured ones; :func:`schedule_differences` names
+every field where they differ (nested ``join`` / ``product`` schedules by their path, e.g.
+``join.schedules[1].product.schedules[0].exponential_decay.decay_rate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydantic
+import torch
+
+from .hyperparameters import validate_hyperparameters, validate_multipliers
+from ..schedule.kinds import LearningRate
+
+__all__ = [
+    "MAX_EPOCH",
+    "ResumeState",
+    "ScheduleChangedWarning",
+    "check_step",
+    "hyperparameter_differences",
+    "parse_state_dict",
+    "schedule_differences",
+    "validate_lr_dict",
+]
+
+#: The largest step the int64 step counter holds.
+MAX_EPOCH = 2**63 - 1
+
+
+class ScheduleChangedWarning(UserWarning):
+    """A checkpoint's schedules differ from the configured ones; the configured ones are used."""
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """A checked checkpoint, for the scheduler to apply.
+
+    Attributes:
+        last_epoch: the step of the last completed ``step()`` (-1: none).
+        step_count: torch's ``_step_count`` (calls of ``step()``), or None when the state has none.
+        base_lrs: one float per group in the scheduler's group order, or None when the state has none.
+        differences: one line per field where a checkpoint schedule differs from the configured one.
+        plateaus: ``{(group, key): [value, best, bad_epochs, cooldown_left]}``, the saved state of each
+            configured plateau the checkpoint holds (``key`` ``"lr"`` or a hyperparameter).
+    """
+
+    last_epoch: int
+    step_count: int | None
+    base_lrs: tuple[float, ...] | None
+    differences: tuple[str, ...]
+    plateaus: dict[tuple[str, str], list[float]] = dataclasses.field(default_factory=dict)
+
+
+#: a saved plateau's fields, in :data:`fusedsched.schedule.plateau_state.STATE_COLUMNS` order
+PLATEAU_FIELDS = ("value", "best", "bad_epochs", "cooldown_left")
+
+
+def plateau_entry(state: Sequence[float]) -> dict[str, float | int]:
+    """One plateau's state as checkpoint data: ``{"value", "best", "bad_epochs", "cooldown_left"}``."""
+    value, best, bad, cooldown = (float(x) for x in state)
+    return {"value": value, "best": best, "bad_epochs": int(bad), "cooldown_left": int(cooldown)}
+
+
+def _parse_plateaus(saved: Any, configured: Sequence[tuple[str, str]]) -> tuple[dict, list[str]]:
+    """``(states, differences)`` for the configured plateaus from ``state_dict['plateaus']``."""
+    where = "state_dict['plateaus']"
+    if saved is None:
+        saved = {}
+    if not isinstance(saved, Mapping) or not all(isinstance(v, Mapping) for v in saved.values()):
+        raise TypeError(f"{where} must be {{group: {{key: {{{', '.join(PLATEAU_FIELDS)}}}}}}}, got {saved!r:.200}")
+    states, differences = {}, []
+    for group, key in configured:
+        entry = saved.get(group, {}).get(key)
+        if entry is None:
+            differences.append(f"group {group!r} {key}: the checkpoint holds no plateau state (the plateau starts fresh)")
+            continue
+        if not isinstance(entry, Mapping) or sorted(entry) != sorted(PLATEAU_FIELDS):
+            raise ValueError(f"{where}[{group!r}][{key!r}] must have exactly the keys {list(PLATEAU_FIELDS)}, got {entry!r:.200}")
+        values = [entry[f] for f in PLATEAU_FIELDS]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+            raise TypeError(f"{where}[{group!r}][{key!r}] must hold numbers, got {entry!r:.200}")
+        value, best, bad, cooldown = (float(v) for v in values)
+        if not (math.isfinite(value) and value >= 0) or best != best:
+            raise ValueError(f"{where}[{group!r}][{key!r}]: value must be finite and >= 0 and best a number, got {entry!r:.200}")
+        if bad < 0 or cooldown < 0 or bad != int(bad) or cooldown != int(cooldown):
+            raise ValueError(f"{where}[{group!r}][{key!r}]: bad_epochs and cooldown_left must be integers >= 0, got {entry!r:.200}")
+        states[(group, key)] = [value, best, bad, cooldown]
+    return states, differences
+
+
+def check_step(value: Any, name: str, minimum: int = 0) -> int:
+    """``value`` as an int in ``[minimum, MAX_EPOCH]``; TypeError / ValueError / OverflowError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > MAX_EPOCH:
+        raise OverflowError(f"{name} must be < 2**63 (the step counter is an int64), got {value}")
+    return value
+
+
+def validate_lr_dict(lr_dict: Any, what: str = "lr_dict") -> dict[str, LearningRate]:
+    """``{group name: LearningRate}`` from a mapping of ``LearningRate`` or plain dicts, in its order."""
+    if not isinstance(lr_dict, Mapping):
+        raise TypeError(
+            f"{what} must be a mapping of group name to LearningRate (e.g. {{'ALL_PARAMS': cfg}}), "
+            f"got {type(lr_dict).__name__}"
+        )
+    configs = {}
+    for name, cfg in lr_dict.items():
+        if not isinstance(name, str):
+            raise TypeError(f"{what} keys must be group names (str), got {name!r} ({type(name).__name__})")
+        if isinstance(cfg, LearningRate):
+            configs[name] = cfg
+            continue
+        if not isinstance(cfg, Mapping):
+            raise TypeError(f"{what}[{name!r}] must be a LearningRate or a mapping, got {type(cfg).__name__}")
+        try:
+            configs[name] = LearningRate.model_validate(cfg)
+        except ValueError as exc:
+            raise ValueError(f"{what}[{name!r}] is not a valid LearningRate: {exc}") from None
+    if not configs:
+        raise ValueError(f"{what} is empty: give one schedule per param group")
+    return configs
+
+
+# --- schedule differences -------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """As the checkpoint shows it: models as their dumps."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(exclude_none=True)
+    return [_plain(v) for v in value] if isinstance(value, list) else value
+
+
+def _differences(path: str, saved: Any, configured: Any) -> list[str]:
+    """One line per leaf where ``saved`` and ``configured`` differ, named by its field path."""
+    if isinstance(saved, LearningRate) and isinstance(configured, LearningRate):
+        if saved.kind != configured.kind:
+            of = f" of {path}" if path else ""
+            return [f"schedule kind{of} is {saved.kind} in the checkpoint, {configured.kind} configured"]
+        kind = saved.kind
+        return _differences(f"{path}.{kind}" if path else kind, getattr(saved, kind), getattr(configured, kind))
+    if isinstance(saved, pydantic.BaseModel) and type(saved) is type(configured):
+        shown = saved.model_dump(exclude_none=True)  # the fields a dump shows, the checkpoint's first
+        fields = list(shown) + [f for f in configured.model_dump(exclude_none=True) if f not in shown]
+        return [line for f in fields for line in _differences(f"{path}.{f}", getattr(saved, f), getattr(configured, f))]
+    if isinstance(saved, list) and isinstance(configured, list):
+        if len(saved) == len(configured):
+            pairs = enumerate(zip(saved, configured))
+            return [line for i, (a, b) in pairs for line in _differences(f"{path}[{i}]", a, b)]
+        return [
+            f"{path} is {_plain(saved)!r} in the checkpoint (length {len(saved)}), "
+            f"{_plain(configured)!r} configured (length {len(configured)})"
+        ]
+    if saved == configured:
+        return []
+    return [f"{path} is {_plain(saved)!r} in the checkpoint, {_plain(configured)!r} configured"]
+
+
+def schedule_differences(name: str, saved: LearningRate, configured: LearningRate) -> list[str]:
+    """One line per field where the checkpoint's schedule of group ``name`` differs from the configured one.
+
+    A field is named by its path (``linear_ramp_to_cosine.final_num_steps``; inside ``join`` and
+    ``product``, ``join.schedules[1].product.schedules[0].exponential_decay.decay_rate``) with both
+    values; lists of equal length are compared entry by entry, others shown whole with their lengths.
+    """
+    return [f"group {name!r}: {line}" for line in _differences("", saved, configured)]
+
+
+def hyperparameter_differences(
+    name: str,
+    saved: Mapping[str, LearningRate],
+    configured: Mapping[str, LearningRate],
+    saved_multipliers: Mapping[str, float],
+    configured_multipliers: Mapping[str, float],
+) -> list[str]:
+    """One line per field where group ``name``'s hyperparameter schedules or multipliers differ.
+
+    A schedule's field is named by its key then its path (``weight_decay.linear_ramp_to_cosine.learning_rate``);
+    a hyperparameter scheduled on one side only, or a multiplier (1 where none is given), by its key.
+    """
+    lines = []
+    for key in list(saved) + [k for k in configured if k not in saved]:
+        if key in saved and key in configured:
+            lines += _differences(key, saved[key], configured[key])
+        else:
+            was = _plain(saved[key]) if key in saved else "not scheduled"
+            now = _plain(configured[key]) if key in configured else "not scheduled"
+            lines.append(f"{key} is {was!r} in the checkpoint, {now!r} configured")
+    for key in list(saved_multipliers) + [k for k in configured_multipliers if k not in saved_multipliers]:
+        was, now = saved_multipliers.get(key, 1.0), configured_multipliers.get(key, 1.0)
+        if was != now:
+            lines.append(f"multipliers[{key!r}] is {was!r} in the checkpoint, {now!r} configured")
+    return [f"group {name!r}: {line}" for line in lines]
+
+
+# --- the state dict -------------------------------------------------------------------------------
+
+
+def _float(value: Any) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def parse_state_dict(
+    state_dict: Any,
+    group_names: Sequence[str],
+    configured_lr_dict: Mapping[str, LearningRate],
+    strict: bool = False,
+    configured_hyperparameters: Mapping[str, Mapping[str, LearningRate]] | None = None,
+    configured_multipliers: Mapping[str, Mapping[str, float]] | None = None,
+    configured_plateaus: Sequence[tuple[str, str]] = (),
+) -> ResumeState:
+    """Check ``state_dict`` for a scheduler of ``group_names`` (in group order) scheduled by ``configured_lr_dict``
+    (and ``configured_hyperparameters`` / ``configured_multipliers``, ``{group: {key: ...}}``).
+
+    The state's ``hyperparameters`` and ``multipliers`` are compared when it has them (a state
+    written before they existed has neither: nothing to compare). ``configured_plateaus`` lists the
+    ``(group, key)`` rows whose schedule holds a plateau: their saved state is taken from
+    ``state_dict['plateaus']``, and a missing one is a difference (the plateau starts fresh).
+
+    Groups are matched by name: a state saved for other names (or another group count) is refused
+    with both lists, and its ``base_lrs`` are reordered into ``group_names``' order. Where a
+    checkpoint schedule differs from the configured one, :attr:`ResumeState.differences` lists every
+    difference; ``strict=True`` raises ``ValueError`` with them instead.
+
+    Raises:
+        TypeError / ValueError / OverflowError: the entry at fault and its value.
+    """
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping (from LRShim.state_dict()), got {type(state_dict).__name__}")
+    if "last_epoch" not in state_dict:
+        raise ValueError(f"state_dict has no 'last_epoch' (keys: {sorted(state_dict)})")
+    last_epoch = check_step(state_dict["last_epoch"], "state_dict['last_epoch']", minimum=-1)
+    if state_dict.get("device_step") is not None:
+        device_step = check_step(state_dict["device_step"], "state_dict['device_step']", minimum=-1)
+        if device_step != last_epoch:
+            raise ValueError(
+                f"state_dict['device_step'] ({device_step}) != state_dict['last_epoch'] ({last_epoch}): "
+                f"the state is inconsistent"
+            )
+    steps = state_dict.get("_step_count")
+    steps = None if steps is None else check_step(steps, "state_dict['_step_count']")
+    names = list(group_names)
+    order = list(range(len(names)))
+    differences: list[str] = []
+    if state_dict.get("lr_dict") is not None:
+        saved = validate_lr_dict(state_dict["lr_dict"], "state_dict['lr_dict']")
+        if sorted(saved) != sorted(names):
+            raise ValueError(
+                f"the state's groups {list(saved)} do not match this LRShim's groups {names}: "
+                f"no schedule in the state for {[n for n in names if n not in saved]}, "
+                f"not in this LRShim: {[n for n in saved if n not in names]}"
+            )
+        saved_names = list(saved)
+        order = [saved_names.index(n) for n in names]
+        for name in names:
+            differences += schedule_differences(name, saved[name], configured_lr_dict[name])
+    hyper = configured_hyperparameters or {}
+    mults = configured_multipliers or {}
+    if state_dict.get("hyperparameters") is not None or state_dict.get("multipliers") is not None:
+        saved_hyper = validate_hyperparameters(
+            state_dict.get("hyperparameters") or {}, names, "state_dict['hyperparameters']"
+        )
+        saved_mults = validate_multipliers(
+            state_dict.get("multipliers") or {}, names, saved_hyper, "state_dict['multipliers']"
+        )
+        for name in names:
+            differences += hyperparameter_differences(
+                name, saved_hyper.get(name, {}), hyper.get(name, {}), saved_mults.get(name, {}), mults.get(name, {})
+            )
+    base_lrs = state_dict.get("base_lrs")
+    if base_lrs is not None:
+        if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(names):
+            raise ValueError(
+                f"state_dict['base_lrs'] must be a list of {len(names)} numbers (one per group), "
+                f"got {base_lrs!r:.200}"
+            )
+        try:
+            base_lrs = tuple(_float(base_lrs[i]) for i in order)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"state_dict['base_lrs'] must hold numbers, got {base_lrs!r:.200}") from None
+    plateaus: dict[tuple[str, str], list[float]] = {}
+    if configured_plateaus:
+        plateaus, missing = _parse_plateaus(state_dict.get("plateaus"), configured_plateaus)
+        differences += missing
+    if differences and strict:
+        lines = "\n  ".join(differences)
+        raise ValueError(f"the checkpoint's schedules differ from the configured ones (strict=True):\n  {lines}")
+    return ResumeState(last_epoch, steps, base_lrs, tuple(differences), plateaus)

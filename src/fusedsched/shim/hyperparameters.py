@@ -1,0 +1,207 @@
+"""Schedules for the hyperparameters an optimizer step reads beside ``lr``, and per-group multipliers.
+
+``LRShim(..., hyperparameters={group: {key: schedule}}, multipliers={group: {key: m}})``:
+
+- a scheduled hyperparameter is one more *row* of the schedule table: the rows are every group's
+  ``lr`` first, in group order, then the scheduled hyperparameters in group order and in the order
+  of :data:`KEYS`, one row per distinct ``(name, schedule times multiplier)``: groups whose
+  hyperparameter has the same schedule and multiplier (every group's ``beta1`` on one momentum
+  cycle) share its row, evaluated once, and their views point at the same element (:attr:`Row.slot`).
+  A hyperparameter without a schedule adds no row;
+- a multiplier ``m`` of a row compiles into its program as ``product(schedule, constant(m))``: the
+  row's value is ``compute_lr(schedule, s) * m``, exactly (one float64 multiplication, the last
+  factor; the kernels multiply the factors in the same order). A multiplier of 1 adds nothing.
+
+:data:`KEYS` maps each hyperparameter name to where it sits in a param group: ``weight_decay``,
+``momentum``, ``eps`` are group keys; ``beta1`` and ``beta2`` are ``betas[0]`` and ``betas[1]``.
+
+Everything here is checked before any group is touched (``TypeError`` / ``ValueError`` naming the
+entry and the value).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..optimizers.graphsafe import GraphSafeOptimizer
+from ..schedule.kinds import LearningRate
+
+__all__ = [
+    "KEYS",
+    "Row",
+    "check_optimizer_reads",
+    "rows",
+    "scaled",
+    "validate_hyperparameters",
+    "validate_multipliers",
+]
+
+#: hyperparameter name -> (group key, index in the pair or None), in row order
+KEYS: dict[str, tuple[str, int | None]] = {
+    "weight_decay": ("weight_decay", None),
+    "beta1": ("betas", 0),
+    "beta2": ("betas", 1),
+    "momentum": ("momentum", None),
+    "eps": ("eps", None),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One scheduled hyperparameter of one group: where its value goes, and where it is evaluated."""
+
+    group: int  #: the group's index, in group order
+    name: str  #: the hyperparameter (a key of :data:`KEYS`)
+    slot: int  #: its row of the table and of the value buffer (shared by equal schedules)
+
+    @property
+    def key(self) -> str:
+        return KEYS[self.name][0]
+
+    @property
+    def index(self) -> int | None:
+        return KEYS[self.name][1]
+
+
+def _schedule(value: Any, where: str) -> LearningRate:
+    if isinstance(value, LearningRate):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be a LearningRate or a mapping, got {type(value).__name__}")
+    try:
+        return LearningRate.model_validate(value)
+    except ValueError as exc:
+        raise ValueError(f"{where} is not a valid LearningRate: {exc}") from None
+
+
+def _per_group(value: Any, what: str, group_names: Sequence[str]) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping of group name to {{key: value}}, got {type(value).__name__}")
+    for name, entry in value.items():
+        if name not in group_names:
+            raise ValueError(f"{what} names group {name!r}, which is not one of the groups {list(group_names)}")
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"{what}[{name!r}] must be a mapping of key to value, got {type(entry).__name__}")
+    return value
+
+
+def validate_hyperparameters(
+    hyperparameters: Any, group_names: Sequence[str], what: str = "hyperparameters"
+) -> dict[str, dict[str, LearningRate]]:
+    """``{group: {name: LearningRate}}`` in group order and :data:`KEYS` order; groups without one left out."""
+    given = _per_group(hyperparameters, what, group_names)
+    out: dict[str, dict[str, LearningRate]] = {}
+    for group in group_names:
+        entry = given.get(group, {})
+        unknown = [k for k in entry if k not in KEYS]
+        if unknown:
+            raise ValueError(
+                f"{what}[{group!r}] has unknown hyperparameter {unknown[0]!r}: schedulable are {list(KEYS)} "
+                f"(lr is scheduled by lr_dict)"
+            )
+        schedules = {k: _schedule(entry[k], f"{what}[{group!r}][{k!r}]") for k in KEYS if k in entry}
+        if schedules:
+            out[group] = schedules
+    return out
+
+
+def validate_multipliers(
+    multipliers: Any,
+    group_names: Sequence[str],
+    hyperparameters: Mapping[str, Mapping[str, LearningRate]],
+    what: str = "multipliers",
+) -> dict[str, dict[str, float]]:
+    """``{group: {name: m}}`` (``name``: ``lr`` or a scheduled hyperparameter; ``m`` a finite float >= 0)."""
+    given = _per_group(multipliers, what, group_names)
+    out: dict[str, dict[str, float]] = {}
+    for group in group_names:
+        entry = given.get(group, {})
+        scheduled = ["lr", *hyperparameters.get(group, {})]
+        values = {}
+        for key, m in entry.items():
+            where = f"{what}[{group!r}][{key!r}]"
+            if key not in scheduled:
+                if key in KEYS:
+                    raise ValueError(
+                        f"{where} = {m!r}, but {key} of group {group!r} has no schedule to multiply: "
+                        f"schedule it in hyperparameters[{group!r}][{key!r}]"
+                    )
+                raise ValueError(f"{where}: unknown key {key!r}; multipliers apply to {['lr', *KEYS]}")
+            if isinstance(m, bool) or not isinstance(m, (int, float)):
+                raise TypeError(f"{where} must be a number, got {m!r} ({type(m).__name__})")
+            if not math.isfinite(m) or m < 0:
+                raise ValueError(f"{where} must be a finite number >= 0, got {m!r}")
+            values[key] = float(m)
+        if values:
+            out[group] = {k: values[k] for k in ["lr", *KEYS] if k in values}
+    return out
+
+
+def scaled(schedule: LearningRate, multiplier: float) -> LearningRate:
+    """``schedule * multiplier`` as one schedule: ``schedule`` itself for 1, else ``product(schedule, constant)``."""
+    if multiplier == 1.0:
+        return schedule
+    return LearningRate(product={"schedules": [schedule, LearningRate(constant=multiplier)]})
+
+
+def _identity(schedule: LearningRate) -> str:
+    """Equal for equal schedules only: every field, floats by ``repr`` (``-0.0``, ``inf`` kept apart)."""
+    return repr(schedule.model_dump(exclude_none=True))
+
+
+def rows(
+    group_names: Sequence[str],
+    lr_dict: Mapping[str, LearningRate],
+    hyperparameters: Mapping[str, Mapping[str, LearningRate]],
+    multipliers: Mapping[str, Mapping[str, float]],
+    share: bool = True,
+) -> tuple[list[LearningRate], list[Row]]:
+    """Every row's schedule (multiplier compiled in) and every group's :class:`Row` s.
+
+    The lr rows in group order, then one row per distinct ``(name, scaled schedule)`` in order of
+    first use; ``share=False`` gives every group's hyperparameter a row of its own (the same values).
+    """
+    configs = [scaled(lr_dict[g], multipliers.get(g, {}).get("lr", 1.0)) for g in group_names]
+    extra = []
+    slots: dict[tuple[str, str], int] = {}
+    for i, group in enumerate(group_names):
+        for name, schedule in hyperparameters.get(group, {}).items():
+            config = scaled(schedule, multipliers.get(group, {}).get(name, 1.0))
+            key = (name, _identity(config))
+            slot = slots.get(key) if share else None
+            if slot is None:
+                slot = slots[key] = len(configs)
+                configs.append(config)
+            extra.append(Row(i, name, slot))
+    return configs, extra
+
+
+def check_optimizer_reads(
+    extra: Sequence[Row], groups: Sequence[dict], owners: Sequence[Any], names: Sequence[str], device: bool
+) -> None:
+    """Refuse a row whose group lacks its key, or (``device``) whose optimizer would read a tensor by value.
+
+    In device mode a row is a 0-dim tensor view; only the graph-safe optimizers read every
+    hyperparameter as a tensor without a host sync (torch's fused kernels take them as floats, the
+    foreach paths as Python scalars; ``FusedAdagrad`` takes only ``lr``): docs/optimizers.md.
+    """
+    for row in extra:
+        group, owner, name = groups[row.group], owners[row.group], names[row.group]
+        cls = type(owner).__name__
+        if row.key not in group or (row.index is not None and not isinstance(group[row.key], (tuple, list))):
+            raise ValueError(
+                f"hyperparameters[{name!r}][{row.name!r}]: param group {name!r} ({cls}) has no {row.key!r}, "
+                f"so its optimizer does not read {row.name}"
+            )
+        if device and not isinstance(owner, GraphSafeOptimizer):
+            raise ValueError(
+                f"hyperparameters[{name!r}][{row.name!r}]: in device mode a scheduled {row.name} is a 0-dim "
+                f"tensor, and {cls} reads it by value (torch's fused kernels take it as a float, its foreach "
+                f"paths as a Python scalar: a host sync, frozen in a CUDA graph, a recompile under torch.compile). "
+                f"Use fusedsched.GraphSafeAdam, GraphSafeAdamW or GraphSafeSGD, or host mode (device_schedule=False)"
+            )

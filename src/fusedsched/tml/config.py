@@ -1,0 +1,627 @@
+"""Pydantic v2 models of the tml optimizer config, validated at construction, and their loading.
+
+Field names are tml's: its core schema (``optimizers/config.py``, :class:`OptimizerConfig`) and
+recap's (``RecapOptimizerConfig``), so a tml training YAML loads unchanged, in either schema:
+``load_config("train.yaml", section="optimizer")``. Unlike tml, every
+rule is checked when a model is built (see docs/semantics.md); a broken config raises
+pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field and the value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar, overload
+
+import pydantic
+import yaml
+
+from ..schedule.errors import explained
+from ..schedule.fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
+from ..shim.hyperparameters import KEYS
+from ..schedule.kinds import (
+    CosineAnnealing,
+    CosineWithRestarts,
+    ExponentialDecay,
+    InverseSqrt,
+    Join,
+    LearningRate,
+    LinearRampToConstant,
+    LinearRampToCosine,
+    OneCycle,
+    PiecewiseConstant,
+    PolynomialDecay,
+    Product,
+    WarmupStableDecay,
+)
+
+# The schedule kinds live in fusedsched.schedule.kinds and the field types in fusedsched.schedule.fields; they are
+# re-exported here, where a tml config's models have always been imported from.
+__all__ = [
+    "ALL_PARAMS",
+    "BACKBONE",
+    "AdagradConfig",
+    "AdamConfig",
+    "Beta",
+    "CosineAnnealing",
+    "CosineWithRestarts",
+    "EmbeddingOptimizerConfig",
+    "ExponentialDecay",
+    "GroupSchedules",
+    "HyperparameterSchedules",
+    "InverseSqrt",
+    "Join",
+    "LearningRate",
+    "LinearRampToConstant",
+    "LinearRampToCosine",
+    "MAX_STEP",
+    "MultiTaskLearningRates",
+    "Multipliers",
+    "OneCycle",
+    "OptimizerConfig",
+    "PiecewiseConstant",
+    "PolynomialDecay",
+    "Product",
+    "Rate",
+    "RecapAdamConfig",
+    "RecapMultiTaskLearningRates",
+    "RecapOptimizerConfig",
+    "SgdConfig",
+    "StepInt",
+    "WarmupStableDecay",
+    "dump_config",
+    "load_config",
+    "optimizer_schema",
+    "parse_config_text",
+    "read_config_file",
+    "validate_optimizer_config",
+]
+
+
+#: tml core's param group names: the one group of a single schedule, and the shared parameters'
+#: group beside the towers of ``multi_task_learning_rates``.
+ALL_PARAMS = "ALL_PARAMS"
+BACKBONE = "backbone"
+
+
+# --- optimizers --------------------------------------------------------------------------------
+
+
+class AdamConfig(ConfigModel):
+    """tml's Adam (torch ``Adam``). ``weight_decay`` (unset: 0) and ``decoupled_weight_decay`` (unset:
+    False; True makes it torch's ``AdamW``) are fusedsched's additions, so weight decay can be scheduled."""
+
+    lr: Rate
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    eps: Rate = 1e-7
+    weight_decay: Rate | None = None
+    decoupled_weight_decay: pydantic.StrictBool | None = None
+
+
+class SgdConfig(ConfigModel):
+    """tml's SGD (torch ``SGD``); ``weight_decay`` (unset: 0) is fusedsched's addition."""
+
+    lr: Rate
+    momentum: Rate = 0.0
+    weight_decay: Rate | None = None
+
+
+class AdagradConfig(ConfigModel):
+    lr: Rate
+    eps: Rate = 0.0
+
+
+class MultiTaskLearningRates(ConfigModel):
+    """tml recap's per-tower schedules: one per tower name, plus one for the shared backbone."""
+
+    tower_learning_rates: dict[str, LearningRate]
+    backbone_learning_rate: LearningRate
+
+    @pydantic.field_validator("tower_learning_rates")
+    @classmethod
+    def _towers(cls, towers: dict[str, LearningRate]) -> dict[str, LearningRate]:
+        if not towers:
+            raise ValueError("tower_learning_rates must name at least one tower, got {}")
+        for name in towers:
+            if not name or "." in name:
+                raise ValueError(
+                    f"tower_learning_rates: tower name {name!r} must be non-empty, without '.'"
+                )
+        return towers
+
+
+class HyperparameterSchedules(ConfigModel):
+    """A schedule for each hyperparameter the optimizer step reads beside ``lr`` (each optional).
+
+    ``beta1`` and ``beta2`` are Adam's ``betas[0]`` and ``betas[1]``; a schedule replaces the
+    optimizer's value of its hyperparameter from step 0 on (docs/semantics.md).
+    """
+
+    weight_decay: LearningRate | None = None
+    beta1: LearningRate | None = None
+    beta2: LearningRate | None = None
+    momentum: LearningRate | None = None
+    eps: LearningRate | None = None
+
+    def scheduled(self) -> dict[str, LearningRate]:
+        """``{name: schedule}`` of the set fields, in :data:`~fusedsched.shim.hyperparameters.KEYS` order."""
+        return {name: getattr(self, name) for name in KEYS if getattr(self, name) is not None}
+
+
+class GroupSchedules(HyperparameterSchedules):
+    """``hyperparameter_schedules``: the fields schedule every param group; ``per_group`` schedules
+    the named groups (``ALL_PARAMS``, or a tower or ``backbone``), its entries replacing the
+    every-group schedule of the same hyperparameter for that group."""
+
+    per_group: dict[str, HyperparameterSchedules] | None = None
+
+
+class Multipliers(ConfigModel):
+    """A group's constant factors (each finite and >= 0, unset: 1): its ``lr`` schedule's, and a
+    scheduled hyperparameter's; the row's value is ``compute_lr(schedule, step) * m``."""
+
+    lr: Rate | None = None
+    weight_decay: Rate | None = None
+    beta1: Rate | None = None
+    beta2: Rate | None = None
+    momentum: Rate | None = None
+    eps: Rate | None = None
+
+    def given(self) -> dict[str, float]:
+        """``{key: m}`` of the set fields, ``lr`` first, then in :data:`~fusedsched.shim.hyperparameters.KEYS` order."""
+        return {key: getattr(self, key) for key in ("lr", *KEYS) if getattr(self, key) is not None}
+
+
+class OptimizerConfig(ConfigModel):
+    """One optimizer (exactly one of adam / sgd / adagrad) and at most one way to schedule its lr.
+
+    ``learning_rate`` schedules every param group; ``multi_task_learning_rates`` gives each tower
+    and the backbone its own schedule. With neither, the lr is the chosen optimizer's ``lr``.
+
+    fusedsched's additions: ``hyperparameter_schedules`` schedules what the optimizer reads beside
+    ``lr`` (for every group, or ``per_group``), and ``multipliers`` scales a group's schedules by
+    constants (``{group: {lr | hyperparameter: m}}``). The groups are :attr:`group_names`.
+    """
+
+    learning_rate: LearningRate | None = None
+    adam: AdamConfig | None = None
+    sgd: SgdConfig | None = None
+    adagrad: AdagradConfig | None = None
+    multi_task_learning_rates: MultiTaskLearningRates | None = None
+    hyperparameter_schedules: GroupSchedules | None = None
+    multipliers: dict[str, Multipliers] | None = None
+
+    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("adam", "sgd", "adagrad")
+    #: the hyperparameters each optimizer's step reads beside lr, so the ones a schedule may drive
+    READS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "adam": ("weight_decay", "beta1", "beta2", "eps"),
+        "sgd": ("weight_decay", "momentum"),
+        "adagrad": ("weight_decay", "eps"),
+    }
+
+    @pydantic.model_validator(mode="after")
+    def _one_optimizer(self) -> OptimizerConfig:
+        exactly_one(self, self.OPTIMIZERS)
+        if self.learning_rate is not None and self.multi_task_learning_rates is not None:
+            raise ValueError(
+                "learning_rate and multi_task_learning_rates are mutually exclusive, got both"
+            )
+        self._check_group_names()
+        self._check_hyperparameters()
+        return self
+
+    def _check_group_names(self) -> None:
+        per_group = (self.hyperparameter_schedules and self.hyperparameter_schedules.per_group) or {}
+        for field, given in (("hyperparameter_schedules.per_group", per_group), ("multipliers", self.multipliers or {})):
+            for name in given:
+                if name not in self.group_names:
+                    raise ValueError(
+                        f"{field}: group {name!r} is not a param group of this config; the groups are "
+                        f"{list(self.group_names)}"
+                    )
+
+    def _check_hyperparameters(self) -> None:
+        scheduled = self.hyperparameters_by_group()
+        reads = self.READS[self.optimizer_name]
+        for group, schedules in scheduled.items():
+            for name in schedules:
+                if name not in reads:
+                    raise ValueError(
+                        f"hyperparameter_schedules: {name} (group {group!r}) is not read by {self.optimizer_name}, "
+                        f"whose step reads {list(reads)} beside lr"
+                    )
+        for group, multipliers in (self.multipliers or {}).items():
+            for key, m in multipliers.given().items():
+                if key != "lr" and key not in scheduled.get(group, {}):
+                    raise ValueError(
+                        f"multipliers.{group}.{key} = {m!r}, but {key} of group {group!r} has no schedule to "
+                        f"multiply: schedule it in hyperparameter_schedules"
+                    )
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The param groups the config schedules: ``(ALL_PARAMS,)``, or every tower then ``backbone``."""
+        rates = self.multi_task_learning_rates
+        return (ALL_PARAMS,) if rates is None else (*rates.tower_learning_rates, BACKBONE)
+
+    def hyperparameters_by_group(self, group_names: Sequence[str] | None = None) -> dict[str, dict[str, LearningRate]]:
+        """``{group: {hyperparameter: schedule}}``, in group order and ``KEYS`` order, groups without one left out.
+
+        A ``per_group`` entry replaces the every-group schedule of the same hyperparameter.
+        ``group_names`` (default :attr:`group_names`): the groups built, e.g. from other towers;
+        a ``per_group`` name outside them is kept, last, for the scheduler to refuse.
+        """
+        schedules = self.hyperparameter_schedules
+        if schedules is None:
+            return {}
+        names = self.group_names if group_names is None else tuple(group_names)
+        per_group = schedules.per_group or {}
+        out = {}
+        for group in (*names, *(g for g in per_group if g not in names)):
+            own = per_group.get(group)
+            merged = {**schedules.scheduled(), **(own.scheduled() if own else {})}
+            if merged:
+                out[group] = {name: merged[name] for name in KEYS if name in merged}
+        return out
+
+    def multipliers_by_group(self, group_names: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+        """``{group: {key: m}}`` of the set multipliers, in group order; groups without one left out.
+
+        ``group_names``: as in :meth:`hyperparameters_by_group` (a name outside them is kept, last).
+        """
+        given = {group: m.given() for group, m in (self.multipliers or {}).items()}
+        names = self.group_names if group_names is None else tuple(group_names)
+        order = (*names, *(g for g in given if g not in names))
+        return {group: given[group] for group in order if given.get(group)}
+
+    @property
+    def optimizer_name(self) -> Literal["adam", "sgd", "adagrad"]:
+        return exactly_one(self, self.OPTIMIZERS)  # type: ignore[return-value]
+
+    @property
+    def optimizer(self) -> AdamConfig | SgdConfig | AdagradConfig:
+        return getattr(self, self.optimizer_name)
+
+
+# --- recap's optimizer schema -----------------------------------------------------------------
+
+
+class RecapAdamConfig(ConfigModel):
+    """Recap's Adam: ``betas=(beta_1, beta_2)``, ``eps=epsilon``. No ``lr``: every rate is scheduled."""
+
+    beta_1: Beta = 0.9
+    beta_2: Beta = 0.999
+    epsilon: Rate = 1e-7
+
+
+class RecapMultiTaskLearningRates(ConfigModel):
+    """Recap's per-task schedules; task names are arbitrary strings (dots included).
+
+    ``backbone_learning_rate`` may be null when no parameter falls to the backbone.
+    """
+
+    tower_learning_rates: dict[str, LearningRate]
+    backbone_learning_rate: LearningRate | None = None
+
+    @pydantic.field_validator("tower_learning_rates")
+    @classmethod
+    def _tasks(cls, tasks: dict[str, LearningRate]) -> dict[str, LearningRate]:
+        if not tasks:
+            raise ValueError("tower_learning_rates must name at least one task, got {}")
+        if "" in tasks:
+            raise ValueError("tower_learning_rates: a task name must be non-empty, got ''")
+        return tasks
+
+
+class RecapOptimizerConfig(ConfigModel):
+    """Recap's optimizer section (``RecapOptimizerConfig``): Adam, and exactly one of
+    ``multi_task_learning_rates`` (one schedule per task, plus the backbone) and
+    ``single_task_learning_rate`` (one schedule for every parameter)."""
+
+    adam: RecapAdamConfig
+    multi_task_learning_rates: RecapMultiTaskLearningRates | None = None
+    single_task_learning_rate: LearningRate | None = None
+
+    LEARNING_RATES: ClassVar[tuple[str, ...]] = ("multi_task_learning_rates", "single_task_learning_rate")
+
+    @pydantic.model_validator(mode="after")
+    def _one_learning_rate(self) -> RecapOptimizerConfig:
+        exactly_one(self, self.LEARNING_RATES)
+        return self
+
+    @property
+    def optimizer_name(self) -> Literal["adam"]:
+        return "adam"
+
+    @property
+    def optimizer(self) -> RecapAdamConfig:
+        return self.adam
+
+
+class EmbeddingOptimizerConfig(ConfigModel):
+    """Recap's ``large_embeddings.optimizer``: ``learning_rate`` schedules the SGD group ``dense_ebc``
+    (parameters whose name contains ``embedding_bags``); ``init_learning_rate`` is kept as recap has it."""
+
+    learning_rate: LearningRate | None = None
+    init_learning_rate: Rate
+
+
+# Fields that only one of the two optimizer schemas has: they tell a section's schema.
+_CORE_FIELDS = ("learning_rate", "sgd", "adagrad")
+_CORE_ADAM_FIELDS = ("lr", "betas", "eps")
+_RECAP_FIELDS = ("single_task_learning_rate",)
+_RECAP_ADAM_FIELDS = ("beta_1", "beta_2", "epsilon")
+
+
+def optimizer_schema(data: Mapping[str, Any]) -> type[OptimizerConfig] | type[RecapOptimizerConfig]:
+    """Which schema an optimizer section is written in, told apart by its fields.
+
+    tml core (``OptimizerConfig``) has ``learning_rate``, ``sgd``, ``adagrad`` and
+    ``adam: {lr, betas, eps}``; recap (``RecapOptimizerConfig``) has ``single_task_learning_rate``
+    and ``adam: {beta_1, beta_2, epsilon}``. A field counts when written, even as null. An ``adam``
+    with none of these fields is recap's (tml core's needs ``lr``).
+
+    Raises:
+        ValueError: the section mixes the two schemas, or has fields of neither (names them).
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"an optimizer section must be a mapping, got {type(data).__name__}")
+    adam = data.get("adam")
+    adam_keys = list(adam) if isinstance(adam, Mapping) else []
+    core = [k for k in _CORE_FIELDS if k in data] + [f"adam.{k}" for k in _CORE_ADAM_FIELDS if k in adam_keys]
+    recap = [k for k in _RECAP_FIELDS if k in data] + [f"adam.{k}" for k in _RECAP_ADAM_FIELDS if k in adam_keys]
+    if core and recap:
+        raise ValueError(
+            f"the optimizer section mixes tml core fields ({', '.join(core)}) with recap fields "
+            f"({', '.join(recap)}); write one schema: tml core (adam: {{lr, betas, eps}}, sgd, adagrad, "
+            "learning_rate) or recap (adam: {beta_1, beta_2, epsilon}, single_task_learning_rate)"
+        )
+    if core:
+        return OptimizerConfig
+    if recap or isinstance(adam, Mapping):
+        return RecapOptimizerConfig
+    raise ValueError(
+        "cannot tell the optimizer schema: tml core needs adam: {lr, ...}, sgd or adagrad; recap needs "
+        f"adam: {{beta_1, beta_2, epsilon}} (all optional); found fields: {', '.join(map(str, data)) or 'none'}"
+    )
+
+
+def validate_optimizer_config(
+    data: OptimizerConfig | RecapOptimizerConfig | Mapping[str, Any],
+) -> OptimizerConfig | RecapOptimizerConfig:
+    """A config model from a mapping in either optimizer schema (see :func:`optimizer_schema`).
+
+    A model is returned as it is; anything else but a mapping is a ``TypeError``.
+    """
+    if isinstance(data, (OptimizerConfig, RecapOptimizerConfig)):
+        return data
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            "an optimizer config must be an OptimizerConfig, a RecapOptimizerConfig or a mapping, "
+            f"got {type(data).__name__}"
+        )
+    return optimizer_schema(data).model_validate(dict(data))
+
+
+# --- loading and dumping -----------------------------------------------------------------------
+
+C = TypeVar("C", bound=pydantic.BaseModel)
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+class _DuplicateKey(ValueError):
+    """A mapping key written twice; the message names the key (and the line, for YAML)."""
+
+
+def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping.
+
+    Keys brought in by a merge (``<<: *anchor``) may be overridden, as YAML allows.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # Runs before any merge rewrites node.value (and merges rewrite only through here), so the
+        # first visit sees the keys as written.
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: construct_mapping reports it
+                    continue
+                if first is not None:
+                    raise _DuplicateKey(f"duplicate key {key!r} at line {line} (first at line {first})")
+                seen[key] = line
+        super().flatten_mapping(node)
+
+
+def parse_config_text(text: str, where: str = "config text") -> Any:
+    """The document in ``text`` (JSON, else YAML); a key written twice in a mapping is an error.
+
+    Raises:
+        ValueError: the text parses as neither, or repeats a key (named, with its line in YAML).
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_unique_json_object)  # JSON first: PyYAML reads 1e-07 as a string
+    except _DuplicateKey as e:
+        raise ValueError(f"{where}: {e}") from None
+    except json.JSONDecodeError:
+        pass
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as e:
+        raise ValueError(f"{where}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"cannot parse {where} as YAML or JSON: {_one_line(e)}") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON config file, every failure a ``ValueError`` naming the path.
+
+    Raises:
+        ValueError: the path is missing or a directory, the file cannot be read, is not UTF-8, does
+            not parse, repeats a key in a mapping (named), is empty, or does not hold a mapping.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config path {path} is a directory, not a file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ValueError(f"cannot read config file {path}: {e.strerror or _one_line(e)}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"config file {path} is not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}"
+        ) from None
+    where = f"config file {path}"
+    data = parse_config_text(text, where)
+    if data is None:
+        raise ValueError(f"{where} is empty")
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: the document must be a mapping, got {type(data).__name__}: {data!r:.60}")
+    return data
+
+
+def _names_a_path(text: str) -> bool:
+    try:
+        return bool(text.strip()) and "\n" not in text and (
+            Path(text).exists() or text.strip().lower().endswith(_SUFFIXES)
+        )
+    except (OSError, ValueError):  # name too long, NUL byte
+        return False
+
+
+def _section(data: Any, section: str, where: str) -> Any:
+    """Descend the dotted key path ``section``; a digit indexes a list (``tables.0.optimizer``)."""
+    parts = section.split(".")
+    for depth, key in enumerate(parts):
+        at = ".".join(parts[:depth]) or "top level"
+        if isinstance(data, Mapping) and key in data:
+            data = data[key]
+        elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
+            data = data[int(key)]
+        else:
+            if isinstance(data, Mapping):
+                found = f"found: {', '.join(map(str, data)) or 'nothing'}"
+            elif isinstance(data, list):
+                found = f"a list of {len(data)}"
+            else:
+                found = f"a {type(data).__name__}"
+            raise ValueError(f"{where}: section {section!r} not found (no key {key!r} at {at}; {found})")
+    return data
+
+
+@overload
+def load_config(
+    source: Mapping[str, Any] | str | Path, cls: None = None, section: str | None = None
+) -> OptimizerConfig | RecapOptimizerConfig: ...
+
+
+@overload
+def load_config(source: Mapping[str, Any] | str | Path, cls: type[C], section: str | None = None) -> C: ...
+
+
+def load_config(
+    source: Mapping[str, Any] | str | Path,
+    cls: type[C] | None = None,
+    section: str | None = None,
+) -> Any:
+    """Build a config model from a dict, a .yaml/.yml/.json file, or YAML/JSON text.
+
+    Args:
+        source: a mapping; a ``Path`` or path string to a file; or the text itself (a one-line
+            string that names no file and is no mapping as text is reported as a missing file).
+        cls: the model to build (``OptimizerConfig``, ``LearningRate``, ...). ``None`` (default):
+            an optimizer section in either schema, tml core's ``OptimizerConfig`` or recap's
+            ``RecapOptimizerConfig``, told apart by its fields (:func:`optimizer_schema`).
+        section: a dotted key path to descend first, e.g. ``"optimizer"`` for a tml training YAML;
+            a number indexes a list (``"model.embeddings.tables.0.optimizer"``).
+
+    Raises:
+        ValueError: see :func:`read_config_file`; the text does not parse or repeats a key, the
+            section is missing or not a mapping, the schema is mixed or unknown;
+            ``pydantic.ValidationError`` (a ``ValueError``) when the config itself is invalid.
+    """
+    if cls is not None and not (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)):
+        raise TypeError(f"load_config: cls must be a config model class or None, got {cls!r}")
+    if section is not None and not isinstance(section, str):
+        raise TypeError(f"load_config: section must be a dotted key path (str), got {type(section).__name__}")
+    if isinstance(source, Mapping):
+        where, data = "config dict", source
+    elif isinstance(source, Path) or (isinstance(source, str) and _names_a_path(source)):
+        where, data = f"config file {source}", read_config_file(source)
+    elif isinstance(source, str):
+        where, data = "config text", parse_config_text(source)
+        if data is None:
+            raise ValueError("config text is empty")
+        if "\n" not in source and not isinstance(data, Mapping):
+            raise ValueError(
+                f"config source {source!r} is neither a file (not found) nor YAML/JSON text of a "
+                f"mapping (it parses as {type(data).__name__})"
+            )
+    else:
+        raise TypeError(
+            "load_config: source must be a dict, a path or YAML/JSON text, "
+            f"got {type(source).__name__}"
+        )
+    if section:
+        data = _section(data, section, where)
+    if not isinstance(data, Mapping):
+        what = f"section {section!r}" if section else "document"
+        raise ValueError(
+            f"{where}: {what} must be a mapping, got {type(data).__name__}: {data!r:.60}"
+        )
+    try:
+        if cls is None:
+            try:
+                return validate_optimizer_config(data)
+            except pydantic.ValidationError:
+                raise
+            except ValueError as e:
+                raise ValueError(f"{where}{f' section {section!r}' if section else ''}: {e}") from None
+        return cls.model_validate(dict(data))
+    except pydantic.ValidationError as e:  # the likely cause first (an unindented schedule, an unknown key)
+        raise explained(e, data) from None
+
+
+def dump_config(
+    cfg: pydantic.BaseModel, fmt: Literal["dict", "yaml", "json"] = "dict"
+) -> dict[str, Any] | str:
+    """``cfg`` as plain data (lists, no tuples), unset (None) fields dropped.
+
+    ``load_config(dump_config(cfg, fmt), type(cfg)) == cfg`` for every ``fmt``.
+    """
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    if fmt == "dict":
+        return data
+    if fmt == "yaml":
+        return yaml.safe_dump(data, sort_keys=False)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    raise ValueError(f"dump_config: fmt must be 'dict', 'yaml' or 'json', got {fmt!r}")
