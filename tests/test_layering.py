@@ -130,7 +130,7 @@ def test_program_imports_no_kind_and_no_config():
 #: (or from its own package). The package's ``__init__`` (lazy exports of everything) and the
 #: entry points sit above them all.
 LAYERS = [
-    {"schedule.fields", "schedule.program", "schedule.plateau_state", "shim.binding", "optimizers.adagrad",
+    {"_aliases", "schedule.fields", "schedule.program", "schedule.plateau_state", "shim.binding", "optimizers.adagrad",
      "optimizers.graphsafe"},
     {"schedule.kinds", "ops", "optimizers.adam", "optimizers.sgd"},
     {"schedule.reference", "schedule.errors", "convert.common", "shim.skipping", "shim.hyperparameters"},

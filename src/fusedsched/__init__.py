@@ -13,7 +13,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _aliases
+
 __version__ = "0.1.0"
+
+_aliases.install()  # the flat module paths of earlier versions, for imports and pickles
 
 # name -> the submodule that defines it
 _EXPORTS = {
