@@ -15,16 +15,16 @@
 // first updates the column of every group whose active segment is a PLATEAU (schedule_math.h's
 // plateau_update). With `previous_scale` (a one-element float32 tensor, mutated), `skip` is a
 // GradScaler's scale rather than a flag: the step is skipped iff skip < previous_scale (update()
-// lowered the scale since the previous step), and previous_scale then holds skip. Eager Python calls
-// both overloads through fusedsched._C.launch (eager.cpp, which also defines the module).
+// lowered the scale since the previous step), and previous_scale then holds skip: the clock rule is
+// schedule_math.h's clock_step(). Eager Python calls both overloads through fusedsched._C.launch
+// (eager.cpp, which also defines the module).
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
-#include "schedule_math.h"
+#include "advance.h"
 
 namespace fusedsched {
 
-// The argument checks, with messages naming the argument; cuda/advance.cu declares and calls it too.
 void check_advance_args(
     const at::Tensor& step,
     const at::Tensor& table,
@@ -107,6 +107,23 @@ void check_advance_args(
   }
 }
 
+ClockInputs clock_inputs(
+    const std::optional<at::Tensor>& amount,
+    const std::optional<at::Tensor>& skip,
+    const std::optional<at::Tensor>& metric,
+    const std::optional<at::Tensor>& previous_scale) {
+  const bool skip_is_bool = skip.has_value() && skip->scalar_type() == at::kBool;
+  const bool metric_is_double = metric.has_value() && metric->scalar_type() == at::kDouble;
+  return ClockInputs{
+      amount.has_value() ? amount->const_data_ptr<int64_t>() : nullptr,
+      skip.has_value() && !skip_is_bool ? skip->const_data_ptr<float>() : nullptr,
+      skip_is_bool ? skip->const_data_ptr<bool>() : nullptr,
+      previous_scale.has_value() ? previous_scale->data_ptr<float>() : nullptr,
+      metric.has_value() && !metric_is_double ? metric->const_data_ptr<float>() : nullptr,
+      metric_is_double ? metric->const_data_ptr<double>() : nullptr,
+  };
+}
+
 namespace {
 
 template <typename out_t>
@@ -131,41 +148,19 @@ void advance_cpu_clock(
   check_advance_args(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale);
   TORCH_CHECK(step.is_cpu(), "advance_native_ (CPU): step, table and lrs must be CPU tensors, got ", step.device());
   int64_t* step_ptr = step.data_ptr<int64_t>();
-  const double* table_ptr = table.const_data_ptr<double>();
-  const int64_t num_segments = table.size(0);
-  const int64_t num_groups = table.size(2);
-  int64_t delta = increment;
-  if (amount.has_value()) {
-    delta *= *amount->const_data_ptr<int64_t>();
-  }
-  bool skipped = false;
-  if (previous_scale.has_value()) {  // a GradScaler's scale: lowered since the previous step iff skipped
-    const float scale = *skip->const_data_ptr<float>();
-    float* previous = previous_scale->data_ptr<float>();
-    skipped = scale < *previous;
-    *previous = scale;
-  } else if (skip.has_value()) {
-    skipped = skip->scalar_type() == at::kBool ? *skip->const_data_ptr<bool>() : *skip->const_data_ptr<float>() != 0.0f;
-  }
-  if (skipped) {
-    delta = 0;
-  }
+  const ClockInputs inputs = clock_inputs(amount, skip, metric, previous_scale);
   double* plateau_ptr = plateau.has_value() ? plateau->data_ptr<double>() : nullptr;
-  double metric_value = 0.0;  // torch's float(metrics)
-  const double* metric_ptr = nullptr;  // nullptr: no plateau update on this step
-  if (plateau_ptr != nullptr && metric.has_value() && increment == 1 && !skipped) {
-    metric_value = metric->scalar_type() == at::kDouble ? *metric->const_data_ptr<double>()
-                                                        : static_cast<double>(*metric->const_data_ptr<float>());
-    metric_ptr = &metric_value;
-  }
-  const int64_t new_step = *step_ptr + delta;
+  const Clock clock = clock_step(increment, inputs, plateau_ptr != nullptr);
+  const int64_t new_step = *step_ptr + clock.delta;
   const double s = static_cast<double>(new_step);
+  const double* update = clock.update_plateaus ? &clock.metric : nullptr;  // nullptr: no plateau update
+  const double* table_ptr = table.const_data_ptr<double>();
   if (lrs.scalar_type() == at::kDouble) {
-    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<double>(), plateau_ptr, metric_ptr);
+    evaluate_all(table_ptr, table.size(0), table.size(2), s, lrs.data_ptr<double>(), plateau_ptr, update);
   } else {
-    evaluate_all(table_ptr, num_segments, num_groups, s, lrs.data_ptr<float>(), plateau_ptr, metric_ptr);
+    evaluate_all(table_ptr, table.size(0), table.size(2), s, lrs.data_ptr<float>(), plateau_ptr, update);
   }
-  *step_ptr = new_step;
+  clock_commit(step_ptr, new_step, inputs);
 }
 
 void advance_cpu(at::Tensor& step, const at::Tensor& table, at::Tensor& lrs, int64_t increment) {

@@ -1,17 +1,18 @@
 // The schedule math, once, for the C++ (CPU) and CUDA kernels of fusedsched::advance_native_.
 //
-// Mirrors src/fusedsched/program.py, the single source of truth: the shape and column codes below
-// must equal program.Shape / program.Column / program.NUM_COLUMNS (tests/test_codes.py checks),
-// and segment_value() keeps the exact operation order of the reference formulas (fusedsched.kinds)
-// and of program.segment_values, with the C library's cos / pow / log / sqrt / tanh / floor, so the CPU
+// Mirrors src/fusedsched/schedule/program.py, the single source of truth: the shape and column codes
+// below must equal program.Shape / program.Column / program.NUM_COLUMNS (tests/ops/test_codes.py
+// checks), and segment_value() keeps the exact operation order of the reference formulas
+// (fusedsched.schedule.kinds) and of program.segment_values, with the C library's cos / pow / log / sqrt / tanh / floor, so the CPU
 // kernel writing float64 reproduces compute_lr bit for bit. Build without FMA contraction
 // (-ffp-contract=off for C++, -fmad=false for nvcc): a fused multiply-add rounds once where the
 // reference rounds twice.
 //
 // Table layout: float64 [num_segments, NUM_COLUMNS, num_groups], contiguous; padding segments
-// have START = +inf, so no step selects them. The plateau state (src/fusedsched/plateau.py, the
-// codes below mirror plateau.PlateauColumn / plateau.PlateauMode): float64
-// [NUM_PLATEAU_COLUMNS, num_groups], contiguous, one column per group.
+// have START = +inf, so no step selects them. The plateau state
+// (src/fusedsched/schedule/plateau_state.py; the codes below mirror its PlateauColumn / PlateauMode):
+// float64 [NUM_PLATEAU_COLUMNS, num_groups], contiguous, one column per group. clock_step() is the
+// op's clock rule (a skipped step, an amount, when a plateau takes its metric).
 #pragma once
 
 #include <cmath>
@@ -82,6 +83,52 @@ static_assert(
     static_cast<int>(PlateauColumn::EPS) + 1 == NUM_PLATEAU_COLUMNS, "NUM_PLATEAU_COLUMNS must follow the last PlateauColumn");
 
 enum class PlateauMode : int { MIN_REL = 0, MIN_ABS = 1, MAX_REL = 2, MAX_ABS = 3 };
+
+// The op's inputs that move the clock, as pointers into device memory (CUDA) or host memory (CPU);
+// nullptr where absent. Both kernels fill one from their tensors and call clock_step().
+struct ClockInputs {
+  const int64_t* amount;  // nullptr: 1
+  const float* skip_float;  // a found_inf flag (nonzero: skipped), or with previous_scale a GradScaler's scale
+  const bool* skip_bool;
+  float* previous_scale;  // the scale of the previous step (then skip_float is a scale); written by clock_commit()
+  const float* metric_float;  // a plateau's metric, read as float64 (torch's float(metrics))
+  const double* metric_double;
+};
+
+// What one launch does with the clock: move the counter by `delta`; when `update_plateaus`, update
+// the plateaus active at the new step with `metric` first.
+struct Clock {
+  int64_t delta;
+  bool update_plateaus;
+  double metric;
+};
+
+// The clock rule, once for both kernels (mirrored by ops/_reference.py's clock() and ops/_triton.py):
+//   skipped = previous_scale ? scale < previous_scale : skip != 0   (no skip input: never skipped)
+//   delta   = skipped ? 0 : increment * amount                      (amount 1 when absent)
+//   a plateau takes the metric only on a step that advances: increment 1, not skipped.
+// Reads every input once; writes nothing (clock_commit() writes the counter and the previous scale).
+FUSEDSCHED_HOST_DEVICE Clock clock_step(int64_t increment, const ClockInputs& in, bool has_plateau) {
+  const bool skipped = in.previous_scale != nullptr
+      ? *in.skip_float < *in.previous_scale  // a GradScaler's scale, lowered since the previous step
+      : (in.skip_float != nullptr && *in.skip_float != 0.0f) || (in.skip_bool != nullptr && *in.skip_bool);
+  Clock clock{skipped ? 0 : (in.amount == nullptr ? increment : increment * *in.amount), false, 0.0};
+  const bool has_metric = in.metric_float != nullptr || in.metric_double != nullptr;
+  if (has_plateau && has_metric && increment == 1 && !skipped) {
+    clock.update_plateaus = true;
+    clock.metric = in.metric_double != nullptr ? *in.metric_double : static_cast<double>(*in.metric_float);
+  }
+  return clock;
+}
+
+// After every group was evaluated (on CUDA: by one thread, after the block's barrier): the new
+// counter, and a GradScaler's scale becomes the previous one.
+FUSEDSCHED_HOST_DEVICE void clock_commit(int64_t* step, int64_t new_step, const ClockInputs& in) {
+  *step = new_step;
+  if (in.previous_scale != nullptr) {
+    *in.previous_scale = *in.skip_float;
+  }
+}
 
 // table[k, c, g]
 FUSEDSCHED_HOST_DEVICE double table_at(

@@ -13,21 +13,9 @@
 #include <c10/cuda/CUDAStream.h>  // at::cuda::getCurrentCUDAStream() is this c10 one; ATen/cuda would pull in cuSPARSE headers
 #include <torch/library.h>
 
-#include "../schedule_math.h"
+#include "../advance.h"
 
 namespace fusedsched {
-
-void check_advance_args(
-    const at::Tensor& step,
-    const at::Tensor& table,
-    const at::Tensor& lrs,
-    int64_t increment,
-    const std::optional<at::Tensor>& amount,
-    const std::optional<at::Tensor>& skip,
-    const std::optional<at::Tensor>& plateau,
-    const std::optional<at::Tensor>& metric,
-    const std::optional<at::Tensor>& previous_scale);
-
 namespace {
 
 constexpr int kThreads = 256;
@@ -37,39 +25,20 @@ __global__ void advance_kernel(
     const double* __restrict__ table,
     float* __restrict__ lrs,
     int64_t increment,
-    const int64_t* __restrict__ amount,  // nullptr: 1
-    const float* __restrict__ skip_float,  // nullptr unless skip is float32
-    const bool* __restrict__ skip_bool,  // nullptr unless skip is bool
+    const ClockInputs inputs,
     double* __restrict__ plateau,  // nullptr: no plateau state
-    const float* __restrict__ metric_float,  // nullptr unless the metric is float32
-    const double* __restrict__ metric_double,  // nullptr unless the metric is float64
-    float* __restrict__ previous_scale,  // nullptr, or skip_float is a scale compared with it (then written)
     int64_t num_segments,
     int64_t num_groups) {
-  int64_t delta = amount == nullptr ? increment : increment * *amount;
-  const bool skipped = previous_scale != nullptr
-      ? *skip_float < *previous_scale  // a GradScaler's scale, lowered since the previous step
-      : (skip_float != nullptr && *skip_float != 0.0f) || (skip_bool != nullptr && *skip_bool);
-  if (skipped) {
-    delta = 0;
-  }
-  double metric = 0.0;  // torch's float(metrics)
-  const double* update = nullptr;  // nullptr: no plateau update on this step
-  if (plateau != nullptr && (metric_float != nullptr || metric_double != nullptr) && increment == 1 && !skipped) {
-    metric = metric_double != nullptr ? *metric_double : static_cast<double>(*metric_float);
-    update = &metric;
-  }
-  const int64_t new_step = *step + delta;
+  const Clock clock = clock_step(increment, inputs, plateau != nullptr);
+  const int64_t new_step = *step + clock.delta;
   const double s = static_cast<double>(new_step);
+  const double* update = clock.update_plateaus ? &clock.metric : nullptr;  // nullptr: no plateau update
   for (int64_t g = threadIdx.x; g < num_groups; g += blockDim.x) {
     lrs[g] = static_cast<float>(evaluate_group(table, num_segments, num_groups, g, s, plateau, update));
   }
   __syncthreads();  // every thread has read the old counter (and the previous scale)
   if (threadIdx.x == 0) {
-    *step = new_step;
-    if (previous_scale != nullptr) {
-      *previous_scale = *skip_float;
-    }
+    clock_commit(step, new_step, inputs);
   }
 }
 
@@ -87,20 +56,13 @@ void advance_cuda_clock(
   TORCH_CHECK(step.is_cuda(), "advance_native_ (CUDA): step, table and lrs must be CUDA tensors, got ", step.device());
   TORCH_CHECK(lrs.scalar_type() == at::kFloat, "advance_native_ (CUDA): lrs must be float32, got ", lrs.scalar_type());
   const c10::cuda::CUDAGuard device_guard(step.device());
-  const bool skip_is_bool = skip.has_value() && skip->scalar_type() == at::kBool;
-  const bool metric_is_double = metric.has_value() && metric->scalar_type() == at::kDouble;
   advance_kernel<<<1, kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       step.data_ptr<int64_t>(),
       table.const_data_ptr<double>(),
       lrs.data_ptr<float>(),
       increment,
-      amount.has_value() ? amount->const_data_ptr<int64_t>() : nullptr,
-      skip.has_value() && !skip_is_bool ? skip->const_data_ptr<float>() : nullptr,
-      skip_is_bool ? skip->const_data_ptr<bool>() : nullptr,
+      clock_inputs(amount, skip, metric, previous_scale),
       plateau.has_value() ? plateau->data_ptr<double>() : nullptr,
-      metric.has_value() && !metric_is_double ? metric->const_data_ptr<float>() : nullptr,
-      metric_is_double ? metric->const_data_ptr<double>() : nullptr,
-      previous_scale.has_value() ? previous_scale->data_ptr<float>() : nullptr,
       table.size(0),
       table.size(2));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
