@@ -3,7 +3,7 @@ flag and an amount tensor against the plain op (and against the op called throug
 every launch was before ``fusedsched._C.launch``), and what ``LRShim.step()`` costs with a skip flag,
 an amount tensor, and a plateau fed a metric tensor, against the plain step.
 
-The op rows call the engine's launcher (the native backend's ``fusedsched._C.launch``) on a
+The op rows call the launcher the engine bound (on the native backend, ``fusedsched._C.launch``) on a
 device-mode ``LRShim``'s own tensors, as its step does; the step rows call ``step()``. Rounds
 alternate between the candidates of a table (so a noisy neighbour hits them alike) and the medians
 per call are printed with their ratio to the table's first row::
@@ -16,6 +16,7 @@ On CUDA each round ends with a synchronize, so a row is the host's cost or the d
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -27,6 +28,7 @@ import torch
 import triton
 
 import fusedsched
+import fusedsched.ops
 
 COSINE = {"linear_ramp_to_cosine": {"learning_rate": 0.1, "final_learning_rate": 0.01, "num_ramp_steps": 10,
                                     "final_num_steps": 10**9}}
@@ -46,18 +48,22 @@ def _shim(groups: int, backend: str, config: dict, **kwargs) -> fusedsched.LRShi
 
 
 def op_candidates(groups: int, backend: str) -> dict:
-    """``{name: a no-argument function that launches the op once}`` on one shim's tensors."""
+    """``{name: a no-argument function that launches the op once}`` on one shim's tensors, through the
+    launcher its engine bound (``fusedsched.ops.bind``)."""
     engine = _shim(groups, backend, COSINE)._engine
-    launch, counter, table, values = engine._launch_clock, engine.counter, engine.table, engine.values
+    launcher, counter, table, values = engine.launcher, engine.counter, engine.table, engine.values
     found_inf, amount = torch.zeros((), device=DEVICE), torch.zeros((), dtype=torch.int64, device=DEVICE)  # stays put
     runs = {
-        "op: launch(step, table, lrs, 1)": lambda: launch(counter, table, values, 1),
-        "op: + found_inf": lambda: launch(counter, table, values, 1, None, found_inf),
-        "op: + amount tensor": lambda: launch(counter, table, values, 1, amount),
-        "op: + amount tensor + found_inf": lambda: launch(counter, table, values, 1, amount, found_inf),
+        "op: fixed()": launcher.fixed(),
+        "op: fixed(skip=found_inf)": launcher.fixed(skip=found_inf),
+        "op: advance(amount=tensor)": lambda: launcher.advance(amount=amount),
+        "op: advance(amount=tensor, skip=found_inf)": lambda: launcher.advance(amount=amount, skip=found_inf),
     }
-    if backend == "native":  # every launch before fusedsched._C.launch: the op through torch.ops
+    if backend == "native":  # fusedsched._C.launch positionally, and the op through torch.ops (before _C.launch)
         plain, clock = torch.ops.fusedsched.advance_native_.default, torch.ops.fusedsched.advance_native_.clock
+        launch = fusedsched.ops._native.launch
+        runs["op: _C.launch(step, table, lrs, 1, amount, found_inf)"] = (
+            lambda: launch(counter, table, values, 1, amount, found_inf))
         runs["op through torch.ops (before)"] = lambda: plain(counter, table, values, 1)
         runs["op through torch.ops (before), + amount + found_inf"] = (
             lambda: clock(counter, table, values, 1, amount, found_inf))
@@ -84,7 +90,9 @@ def step_candidates(groups: int, backend: str) -> dict:
     }
     if backend == "native":  # the plain step before fusedsched._C.launch: the same Python, the op through torch.ops
         before = _shim(groups, backend, COSINE)
-        before._engine._launch = torch.ops.fusedsched.advance_native_.default
+        engine = before._engine
+        engine._launch = functools.partial(torch.ops.fusedsched.advance_native_.default, engine.counter,
+                                           engine.table, engine.values, 1)
         runs["step(), the op through torch.ops (before)"] = before.step
     return runs
 

@@ -35,7 +35,7 @@ import torch
 
 from fusedsched import GraphSafeAdamW, LRShim
 from fusedsched.shim import hyperparameters, scheduler
-from fusedsched.ops import launcher
+from fusedsched.ops import bind
 from fusedsched.tools import bench
 
 KEYS = ("weight_decay", "beta1", "beta2", "eps")
@@ -63,9 +63,8 @@ def build(groups: int, layout: str | None, share: bool, device: torch.device) ->
 
 def op_only(shim: LRShim):
     """The native op over ``shim``'s table and buffer, nothing else (a fresh counter)."""
-    engine, launch = shim._engine, launcher("native", eager=True)
-    counter, table, values = engine.counter.clone(), engine.table, engine.values.clone()
-    return lambda: launch(counter, table, values, 1)
+    engine = shim._engine
+    return bind("native", engine.counter.clone(), engine.table, engine.values.clone()).fixed()
 
 
 def main(argv=None) -> int:

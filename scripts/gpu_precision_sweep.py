@@ -79,7 +79,7 @@ def run_backend(backend: str, table, first: int, steps: int):
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     for i in range(steps):
-        advance_op(step, table, lrs, 1, backend)
+        advance_op(step, table, lrs, 1, backend=backend)
         history[i].copy_(lrs)
     got = history.cpu().numpy()  # the one sync
     seconds = time.perf_counter() - start

@@ -1,5 +1,6 @@
-"""Shared test helpers: the configs every backend is checked on, a readable float32 comparison, and
-a dispatch mode that records the ops a call dispatches."""
+"""Shared test helpers: the configs every backend is checked on, the backends that run here, a
+readable float32 comparison, and dispatch modes that record the ops a call dispatches and count its
+host syncs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fusedsched import LearningRate, compute_lr
+from fusedsched.ops import unavailable_reason
+
+#: the backends that run on CPU tensors here (triton under the interpreter, native where built)
+CPU_BACKENDS = [b for b in ("native", "reference", "triton") if unavailable_reason(b, "cpu") is None]
 
 # One of each kind, with values that round awkwardly (L / R inexact) and with far-away ends.
 CONFIGS = [
@@ -131,4 +136,17 @@ class RecordOps(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+class CountSyncs(TorchDispatchMode):
+    """Counts ``aten::_local_scalar_dense``: every ``.item()``, ``float(t)``, ``bool(t)`` of a tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
         return func(*args, **(kwargs or {}))

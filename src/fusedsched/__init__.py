@@ -81,7 +81,7 @@ _EXPORTS = {
     "from_megatron": "convert.stacks",
     "from_timm": "convert.stacks",
     "compute_lr": "schedule.reference",
-    "compute_lr_array": "schedule.reference",
+    "compute_lr_array": "ops.host",
     "GroupBindingError": "shim.binding",
     "LRShim": "shim.scheduler",
     "ScheduleChangedWarning": "shim.scheduler",
@@ -167,6 +167,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         schedules_by_group,
     )
     from .tools.plotting import plot_schedules
-    from .schedule.reference import compute_lr, compute_lr_array
+    from .ops.host import compute_lr_array
+    from .schedule.reference import compute_lr
     from .shim.scheduler import LRShim, ScheduleChangedWarning
     from .optimizers.sgd import GraphSafeSGD

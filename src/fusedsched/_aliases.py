@@ -26,14 +26,15 @@ MOVED: dict[str, tuple[str, ...]] = {
     "fusedsched.program": ("fusedsched.schedule.program",),
     "fusedsched.plateau": ("fusedsched.schedule.plateau_state",),
     "fusedsched.errors": ("fusedsched.schedule.errors",),
-    "fusedsched.schedules": ("fusedsched.schedule.reference",),
+    "fusedsched.schedules": ("fusedsched.schedule.reference", "fusedsched.ops.host"),
     "fusedsched.kinds": ("fusedsched.schedule.kinds",),
     "fusedsched.graphsafe": ("fusedsched.optimizers.graphsafe",),
     "fusedsched.adam": ("fusedsched.optimizers.adam",),
     "fusedsched.sgd": ("fusedsched.optimizers.sgd",),
     "fusedsched.adagrad": ("fusedsched.optimizers.adagrad",),
     "fusedsched.binding": ("fusedsched.shim.binding",),
-    "fusedsched.engines": ("fusedsched.shim.engines",),
+    "fusedsched.engines": ("fusedsched.shim.engine", "fusedsched.shim.host_engine", "fusedsched.shim.device_engine",
+                           "fusedsched.shim.recent_rates"),
     "fusedsched.skipping": ("fusedsched.shim.skipping",),
     "fusedsched.hyperparameters": ("fusedsched.shim.hyperparameters",),
     "fusedsched.checkpoint": ("fusedsched.shim.checkpoint",),
@@ -45,6 +46,9 @@ MOVED: dict[str, tuple[str, ...]] = {
     "fusedsched.convert_stacks": ("fusedsched.convert.stacks",),
     "fusedsched.plotting": ("fusedsched.tools.plotting",),
     "fusedsched.cli": ("fusedsched.tools.cli",),
+    "fusedsched.ops.dispatch": ("fusedsched.ops.backends",),
+    "fusedsched.ops.advance": ("fusedsched.ops.launcher", "fusedsched.ops.schema", "fusedsched.ops.backends",
+                               "fusedsched.ops.host"),
 }
 
 

@@ -1,5 +1,5 @@
 """Learning rates for logging without a host sync: ``LRShim.get_recent_lr`` over both engines,
-and :class:`fusedsched.shim.engines.RecentRates`' choice of copy, checked with fake CUDA events."""
+and :class:`fusedsched.shim.recent_rates.RecentRates`' choice of copy, checked with fake CUDA events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from fusedsched import LRShim
-from fusedsched.shim.engines import DeviceEngine, RecentRates
+from fusedsched.shim.device_engine import DeviceEngine
+from fusedsched.shim.recent_rates import RecentRates
 
 LR_DICT = {
     "a": {"linear_ramp_to_cosine": {"learning_rate": 0.1, "final_learning_rate": 0.01, "num_ramp_steps": 5,
@@ -41,11 +42,11 @@ def test_recent_rates_on_the_cpu_are_the_current_rates(device_schedule):
 def test_the_step_copies_only_once_recent_rates_were_asked_for():
     shim = _shim(True)  # at step 0
     engine = shim._engine
-    assert "advance" not in vars(engine)  # the plain step: nothing added until asked
+    assert engine.advance == engine._advance_plain  # the plain step: nothing added until asked
     shim.optimizer.step()
     shim.step()
     assert engine.recent_rates() == (1, shim.get_last_lr())
-    assert vars(engine)["advance"] == engine._advance_one
+    assert engine.advance == engine._advance_one
     shim.step()
     assert engine.recent_rates() == (2, shim.get_last_lr())
 
@@ -56,7 +57,7 @@ def test_a_copy_starts_without_recent_copies(how):
     shim.step()
     shim.get_recent_lr()
     clone = copy.deepcopy(shim) if how == "deepcopy" else pickle.loads(pickle.dumps(shim))
-    assert "advance" not in vars(clone._engine) and clone._engine._recent is None
+    assert clone._engine.advance == clone._engine._advance_plain and clone._engine._recent is None
     clone.optimizer.step()
     clone.step()
     shim.step()

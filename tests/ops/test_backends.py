@@ -110,8 +110,8 @@ def test_backends_agree_with_each_other():
 def test_opcheck(backend):
     configs = configs_for(4)
     table = build_table(configs).table
-    args = (torch.tensor(7), table, torch.zeros(4, dtype=torch.float32), 1, backend)
-    torch.library.opcheck(torch.ops.fusedsched.advance_.default, args)
+    args = (torch.tensor(7), table, torch.zeros(4, dtype=torch.float32), 1)
+    torch.library.opcheck(torch.ops.fusedsched.advance_.default, args, {"backend": backend})
 
 
 def test_bad_arguments_name_the_argument():

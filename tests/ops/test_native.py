@@ -286,7 +286,7 @@ def test_cpu_matches_triton_interpreter(num_groups):
     runs = ((0, 41), (150, 161), (BIG - 1, BIG + 2))
 
     def advance_triton(step, table, lrs, increment):
-        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "triton")
+        torch.ops.fusedsched.advance_.default(step, table, lrs, increment, backend="triton")
 
     steps, native = sweep(advance_native, table, runs)
     steps_t, triton = sweep(advance_triton, table, runs)
@@ -556,7 +556,7 @@ def test_both_registration_orders_coexist():
         step, lrs = torch.zeros(1, dtype=torch.int64), torch.zeros(1)
         table = pack_programs([[Segment(0, Shape.CONSTANT, 0.25)]])
         torch.ops.fusedsched.advance_native_(step, table, lrs, 1)
-        torch.ops.fusedsched.advance_(step, table, lrs, 1, "reference")
+        torch.ops.fusedsched.advance_(step, table, lrs, 1, backend="reference")
         print(int(step), lrs.item())
         """,
         FUSEDSCHED_DISABLE_NATIVE="1",

@@ -19,7 +19,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 from _cuda import NoSyncs, capture
 
-from fusedsched.ops import advance_, check_advance_args, launcher, unavailable_reason
+from fusedsched.ops import advance_, bind, check_advance_args, unavailable_reason
 from fusedsched.schedule.plateau_state import (
     NUM_PLATEAU_COLUMNS,
     STATE_COLUMNS,
@@ -306,13 +306,13 @@ def test_the_clock_launcher_takes_the_plateau_and_the_metric(backend):
     table = ScheduleTable.from_programs([[Segment(0, Shape.PLATEAU, 0.1)]]).table
     settings = Plateau(initial=0.1, factor=0.5, patience=0)
     state, step, lrs = plateau_tensor([settings]), torch.tensor(-1), torch.zeros(1)
-    launch = launcher(backend)
+    launcher = bind(backend, step, table, lrs, plateau=state)
     column = settings.fresh()
     for m in (3.0, 2.0, 2.0, 4.0, 1.0, 1.0):
-        launch(step, table, lrs, 1, None, None, state, torch.tensor(m))
+        launcher.advance(metric=torch.tensor(m))
         plateau_update(column, m)
         assert state[:, 0].tolist() == column and lrs.tolist() == [f32(column[C.VALUE])]
-    launch(step, table, lrs, 1, torch.tensor(3), torch.tensor(0.0), state, None)
+    launcher.advance(amount=torch.tensor(3), skip=torch.tensor(0.0))
     assert int(step) == 8 and state[:, 0].tolist() == column
 
 
@@ -399,8 +399,8 @@ def test_native_refuses_a_non_contiguous_plateau():
 def test_opcheck_with_plateau_and_metric(backend):
     table = _table()
     state = plateau_tensor([Plateau(initial=0.1, patience=0), None])
-    args = (torch.tensor(4), table, torch.zeros(2), 1, backend, None, torch.tensor(0.0), state, torch.tensor(0.5))
-    torch.library.opcheck(torch.ops.fusedsched.advance_.default, args)
+    args = (torch.tensor(4), table, torch.zeros(2), 1, None, torch.tensor(0.0), state, torch.tensor(0.5))
+    torch.library.opcheck(torch.ops.fusedsched.advance_.default, args, {"backend": backend})
     if backend == "native":
         native = (torch.tensor(4), table, torch.zeros(2), 1, torch.tensor([2]), None, state.clone(),
                   torch.tensor([0.5], dtype=torch.float32))
@@ -412,12 +412,12 @@ def test_compiled_step_with_a_metric_does_not_recompile(backend):
     table = _table()
     settings = Plateau(initial=0.1, factor=0.5, patience=0)
     state, step, lrs, metric = plateau_tensor([settings, None]), torch.tensor(-1), torch.zeros(2), torch.zeros(())
-    launch = launcher(backend)
+    launcher = bind(backend, step, table, lrs, plateau=state)
     compiler = CompileCounterWithBackend("aot_eager")
 
     @torch.compile(fullgraph=True, backend=compiler)
-    def advance(step, table, lrs, state, metric):
-        launch(step, table, lrs, 1, None, None, state, metric)
+    def advance(metric):
+        launcher.traced(metric=metric)
 
     column = settings.fresh()
     torch._dynamo.reset()
@@ -425,7 +425,7 @@ def test_compiled_step_with_a_metric_does_not_recompile(backend):
         warnings.simplefilter("ignore", UserWarning)
         for i, m in enumerate([3.0, 2.0, 2.0, 5.0, 1.0, 1.0, 0.5]):
             metric.fill_(m)
-            advance(step, table, lrs, state, metric if i % 2 else metric.clone())  # the same or a new tensor
+            advance(metric if i % 2 else metric.clone())  # the same or a new tensor
             plateau_update(column, m)
             assert state[:, 0].tolist() == column and lrs.tolist() == [f32(column[C.VALUE]), f32(0.2)]
     assert compiler.frame_count == 1 and int(step) == 6
@@ -460,11 +460,11 @@ def test_captured_graph_updates_the_plateau_on_every_replay(backend):
     step = torch.tensor(-1, device="cuda")
     lrs = torch.zeros(len(programs), device="cuda")
     metric = torch.zeros((), dtype=torch.float64, device="cuda")
-    launch = launcher(backend)
+    launcher = bind(backend, step, table, lrs, plateau=state)
     warm_state = state.clone()
 
     def run():
-        launch(step, table, lrs, 1, None, None, state, metric)
+        launcher.advance(metric=metric)
 
     graph = capture(run, warmups=2)
     step.fill_(-1)  # undo the warm-ups

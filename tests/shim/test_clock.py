@@ -106,14 +106,14 @@ def test_op_skips_where_the_scale_fell_below_the_previous_one(backend):
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_opcheck_with_amount_and_skip(backend):
     table = build_table(CONFIGS, "cpu").table
-    args = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, backend, torch.tensor(3), torch.tensor(0.0))
-    torch.library.opcheck(torch.ops.fusedsched.advance_.default, args)
+    args = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, torch.tensor(3), torch.tensor(0.0))
+    torch.library.opcheck(torch.ops.fusedsched.advance_.default, args, {"backend": backend})
     if backend == "native":
         native = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, torch.tensor([2]), torch.tensor([True]))
         torch.library.opcheck(torch.ops.fusedsched.advance_native_.clock, native)
-    scaled = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, backend, None, torch.tensor(0.5), None, None,
+    scaled = (torch.tensor(4), table, torch.zeros(len(CONFIGS)), 1, None, torch.tensor(0.5), None, None,
               torch.tensor(1.0))
-    torch.library.opcheck(torch.ops.fusedsched.advance_.default, scaled)
+    torch.library.opcheck(torch.ops.fusedsched.advance_.default, scaled, {"backend": backend})
     if backend == "native":
         torch.library.opcheck(torch.ops.fusedsched.advance_native_.clock,
                               scaled[:4] + (None, torch.tensor(0.5), None, None, torch.tensor(1.0)))

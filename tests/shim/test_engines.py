@@ -1,8 +1,8 @@
 """The engines behind ``LRShim`` and the ``ops`` seam they use, driven directly.
 
-Both engines answer the same calls (:class:`fusedsched.shim.engines.Engine`); each is checked against
+Both engines answer the same calls (:class:`fusedsched.shim.engine.Engine`); each is checked against
 ``compute_lr`` (host: exactly; device: ``float32(compute_lr)``), for what moves the step and what
-does not, and for copies. ``ops.launcher`` and ``ops.host_evaluator`` are checked per backend.
+does not, and for copies.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from _compare import CONFIGS, assert_lrs_match, expected_f32
 from fusedsched import LRShim, compute_lr, ops
 from fusedsched.shim.binding import GroupBinding
 from fusedsched.tml.config import MAX_STEP
-from fusedsched.shim.engines import DeviceEngine, Engine, HostEngine
+from fusedsched.shim.device_engine import DeviceEngine
+from fusedsched.shim.engine import Engine, Lag
+from fusedsched.shim.host_engine import HostEngine
 
 NATIVE = ops.unavailable_reason("native", "cpu") is None
 BACKENDS = [b for b in ops.BACKENDS if ops.unavailable_reason(b, "cpu") is None]
@@ -80,7 +82,7 @@ def test_advance_jump_and_move(mode, backend):
         assert engine.floats() == _want(41, mode)
     else:
         assert_lrs_match(engine.values, expected_f32(CONFIGS, 41))
-    assert engine.catch_up() == 0 and engine.step == 41 and not engine.ahead
+    assert engine.catch_up() == 0 and engine.step == 41 and engine.lag is Lag.NONE
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -89,9 +91,9 @@ def test_device_steps_taken_unseen_are_counted_at_catch_up(backend):
     engine.advance()
     for _ in range(5):
         engine.advance_unseen()
-    assert engine.ahead and engine.step == 0  # the host has not looked
+    assert engine.lag is Lag.STEPS and engine.step == 0  # the host has not looked
     assert engine.catch_up() == 5
-    assert engine.step == 5 and not engine.ahead
+    assert engine.step == 5 and engine.lag is Lag.NONE
     assert engine.extra_state() == {"device_step": 5}
     assert_lrs_match(engine.values, expected_f32(CONFIGS, 5))
 
@@ -136,40 +138,6 @@ def test_a_copied_engine_drives_its_own_groups(mode, backend, how):
         assert_lrs_match(engine.values, expected_f32(CONFIGS, 2))
 
 
-# --- the ops seam ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_launcher_runs_its_backend(backend):
-    _, engine = _engine("device", backend)
-    for eager in (False, True):
-        launch = ops.launcher(backend, eager=eager)
-        if backend == "native":  # fusedsched._C.launch: the op from eager Python
-            assert (launch is ops._native.launch) == eager
-        step = torch.full((), 16, dtype=torch.int64)
-        lrs = torch.zeros(len(CONFIGS), dtype=torch.float32)
-        launch(step, engine.table, lrs, 1)
-        assert step.item() == 17
-        assert_lrs_match(lrs, expected_f32(CONFIGS, 17))
-        launch(step, engine.table, lrs, 0)
-        assert step.item() == 17
-
-
-def test_host_evaluator_is_float64_compute_lr():
-    if not NATIVE:
-        pytest.skip(f"the native extension is not available: {ops.unavailable_reason('native', 'cpu')}")
-    _, engine = _engine("device", "native")
-    evaluate = ops.host_evaluator(engine.table.cpu())
-    for s in [0, 1, 7, 100, 1000, 2**40 + 3, MAX_STEP]:
-        assert evaluate(s) == [compute_lr(c, s) for c in CONFIGS], f"step {s}"
-
-
-def test_host_evaluator_without_the_native_op_says_why(monkeypatch):
-    monkeypatch.setattr(ops._native, "unavailable_reason", lambda device: "disabled for this test")
-    with pytest.raises(ops.BackendUnavailable, match="needs the native CPU op: disabled for this test"):
-        ops.host_evaluator(torch.zeros(1, 1, 1, dtype=torch.float64))
-
-
 # --- GroupBinding.drop_stale_step_wrappers ----------------------------------------------------------
 
 
@@ -183,3 +151,13 @@ def test_a_step_wrapper_copied_from_another_optimizer_is_dropped():
     assert "step" not in clone.__dict__  # the class's own step runs: the clone steps itself
     GroupBinding(original, ["g0"]).drop_stale_step_wrappers()
     assert "step" in original.__dict__  # its own wrapper stays
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_lost_distance_is_not_counted_as_steps_even_after_unseen_steps(backend):
+    _, engine = _engine("device", backend, last_epoch=0)
+    engine.advance_by(torch.tensor(7))  # the host counts one step but not its size
+    engine.advance_unseen()
+    assert engine.lag == Lag.STEPS | Lag.DISTANCE and engine.step == 0
+    assert engine.catch_up() == 0  # the counter's 8 steps are not 8 step() calls
+    assert engine.step == 8 and engine.lag is Lag.NONE

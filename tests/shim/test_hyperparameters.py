@@ -21,9 +21,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _compare import CONFIGS, assert_lrs_match
-from test_backends import HOST_BACKENDS
-from test_graphsafe import _CountSyncs, cpu_capturable  # noqa: F401 (a fixture)
+from _compare import CONFIGS, CPU_BACKENDS, CountSyncs, assert_lrs_match
 from torch._dynamo.testing import CompileCounterWithBackend
 
 from torch.optim import lr_scheduler as tls
@@ -34,7 +32,7 @@ from fusedsched.shim import scheduler as scheduler_module
 from fusedsched.shim.checkpoint import ScheduleChangedWarning
 
 STEPS = 30
-MODES = ["host", *HOST_BACKENDS]
+MODES = ["host", *CPU_BACKENDS]
 
 LR = LearningRate(linear_ramp_to_cosine={"learning_rate": 0.1, "final_learning_rate": 0.001, "num_ramp_steps": 5, "final_num_steps": 40})
 WD = LearningRate(cosine_annealing={"learning_rate": 0.1, "final_learning_rate": 0.01, "num_steps": 25})
@@ -186,7 +184,7 @@ def test_megatron_weight_decay_increment_drives_graphsafe_adamw_as_torch_adamw(k
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("backend", HOST_BACKENDS)
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_device_step_makes_no_host_sync(backend):
     ps = _params(2)
     opt = GraphSafeAdamW([{"params": [ps[0]], "name": "a"}, {"params": [ps[1]], "name": "b"}], lr=0.0)
@@ -197,12 +195,12 @@ def test_device_step_makes_no_host_sync(backend):
         p.grad = torch.ones(5)
     opt.step()
     shim.step()
-    with _CountSyncs() as counter:
+    with CountSyncs() as counter:
         for _ in range(3):
             opt.step()
             shim.step()
     assert counter.count == 0
-    with _CountSyncs() as counter:  # positive control: reading a value is a sync
+    with CountSyncs() as counter:  # positive control: reading a value is a sync
         float(opt.param_groups[0]["weight_decay"])
     assert counter.count >= 1
 

@@ -1,13 +1,11 @@
 """The ``native`` backend: guarded load of the extension ``fusedsched._C`` (C++ on CPU, CUDA where built).
 
 ``fusedsched._C`` (csrc/, built by setup.py) registers ``fusedsched::advance_native_(step, table,
-lrs, increment)`` and its overload ``advance_native_.clock(step, table, lrs, increment, amount,
-skip, plateau=None, metric=None, previous_scale=None)`` (the optional amount, skip flag, plateau
-state, metric and a GradScaler's previous scale) with a
-CPU kernel and, in CUDA builds, a CUDA kernel; this module gives it a fake
-(meta) implementation so it traces under ``torch.compile`` and passes ``torch.library.opcheck``.
-Eager code launches both overloads through :data:`launch` (``fusedsched._C.launch``), traced code
-through :func:`traceable_launch`.
+lrs, increment)`` and its overload ``advance_native_.clock`` with the op's other inputs
+(:class:`~fusedsched.ops.schema.OpInputs`) with a CPU kernel and, in CUDA builds, a CUDA kernel;
+this module gives both a fake (meta) implementation so they trace under ``torch.compile`` and pass
+``torch.library.opcheck``. Eager code launches both overloads through :data:`launch`
+(``fusedsched._C.launch``), traced code through :func:`traceable_launch`.
 
 Importing fusedsched never fails because of it: without the extension the ``native`` backend is
 unavailable, ``REASON`` says why, and one warning says so at import. ``FUSEDSCHED_DISABLE_NATIVE=1``
@@ -46,13 +44,11 @@ def _not_built(*args: object) -> None:
     raise RuntimeError(f"the native backend is unavailable: {REASON}")
 
 
-#: ``launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None,
-#: previous_scale=None)``, positional: ``advance_native_`` (``.clock`` when any of the last five is
-#: given) through
-#: ``fusedsched._C.launch``, a C function that calls the op through the C++ dispatcher (the same
-#: kernels, checks and dispatch as ``torch.ops``, without the Python layer that parses the schema:
-#: about 0.4 us a call instead of 1.5 us on CPU). ``torch.compile`` cannot trace it: code it traces
-#: calls :func:`traceable_launch` (``ops.launcher("native")``; this is ``launcher("native", eager=True)``).
+#: The op's inputs, positionally (:class:`~fusedsched.ops.schema.OpInputs`): ``advance_native_``
+#: (``.clock`` when any input after ``increment`` is given) through ``fusedsched._C.launch``, a C
+#: function that calls the op through the C++ dispatcher (the same kernels, checks and dispatch as
+#: ``torch.ops``, without the Python layer that parses the schema: about 0.4 us a call instead of
+#: 1.5 us on CPU). ``torch.compile`` cannot trace it: traced code calls :func:`traceable_launch`.
 launch = _not_built
 
 if _C is not None:
@@ -81,27 +77,9 @@ def traceable_launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor,
                      amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
                      plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
                      previous_scale: torch.Tensor | None = None) -> None:
-    """:data:`launch` through ``torch.ops``, which ``torch.compile`` traces."""
+    """:data:`launch` through ``torch.ops``, which ``torch.compile`` traces (the same inputs)."""
     if amount is None and skip is None and plateau is None and metric is None and previous_scale is None:
         torch.ops.fusedsched.advance_native_.default(step, table, lrs, increment)
     else:
         torch.ops.fusedsched.advance_native_.clock(step, table, lrs, increment, amount, skip, plateau, metric,
                                                    previous_scale)
-
-
-def host_evaluator(table: torch.Tensor):
-    """``evaluate(step) -> list[float]``: every group's float64 rate at ``step`` from a CPU ``table``.
-
-    The CPU kernel writes float64 when ``lrs`` is float64 (not rounded to float32); the step and the
-    rates go through numpy views of two preallocated tensors, so a call allocates only the list.
-    """
-    step = torch.zeros((), dtype=torch.int64)
-    lrs = torch.zeros(table.shape[2], dtype=torch.float64)
-    step_np, lrs_np = step.numpy(), lrs.numpy()
-
-    def evaluate(s: int) -> list[float]:
-        step_np[()] = s
-        launch(step, table, lrs, 0)
-        return lrs_np.tolist()
-
-    return evaluate

@@ -19,9 +19,9 @@ overflow or a domain error, where numpy gives inf or NaN); when every active seg
 their active segments in table order, like the kernels. numpy's array ``pow`` and ``log`` may differ
 from the C library's in the last float64 bit (within the precision goal, docs/precision.md).
 
-Each ``LRShim`` calls its own :func:`eager_launcher`, which on CPU in eager mode runs the CPU path
+Each engine calls its own :func:`eager_launcher`, which on CPU in eager mode runs the CPU path
 without the custom op's dispatch (about 20 us per call by itself), keeping the plan and the tensors'
-views between steps. A plain group's lane, when an interval has only such lanes, is written straight
+views between steps. The clock rule (skips, amounts) is :func:`clock`, for both paths. A plain group's lane, when an interval has only such lanes, is written straight
 into ``lrs`` as a Python float (rounded to float32 to nearest, as numpy rounds).
 
 With a plateau state (``plateau``, :mod:`fusedsched.schedule.plateau_state`) a launch takes the general path on
@@ -210,42 +210,49 @@ def _views(step: torch.Tensor, lrs: torch.Tensor) -> tuple:
     return step, lrs, step.data_ptr(), lrs.data_ptr(), step.detach().numpy().reshape(-1).data, out, out.data
 
 
-def _delta_cpu(increment: int, amount: torch.Tensor | None, skip: torch.Tensor | None) -> int:
-    """``0 if skip != 0 else increment * amount`` from CPU tensors, read through numpy (no torch op)."""
-    if skip is not None and skip.detach().numpy().reshape(-1)[0]:
-        return 0
-    return increment if amount is None else increment * int(amount.detach().numpy().reshape(-1)[0])
+def _py_where(condition: object, a: object, b: object) -> object:
+    return a if condition else b
 
 
-def _skipped_cpu(skip: torch.Tensor | None) -> bool:
-    return skip is not None and bool(skip.detach().numpy().reshape(-1)[0])
+def clock(increment: int, amount: object, skip: object, previous_scale: object, where: Callable) -> tuple:
+    """The op's clock rule (docs/op.md), written once for Python: ``(delta, advances)``.
+
+    The counter moves by ``delta``: 0 on a skipped step, else ``increment * amount`` (``amount`` 1 when
+    None); a plateau takes a metric only on a step that ``advances`` (``increment`` 1, not skipped).
+    A step is skipped when ``skip`` (a flag) is nonzero or, with ``previous_scale``, when the scale
+    ``skip`` is below it; ``previous_scale`` then takes the scale's value. The inputs are numbers,
+    numpy views of CPU tensors or tensors on any device (with ``where`` ``numpy.where`` or
+    ``torch.where``: no host sync, no data-dependent shape); the kernels do the same in
+    csrc/schedule_math.h (``clock_step``) and ops/_triton.py.
+    """
+    delta = increment if amount is None else increment * amount
+    if skip is None:
+        return delta, increment == 1
+    skipped = skip != 0 if previous_scale is None else skip < previous_scale
+    if previous_scale is not None:
+        previous_scale[...] = skip
+    return where(skipped, 0, delta), where(skipped, False, increment == 1)
 
 
-def _scale_lowered_cpu(scale: torch.Tensor, previous_scale: torch.Tensor) -> bool:
-    """Whether a GradScaler's ``scale`` is below ``previous_scale`` (the step was skipped), which then
-    takes its value: CPU tensors, read and written through numpy."""
-    scale_np, previous = scale.detach().numpy().reshape(-1), previous_scale.detach().numpy().reshape(-1)
-    lowered = bool(scale_np[0] < previous[0])
-    previous[0] = scale_np[0]
-    return lowered
+def _numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
+    return None if tensor is None else tensor.detach().numpy().reshape(())
 
 
-def _scale_flag(scale: torch.Tensor, previous_scale: torch.Tensor) -> torch.Tensor:
-    """The skip flag ``scale < previous_scale`` (torch ops on the device: no sync); ``previous_scale``
-    then takes ``scale``'s value."""
-    flag = scale.reshape(()) < previous_scale.reshape(())
-    previous_scale.copy_(scale.reshape(previous_scale.shape))
-    return flag
+def _clock_cpu(increment: int, amount: torch.Tensor | None, skip: torch.Tensor | None,
+               previous_scale: torch.Tensor | None) -> tuple[int, bool]:
+    """:func:`clock` over CPU tensors, read and written through numpy views (no torch op)."""
+    if amount is None and skip is None:
+        return increment, increment == 1
+    delta, advances = clock(increment, _numpy(amount), _numpy(skip), _numpy(previous_scale), _py_where)
+    return int(delta), bool(advances)
 
 
-def launch_plateau_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-                       amount: torch.Tensor | None, skip: torch.Tensor | None, plateau: torch.Tensor,
-                       metric: torch.Tensor | None) -> None:
-    """The op on CPU tensors with a plateau state: the general path (see the module docstring)."""
-    delta = _delta_cpu(increment, amount, skip)
+def _launch_plateau_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, delta: int, advances: bool,
+                        plateau: torch.Tensor, metric: torch.Tensor | None) -> None:
+    """A CPU step with a plateau state: the general path (see the module docstring)."""
     counter = step.detach().numpy().reshape(-1)
     new_step = torch.tensor(int(counter[0]) + delta)
-    if metric is not None and increment == 1 and not _skipped_cpu(skip):
+    if metric is not None and advances:
         state = plateau.detach().numpy()
         m = float(metric.detach().numpy().reshape(-1)[0])  # torch's float(metrics)
         with np.errstate(all="ignore"):  # inf and NaN as in Python's float arithmetic
@@ -256,89 +263,75 @@ def launch_plateau_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tenso
     counter[0] = int(new_step)
 
 
-def launch_cpu(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
-               previous_scale: torch.Tensor | None = None) -> None:
-    """The op on CPU tensors: numpy over the cached interval (see the module docstring)."""
-    if previous_scale is not None:  # a skipped step is a step of increment 0: no move, no plateau update
-        skipped = _scale_lowered_cpu(skip, previous_scale)
-        increment, amount, skip = (0, None, None) if skipped else (increment, amount, None)
-    if plateau is not None:
-        launch_plateau_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
-        return
-    if amount is not None or skip is not None:
-        increment = _delta_cpu(increment, amount, skip)
-    plan = _plan(table)
-    io = plan.io  # the numpy views of the last step and lrs tensors seen with this table
-    if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
-        io = plan.io = _views(step, lrs)
-    _advance(plan, table, io[4], io[5], io[6], increment)
-
-
-def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
-           previous_scale: torch.Tensor | None = None) -> None:
-    """The body of ``advance_(..., backend="reference")``."""
-    if table.is_cpu:
-        launch_cpu(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale)
-        return
-    if previous_scale is not None:
-        skip = _scale_flag(skip, previous_scale)
-    if amount is None and skip is None:
-        step.add_(increment)
-    else:  # torch ops on the device: no sync, fixed shapes
-        delta = amount.reshape(()) * increment if amount is not None else torch.full_like(step.reshape(()), increment)
-        if skip is not None:
-            delta = torch.where(skip.reshape(()) != 0, torch.zeros_like(delta), delta)
-        step.add_(delta)
+def _launch_device(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+                   amount: torch.Tensor | None, skip: torch.Tensor | None, plateau: torch.Tensor | None,
+                   metric: torch.Tensor | None, previous_scale: torch.Tensor | None) -> None:
+    """The op with torch ops on any device: no host sync, fixed shapes (capturable on CUDA)."""
+    flat = [None if t is None else t.reshape(()) for t in (amount, skip, previous_scale)]  # views: [1] or []
+    delta, advances = clock(increment, *flat, torch.where)
+    step.add_(delta)
     if plateau is None:
         lrs.copy_(evaluate_table(table, step))
         return
     if metric is not None and increment == 1:
-        active = active_plateaus(table, step)
-        if skip is not None:
-            active = active & (skip.reshape(()) == 0)
+        active = active_plateaus(table, step) & advances
         rows = plateau_step(plateau, metric.reshape(()).to(torch.float64), active, torch.where)
         for column, row in zip(STATE_COLUMNS, rows):
             plateau[column].copy_(row)
     lrs.copy_(evaluate_table(table, step, plateau[PlateauColumn.VALUE]))
 
 
-def eager_launcher() -> Callable[..., None]:
-    """What one ``LRShim`` calls every step: on CPU in eager mode the CPU path directly, with the
-    table's plan and the numpy views of the tensors it was last given kept in the closure (the custom
-    op's own dispatch costs about 20 us, finding the plan and the views again about 0.6 us); else the
-    op ``fusedsched::advance_`` (traced by ``torch.compile``, seen by dispatch modes, on CUDA captured
-    in graphs). The plan is taken again when the table changes in place (its ``_version``) or is
-    another tensor; the views (kept in the plan) when ``step`` or ``lrs`` is another tensor or moved
-    its storage."""
-    seen: list = [None, None]  # the table and its plan (which keeps the views: the op's path shares them)
+def _dead() -> None:
+    return None
 
-    def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
-               amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-               plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
-               previous_scale: torch.Tensor | None = None) -> None:
-        if not table.is_cpu or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
-            torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "reference", amount, skip, plateau,
-                                                  metric, previous_scale)
-            return
-        if previous_scale is not None:  # a skipped step is a step of increment 0
-            skipped = _scale_lowered_cpu(skip, previous_scale)
-            increment, amount, skip = (0, None, None) if skipped else (increment, amount, None)
+
+def _launcher_cpu() -> Callable[..., None]:
+    """A CPU launch that keeps the table's plan and the numpy views of the tensors it was last given
+    (finding them again costs about 0.6 us). The plan is taken again when the table changes in place
+    (its ``_version``) or is another tensor; the views when ``step`` or ``lrs`` is another tensor or
+    moved its storage."""
+    seen: list = [_dead, None]  # a weak reference to the table (a freed table's plan goes) and its plan
+
+    def launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None, previous_scale=None):
+        delta, advances = _clock_cpu(increment, amount, skip, previous_scale)
         if plateau is not None:
-            launch_plateau_cpu(step, table, lrs, increment, amount, skip, plateau, metric)
+            _launch_plateau_cpu(step, table, lrs, delta, advances, plateau, metric)
             return
-        if amount is not None or skip is not None:
-            increment = _delta_cpu(increment, amount, skip)
         plan = seen[1]
-        if table is not seen[0] or plan.key[1] != table._version or plan.key[0] != table.data_ptr():
-            seen[0], seen[1] = table, _plan(table)
+        if table is not seen[0]() or plan.key[1] != table._version or plan.key[0] != table.data_ptr():
+            seen[0], seen[1] = weakref.ref(table), _plan(table)
             plan = seen[1]
         io = plan.io
         if io is None or io[0] is not step or io[1] is not lrs or io[2] != step.data_ptr() or io[3] != lrs.data_ptr():
             io = plan.io = _views(step, lrs)
-        _advance(plan, table, io[4], io[5], io[6], increment)
+        _advance(plan, table, io[4], io[5], io[6], delta)
+
+    return launch
+
+
+_launch_cpu = _launcher_cpu()  # the op's body on CPU tensors (engines get one launch each: eager_launcher)
+
+
+def launch(step: torch.Tensor, table: torch.Tensor, lrs: torch.Tensor, increment: int,
+           amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+           plateau: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+           previous_scale: torch.Tensor | None = None) -> None:
+    """The body of ``advance_`` on the ``reference`` backend: numpy on CPU tensors, torch ops elsewhere."""
+    body = _launch_cpu if table.is_cpu else _launch_device
+    body(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale)
+
+
+def eager_launcher() -> Callable[..., None]:
+    """What one engine calls every step: on CPU in eager mode its own CPU launch (the custom op's
+    dispatch alone costs about 20 us); else the op ``fusedsched::advance_`` (traced by
+    ``torch.compile``, seen by dispatch modes, captured in CUDA graphs)."""
+    cpu = _launcher_cpu()
+    op = torch.ops.fusedsched.advance_.default
+
+    def launch(step, table, lrs, increment, amount=None, skip=None, plateau=None, metric=None, previous_scale=None):
+        if not table.is_cpu or torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
+            op(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale, backend="reference")
+        else:
+            cpu(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale)
 
     return launch

@@ -32,15 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import numpy.typing as npt
-import torch
 
-from .fields import MAX_STEP
-from .kinds import LearningRate, compile_schedule, kind_row
-from ..ops import _native
-from .program import Segment, evaluate_program, program_over_steps
+from .kinds import LearningRate, kind_row
 
-__all__ = ["check_step", "compute_lr", "compute_lr_array", "prepare_lr", "schedule_marks"]
+__all__ = ["check_step", "compute_lr", "prepare_lr", "schedule_marks"]
 
 
 def check_step(step: object) -> int:
@@ -89,62 +84,6 @@ def compute_lr(lr_config: LearningRate, step: int) -> float:
     """
     formula = prepare_lr(lr_config)
     return formula(check_step(step))
-
-
-#: ``compute_lr_array`` evaluates at most about this many (segment, step) pairs per launch.
-_PAIRS_PER_LAUNCH = 1 << 16
-
-
-def compute_lr_array(lr_config: LearningRate, steps: npt.ArrayLike) -> np.ndarray:
-    """``compute_lr`` over an integer array of steps: a float64 array of the same shape.
-
-    Evaluates the compiled program, what the kernels compute, a whole vector of steps per launch
-    (:func:`fusedsched.schedule.program.program_over_steps`): with the native CPU op, whose float64 results
-    are ``compute_lr``'s bit for bit; without the native extension, with the torch ``reference``
-    math, whose ``cos``, ``pow``, ``sqrt`` and ``log`` may differ from the C library's in the last
-    bits. Steps beyond ``MAX_STEP`` (2**53 - 2, inexact in float64) take ``compute_lr``'s formula,
-    as the scheduler's host mode does.
-
-    Raises:
-        TypeError: ``lr_config`` is not a ``LearningRate``; ``steps`` does not have an integer
-            dtype (bools included).
-        ValueError: a step is negative or does not fit in int64.
-    """
-    _check_lr_config(lr_config)
-    arr = np.asarray(steps)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"steps must have an integer dtype, got {arr.dtype}")
-    if arr.size:
-        if arr.dtype.kind == "i" and arr.min() < 0:
-            first = np.flatnonzero(arr.reshape(-1) < 0)[0]
-            raise ValueError(
-                f"steps must be >= 0, got {arr.reshape(-1)[first]} at flat index {first}"
-            )
-        if arr.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"steps must fit in int64, got {arr.max()}")
-    flat = arr.astype(np.int64).reshape(-1)
-    out = np.empty(flat.shape, dtype=np.float64)
-    exact = flat <= MAX_STEP
-    if not exact.all():
-        formula = prepare_lr(lr_config)
-        out[~exact] = [formula(int(s)) for s in flat[~exact]]
-    out[exact] = _evaluate_program(compile_schedule(lr_config), flat[exact])
-    return out.reshape(arr.shape)
-
-
-def _evaluate_program(program: tuple[Segment, ...], steps: np.ndarray) -> np.ndarray:
-    """``program``'s float64 rates at ``steps`` (int64, each ``<= MAX_STEP``), natively when possible."""
-    native = _native.unavailable_reason(torch.device("cpu")) is None
-    chunk = max(1, _PAIRS_PER_LAUNCH // len(program))
-    out = torch.empty(steps.size, dtype=torch.float64)
-    zero = torch.zeros((), dtype=torch.int64)
-    for first in range(0, steps.size, chunk):
-        part = torch.from_numpy(steps[first:first + chunk])
-        if native:
-            torch.ops.fusedsched.advance_native_.default(zero, program_over_steps(program, part), out[first:first + chunk], 0)
-        else:
-            out[first:first + chunk] = evaluate_program(program, part)
-    return out.numpy()
 
 
 def schedule_marks(lr_config: LearningRate) -> list[int]:

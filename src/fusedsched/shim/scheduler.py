@@ -1,11 +1,11 @@
 """``LRShim``: tml's learning-rate scheduler, a ``torch.optim.lr_scheduler.LRScheduler``.
 
-A thin ``LRScheduler`` over an engine (:mod:`fusedsched.shim.engines`), picked once at construction:
+A thin ``LRScheduler`` over an engine (:mod:`fusedsched.shim.engine`), picked once at construction:
 
-- **host mode** (float ``group["lr"]``, :class:`~fusedsched.shim.engines.HostEngine`): each ``step()``
+- **host mode** (float ``group["lr"]``, :class:`~fusedsched.shim.host_engine.HostEngine`): each ``step()``
   writes every group's rate, exactly ``compute_lr``'s float64 value.
 - **device mode** (tensor ``group["lr"]``, or ``device_schedule=True``,
-  :class:`~fusedsched.shim.engines.DeviceEngine`): each ``group["lr"]`` is a view of one float32 buffer
+  :class:`~fusedsched.shim.device_engine.DeviceEngine`): each ``group["lr"]`` is a view of one float32 buffer
   and ``step()`` is one op call that advances a device int64 step counter and rewrites the buffer,
   with no host sync, so it can run inside a CUDA graph or a ``torch.compile``'d step.
 
@@ -42,7 +42,9 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from .binding import GroupBinding, GroupBindingError
 from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, plateau_entry, validate_lr_dict
-from .engines import HOST_NATIVE_MIN_GROUPS, DeviceEngine, Engine, HostEngine, buffer_device
+from .device_engine import DeviceEngine, buffer_device
+from .engine import Engine, Lag
+from .host_engine import HOST_NATIVE_MIN_GROUPS, HostEngine
 from .hyperparameters import check_optimizer_reads, rows, scaled, validate_hyperparameters, validate_multipliers
 from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr
@@ -158,9 +160,8 @@ class LRShim(LRScheduler):
             raise TypeError(f"device_schedule must be None, True or False, got {device_schedule!r}")
         row_configs, extra = rows(binding.names, configs, hyper, mults)
         check_optimizer_reads(extra, groups, binding.group_owners(), binding.names, device_schedule)
-        skip = None  # checked here, before the engine changes the groups; used from the first step()
-        if skip_steps_on is not None:
-            skip = SkipSignal(skip_steps_on, buffer_device(binding, device) if device_schedule else None)
+        if skip_steps_on is not None:  # checked here, before the engine changes the groups; used from the first step()
+            SkipSignal.check(skip_steps_on, buffer_device(binding, device) if device_schedule else None)
         self._binding = binding
         self.lr_dict = {name: configs[name] for name in binding.names}  # in group order
         self.group_names = list(self.lr_dict)
@@ -175,8 +176,8 @@ class LRShim(LRScheduler):
             else HostEngine(binding, row_configs, last_epoch)
         )
         super().__init__(binding.optimizer, last_epoch)
-        if skip is not None:  # after the initial step: it evaluates step 0, skipping nothing
-            self._engine.skip_steps_on(skip)
+        if skip_steps_on is not None:  # after the initial step: it evaluates step 0, skipping nothing
+            self._engine.skip_steps_on(skip_steps_on)
 
     @property
     def device_schedule(self) -> bool:
@@ -225,9 +226,7 @@ class LRShim(LRScheduler):
         current scale as the previous one: load the scaler first); a copy or unpickled scheduler has
         none. Checked before anything changes (``TypeError`` / ``ValueError`` naming the value).
         """
-        engine = self._engine
-        device = engine.counter.device if engine.on_device else None  # host mode: any device
-        engine.skip_steps_on(None if signal is None else SkipSignal(signal, device))
+        self._engine.skip_steps_on(signal)
 
     @property
     def skip_signal(self) -> Any:
@@ -237,7 +236,7 @@ class LRShim(LRScheduler):
 
     def mark_device_ahead(self) -> None:
         """Tell the shim its device counter moved without it (e.g. CUDA graph replays)."""
-        self._engine.ahead = True
+        self._engine.note_unseen_steps()
 
     def rebind(self) -> None:
         """Hand every group back to the schedule: device mode points each ``lr`` at its view again.
@@ -253,7 +252,7 @@ class LRShim(LRScheduler):
 
     def _catch_up(self) -> None:
         """Take the step from a counter that moved unseen (a sync); ``_step_count`` moves by as many steps."""
-        if self._engine.ahead or self._engine.stale:
+        if self._engine.lag:
             self._steps += self._engine.catch_up()
 
     def _check_step(self, value: Any, name: str, minimum: int = 0) -> int:
@@ -314,15 +313,15 @@ class LRShim(LRScheduler):
         if args:
             if len(args) > 1:
                 raise TypeError(f"step() takes at most one positional argument, got {len(args)}")
-            name = "metrics" if engine.plateaus else "epoch"  # ReduceLROnPlateau.step(metrics)
-            if (metrics if engine.plateaus else epoch) is not None:
+            name = "metrics" if engine.plateau_rows else "epoch"  # ReduceLROnPlateau.step(metrics)
+            if (metrics if engine.plateau_rows else epoch) is not None:
                 raise TypeError(f"step() got {name} both as the positional argument and as a keyword")
-            if engine.plateaus:
+            if engine.plateau_rows:
                 metrics = args[0]
             else:
                 epoch = args[0]
         if metrics is not None:
-            if not engine.plateaus:
+            if not engine.plateau_rows:
                 raise ValueError(
                     f"step() got metrics={metrics!r:.100} but no schedule of this LRShim holds a plateau "
                     f"(the kind that reads a metric)"
@@ -345,7 +344,7 @@ class LRShim(LRScheduler):
                 engine.advance_unseen()
                 return
             engine.check_groups()  # O(optimizers): no per-group work on this path
-            if self._steps == 1 and not engine.ahead:
+            if self._steps == 1 and Lag.STEPS not in engine.lag:
                 _warn_if_optimizer_step_skipped(self.optimizer)
             self._steps += 1
             engine.advance()
@@ -372,7 +371,7 @@ class LRShim(LRScheduler):
             engine.advance_unseen(amount, metric)
             return
         engine.check_groups()
-        if self._steps == 1 and not engine.ahead:
+        if self._steps == 1 and Lag.STEPS not in engine.lag:
             _warn_if_optimizer_step_skipped(self.optimizer)
         engine.advance_by(amount if engine.on_device else value, metric)
         self._steps += 1  # after the op, which refuses a bad tensor before it writes anything
@@ -470,7 +469,7 @@ class LRShim(LRScheduler):
     @property
     def has_plateau(self) -> bool:
         """Whether some schedule holds a ``plateau`` (then ``step(x)`` takes ``x`` as its metric)."""
-        return bool(self._engine.plateaus)
+        return bool(self._engine.plateau_rows)
 
     def plateau_states(self) -> dict[tuple[str, str], list[float]]:
         """``{(group, key): [value, best, bad_epochs, cooldown_left]}`` of every plateau (device mode: a sync).
@@ -483,11 +482,11 @@ class LRShim(LRScheduler):
     def load_plateau_states(self, states: Mapping[tuple[str, str], list[float]]) -> None:
         """Set plateaus' states (as :meth:`plateau_states` gives them) and the rates at the current step."""
         row_of = self._row_of()
-        unknown = [key for key in states if row_of.get(key) not in self._engine.plateaus]
+        unknown = [key for key in states if row_of.get(key) not in self._engine.plateau_rows]
         if unknown:
             names = self._row_names()
             raise ValueError(f"load_plateau_states: no plateau at {unknown}; the plateaus are at "
-                             f"{[names[r] for r in self._engine.plateaus]}")
+                             f"{[names[r] for r in self._engine.plateau_rows]}")
         self._engine.load_plateau_states({row_of[key]: list(map(float, s)) for key, s in states.items()})
         if self._engine.step >= 0:
             self._catch_up()
@@ -531,7 +530,7 @@ class LRShim(LRScheduler):
         names = self._row_names()
         resume = parse_state_dict(
             state_dict, self.group_names, self.lr_dict, strict, self.hyperparameters, self.multipliers,
-            [names[row] for row in self._engine.plateaus],
+            [names[row] for row in self._engine.plateau_rows],
         )
         self._engine.check_step(resume.last_epoch, "state_dict['last_epoch']")
         if resume.differences:

@@ -40,7 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..tml.config import load_config
 from ..schedule.kinds import LearningRate
 from ..ops import BACKENDS, resolve_backend, unavailable_reason
-from ..ops.dispatch import AUTO_ORDER
+from ..ops.backends import AUTO_ORDER
 from ..schedule.reference import compute_lr, prepare_lr, schedule_marks
 from ..shim.scheduler import LRShim
 from .models import mlp, regression_batches

@@ -40,7 +40,7 @@ from ..schedule.errors import NOT_INDENTED, causes_first
 from ..shim.hyperparameters import KEYS, scaled
 from ..schedule.kinds import LearningRate
 from ..ops import BACKENDS, BackendUnavailable
-from ..ops.dispatch import BACKEND_ENV
+from ..ops.backends import BACKEND_ENV
 from ..tml.builders import BACKBONE, schedules_by_group
 from . import bench, demo
 

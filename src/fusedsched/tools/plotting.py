@@ -25,7 +25,8 @@ import numpy as np
 
 from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
-from ..schedule.reference import compute_lr_array, schedule_marks
+from ..ops.host import compute_lr_array
+from ..schedule.reference import schedule_marks
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

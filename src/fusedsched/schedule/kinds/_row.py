@@ -7,7 +7,7 @@ one class. Each kind model mixes in :class:`Kind` and implements:
   ``s >= 0`` (no checks; :func:`fusedsched.schedule.reference.compute_lr` adds them): the independent
   oracle every backend is tested against;
 - ``segments()``: the program, a list of :class:`fusedsched.schedule.program.Segment` (see program.py),
-  which every backend evaluates (and :func:`fusedsched.schedule.reference.compute_lr_array` too);
+  which every backend evaluates (and :func:`fusedsched.compute_lr_array` too);
 - ``marks()``: the steps where the schedule changes shape (plots mark them).
 
 Every formula is written in the operation order of the segment shape it compiles to, so that the
