@@ -42,7 +42,8 @@ MOVED: dict[str, tuple[str, ...]] = {
     "fusedsched.config": ("fusedsched.tml.config",),
     "fusedsched.optim": ("fusedsched.tml.builders",),
     "fusedsched.conversion": ("fusedsched.convert.common",),
-    "fusedsched.convert_stacks": ("fusedsched.convert.stacks",),
+    "fusedsched.convert_stacks": ("fusedsched.convert.timm", "fusedsched.convert.deepspeed", "fusedsched.convert.megatron",
+                                  "fusedsched.convert.stack_shim", "fusedsched.convert.builders"),
     "fusedsched.plotting": ("fusedsched.tools.plotting",),
     "fusedsched.cli": ("fusedsched.tools.cli",),
 }

@@ -19,7 +19,7 @@ import torch
 from _peers import timm_scheduler, ulps32
 
 from fusedsched import GraphSafeAdamW, LRShim, LearningRate, compute_lr
-from fusedsched.convert.stacks import (
+from fusedsched.convert import (
     DeepSpeedShim,
     MegatronShim,
     TimmShim,

@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pydantic
+import torch
 
 from ..schedule.kinds import LearningRate
 
@@ -47,3 +49,15 @@ def group_names(groups: Sequence[Mapping[str, Any]]) -> list[str]:
     if all(n is not None for n in names) and len({str(n) for n in names}) == len(names):
         return [str(n) for n in names]
     return [f"group{i}" for i in range(len(names))]
+
+
+def _float(value: Any) -> float:
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+def _int(value: Any, what: str) -> int:
+    """``value`` as an int when it is a whole number (timm and DeepSpeed take floats), else a ValueError.
+    ``what`` names the setting: ``"Class(setting"`` reads ``Class(setting=value)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != value // 1:
+        raise ValueError(f"{what}={value!r}{')' if '(' in what else ''}: only a whole number of steps is converted")
+    return int(value)
