@@ -24,7 +24,7 @@ import torch
 
 from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
-from .builders import Config, _join, _line, _offset
+from .builders import Config, constant, join_pieces, line, offset, product
 from .common import _float, _int, learning_rate
 from .stack_shim import _JumpingShim
 
@@ -93,7 +93,7 @@ def _ds_ramp(warmup_type: str, lo: float, hi: float, W: int) -> Config:
     ``(1.0 / log(W)) * log(n + 1)`` ('log', exactly: ``log_warmup``) or ``n / W`` ('linear')."""
     if warmup_type == "log":
         return {"log_warmup": {"learning_rate": hi, "initial_learning_rate": lo, "num_steps": W}}
-    return _line(lo, hi, W)
+    return line(lo, hi, W)
 
 
 def _ds_warmup(kind: str, mins: list[float], maxs: list[float], W: int, warmup_type: Any,
@@ -104,12 +104,12 @@ def _ds_warmup(kind: str, mins: list[float], maxs: list[float], W: int, warmup_t
     for lo, hi in zip(mins, maxs):
         delta = hi - lo
         if total is None:
-            after: Config = {"constant": lo + delta * 1.0}
+            after: Config = constant(lo + delta * 1.0)
         elif total - W >= 1:  # lo + delta * ((total - n) / (total - W)), then lo
             after = {"polynomial_decay": {"learning_rate": hi, "end_learning_rate": lo, "final_num_steps": total - W}}
         else:
-            after = {"constant": lo + delta * 0.0}
-        out.append(_join([(0, {"constant": lo}), (1, _ds_ramp(warmup_type, lo, hi, W)), (1 + W, after)]))
+            after = constant(lo + delta * 0.0)
+        out.append(join_pieces([(0, constant(lo)), (1, _ds_ramp(warmup_type, lo, hi, W)), (1 + W, after)]))
     return out
 
 
@@ -119,9 +119,9 @@ def _ds_cosine(orgs: list[float], W: int, total: int, warmup_min_ratio: float, c
     _check_warmup_type("WarmupCosineLR", warmup_type)
     N = max(1, total - W)
     cosine = {"cosine_annealing": {"learning_rate": 1.0, "final_learning_rate": cos_min_ratio, "num_steps": N}}
-    ratio = _join([(0, _ds_ramp(warmup_type, warmup_min_ratio, 1.0, W)), (W, _offset(cosine, 1)),  # its step: n - W + 1
-                   (W + N - 1, {"constant": cos_min_ratio})])
-    return [_join([(0, {"constant": 0.0}), (1, {"product": {"schedules": [{"constant": org}, ratio]}})])
+    ratio = join_pieces([(0, _ds_ramp(warmup_type, warmup_min_ratio, 1.0, W)), (W, offset(cosine, 1)),  # its step: n - W + 1
+                         (W + N - 1, constant(cos_min_ratio))])
+    return [join_pieces([(0, constant(0.0)), (1, product(constant(org), ratio))])
             for org in orgs]
 
 
@@ -209,13 +209,13 @@ def _ds_cycle(shape: list[tuple[int, str | float]], U: int, D: int, start: float
     pieces: list[tuple[int, Config]] = []
     for b, piece in shape:
         if piece == "up":
-            pieces.append((b, _line(start, turn, U)))
+            pieces.append((b, line(start, turn, U)))
         elif piece == "down":
-            pieces.append((b, _offset(_line(turn, start, D), b - U)))
+            pieces.append((b, offset(line(turn, start, D), b - U)))
         else:
-            pieces.append((b, {"constant": value(piece)}))
-    tail = [(U + D, {"constant": start})] + ([(U + D + 1, after)] if after is not None else [])
-    return _join([*pieces, *tail])
+            pieces.append((b, constant(value(piece))))
+    tail = [(U + D, constant(start))] + ([(U + D + 1, after)] if after is not None else [])
+    return join_pieces([*pieces, *tail])
 
 
 def _ds_decay_timescale(decay: tuple[float, float]) -> int:
@@ -242,13 +242,13 @@ def _ds_lr_decay(decay: Decay) -> Any:
 
     def factor(L: float) -> Config:
         return {"inverse_sqrt": {"learning_rate": L, "num_ramp_steps": 0, "timescale": ts}}
-    return lambda lo: _offset({"product": {"schedules": [factor(lo), factor(1.0)]}}, 1) if lo else {"constant": lo}
+    return lambda lo: offset(product(factor(lo), factor(1.0)), 1) if lo else constant(lo)
 
 
 def _ds_rise(v0: float, rate: float, size: float, steps: int) -> Config:
     """DeepSpeed's ``v0 * (1 + rate * (k / size))`` for ``k < steps`` (rising without end: ``steps``
     reaches the last step), a line from v0 to its value at ``steps``."""
-    return _line(v0, v0 * (1 + rate * (steps / size)), steps)
+    return line(v0, v0 * (1 + rate * (steps / size)), steps)
 
 
 def _ds_range_test(mins: list[float], size: Any, rate: Any, staircase: Any) -> list[Config]:
@@ -264,8 +264,8 @@ def _ds_range_test(mins: list[float], size: Any, rate: Any, staircase: Any) -> l
     if rate < 0:
         raise ValueError(f"DeepSpeed LRRangeTest(lr_range_test_step_rate={rate!r}): the rate falls below 0 (a "
                          "schedule is >= 0); only a rate >= 0 is converted")
-    return [_join([(0, _ds_rise(lo, rate, size, MAX_STEP)), (MAX_STEP, {"constant": lo * (1 + rate * (MAX_STEP / size))})])
-            for lo in mins]
+    return [join_pieces([(0, _ds_rise(lo, rate, size, MAX_STEP)),
+                         (MAX_STEP, constant(lo * (1 + rate * (MAX_STEP / size))))]) for lo in mins]
 
 
 def _ds_momentum(shape: list[tuple[int, str | float]], U: int, D: int, min_moms: list[Any], max_moms: list[Any],
@@ -287,10 +287,10 @@ def _ds_momentum(shape: list[tuple[int, str | float]], U: int, D: int, min_moms:
                 raise ValueError(f"DeepSpeed OneCycle(decay_mom_rate={rate!r}, decay_step_size={size!r}): the "
                                  "post-cycle momentum max_mom * (1 + rate * k / size) falls below 0 (a schedule "
                                  "is >= 0); only a rising one (rate / size > 0) is converted")
-            after = _offset(_ds_rise(high, rate, size, MAX_STEP - (U + D) + 1), 1)  # k = n - U - D <= its steps
+            after = offset(_ds_rise(high, rate, size, MAX_STEP - (U + D) + 1), 1)  # k = n - U - D <= its steps
         cycle = _ds_cycle(shape, U, D, high, low, lambda x, low=low, high=high: high - (high - low) * x, after)
-        out.append({"beta1": _join([(0, {"constant": low}), (1, _offset(cycle, 1))]),
-                    "beta2": {"constant": _float(lo[1])}})
+        out.append({"beta1": join_pieces([(0, constant(low)), (1, offset(cycle, 1))]),
+                    "beta2": constant(_float(lo[1]))})
     return out
 
 

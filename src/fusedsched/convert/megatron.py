@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ..schedule.kinds import LearningRate
-from .builders import Config, _join, _line, _offset
+from .builders import Config, constant, join_pieces, line, offset
 from .common import _float, _int, learning_rate
 from .stack_shim import _JumpingShim
 
@@ -91,24 +91,24 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     D, style = _int(s.lr_decay_steps, "from_megatron: OptimizerParamScheduler(lr_decay_steps"), s.lr_decay_style
     if style not in MEGATRON_STYLES:
         raise ValueError(f"from_megatron: lr_decay_style={style!r}; supported: {MEGATRON_STYLES}")
-    warmup = [(0, _line(init, hi, W))] if W > 0 else []
+    warmup = [(0, line(init, hi, W))] if W > 0 else []
     if style == "constant":
-        return _join([*warmup, (W, {"constant": hi})])
+        return join_pieces([*warmup, (W, constant(hi))])
     if style == "inverse-square-root":  # max(min_lr, max_lr * sqrt(max(W, 1)) / sqrt(max(n, 1)))
         B = max(W, 1)
-        first = warmup or [(0, {"constant": hi})]
+        first = warmup or [(0, constant(hi))]
         end = _megatron_inverse_sqrt_end(s, group, B)
-        return _join([*first, (B, {"inverse_sqrt": {"learning_rate": hi, "num_ramp_steps": 0, "timescale": B}}),
-                      (max(end, B), {"constant": lo})])
+        return join_pieces([*first, (B, {"inverse_sqrt": {"learning_rate": hi, "num_ramp_steps": 0, "timescale": B}}),
+                            (max(end, B), constant(lo))])
     if style == "linear":
-        return _join([*warmup, (W, {"polynomial_decay": {"learning_rate": hi, "end_learning_rate": lo,
-                                                          "final_num_steps": D - W}})])
+        return join_pieces([*warmup, (W, {"polynomial_decay": {"learning_rate": hi, "end_learning_rate": lo,
+                                                                "final_num_steps": D - W}})])
     if style == "cosine":
-        return _join([*warmup, (W, {"cosine_annealing": {"learning_rate": hi, "final_learning_rate": lo,
-                                                          "num_steps": D - W}}), (D + 1, {"constant": lo})])
+        return join_pieces([*warmup, (W, {"cosine_annealing": {"learning_rate": hi, "final_learning_rate": lo,
+                                                                "num_steps": D - W}}), (D + 1, constant(lo))])
     Dw = _int(s.wsd_decay_steps, "from_megatron: OptimizerParamScheduler(wsd_decay_steps")
     if Dw <= 0:  # the anneal would start after lr_decay_steps, where min_lr takes over: no anneal
-        return _join([*warmup, (W, {"constant": hi}), (D + 1, {"constant": lo})])
+        return join_pieces([*warmup, (W, constant(hi)), (D + 1, constant(lo))])
     shape = MEGATRON_WSD_STYLES.get(s.lr_wsd_decay_style)
     if shape is None:
         raise ValueError(f"from_megatron: OptimizerParamScheduler(lr_wsd_decay_style={s.lr_wsd_decay_style!r}); "
@@ -117,12 +117,12 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     wsd = {"warmup_stable_decay": {"learning_rate": hi, "final_learning_rate": lo, "num_ramp_steps": 0,
                                    "num_stable_steps": max(A - W, 0), "num_decay_steps": Dw, "decay_shape": shape}}
     if A >= W:
-        return _join([*warmup, (W, wsd)])
+        return join_pieces([*warmup, (W, wsd)])
     if W == 0:  # no warm-up (Megatron's needs lr_warmup_steps > 0): already -A steps into the anneal at 0
-        return _offset(wsd, -A)
+        return offset(wsd, -A)
     # the anneal starts inside the warm-up: step W is still the warm-up's, the anneal goes on from W + 1
     last = init + ((hi - init) * float(W) / float(W))
-    return _join([*warmup, (W, {"constant": last}), (W + 1, _offset(wsd, W + 1 - A))])
+    return join_pieces([*warmup, (W, constant(last)), (W + 1, offset(wsd, W + 1 - A))])
 
 
 def _check_megatron(scheduler: Any) -> None:
@@ -174,13 +174,13 @@ def megatron_weight_decays(scheduler: Any) -> list[LearningRate | None]:
             raise ValueError(f"from_megatron: param group {g} increments its weight decay over wd_incr_steps={W!r}; "
                              "it must be an integer >= 1")
         if style == "linear":
-            rise: Config = _line(start, end, W)
+            rise: Config = line(start, end, W)
         elif style == "cosine":
             rise = {"cosine_annealing": {"learning_rate": start, "final_learning_rate": end, "num_steps": W}}
         else:
             raise ValueError(f"from_megatron: param group {g} increments its weight decay from start_wd={start!r} to "
                              f"end_wd={end!r} with wd_incr_style={style!r}; supported: 'linear', 'cosine'")
-        out.append(learning_rate(_join([(0, rise), (W, {"constant": end})]),
+        out.append(learning_rate(join_pieces([(0, rise), (W, constant(end))]),
                                  f"from_megatron: OptimizerParamScheduler weight decay (param group {g})"))
     return out
 

@@ -21,7 +21,7 @@ import torch
 from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr
-from .builders import Config, _join, _line, _offset
+from .builders import Config, constant, join_pieces, line, offset, product
 from .common import _float, _int, float32_ulps, learning_rate
 from .stack_shim import _JumpingShim
 
@@ -97,7 +97,7 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
             if k < 1:
                 raise ValueError(f"from_timm: StepLRScheduler(decay_t={scheduler.decay_t!r}) must be >= 1")
             if rate == 1:
-                return {"constant": base}
+                return constant(base)
             if rate > 0:
                 return {"exponential_decay": {"learning_rate": base, "decay_rate": rate, "decay_steps": k,
                                               "staircase": True}}
@@ -111,7 +111,7 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
             bounds = sorted({m - 1 for m in marks if m >= 1})  # timm counts the marks <= t + 1
             values = [base * rate ** bisect.bisect_right(marks, b + 1) for b in [-1, *bounds]]
         if not bounds:
-            return {"constant": values[0]}
+            return constant(values[0])
         return {"piecewise_constant": {"learning_rate_boundaries": bounds, "learning_rate_values": values}}
     if name == "WSDLRScheduler":  # stable max(lr, lr_min); from t_initial - decay_t on, down to lr_min
         if scheduler.stable_fn != "constant":
@@ -129,12 +129,12 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
     T0, mul, limit = _timm_cycles(scheduler, name)
     lr_min, decay, k = scheduler.lr_min, scheduler.cycle_decay, getattr(scheduler, "k_decay", 1)
     if limit <= 0:
-        return {"constant": lr_min}
+        return constant(lr_min)
     end = _cycle_start(T0, mul, limit) if limit <= _MAX_CYCLES or mul == 1 else math.inf
     if name == "CosineLRScheduler" and k == 1:
         cycles = {"cosine_with_restarts": {"learning_rate": base, "final_learning_rate": lr_min, "cycle_steps": T0,
                                            "cycle_mult": mul, "cycle_decay": decay}}
-        return _join([(0, cycles), (end, {"constant": lr_min})]) if end <= MAX_STEP else cycles
+        return join_pieces([(0, cycles), (end, constant(lr_min))]) if end <= MAX_STEP else cycles
     if limit > _MAX_CYCLES:
         raise ValueError(f"from_timm: {name}(cycle_limit={limit}): at most {_MAX_CYCLES} cycles are converted"
                          f"{' with k_decay != 1' if name == 'CosineLRScheduler' else ''} (each is one piece of a join)")
@@ -152,7 +152,7 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
         return {"tanh_decay": {"learning_rate": peak, "final_learning_rate": lr_min, "num_steps": length,
                                "lower_bound": scheduler.lb, "upper_bound": scheduler.ub}}
 
-    return _join([*((_cycle_start(T0, mul, i), cycle(i)) for i in range(limit)), (end, {"constant": lr_min})])
+    return join_pieces([*((_cycle_start(T0, mul, i), cycle(i)) for i in range(limit)), (end, constant(lr_min))])
 
 
 def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
@@ -162,10 +162,10 @@ def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
         prefix = getattr(scheduler, "warmup_prefix", True)
         # TanhLRScheduler warms up to its own rate at warmup_t when that is not a prefix, the others to base
         target = scheduler._get_lr(W)[g] if name == "TanhLRScheduler" and not prefix else base
-        main = _join([(0, _line(init, target, W)), (W, main if prefix else _offset(main, W))])
+        main = join_pieces([(0, line(init, target, W)), (W, main if prefix else offset(main, W))])
     scale = scheduler.optimizer.param_groups[g].get("lr_scale")
     if scale is not None and scale != 1:
-        return {"product": {"schedules": [main, {"constant": scale}]}}  # timm: value * lr_scale
+        return product(main, constant(scale))  # timm: value * lr_scale
     return main
 
 
@@ -233,11 +233,11 @@ def _timm_plateau(scheduler: Any, g: int, base: float) -> Config:
     if W <= 0:
         return {"plateau": {"learning_rate": base if scale is None else base * scale, **settings}}
     end = init + W * scheduler.warmup_steps[g]  # the rate timm's step(W) sets, before lr_scale
-    pieces = [(0, _line(init, base, W)), (W, {"constant": end})]
+    pieces = [(0, line(init, base, W)), (W, constant(end))]
     if scale is not None and scale != 1:
-        pieces = [(b, {"product": {"schedules": [c, {"constant": scale}]}}) for b, c in pieces]
+        pieces = [(b, product(c, constant(scale))) for b, c in pieces]
         end = end * scale
-    return _join([*pieces, (W + 1, {"plateau": {"learning_rate": end, **settings}})])
+    return join_pieces([*pieces, (W + 1, {"plateau": {"learning_rate": end, **settings}})])
 
 
 def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
