@@ -4,7 +4,9 @@
   ``ValueError`` naming the source scheduler and what no kind represents;
 - :func:`float32_ulps`: how many float32 steps apart two rates are once rounded to float32 (the
   converters compare a source scheduler's rate with its conversion's this way: at most 1);
-- :func:`group_names`: the names the converted ``LRShim`` gives the optimizer's param groups.
+- :func:`group_names`: the names the converted ``LRShim`` gives the optimizer's param groups;
+- :func:`as_float`: a source's number (a float, or a one-element tensor) as a Python float;
+- :func:`whole_number`: a source's step count as an int, or a ``ValueError`` naming the setting.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from ..schedule.kinds import LearningRate
 
-__all__ = ["float32_ulps", "group_names", "learning_rate"]
+__all__ = ["as_float", "float32_ulps", "group_names", "learning_rate", "whole_number"]
 
 
 def learning_rate(config: dict[str, Any], what: str) -> LearningRate:
@@ -51,11 +53,12 @@ def group_names(groups: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"group{i}" for i in range(len(names))]
 
 
-def _float(value: Any) -> float:
+def as_float(value: Any) -> float:
+    """``value`` (a number, or a one-element tensor: a group's ``lr`` may be one) as a Python float."""
     return float(value.item() if isinstance(value, torch.Tensor) else value)
 
 
-def _int(value: Any, what: str) -> int:
+def whole_number(value: Any, what: str) -> int:
     """``value`` as an int when it is a whole number (timm and DeepSpeed take floats), else a ValueError.
     ``what`` names the setting: ``"Class(setting"`` reads ``Class(setting=value)``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != value // 1:

@@ -25,7 +25,7 @@ import torch
 from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
 from .builders import Config, constant, join_pieces, line, offset, product
-from .common import _float, _int, learning_rate
+from .common import as_float, learning_rate, whole_number
 from .stack_shim import _JumpingShim
 
 __all__ = [
@@ -66,7 +66,7 @@ class DeepSpeedShim(_JumpingShim):
         if last_batch_iteration is None:
             super().step()
         else:
-            self._go_to(_int(last_batch_iteration, "last_batch_iteration") + 1, "last_batch_iteration + 1")
+            self._go_to(whole_number(last_batch_iteration, "last_batch_iteration") + 1, "last_batch_iteration + 1")
 
     @property
     def last_batch_iteration(self) -> int:
@@ -78,8 +78,8 @@ def _per_group(value: Any, count: int, what: str) -> list[float]:
     if isinstance(value, (list, tuple)):
         if len(value) != count:
             raise ValueError(f"DeepSpeed {what}: expected {count} values (one per param group), got {len(value)}")
-        return [_float(v) for v in value]
-    return [_float(value)] * count
+        return [as_float(v) for v in value]
+    return [as_float(value)] * count
 
 
 def _check_warmup_type(kind: str, warmup_type: Any) -> None:
@@ -139,12 +139,12 @@ def _ds_one_cycle(mins: list[float], maxs: list[float], first: Any, second: Any,
     ``b = first + second``, then the post-cycle decay (or min). ``momentum``: the ``(min_moms,
     max_moms, decay)`` of its momentum cycling, or None. Returns the lr configs and, with momentum,
     each group's ``beta1`` / ``beta2`` (:func:`_ds_momentum`)."""
-    U, D = _int(first, "DeepSpeed OneCycle(cycle_first_step_size"), _int(
+    U, D = whole_number(first, "DeepSpeed OneCycle(cycle_first_step_size"), whole_number(
         second, "DeepSpeed OneCycle(cycle_second_step_size")
     if U <= 0 or D < 0:
         raise ValueError(f"DeepSpeed OneCycle(cycle_first_step_size={first!r}, cycle_second_step_size={second!r}): "
                          "the first must be positive, the second non-negative")
-    counts = tuple(_int(c, f"DeepSpeed OneCycle(cycle_{half}_stair_count")
+    counts = tuple(whole_number(c, f"DeepSpeed OneCycle(cycle_{half}_stair_count")
                    for c, half in zip(stairs, ("first", "second")))
     shape = _ds_cycle_shape(U, D, counts)
     decay = _ds_lr_decay(lr_decay)
@@ -260,7 +260,7 @@ def _ds_range_test(mins: list[float], size: Any, rate: Any, staircase: Any) -> l
                          "schedule kind has it (only the continuous rise is converted)")
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ValueError(f"DeepSpeed LRRangeTest(lr_range_test_step_size={size!r}): must be a positive integer")
-    rate = _float(rate)
+    rate = as_float(rate)
     if rate < 0:
         raise ValueError(f"DeepSpeed LRRangeTest(lr_range_test_step_rate={rate!r}): the rate falls below 0 (a "
                          "schedule is >= 0); only a rate >= 0 is converted")
@@ -279,7 +279,7 @@ def _ds_momentum(shape: list[tuple[int, str | float]], U: int, D: int, min_moms:
     to it (where DeepSpeed's formula gives max_mom)."""
     out = []
     for lo, hi in zip(min_moms, max_moms):
-        low, high = _float(lo[0]), _float(hi[0])
+        low, high = as_float(lo[0]), as_float(hi[0])
         after = None
         if decay is not None:  # beta0 * (1 + rate * (k / size)) at k = 1, 2, ...: a line from k = 0
             rate, size = decay
@@ -290,7 +290,7 @@ def _ds_momentum(shape: list[tuple[int, str | float]], U: int, D: int, min_moms:
             after = offset(_ds_rise(high, rate, size, MAX_STEP - (U + D) + 1), 1)  # k = n - U - D <= its steps
         cycle = _ds_cycle(shape, U, D, high, low, lambda x, low=low, high=high: high - (high - low) * x, after)
         out.append({"beta1": join_pieces([(0, constant(low)), (1, offset(cycle, 1))]),
-                    "beta2": constant(_float(lo[1]))})
+                    "beta2": constant(as_float(lo[1]))})
     return out
 
 
@@ -309,8 +309,8 @@ def _deepspeed_from_params(kind: str, params: Mapping[str, Any], base_lrs: Seque
     p = {**defaults, **params}
     count = len(base_lrs)
     if kind == "OneCycle":  # DeepSpeed's _initialize_cycle / _initialize_lr / _initialize_momentum
-        first = _float(p["cycle_first_step_size"])
-        second = first if p["cycle_second_step_size"] is None else _float(p["cycle_second_step_size"])
+        first = as_float(p["cycle_first_step_size"])
+        second = first if p["cycle_second_step_size"] is None else as_float(p["cycle_second_step_size"])
         stairs2 = p["cycle_first_stair_count"] if p["cycle_second_stair_count"] is None else p["cycle_second_stair_count"]
         size = p["decay_step_size"]
 
@@ -333,10 +333,11 @@ def _deepspeed_from_params(kind: str, params: Mapping[str, Any], base_lrs: Seque
         raise ValueError(f"deepspeed {kind}: warmup_num_steps must be a positive integer, got {W!r}")
     W = max(2, W)
     if kind == "WarmupCosineLR":
-        return _ds_cosine([float(b) for b in base_lrs], W, _int(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps"),
-                          _float(p["warmup_min_ratio"]), _float(p["cos_min_ratio"]), p["warmup_type"]), None
+        return _ds_cosine([float(b) for b in base_lrs], W,
+                          whole_number(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps"),
+                          as_float(p["warmup_min_ratio"]), as_float(p["cos_min_ratio"]), p["warmup_type"]), None
     maxs = list(base_lrs) if p["warmup_max_lr"] is None else p["warmup_max_lr"]
-    total = _int(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
+    total = whole_number(p["total_num_steps"], f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
     return _ds_warmup(kind, _per_group(p["warmup_min_lr"], count, "warmup_min_lr"),
                       _per_group(maxs, count, "warmup_max_lr"), W, p["warmup_type"], total), None
 
@@ -399,10 +400,10 @@ def from_deepspeed_config(config: Mapping[str, Any], optimizer: Any, *, backend:
         TypeError / ValueError: as :func:`deepspeed_config_to_schedules`, and an optimizer that
             reads the cycled betas by value. Nothing is touched.
     """
-    base_lrs = [_float(group["lr"]) for group in optimizer.param_groups]
+    base_lrs = [as_float(group["lr"]) for group in optimizer.param_groups]
     configs, momentum = _deepspeed_block(config, base_lrs, betas="betas" in getattr(optimizer, "defaults", {}))
     last = (config.get("params") or {}).get("last_batch_iteration", -1)
-    step = _int(last, "DeepSpeed scheduler params(last_batch_iteration") + 1
+    step = whole_number(last, "DeepSpeed scheduler params(last_batch_iteration") + 1
     if step < 0:
         raise ValueError(f"from_deepspeed_config: last_batch_iteration={last!r} must be >= -1")
     return DeepSpeedShim._start(optimizer, configs, step, backend, device, hyperparameters=momentum)
@@ -418,17 +419,17 @@ def _deepspeed_parts(scheduler: Any) -> tuple[list[Config], list[dict[str, Confi
         momentum = None
         if s.cycle_momentum:
             momentum = (s.min_moms, s.max_moms, None if s.skip_mom_decay else (s.decay_mom_rate, s.decay_step_size))
-        return _ds_one_cycle([_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.first_step_size,
+        return _ds_one_cycle([as_float(v) for v in s.min_lrs], [as_float(v) for v in s.max_lrs], s.first_step_size,
                              s.second_step_size, (s.first_stair_count, s.second_stair_count),
                              None if s.skip_lr_decay else (s.decay_lr_rate, s.decay_step_size), momentum)
     if kind == "LRRangeTest":
-        return _ds_range_test([_float(v) for v in s.min_lr], s.step_size, s.step_rate, s.staircase), None
+        return _ds_range_test([as_float(v) for v in s.min_lr], s.step_size, s.step_rate, s.staircase), None
     if kind == "WarmupCosineLR":
-        return _ds_cosine([_float(v) for v in s.org_lrs], s.warmup_num_steps,
-                          _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps"),
-                          _float(s.warmup_min_ratio), _float(s.cos_min_ratio), s.warmup_type), None
-    total = _int(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
-    return _ds_warmup(kind, [_float(v) for v in s.min_lrs], [_float(v) for v in s.max_lrs], s.warmup_num_steps,
+        return _ds_cosine([as_float(v) for v in s.org_lrs], s.warmup_num_steps,
+                          whole_number(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps"),
+                          as_float(s.warmup_min_ratio), as_float(s.cos_min_ratio), s.warmup_type), None
+    total = whole_number(s.total_num_steps, f"DeepSpeed {kind}(total_num_steps") if kind == "WarmupDecayLR" else None
+    return _ds_warmup(kind, [as_float(v) for v in s.min_lrs], [as_float(v) for v in s.max_lrs], s.warmup_num_steps,
                       s.warmup_type, total), None
 
 
@@ -450,7 +451,7 @@ def from_deepspeed(scheduler: Any, *, backend: str | None = None,
     lrs, momentum = _deepspeed_parts(scheduler)
     configs = [learning_rate(c, f"from_deepspeed: {type(scheduler).__name__} (param group {g})")
                for g, c in enumerate(lrs)]
-    step = _int(scheduler.last_batch_iteration, "last_batch_iteration") + 1
+    step = whole_number(scheduler.last_batch_iteration, "last_batch_iteration") + 1
     if step < 0:
         raise ValueError(f"from_deepspeed: last_batch_iteration={scheduler.last_batch_iteration!r} must be >= -1")
     return DeepSpeedShim._start(scheduler.optimizer, configs, step, backend, device, hyperparameters=momentum)

@@ -20,7 +20,7 @@ import torch
 
 from ..schedule.kinds import LearningRate
 from .builders import Config, constant, join_pieces, line, offset
-from .common import _float, _int, learning_rate
+from .common import as_float, learning_rate, whole_number
 from .stack_shim import _JumpingShim
 
 __all__ = ["MegatronShim", "from_megatron", "megatron_learning_rates"]
@@ -87,8 +87,8 @@ def _megatron_inverse_sqrt_end(scheduler: Any, group: Mapping[str, Any], B: int)
 def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     s = scheduler
     hi, lo, init = float(group.get("max_lr", s.max_lr)), float(group.get("min_lr", s.min_lr)), float(s.init_lr)
-    W = _int(s.lr_warmup_steps, "from_megatron: OptimizerParamScheduler(lr_warmup_steps")
-    D, style = _int(s.lr_decay_steps, "from_megatron: OptimizerParamScheduler(lr_decay_steps"), s.lr_decay_style
+    W = whole_number(s.lr_warmup_steps, "from_megatron: OptimizerParamScheduler(lr_warmup_steps")
+    D, style = whole_number(s.lr_decay_steps, "from_megatron: OptimizerParamScheduler(lr_decay_steps"), s.lr_decay_style
     if style not in MEGATRON_STYLES:
         raise ValueError(f"from_megatron: lr_decay_style={style!r}; supported: {MEGATRON_STYLES}")
     warmup = [(0, line(init, hi, W))] if W > 0 else []
@@ -106,7 +106,7 @@ def _megatron_config(scheduler: Any, group: Mapping[str, Any]) -> Config:
     if style == "cosine":
         return join_pieces([*warmup, (W, {"cosine_annealing": {"learning_rate": hi, "final_learning_rate": lo,
                                                                 "num_steps": D - W}}), (D + 1, constant(lo))])
-    Dw = _int(s.wsd_decay_steps, "from_megatron: OptimizerParamScheduler(wsd_decay_steps")
+    Dw = whole_number(s.wsd_decay_steps, "from_megatron: OptimizerParamScheduler(wsd_decay_steps")
     if Dw <= 0:  # the anneal would start after lr_decay_steps, where min_lr takes over: no anneal
         return join_pieces([*warmup, (W, constant(hi)), (D + 1, constant(lo))])
     shape = MEGATRON_WSD_STYLES.get(s.lr_wsd_decay_style)
@@ -165,7 +165,7 @@ def megatron_weight_decays(scheduler: Any) -> list[LearningRate | None]:
     _check_megatron(scheduler)
     out: list[LearningRate | None] = []
     for g, group in enumerate(_megatron_optimizer(scheduler).param_groups):
-        start, end = (_float(group.get(k, getattr(scheduler, k))) for k in ("start_wd", "end_wd"))
+        start, end = (as_float(group.get(k, getattr(scheduler, k))) for k in ("start_wd", "end_wd"))
         if start == end:
             out.append(None)
             continue
@@ -200,9 +200,9 @@ def from_megatron(scheduler: Any, *, backend: str | None = None,
             touched.
     """
     configs, decays = megatron_learning_rates(scheduler), megatron_weight_decays(scheduler)
-    step = _int(scheduler.num_steps, "num_steps")
+    step = whole_number(scheduler.num_steps, "num_steps")
     optimizer = _megatron_optimizer(scheduler)
     hyperparameters = [{"weight_decay": d} if d is not None else {} for d in decays]
-    multipliers = [{"weight_decay": _float(group.get("wd_mult", 1.0))} if d is not None else {}
+    multipliers = [{"weight_decay": as_float(group.get("wd_mult", 1.0))} if d is not None else {}
                    for d, group in zip(decays, optimizer.param_groups)]
     return MegatronShim._start(optimizer, configs, step, backend, device, hyperparameters, multipliers)

@@ -22,7 +22,7 @@ from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr
 from .builders import Config, constant, join_pieces, line, offset, product
-from .common import _float, _int, float32_ulps, learning_rate
+from .common import as_float, float32_ulps, learning_rate, whole_number
 from .stack_shim import _JumpingShim
 
 __all__ = ["TimmShim", "from_timm", "timm_learning_rates"]
@@ -76,7 +76,7 @@ def _timm_class(scheduler: Any) -> str | None:
 
 def _timm_cycles(scheduler: Any, name: str) -> tuple[int, int, int]:
     """``(t_initial, cycle_mul, cycle_limit)`` as ints, checked."""
-    T0 = _int(scheduler.t_initial, f"{name}(t_initial")
+    T0 = whole_number(scheduler.t_initial, f"{name}(t_initial")
     mul = scheduler.cycle_mul
     if isinstance(mul, bool) or not isinstance(mul, (int, float)) or mul < 1 or mul != mul // 1:
         raise ValueError(f"from_timm: {name}(cycle_mul={mul!r}): only a whole cycle_mul >= 1 is converted "
@@ -93,7 +93,7 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
     if name in ("StepLRScheduler", "MultiStepLRScheduler"):
         rate = scheduler.decay_rate
         if name == "StepLRScheduler":
-            k = _int(scheduler.decay_t, "StepLRScheduler(decay_t")
+            k = whole_number(scheduler.decay_t, "StepLRScheduler(decay_t")
             if k < 1:
                 raise ValueError(f"from_timm: StepLRScheduler(decay_t={scheduler.decay_t!r}) must be >= 1")
             if rate == 1:
@@ -104,7 +104,7 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
             bounds = [k]
             values = [base, base * rate**1]
         else:
-            marks = [_int(m, "MultiStepLRScheduler(decay_t") for m in scheduler.decay_t]
+            marks = [whole_number(m, "MultiStepLRScheduler(decay_t") for m in scheduler.decay_t]
             if marks != sorted(marks):
                 raise ValueError(f"from_timm: MultiStepLRScheduler(decay_t={scheduler.decay_t!r}) must be sorted "
                                  "(timm bisects it)")
@@ -122,7 +122,8 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
         if shape is None:
             raise ValueError(f"from_timm: WSDLRScheduler(decay_fn={scheduler.decay_fn!r}): only 'linear', '1-sqrt' and "
                              "'cosine' have a schedule kind")
-        T, Dt = _int(scheduler.t_initial, "WSDLRScheduler(t_initial"), _int(scheduler.decay_t, "WSDLRScheduler(decay_t")
+        T = whole_number(scheduler.t_initial, "WSDLRScheduler(t_initial")
+        Dt = whole_number(scheduler.decay_t, "WSDLRScheduler(decay_t")
         return {"warmup_stable_decay": {"learning_rate": max(base, scheduler.lr_min), "final_learning_rate": scheduler.lr_min,
                                         "num_ramp_steps": 0, "num_stable_steps": T - Dt, "num_decay_steps": Dt,
                                         "decay_shape": shape}}
@@ -156,7 +157,7 @@ def _timm_main(scheduler: Any, name: str, base: float) -> Config:
 
 
 def _timm_config(scheduler: Any, name: str, g: int, base: float) -> Config:
-    W, init = _int(scheduler.warmup_t, f"{name}(warmup_t"), scheduler.warmup_lr_init
+    W, init = whole_number(scheduler.warmup_t, f"{name}(warmup_t"), scheduler.warmup_lr_init
     main = _timm_main(scheduler, name, base)
     if W > 0:  # WSDLRScheduler's warm-up is always a prefix
         prefix = getattr(scheduler, "warmup_prefix", True)
@@ -203,9 +204,9 @@ def _timm_check(scheduler: Any, configs: list[LearningRate], name: str, t: int) 
                 raise ValueError(f"from_timm: {name} gives {have!r} at t={s} (param group {g}), its conversion "
                                  f"{want!r}: timm's cycle arithmetic is not one schedule kind's here")
     for g, (group, config) in enumerate(zip(scheduler.optimizer.param_groups, configs)):
-        have, want = _float(group["lr"]), compute_lr(config, t)
+        have, want = as_float(group["lr"]), compute_lr(config, t)
         if not math.isfinite(have) or float32_ulps(have, want) > 1:
-            if t == 0 and not scheduler.warmup_t and have == _float(group[scheduler._initial_param_group_field]) * (
+            if t == 0 and not scheduler.warmup_t and have == as_float(group[scheduler._initial_param_group_field]) * (
                     scales[g] if scales[g] is not None else 1.0):
                 raise ValueError(
                     f"from_timm: param group {g} has its base lr {have!r}, which timm sets at construction, but {name} "
@@ -225,7 +226,7 @@ def _timm_plateau(scheduler: Any, g: int, base: float) -> Config:
     inner = scheduler.lr_scheduler
     if type(inner) is not torch.optim.lr_scheduler.ReduceLROnPlateau:
         raise ValueError(f"from_timm: PlateauLRScheduler over a {type(inner).__name__}, not torch's ReduceLROnPlateau")
-    W, init = _int(scheduler.warmup_t, "PlateauLRScheduler(warmup_t"), scheduler.warmup_lr_init
+    W, init = whole_number(scheduler.warmup_t, "PlateauLRScheduler(warmup_t"), scheduler.warmup_lr_init
     settings = {"mode": inner.mode, "factor": inner.factor, "patience": inner.patience, "threshold": inner.threshold,
                 "threshold_mode": inner.threshold_mode, "cooldown": inner.cooldown,
                 "min_learning_rate": inner.min_lrs[g], "eps": inner.eps}
@@ -277,7 +278,7 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
     """
     configs = timm_learning_rates(scheduler)
     name = _timm_class(scheduler)
-    step = _int(t, "from_timm: t")
+    step = whole_number(t, "from_timm: t")
     if not 0 <= step <= MAX_STEP:
         raise ValueError(f"from_timm: t={t!r} must be in [0, 2**53 - 2]")
     if name == "PlateauLRScheduler":
@@ -295,11 +296,11 @@ def _from_timm_plateau(scheduler: Any, configs: list[LearningRate], t: int, back
     groups = scheduler.optimizer.param_groups
     if t <= W:
         for g, (group, config) in enumerate(zip(groups, configs)):
-            have, want = _float(group["lr"]), compute_lr(config, t)
+            have, want = as_float(group["lr"]), compute_lr(config, t)
             if float32_ulps(have, want) > 1:
                 raise ValueError(f"from_timm: param group {g} has lr {have!r}, but PlateauLRScheduler gives {want!r} "
                                  f"at t={t}; pass t= the last epoch given to its step()")
-    states = [[_float(group["lr"]), float(inner.best), float(inner.num_bad_epochs), float(inner.cooldown_counter)]
+    states = [[as_float(group["lr"]), float(inner.best), float(inner.num_bad_epochs), float(inner.cooldown_counter)]
               for group in groups] if t > W else None
     shim = TimmShim._start(scheduler.optimizer, configs, t, backend, device, t_in_epochs=True, plateau_after=W)
     if states is not None:

@@ -51,7 +51,7 @@ import torch
 from torch.optim import lr_scheduler as tls
 
 from .builders import Config, constant, join, offset, product
-from .common import float32_ulps, group_names, learning_rate
+from .common import as_float, float32_ulps, group_names, learning_rate
 from ..optimizers.graphsafe import GraphSafeOptimizer
 from ..schedule.kinds import LearningRate
 from ..shim.scheduler import LRShim
@@ -254,8 +254,7 @@ def _lambda_config(scheduler: Any, g: int, base: float) -> Config:
 
 
 def _base(scheduler: Any, g: int) -> float:
-    value = scheduler.base_lrs[g]
-    return float(value.item() if isinstance(value, torch.Tensor) else value)
+    return as_float(scheduler.base_lrs[g])
 
 
 def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone: bool = False) -> Config:
@@ -470,8 +469,7 @@ def _flatten(chain: tls.ChainedScheduler) -> list[Any]:
 
 
 def _initial_lr(scheduler: Any, g: int) -> float:
-    value = scheduler.optimizer.param_groups[g]["initial_lr"]
-    return float(value.item() if isinstance(value, torch.Tensor) else value)
+    return as_float(scheduler.optimizer.param_groups[g]["initial_lr"])
 
 
 def _sequential(sequential: tls.SequentialLR, g: int) -> Config:
@@ -496,8 +494,7 @@ def _plateau(scheduler: tls.ReduceLROnPlateau, g: int) -> Config:
     carries over apart, :func:`_plateau_states`)."""
     if not _exact(scheduler, (tls.ReduceLROnPlateau,)):
         raise _unsupported(scheduler, "a subclass of ReduceLROnPlateau may decide differently")
-    lr = scheduler.optimizer.param_groups[g]["lr"]
-    return {"plateau": {"learning_rate": float(lr.item() if isinstance(lr, torch.Tensor) else lr),
+    return {"plateau": {"learning_rate": as_float(scheduler.optimizer.param_groups[g]["lr"]),
                         "mode": scheduler.mode, "factor": scheduler.factor, "patience": scheduler.patience,
                         "threshold": scheduler.threshold, "threshold_mode": scheduler.threshold_mode,
                         "cooldown": scheduler.cooldown, "min_learning_rate": scheduler.min_lrs[g],
