@@ -944,3 +944,59 @@ def test_megatron_drives_the_torch_optimizer_behind_megatron_s():
     chained = ChainedOptimizer([Wrapper(make_optimizer([{"lr": 0.1}])), Wrapper(make_optimizer([{"lr": 0.2}]))])
     with pytest.raises(TypeError, match="ChainedOptimizer of 2 optimizers is not converted"):
         from_megatron(scheduler_class(chained, **params))
+
+
+# --- the stack shims' own stepping calls: LRShim's jump -----------------------------------------
+
+
+def _stack_shims():
+    """A converted shim of each stack, started part-way (``from_*`` at the source's current step)."""
+    ts, schedules = timm_scheduler(), deepspeed()
+    warmup = schedules.WarmupLR(make_optimizer([{"lr": b} for b in DS_BASES]), warmup_max_lr=0.1,
+                                warmup_num_steps=10, warmup_type="linear")
+    for _ in range(4):
+        warmup.step()
+    cosine = ts.CosineLRScheduler(make_optimizer(TIMM_GROUPS), t_initial=20, t_in_epochs=False)
+    cosine.step_update(5)
+    plateau = ts.PlateauLRScheduler(make_optimizer(TIMM_GROUPS), warmup_t=2, warmup_lr_init=1e-3, patience_t=1)
+    for epoch in (1, 2, 3):
+        plateau.step(epoch, 0.5)
+    megatron_scheduler = megatron()(make_optimizer(MEGATRON_GROUPS, lr=0.0), **megatron_cases()["cosine"][0])
+    megatron_scheduler.step(6)
+    return {"deepspeed": from_deepspeed(warmup), "timm": from_timm(cosine, t=5), "timm plateau": from_timm(plateau, t=3),
+            "megatron": from_megatron(megatron_scheduler)}
+
+
+def test_a_stack_shim_counts_its_calls_as_a_fresh_torch_scheduler_does():
+    # started part-way, one step() call counted (the constructor's); each call after it counts one
+    shims = _stack_shims()
+    assert {name: (shim.last_epoch, shim.state_dict()["_step_count"]) for name, shim in shims.items()} == {
+        "deepspeed": (4, 1), "timm": (5, 1), "timm plateau": (3, 1), "megatron": (6, 1)}
+    shims["deepspeed"].step(9)  # last_batch_iteration 9
+    shims["timm"].step_update(12)
+    shims["timm plateau"].step(4, 0.4)  # the metric, then the rate at epoch 4
+    shims["megatron"].step(5)
+    for shim in shims.values():
+        shim.step()
+    assert {name: (shim.last_epoch, shim.state_dict()["_step_count"]) for name, shim in shims.items()} == {
+        "deepspeed": (11, 3), "timm": (13, 3), "timm plateau": (5, 3), "megatron": (12, 3)}
+
+
+def test_a_stack_shim_checks_its_step_argument_before_anything_changes():
+    shims = _stack_shims()
+    cases = [
+        ("deepspeed", lambda s: s.step(-3), ValueError, r"^last_batch_iteration \+ 1 must be >= 0, got -2$"),
+        ("deepspeed", lambda s: s.step(2.5), ValueError, r"^last_batch_iteration=2.5: only a whole number"),
+        ("timm", lambda s: s.step_update("7"), TypeError, r"^num_updates must be an integer, got '7' \(str\)$"),
+        ("timm", lambda s: s.step_update(2**53), OverflowError, r"^num_updates must be <= 2\*\*53 - 2 .* got 9007199254740992"),
+        ("timm plateau", lambda s: s.step(-4, 0.5), ValueError, r"^epoch must be >= 0, got -4$"),
+        ("timm plateau", lambda s: s.step(6, "low"), ValueError, r"^metrics must be one real number .* got 'low'$"),
+        ("megatron", lambda s: s.step(-1), ValueError, r"^increment must be an int >= 0, got -1$"),
+        ("megatron", lambda s: s.step(2**53), OverflowError, r"^num_steps \+ increment must be <= 2\*\*53 - 2"),
+    ]
+    for name, call, error, match in cases:
+        shim = shims[name]
+        before = (shim.last_epoch, shim.state_dict(), shim.lr_tensor.tolist())
+        with pytest.raises(error, match=match):
+            call(shim)
+        assert (shim.last_epoch, shim.state_dict(), shim.lr_tensor.tolist()) == before, name

@@ -26,7 +26,7 @@ from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
 from .builders import Config, constant, join_pieces, line, offset, product
 from .common import as_float, learning_rate, whole_number
-from .stack_shim import _JumpingShim
+from .stack_shim import StackShim
 
 __all__ = [
     "DeepSpeedShim",
@@ -58,7 +58,7 @@ DEEPSPEED_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-class DeepSpeedShim(_JumpingShim):
+class DeepSpeedShim(StackShim):
     """The device-mode ``LRShim`` :func:`from_deepspeed` returns. Its step is DeepSpeed's
     ``last_batch_iteration + 1`` (DeepSpeed starts at -1); ``step(k)`` goes to iteration ``k``."""
 
@@ -66,7 +66,7 @@ class DeepSpeedShim(_JumpingShim):
         if last_batch_iteration is None:
             super().step()
         else:
-            self._go_to(whole_number(last_batch_iteration, "last_batch_iteration") + 1, "last_batch_iteration + 1")
+            self._jump(whole_number(last_batch_iteration, "last_batch_iteration") + 1, "last_batch_iteration + 1")
 
     @property
     def last_batch_iteration(self) -> int:

@@ -21,7 +21,7 @@ import torch
 from ..schedule.kinds import LearningRate
 from .builders import Config, constant, join_pieces, line, offset
 from .common import as_float, learning_rate, whole_number
-from .stack_shim import _JumpingShim
+from .stack_shim import StackShim
 
 __all__ = ["MegatronShim", "from_megatron", "megatron_learning_rates"]
 
@@ -29,7 +29,7 @@ MEGATRON_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
 MEGATRON_WSD_STYLES = {"linear": "linear", "cosine": "cosine", "exponential": "exponential", "minus_sqrt": "1-sqrt"}
 
 
-class MegatronShim(_JumpingShim):
+class MegatronShim(StackShim):
     """The device-mode ``LRShim`` :func:`from_megatron` returns: ``step(increment)`` adds
     ``increment`` to ``num_steps`` (the shim's step), as Megatron's ``OptimizerParamScheduler`` does."""
 
@@ -39,7 +39,7 @@ class MegatronShim(_JumpingShim):
         else:
             if isinstance(increment, bool) or not isinstance(increment, int) or increment < 0:
                 raise ValueError(f"increment must be an int >= 0, got {increment!r}")
-            self._go_to(self.last_epoch + increment, "num_steps + increment")
+            self._jump(self.last_epoch + increment, "num_steps + increment")
 
     @property
     def num_steps(self) -> int:

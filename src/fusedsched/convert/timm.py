@@ -23,7 +23,7 @@ from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr
 from .builders import Config, constant, join_pieces, line, offset, product
 from .common import as_float, float32_ulps, learning_rate, whole_number
-from .stack_shim import _JumpingShim
+from .stack_shim import StackShim
 
 __all__ = ["TimmShim", "from_timm", "timm_learning_rates"]
 
@@ -35,7 +35,7 @@ _TIMM_CLASSES = ("CosineLRScheduler", "StepLRScheduler", "MultiStepLRScheduler",
 _MAX_CYCLES = 64  # cycles checked against timm (and, one piece each, joined: poly, tanh, a k-decay cosine)
 
 
-class TimmShim(_JumpingShim):
+class TimmShim(StackShim):
     """The device-mode ``LRShim`` :func:`from_timm` returns: timm's stepping calls, timm's rates.
 
     ``step(epoch)`` sets the rates at ``t = epoch`` when ``t_in_epochs``, ``step_update(num_updates)``
@@ -52,18 +52,13 @@ class TimmShim(_JumpingShim):
         if epoch is None:
             super().step()
         elif self.plateau_after is not None and metric is not None and epoch > self.plateau_after:
-            step = self._check_step(epoch, "epoch")  # both checked before anything changes
-            value = self._engine.metric_arg(metric)
-            self._engine.check_groups()
-            self._catch_up()
-            self._engine.move(step - 1)
-            self._step_by(1, value)
+            self._jump(epoch, "epoch", metric)  # the plateaus read the metric at epoch
         elif self.t_in_epochs:
-            self._go_to(epoch, "epoch")
+            self._jump(epoch, "epoch")
 
     def step_update(self, num_updates: int, metric: Any = None) -> None:
         if not self.t_in_epochs:
-            self._go_to(num_updates, "num_updates")
+            self._jump(num_updates, "num_updates")
 
 
 def _timm_class(scheduler: Any) -> str | None:
