@@ -6,8 +6,10 @@ its own settings: timm's ``lr_scale``, DeepSpeed's per-group lists, Megatron's `
 ``min_lr``), converts one and drives both with the stack's own stepping calls, comparing every
 group's float32 rate with float32 of the source's to docs/precision.md's goal (identical or one ulp
 apart, at most 0.01% one ulp apart), through every phase and far past the end; also from a
-scheduler already stepped. Packages not installed skip with a reason; ``make test`` installs them
-(requirements-stacks.txt).
+scheduler already stepped. On the native backend every step is compared; on an interpreted one
+(Triton on CPU, where each launch costs tenths of a second) the steps around each change of piece
+and one inside each piece (:func:`compared_steps`). Packages not installed skip with a reason;
+``make test`` installs them (requirements-stacks.txt).
 """
 
 import math
@@ -19,7 +21,7 @@ import torch
 from _peers import timm_scheduler, ulps32
 
 from fusedsched import GraphSafeAdamW, LRShim, LearningRate, compute_lr
-from fusedsched.convert.stacks import (
+from fusedsched.convert import (
     DeepSpeedShim,
     MegatronShim,
     TimmShim,
@@ -31,11 +33,13 @@ from fusedsched.convert.stacks import (
     from_timm,
 )
 from fusedsched.ops import unavailable_reason
+from fusedsched.schedule.reference import schedule_marks
 
 pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
 
 BACKENDS = [b for b in ("native", "reference", "triton") if unavailable_reason(b, "cpu") is None]
 FAR = [10**4, 10**6, 2**40 + 3]  # far past every schedule's end
+INTERPRETED = {"triton"}  # on CPU each launch runs under the Triton interpreter (tests/conftest.py): costly
 
 
 def make_optimizer(groups, cls=torch.optim.SGD, **kwargs):
@@ -53,6 +57,19 @@ def assert_precision(got, want, steps):
     assert not where.size, (f"{len(where)} rates more than 1 ulp off; first at step {steps[where[0][0]]} group "
                             f"{where[0][1]}: got {got[tuple(where[0])]!r}, source {want[tuple(where[0])]!r}")
     assert (ulps == 1).sum() <= 1e-4 * ulps.size, f"{(ulps == 1).sum()} of {ulps.size} rates 1 ulp off"
+
+
+def compared_steps(configs, first, last, backend):
+    """The steps after ``first`` and before ``last`` a run compares: every one, or on an
+    interpreted backend the first three, each place a schedule of ``configs`` changes piece
+    (``schedule_marks``) with the steps on either side, and one step inside each gap between those
+    (each piece is one formula: its edges and a step inside check it)."""
+    if backend not in INTERPRETED:
+        return list(range(first + 1, last))
+    edges = {first + 1, first + 2, first + 3} | {m + d for c in configs for m in schedule_marks(c) for d in (-1, 0, 1)}
+    edges = sorted(s for s in edges if first < s < last)
+    inside = {(a + b) // 2 for a, b in zip([first, *edges], [*edges, last]) if b - a > 1}
+    return sorted({*edges, *inside})
 
 
 def assert_untouched(optimizer, before):
@@ -142,7 +159,7 @@ def run_timm(make, steps, before=0, backend="native"):
     shim = from_timm(twin, t=before, backend=backend)
     assert isinstance(shim, TimmShim) and shim.device_schedule and shim.t_in_epochs == source.t_in_epochs
     got, want, seen = [shim.lr_tensor.tolist()], [rates(source.optimizer)], [before]
-    for t in [*range(before + 1, before + steps), *FAR]:
+    for t in [*compared_steps(shim.lr_dict.values(), before, before + steps, backend), *FAR]:
         timm_loop(source, 0, [t])
         timm_loop(shim, 0, [t])
         got.append(shim.lr_tensor.tolist())
@@ -375,12 +392,17 @@ def run_deepspeed(kind, params, steps, before=0, backend="native"):
     shim = from_deepspeed(twin, backend=backend)
     assert isinstance(shim, DeepSpeedShim) and shim.last_batch_iteration == source.last_batch_iteration
     got, want, seen = [shim.lr_tensor.tolist()], [rates(source.optimizer)], [before]
-    for i in range(1, steps):
-        source.step()
-        shim.step()
+    compared = compared_steps(shim.lr_dict.values(), before, before + steps, backend)  # the shim's steps
+    for previous, n in zip([before, *compared], compared):
+        if n == previous + 1:
+            source.step()
+            shim.step()
+        else:  # step(last_batch_iteration) jumps
+            source.step(n - 1)
+            shim.step(n - 1)
         got.append(shim.lr_tensor.tolist())
         want.append(rates(source.optimizer))
-        seen.append(before + i)
+        seen.append(n)
     for k in FAR:  # step(last_batch_iteration) jumps
         source.step(k)
         shim.step(k)
@@ -560,7 +582,8 @@ def run_one_cycle_betas(params, before, backend):
     shim = from_deepspeed(twin, backend=backend)
     got, want, seen = [one_cycle_betas(twin.optimizer)], [one_cycle_betas(source.optimizer)], [before]
     lrs_got, lrs_want = [shim.lr_tensor.tolist()], [rates(source.optimizer)]
-    for n in [*range(before + 1, before + 60), *FAR]:
+    configs = [*shim.lr_dict.values(), *(c for betas in shim.hyperparameters.values() for c in betas.values())]
+    for n in [*compared_steps(configs, before, before + 60, backend), *FAR]:
         source.step(n - 1)
         shim.step(n - 1)
         got.append(one_cycle_betas(twin.optimizer))
@@ -573,8 +596,13 @@ def run_one_cycle_betas(params, before, backend):
     return shim, want
 
 
-@pytest.mark.parametrize("before", [0, 13])
-@pytest.mark.parametrize("backend", BACKENDS)
+def started(befores):
+    """``(backend, before)``: every backend from step 0; starting part-way (a jump, the same launch on
+    every backend) also on the backends whose launches cost little."""
+    return [(b, before) for b in BACKENDS for before in befores if before == 0 or b not in INTERPRETED]
+
+
+@pytest.mark.parametrize("backend, before", started([0, 13]))
 def test_deepspeed_one_cycle_cycles_betas(backend, before):
     # DeepSpeed's default: betas = (max_mom - (max_mom - min_mom) * scale, 0.99), inversely to the lr,
     # then (max_mom, 0.99) after the cycle; per-group momentum bounds
@@ -582,8 +610,7 @@ def test_deepspeed_one_cycle_cycles_betas(backend, before):
     assert want[-1] == [0.95, 0.99, 0.9, 0.99, 0.99, 0.99]  # after the cycle: (max_mom, 0.99)
 
 
-@pytest.mark.parametrize("before", [0, 30])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend, before", started([0, 30]))
 def test_deepspeed_one_cycle_stairs_and_decays_of_lr_and_betas(backend, before):
     _, want = run_one_cycle_betas(ONE_CYCLE_BETAS_CASES["stairs, lr and momentum decays"], before, backend)
     assert want[-1][0] > 1e9  # max_mom * (1 + 0.01 * (k / 5)) far past the cycle, as DeepSpeed writes it
@@ -735,9 +762,10 @@ def run_megatron(params, steps, before=0, increment=1, backend="native"):
     shim = from_megatron(twin, backend=backend)
     assert isinstance(shim, MegatronShim) and shim.num_steps == source.num_steps == before
     got, want, seen = [shim.lr_tensor.tolist()], [rates(source.optimizer)], [before]
-    for _ in range(1, steps):
-        source.step(increment)
-        shim.step(increment)
+    every = [before + i * increment for i in range(1, steps)]
+    for n in compared_steps(shim.lr_dict.values(), before, before + steps, backend) if increment == 1 else every:
+        source.step(n - source.num_steps)  # 1 (a step) or more (a jump)
+        shim.step(n - shim.num_steps)
         got.append(shim.lr_tensor.tolist())
         want.append(rates(source.optimizer))
         seen.append(source.num_steps)
@@ -793,7 +821,9 @@ def test_megatron_weight_decay_increment(style, backend):
 
     got, want, seen = [decays(twin.optimizer)], [decays(source.optimizer)], [3]
     lrs_got, lrs_want = [shim.lr_tensor.tolist()], [rates(source.optimizer)]
-    for increment in [1] * 50 + [7, 100, 10**6]:
+    configs = [*shim.lr_dict.values(), *(c for h in shim.hyperparameters.values() for c in h.values())]
+    for n in [*compared_steps(configs, 3, 54, backend), 60, 160, 10**6 + 160]:  # then increments 7, 100, 10**6
+        increment = n - source.num_steps
         source.step(increment)
         shim.step(increment)
         got.append(decays(twin.optimizer))
@@ -865,13 +895,15 @@ def test_offset_kind_on_every_backend(backend):
     ]
     shim = LRShim(make_optimizer([{"lr": 0.0}] * len(configs)), {f"g{i}": c for i, c in enumerate(configs)},
                   device_schedule=True, backend=backend)
-    got, want = [], []
-    for s in range(80):
-        if s:
+    got, want, steps = [], [], [0, *compared_steps(configs, 0, 80, backend)]
+    for before, s in zip([0, *steps], steps):
+        if s == before + 1:
             shim.step()
+        elif s > before:
+            shim.step(amount=s - before)
         got.append(shim.lr_tensor.tolist())
         want.append([compute_lr(c, s) for c in configs])
-    assert_precision(got, want, list(range(80)))
+    assert_precision(got, want, steps)
     assert [compute_lr(configs[1], s) for s in (0, 6)] == [0.3 * compute_lr(LearningRate(cosine_annealing={
         "learning_rate": 1.0, "num_steps": 11}), s + 5) for s in (0, 6)]
     with warnings.catch_warnings():
@@ -944,3 +976,59 @@ def test_megatron_drives_the_torch_optimizer_behind_megatron_s():
     chained = ChainedOptimizer([Wrapper(make_optimizer([{"lr": 0.1}])), Wrapper(make_optimizer([{"lr": 0.2}]))])
     with pytest.raises(TypeError, match="ChainedOptimizer of 2 optimizers is not converted"):
         from_megatron(scheduler_class(chained, **params))
+
+
+# --- the stack shims' own stepping calls: LRShim's jump -----------------------------------------
+
+
+def _stack_shims():
+    """A converted shim of each stack, started part-way (``from_*`` at the source's current step)."""
+    ts, schedules = timm_scheduler(), deepspeed()
+    warmup = schedules.WarmupLR(make_optimizer([{"lr": b} for b in DS_BASES]), warmup_max_lr=0.1,
+                                warmup_num_steps=10, warmup_type="linear")
+    for _ in range(4):
+        warmup.step()
+    cosine = ts.CosineLRScheduler(make_optimizer(TIMM_GROUPS), t_initial=20, t_in_epochs=False)
+    cosine.step_update(5)
+    plateau = ts.PlateauLRScheduler(make_optimizer(TIMM_GROUPS), warmup_t=2, warmup_lr_init=1e-3, patience_t=1)
+    for epoch in (1, 2, 3):
+        plateau.step(epoch, 0.5)
+    megatron_scheduler = megatron()(make_optimizer(MEGATRON_GROUPS, lr=0.0), **megatron_cases()["cosine"][0])
+    megatron_scheduler.step(6)
+    return {"deepspeed": from_deepspeed(warmup), "timm": from_timm(cosine, t=5), "timm plateau": from_timm(plateau, t=3),
+            "megatron": from_megatron(megatron_scheduler)}
+
+
+def test_a_stack_shim_counts_its_calls_as_a_fresh_torch_scheduler_does():
+    # started part-way, one step() call counted (the constructor's); each call after it counts one
+    shims = _stack_shims()
+    assert {name: (shim.last_epoch, shim.state_dict()["_step_count"]) for name, shim in shims.items()} == {
+        "deepspeed": (4, 1), "timm": (5, 1), "timm plateau": (3, 1), "megatron": (6, 1)}
+    shims["deepspeed"].step(9)  # last_batch_iteration 9
+    shims["timm"].step_update(12)
+    shims["timm plateau"].step(4, 0.4)  # the metric, then the rate at epoch 4
+    shims["megatron"].step(5)
+    for shim in shims.values():
+        shim.step()
+    assert {name: (shim.last_epoch, shim.state_dict()["_step_count"]) for name, shim in shims.items()} == {
+        "deepspeed": (11, 3), "timm": (13, 3), "timm plateau": (5, 3), "megatron": (12, 3)}
+
+
+def test_a_stack_shim_checks_its_step_argument_before_anything_changes():
+    shims = _stack_shims()
+    cases = [
+        ("deepspeed", lambda s: s.step(-3), ValueError, r"^last_batch_iteration \+ 1 must be >= 0, got -2$"),
+        ("deepspeed", lambda s: s.step(2.5), ValueError, r"^last_batch_iteration=2.5: only a whole number"),
+        ("timm", lambda s: s.step_update("7"), TypeError, r"^num_updates must be an integer, got '7' \(str\)$"),
+        ("timm", lambda s: s.step_update(2**53), OverflowError, r"^num_updates must be <= 2\*\*53 - 2 .* got 9007199254740992"),
+        ("timm plateau", lambda s: s.step(-4, 0.5), ValueError, r"^epoch must be >= 0, got -4$"),
+        ("timm plateau", lambda s: s.step(6, "low"), ValueError, r"^metrics must be one real number .* got 'low'$"),
+        ("megatron", lambda s: s.step(-1), ValueError, r"^increment must be an int >= 0, got -1$"),
+        ("megatron", lambda s: s.step(2**53), OverflowError, r"^num_steps \+ increment must be <= 2\*\*53 - 2"),
+    ]
+    for name, call, error, match in cases:
+        shim = shims[name]
+        before = (shim.last_epoch, shim.state_dict(), shim.lr_tensor.tolist())
+        with pytest.raises(error, match=match):
+            call(shim)
+        assert (shim.last_epoch, shim.state_dict(), shim.lr_tensor.tolist()) == before, name

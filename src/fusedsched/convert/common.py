@@ -4,20 +4,24 @@
   ``ValueError`` naming the source scheduler and what no kind represents;
 - :func:`float32_ulps`: how many float32 steps apart two rates are once rounded to float32 (the
   converters compare a source scheduler's rate with its conversion's this way: at most 1);
-- :func:`group_names`: the names the converted ``LRShim`` gives the optimizer's param groups.
+- :func:`group_names`: the names the converted ``LRShim`` gives the optimizer's param groups;
+- :func:`as_float`: a source's number (a float, or a one-element tensor) as a Python float;
+- :func:`whole_number`: a source's step count as an int, or a ``ValueError`` naming the setting.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pydantic
+import torch
 
 from ..schedule.kinds import LearningRate
 
-__all__ = ["float32_ulps", "group_names", "learning_rate"]
+__all__ = ["as_float", "float32_ulps", "group_names", "learning_rate", "whole_number"]
 
 
 def learning_rate(config: dict[str, Any], what: str) -> LearningRate:
@@ -47,3 +51,16 @@ def group_names(groups: Sequence[Mapping[str, Any]]) -> list[str]:
     if all(n is not None for n in names) and len({str(n) for n in names}) == len(names):
         return [str(n) for n in names]
     return [f"group{i}" for i in range(len(names))]
+
+
+def as_float(value: Any) -> float:
+    """``value`` (a number, or a one-element tensor: a group's ``lr`` may be one) as a Python float."""
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+def whole_number(value: Any, what: str) -> int:
+    """``value`` as an int when it is a whole number (timm and DeepSpeed take floats), else a ValueError.
+    ``what`` names the setting: ``"Class(setting"`` reads ``Class(setting=value)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != value // 1:
+        raise ValueError(f"{what}={value!r}{')' if '(' in what else ''}: only a whole number of steps is converted")
+    return int(value)

@@ -50,7 +50,8 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler as tls
 
-from .common import float32_ulps, group_names, learning_rate
+from .builders import Config, constant, join, offset, product
+from .common import as_float, float32_ulps, group_names, learning_rate
 from ..optimizers.graphsafe import GraphSafeOptimizer
 from ..schedule.kinds import LearningRate
 from ..shim.scheduler import LRShim
@@ -77,8 +78,6 @@ SUPPORTED = (
     + ", ".join(dict.fromkeys(HF_FUNCTIONS.values()))
     + " (MultiplicativeLR over get_constant_schedule's), and LambdaLR over torchtitan's linear_warmup_stable_decay"
 )
-
-Config = dict[str, Any]
 
 
 class ConversionWarning(UserWarning):
@@ -121,16 +120,16 @@ def _ramp_then(base: float, warmup: int, then: Config) -> Config:
     if warmup <= 0:
         return then
     ramp = {"linear_ramp_to_constant": {"learning_rate": base, "num_ramp_steps": warmup}}
-    return {"join": {"schedules": [ramp, then], "boundaries": [warmup]}}
+    return join([ramp, then], [warmup])
 
 
 def _hf_config(name: str, kw: dict[str, Any], base: float) -> Config:
     """The kind for ``base * fn(s)``, ``fn`` the HF lambda ``name`` with its keywords ``kw``."""
     if name == "_get_constant_lambda":
-        return {"constant": base}
+        return constant(base)
     W = kw["num_warmup_steps"]
     if name == "_get_constant_schedule_with_warmup_lr_lambda":
-        return _ramp_then(base, W, {"constant": base})
+        return _ramp_then(base, W, constant(base))
     if name == "_get_inverse_sqrt_schedule_lr_lambda":
         if kw["timescale"] is None:
             raise ValueError(f"from_torch: transformers.optimization.{name} with timescale=None "
@@ -151,12 +150,12 @@ def _hf_config(name: str, kw: dict[str, Any], base: float) -> Config:
         return _hf_cosine_early(name, kw, base)
     if name == "_get_linear_schedule_with_warmup_lr_lambda":
         if T <= W:
-            return _ramp_then(base, W, {"constant": 0.0})
+            return _ramp_then(base, W, constant(0.0))
         return {"polynomial_decay": {"learning_rate": base, "num_ramp_steps": W, "final_num_steps": T}}
     if name == "_get_polynomial_decay_schedule_with_warmup_lr_lambda":
         end = kw["lr_end"] * (base / kw["lr_init"])
         if T <= W:  # past the warm-up the step is past num_training_steps (HF divides by 0 at T == W)
-            return _ramp_then(base, W, {"constant": end})
+            return _ramp_then(base, W, constant(end))
         return {"polynomial_decay": {"learning_rate": base, "end_learning_rate": end, "num_ramp_steps": W,
                                      "final_num_steps": T, "power": kw["power"]}}
     hard = name == "_get_cosine_with_hard_restarts_schedule_with_warmup_lr_lambda"
@@ -175,7 +174,7 @@ def _hf_cosine_early(name: str, kw: dict[str, Any], base: float) -> Config:
     first = 1.0 / W if r is None and W >= 1 else r
     if W >= 2:
         rise = {"polynomial_decay": {"learning_rate": base * first, "end_learning_rate": base, "final_num_steps": W - 1}}
-        return {"join": {"schedules": [rise, cosine], "boundaries": [W - 1]}}
+        return join([rise, cosine], [W - 1])
     if W == 1 and first == 1.0:
         return cosine
     raise ValueError(f"from_torch: transformers.optimization.{name} with num_warmup_steps={W} and "
@@ -208,7 +207,7 @@ def _torchtitan_config(kw: dict[str, Any], base: float, g: int) -> Config:
     if kind not in ("linear", "sqrt", "cosine"):
         raise ValueError(f"from_torch: torchtitan's lr_decay_type={kind!r}; supported: linear, sqrt, cosine")
     if D == 0:  # torchtitan asserts past W + S
-        decay: Config = {"constant": base}
+        decay: Config = constant(base)
     elif kind == "cosine":  # periodic past the end, as torchtitan's
         decay = {"cosine_annealing": {"learning_rate": base, "final_learning_rate": base * m, "num_steps": D}}
     else:
@@ -220,12 +219,11 @@ def _torchtitan_config(kw: dict[str, Any], base: float, g: int) -> Config:
             f"from_torch: torchtitan's {kind} decay (param group {g}) goes on below min_lr_factor * lr past its last "
             f"step {W + S + D - 1} (negative where min_lr_factor is 0); the shim holds {base * m!r} there"),
             stacklevel=4)
-    pieces = [{"offset": {"schedule": {"linear_ramp_to_constant": {"learning_rate": base, "num_ramp_steps": W}},
-                          "steps": 1}}] if W else []
-    pieces += [{"constant": base}] if S else []
-    pieces.append({"offset": {"schedule": decay, "steps": 1}} if D else decay)
+    pieces = [offset({"linear_ramp_to_constant": {"learning_rate": base, "num_ramp_steps": W}}, 1)] if W else []
+    pieces += [constant(base)] if S else []
+    pieces.append(offset(decay, 1) if D else decay)
     bounds = [b for b, n in ((W, W), (W + S, S)) if n][: len(pieces) - 1]
-    return pieces[0] if len(pieces) == 1 else {"join": {"schedules": pieces, "boundaries": bounds}}
+    return join(pieces, bounds)
 
 
 def _is_constant_multiplier(scheduler: Any, g: int) -> bool:
@@ -240,7 +238,7 @@ def _lambda_config(scheduler: Any, g: int, base: float) -> Config:
         if not _is_constant_multiplier(scheduler, g):
             raise _unsupported(scheduler, f"its function {getattr(fn, '__qualname__', fn)!r} is applied to the running "
                                           "rate every step; only get_constant_schedule's (1) has a closed form")
-        return {"constant": base}
+        return constant(base)
     found = _hf_function(fn)
     if found is None:
         titan = _torchtitan_keywords(fn)
@@ -256,8 +254,7 @@ def _lambda_config(scheduler: Any, g: int, base: float) -> Config:
 
 
 def _base(scheduler: Any, g: int) -> float:
-    value = scheduler.base_lrs[g]
-    return float(value.item() if isinstance(value, torch.Tensor) else value)
+    return as_float(scheduler.base_lrs[g])
 
 
 def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone: bool = False) -> Config:
@@ -304,7 +301,7 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone:
     extra = scheduler._anneal_func(group[phases[-1][start_key]], group[phases[-1][end_key]], (T - start) / (end - start))
     held = compute_lr(learning_rate(kind, f"from_torch: OneCycleLR (param group {g})"), T - 1)
     if math.isfinite(extra) and extra >= 0:
-        return {"join": {"schedules": [kind, {"constant": extra}, {"constant": held}], "boundaries": [T, T + 1]}}
+        return join([kind, constant(extra), constant(held)], [T, T + 1])
     warnings.warn(ConversionWarning(  # a negative value is not reproduced
         f"from_torch: OneCycleLR (param group {g} {what}, anneal_strategy={strategy!r}) extrapolates its last phase "
         f"to {extra!r} at step total_steps={T}; the shim gives the schedule's last value {held!r} there (and after)"),
@@ -383,17 +380,17 @@ def _factor(scheduler: Any, base: float, at_milestone: bool) -> Config:
     if isinstance(scheduler, tls.ConstantLR):
         factor, T = scheduler.factor, scheduler.total_iters
         if T == 0:  # fresh: multiplied at step 0 and never undone; at a milestone: the closed form
-            return {"constant": base * (factor + (1 - factor)) if at_milestone else base * factor}
+            return constant(base * (factor + (1 - factor)) if at_milestone else base * factor)
         return {"piecewise_constant": {"learning_rate_boundaries": [T],
                                        "learning_rate_values": [base * (factor + 0.0), base * (factor + (1 - factor))]}}
     if isinstance(scheduler, tls.LinearLR):
         start, end, T = scheduler.start_factor, scheduler.end_factor, scheduler.total_iters
         if T == 0:
-            return {"constant": base * start}
+            return constant(base * start)
         return {"polynomial_decay": {"learning_rate": base * start, "end_learning_rate": base * end, "final_num_steps": T}}
     if isinstance(scheduler, tls.PolynomialLR):
         if scheduler.total_iters == 0 or scheduler.power == 0:
-            return {"constant": base}
+            return constant(base)
         return {"polynomial_decay": {"learning_rate": base, "final_num_steps": scheduler.total_iters, "power": scheduler.power}}
     if isinstance(scheduler, tls.CosineAnnealingLR):
         return {"cosine_annealing": {"learning_rate": base, "final_learning_rate": scheduler.eta_min, "num_steps": scheduler.T_max}}
@@ -441,9 +438,9 @@ def _chained(chain: tls.ChainedScheduler, g: int, base: float) -> Config:
     others = [m for m in members if not _exact(m, (tls.CosineAnnealingLR,))]
     if not cosines:
         if not others:
-            return {"constant": base}
+            return constant(base)
         factors = [_factor(m, base if i == 0 else 1.0, False) for i, m in enumerate(others)]
-        return factors[0] if len(factors) == 1 else {"product": {"schedules": factors}}
+        return product(*factors)
     if len(cosines) > 1:
         raise ValueError("from_torch: ChainedScheduler with more than one CosineAnnealingLR (each restart drops the "
                          "others' factors)")
@@ -461,11 +458,7 @@ def _chained(chain: tls.ChainedScheduler, g: int, base: float) -> Config:
             f"after step {T}: at step T_max + 1 the cosine restarts from its base rate, dropping the other factors, "
             "and the running ones would restart with it; no schedule kind represents that")
     others_product = [_factor(m, 1.0, False) for m in others]
-    before = others_product[0] if len(others_product) == 1 else {"product": {"schedules": others_product}}
-    return {"product": {"schedules": [
-        {"join": {"schedules": [before, {"constant": 1.0}], "boundaries": [T + 1]}},
-        _factor(cosine, base, False),
-    ]}}
+    return product(join([product(*others_product), constant(1.0)], [T + 1]), _factor(cosine, base, False))
 
 
 def _flatten(chain: tls.ChainedScheduler) -> list[Any]:
@@ -476,8 +469,7 @@ def _flatten(chain: tls.ChainedScheduler) -> list[Any]:
 
 
 def _initial_lr(scheduler: Any, g: int) -> float:
-    value = scheduler.optimizer.param_groups[g]["initial_lr"]
-    return float(value.item() if isinstance(value, torch.Tensor) else value)
+    return as_float(scheduler.optimizer.param_groups[g]["initial_lr"])
 
 
 def _sequential(sequential: tls.SequentialLR, g: int) -> Config:
@@ -494,9 +486,7 @@ def _sequential(sequential: tls.SequentialLR, g: int) -> Config:
         # (initial_lr, which a OneCycleLR among the others may have set); the others from their own
         child_base = _initial_lr(sequential, g) if i == first and _exact(child, FACTORS) else _base(child, g)
         children.append(_config(child, g, child_base, at_milestone=i > first))
-    if not milestones:
-        return children[0]
-    return {"join": {"schedules": children, "boundaries": milestones}}
+    return join(children, milestones)
 
 
 def _plateau(scheduler: tls.ReduceLROnPlateau, g: int) -> Config:
@@ -504,8 +494,7 @@ def _plateau(scheduler: tls.ReduceLROnPlateau, g: int) -> Config:
     carries over apart, :func:`_plateau_states`)."""
     if not _exact(scheduler, (tls.ReduceLROnPlateau,)):
         raise _unsupported(scheduler, "a subclass of ReduceLROnPlateau may decide differently")
-    lr = scheduler.optimizer.param_groups[g]["lr"]
-    return {"plateau": {"learning_rate": float(lr.item() if isinstance(lr, torch.Tensor) else lr),
+    return {"plateau": {"learning_rate": as_float(scheduler.optimizer.param_groups[g]["lr"]),
                         "mode": scheduler.mode, "factor": scheduler.factor, "patience": scheduler.patience,
                         "threshold": scheduler.threshold, "threshold_mode": scheduler.threshold_mode,
                         "cooldown": scheduler.cooldown, "min_learning_rate": scheduler.min_lrs[g],

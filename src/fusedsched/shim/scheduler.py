@@ -349,13 +349,32 @@ class LRShim(LRScheduler):
             self._steps += 1
             engine.advance()
             return
-        epoch = self._check_step(epoch, "epoch")  # before any state changes
-        engine.check_groups()
-        if self._step_count == 1:
+        self._jump(epoch, "epoch")  # checked before anything changes
+        if self._steps == 2:  # the first step() call after the constructor's
             _warn_if_optimizer_step_skipped(self.optimizer)
-        self._steps += 1
         warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
-        self._update_lr(epoch)
+
+    def _jump(self, step: Any, what: str, metric: Any = None, *, counted: bool = True) -> None:
+        """Go straight to ``step`` and set every group's rate there, as one ``step()`` call
+        (``counted=False``: as none, for a scheduler that starts at ``step``); ``what`` names ``step``.
+
+        ``step`` (an int >= 0, at most ``MAX_STEP`` in device mode), ``metric`` and the groups are
+        checked before anything changes. With ``metric``, it is the ``step(metrics=metric)`` taken
+        from ``step - 1``: the plateaus active at ``step`` read the metric first. ``step(epoch)`` and
+        the stack converters' shims (their own step arguments: timm's ``t``, DeepSpeed's
+        ``last_batch_iteration``, Megatron's ``num_steps``) jump with it.
+        """
+        step = self._check_step(step, what)  # before anything changes
+        value = None if metric is None else self._engine.metric_arg(metric)
+        self._engine.check_groups()
+        self._catch_up()
+        if value is not None:
+            self._engine.move(step - 1)
+            self._step_by(1, value)  # counted there
+            return
+        if counted:
+            self._steps += 1
+        self._engine.jump(step)
 
     def _step_by(self, amount: int | torch.Tensor | None, metric: Any = None) -> None:
         """``step(amount=...)`` (and ``metrics``): check ``amount`` before anything changes, then advance by it."""
