@@ -150,7 +150,7 @@ LAYERS = {
     "shim": [{"binding", "skipping", "hyperparameters", "recent_rates"}, {"engine", "checkpoint"},
              {"host_engine", "device_engine"}, {"scheduler"}, {"graphs"}],
     "tml": [{"config"}, {"builders"}],
-    "convert": [{"common"}, {"torch", "stacks"}],
+    "convert": [{"common", "builders"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],
     "integrations": [{"huggingface", "lightning"}],
     "tools": [{"models", "plotting"}, {"bench"}, {"demo"}, {"cli"}],
 }

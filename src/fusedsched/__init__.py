@@ -71,15 +71,15 @@ _EXPORTS = {
     "plot_schedules": "tools.plotting",  # imports matplotlib only when called
     "from_torch": "convert.torch",
     # the other training stacks' schedulers (timm, DeepSpeed, Megatron-core)
-    "DeepSpeedShim": "convert.stacks",
-    "MegatronShim": "convert.stacks",
-    "TimmShim": "convert.stacks",
-    "deepspeed_config_to_hyperparameters": "convert.stacks",
-    "deepspeed_config_to_schedules": "convert.stacks",
-    "from_deepspeed": "convert.stacks",
-    "from_deepspeed_config": "convert.stacks",
-    "from_megatron": "convert.stacks",
-    "from_timm": "convert.stacks",
+    "DeepSpeedShim": "convert.deepspeed",
+    "MegatronShim": "convert.megatron",
+    "TimmShim": "convert.timm",
+    "deepspeed_config_to_hyperparameters": "convert.deepspeed",
+    "deepspeed_config_to_schedules": "convert.deepspeed",
+    "from_deepspeed": "convert.deepspeed",
+    "from_deepspeed_config": "convert.deepspeed",
+    "from_megatron": "convert.megatron",
+    "from_timm": "convert.timm",
     "compute_lr": "schedule.reference",
     "compute_lr_array": "ops.host",
     "GroupBindingError": "shim.binding",
@@ -108,17 +108,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from .optimizers.adam import GraphSafeAdam, GraphSafeAdamW
     from .shim.binding import GroupBindingError
     from .convert.torch import from_torch
-    from .convert.stacks import (
+    from .convert.deepspeed import (
         DeepSpeedShim,
-        MegatronShim,
-        TimmShim,
         deepspeed_config_to_hyperparameters,
         deepspeed_config_to_schedules,
         from_deepspeed,
         from_deepspeed_config,
-        from_megatron,
-        from_timm,
     )
+    from .convert.megatron import MegatronShim, from_megatron
+    from .convert.timm import TimmShim, from_timm
     from .tml.config import (
         AdagradConfig,
         AdamConfig,
