@@ -146,8 +146,8 @@ WINGS = ["schedule", "ops", "optimizers", "shim", "tml", "convert", "integration
 LAYERS = {
     "schedule": [{"fields", "plateau_state", "program"}, {"kinds"}, {"reference", "errors"}],
     "ops": [{"schema", "_native", "_reference", "_triton"}, {"backends"}, {"launcher", "host"}],
-    "optimizers": [{"graphsafe"}, {"adam", "sgd", "adagrad"}],
-    "shim": [{"binding", "skipping", "hyperparameters", "recent_rates"}, {"engine", "checkpoint"},
+    "optimizers": [{"group_key"}, {"graphsafe"}, {"adam", "sgd", "adagrad"}],
+    "shim": [{"skipping", "hyperparameters", "recent_rates"}, {"binding", "checkpoint"}, {"engine"},
              {"host_engine", "device_engine"}, {"scheduler"}, {"graphs"}],
     "tml": [{"config"}, {"builders"}],
     "convert": [{"common", "builders"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],

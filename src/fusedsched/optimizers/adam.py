@@ -51,7 +51,8 @@ from typing import Any
 
 import torch
 
-from .graphsafe import Field, GraphSafeOptimizer, is_tensor, lerp_, on_device, real_views, restore_where, scaled_add
+from .group_key import BETA1, BETA2, EPS, LR, WEIGHT_DECAY
+from .graphsafe import GraphSafeOptimizer, is_tensor, lerp_, on_device, real_views, restore_where, scaled_add
 
 __all__ = ["GraphSafeAdam", "GraphSafeAdamW"]
 
@@ -205,11 +206,11 @@ class GraphSafeAdam(GraphSafeOptimizer):
 
     DECOUPLED = False
     FIELDS = (
-        Field("lr"),
-        Field("betas", 0, below_one=True),
-        Field("betas", 1, below_one=True),
-        Field("weight_decay"),
-        Field("eps"),
+        LR,
+        BETA1,
+        BETA2,
+        WEIGHT_DECAY,
+        EPS,
     )
     TORCH_OPTIONS = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
 

@@ -33,8 +33,9 @@ from typing import Any, ClassVar
 import torch
 from torch.optim import Optimizer
 
+from .group_key import GroupKey
+
 __all__ = [
-    "Field",
     "GraphSafeOptimizer",
     "is_tensor",
     "lerp_",
@@ -46,30 +47,6 @@ __all__ = [
 
 #: torch's options that a graph-safe optimizer is not: it always runs its own foreach step.
 _REFUSED = ("fused", "differentiable")
-
-
-class Field:
-    """One per-step hyperparameter: where it sits in a group and the range it must lie in.
-
-    ``key`` is the group's key, ``index`` the position in a pair (``betas``), ``below_one`` whether
-    the range is ``[0, 1)`` rather than ``[0, inf)``.
-    """
-
-    def __init__(self, key: str, index: int | None = None, *, below_one: bool = False) -> None:
-        self.key, self.index, self.below_one = key, index, below_one
-        self.label = key if index is None else f"{key}[{index}]"
-
-    def get(self, group: dict[str, Any]) -> Any:
-        value = group[self.key]
-        return value if self.index is None else value[self.index]
-
-    def set(self, group: dict[str, Any], value: Any) -> None:
-        if self.index is None:
-            group[self.key] = value
-        else:
-            pair = list(group[self.key])
-            pair[self.index] = value
-            group[self.key] = tuple(pair)
 
 
 def is_tensor(value: Any) -> bool:
@@ -162,7 +139,7 @@ class GraphSafeOptimizer(Optimizer):
     state, created when its group is added or loaded).
     """
 
-    FIELDS: ClassVar[tuple[Field, ...]] = ()
+    FIELDS: ClassVar[tuple[GroupKey, ...]] = ()
     TORCH_OPTIONS: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:

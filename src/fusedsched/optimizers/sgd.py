@@ -39,7 +39,8 @@ from typing import Any
 
 import torch
 
-from .graphsafe import Field, GraphSafeOptimizer, is_tensor, on_device, restore_where, scaled_add
+from .group_key import DAMPENING, LR, MOMENTUM, WEIGHT_DECAY
+from .graphsafe import GraphSafeOptimizer, is_tensor, on_device, restore_where, scaled_add
 
 __all__ = ["GraphSafeSGD"]
 
@@ -122,7 +123,7 @@ class GraphSafeSGD(GraphSafeOptimizer):
     both ways with ``torch.optim.SGD`` (``fusedsched.optimizers.graphsafe``).
     """
 
-    FIELDS = (Field("lr"), Field("momentum"), Field("dampening"), Field("weight_decay"))
+    FIELDS = (LR, MOMENTUM, DAMPENING, WEIGHT_DECAY)
     TORCH_OPTIONS = {"foreach": None, "differentiable": False, "fused": None}
 
     def __init__(

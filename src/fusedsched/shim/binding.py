@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
-__all__ = ["CombinedGroups", "GroupBinding", "GroupBindingError"]
+from .hyperparameters import KEYS, Row
+
+__all__ = ["CombinedGroups", "GroupBinding", "GroupBindingError", "leaves"]
 
 
 class GroupBindingError(ValueError):
@@ -115,7 +117,7 @@ def _chain(optimizer: Any, where: str) -> list[Any]:
     return chain
 
 
-def _leaves(client: Any, prefix: str = "", where: str = "optimizer") -> list[tuple[str | None, list[Any]]]:
+def leaves(client: Any, prefix: str = "", where: str = "optimizer") -> list[tuple[str | None, list[Any]]]:
     """``(name, chain)`` for every optimizer that owns groups, in order (``_optims`` flattened)."""
     optims = getattr(client, "_optims", None)
     if optims is None:
@@ -129,7 +131,7 @@ def _leaves(client: Any, prefix: str = "", where: str = "optimizer") -> list[tup
             f"{where}._optims must be a list of (name, optimizer) pairs or a {{name: optimizer}} mapping, "
             f"got {type(optims).__name__}"
         )
-    leaves: list[tuple[str | None, list[Any]]] = []
+    found: list[tuple[str | None, list[Any]]] = []
     for i, item in enumerate(items):
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
             raise TypeError(
@@ -137,8 +139,8 @@ def _leaves(client: Any, prefix: str = "", where: str = "optimizer") -> list[tup
             )
         name, opt = item
         full = f"{prefix}.{name}" if prefix and name else (prefix or name)
-        leaves.extend(_leaves(opt, full, f"{where}._optims[{i}] ({name!r})"))
-    return leaves
+        found.extend(leaves(opt, full, f"{where}._optims[{i}] ({name!r})"))
+    return found
 
 
 def _lr_repr(lr: Any) -> str:
@@ -147,17 +149,13 @@ def _lr_repr(lr: Any) -> str:
     return repr(lr)
 
 
-def _set(group: dict, key: str, index: int | None, value: Any, in_place: bool) -> None:
-    """``group[key] = value`` (``group[key][index]`` in a pair); ``in_place``: fill a tensor that is there."""
-    old = group[key] if index is None else group[key][index]
-    if in_place and isinstance(old, torch.Tensor):
-        old.fill_(value)
-    elif index is None:
-        group[key] = value
-    else:
-        pair = list(group[key])
-        pair[index] = value
-        group[key] = tuple(pair)
+def _row(row: Any) -> Row:
+    """``row``, or a pickled binding's ``(group, key, index, slot)`` tuple as the :class:`Row` it was."""
+    if isinstance(row, Row):
+        return row
+    group, key, index, slot = row
+    name = next(n for n, k in KEYS.items() if (k.key, k.index) == (key, index))
+    return Row(group, name, slot)
 
 
 class GroupBinding:
@@ -179,7 +177,7 @@ class GroupBinding:
                 f"optimizer must be a torch.optim.Optimizer or expose _optims, got {type(client).__name__}"
             )
         self.client = client
-        self._leaves = _leaves(client)
+        self._leaves = leaves(client)
         if isinstance(client, Optimizer):
             self.optimizer: Optimizer = client
         else:
@@ -188,9 +186,9 @@ class GroupBinding:
         self.names = self._match(self.group_names(), list(schedule_names), self._unnamed_labels())
         self._counts = [len(owner.param_groups) for owner in self._owners]
         self._lrs: torch.Tensor | None = None  # device mode: the buffer the groups read
-        #: the scheduled hyperparameters: ``(group index, key, index in a pair or None, slot)``, ``slot``
-        #: the buffer element (after the lr rows) holding the value, one element for groups that share it
-        self.rows: list[tuple[int, str, int | None, int]] = []
+        #: the scheduled hyperparameters (:class:`~fusedsched.shim.hyperparameters.Row`): each group's key
+        #: and its ``slot``, the buffer element (after the lr rows) holding the value, shared by groups
+        self.rows: Sequence[Row] = ()
         self._init_runtime()
 
     def _init_runtime(self) -> None:
@@ -208,6 +206,7 @@ class GroupBinding:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.rows = [_row(r) for r in self.rows]
         self._init_runtime()  # hooks, views and watches are attached again by attach() / bind()
 
     # --- groups and names -----------------------------------------------------------------------
@@ -225,8 +224,8 @@ class GroupBinding:
     def write_rows(self, values: list[float]) -> None:
         """Host mode: write each row's value (``values[slot]``) into its group; a tensor is filled in place."""
         groups = self.groups()
-        for i, key, index, slot in self.rows:
-            _set(groups[i], key, index, values[slot], in_place=True)
+        for row in self.rows:
+            row.group_key.set(groups[row.group], values[row.slot], in_place=True)
 
     def group_names(self) -> list[str | None]:
         """Each group's name: ``group["name"]``, else its sub-optimizer's ``_optims`` name if it has one group."""
@@ -335,8 +334,8 @@ class GroupBinding:
             refs.append(weakref.ref(view, functools.partial(self._view_released, generation, i)))
             ids.append(id(view))
         self._view_refs, self._view_ids = refs, ids
-        for i, key, index, slot in self.rows:
-            _set(groups[i], key, index, lrs[slot], in_place=False)
+        for row in self.rows:
+            row.group_key.set(groups[row.group], lrs[row.slot])
         self._watch()
         self._problem = None
 

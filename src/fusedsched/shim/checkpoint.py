@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pydantic
-import torch
 
 from .hyperparameters import validate_hyperparameters, validate_multipliers
 from ..schedule.kinds import LearningRate
@@ -33,6 +32,7 @@ __all__ = [
     "hyperparameter_differences",
     "parse_state_dict",
     "schedule_differences",
+    "scheduler_state",
     "validate_lr_dict",
 ]
 
@@ -42,6 +42,12 @@ MAX_EPOCH = 2**63 - 1
 
 class ScheduleChangedWarning(UserWarning):
     """A checkpoint's schedules differ from the configured ones; the configured ones are used."""
+
+    @classmethod
+    def of(cls, resume: ResumeState) -> ScheduleChangedWarning:
+        lines = "\n  ".join(resume.differences)
+        return cls(f"the checkpoint's schedules differ from the configured ones; using the configured schedules "
+                   f"from step {resume.last_epoch}:\n  {lines}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,39 @@ def plateau_entry(state: Sequence[float]) -> dict[str, float | int]:
     """One plateau's state as checkpoint data: ``{"value", "best", "bad_epochs", "cooldown_left"}``."""
     value, best, bad, cooldown = (float(x) for x in state)
     return {"value": value, "best": best, "bad_epochs": int(bad), "cooldown_left": int(cooldown)}
+
+
+def scheduler_state(
+    last_epoch: int,
+    step_count: int,
+    base_lrs: Sequence[Any],
+    last_lr: list[float],
+    lr_dict: Mapping[str, LearningRate],
+    hyperparameters: Mapping[str, Mapping[str, LearningRate]],
+    multipliers: Mapping[str, Mapping[str, float]],
+    plateaus: Mapping[tuple[str, str], Sequence[float]],
+) -> dict[str, Any]:
+    """``LRShim.state_dict()``: plain Python data only (ints, floats, strings, lists, dicts), loadable
+    with ``torch.load(weights_only=True)`` (docs/checkpoints.md). ``plateaus``: ``{(group, key): state}``
+    (omitted when empty); ``base_lrs``' numbers or one-element tensors as floats."""
+    state: dict[str, Any] = {
+        "last_epoch": last_epoch,
+        "_step_count": step_count,
+        "base_lrs": [float(lr) for lr in base_lrs],
+        "_last_lr": last_lr,
+        "lr_dict": {name: cfg.model_dump(exclude_none=True) for name, cfg in lr_dict.items()},
+        "hyperparameters": {
+            name: {key: cfg.model_dump(exclude_none=True) for key, cfg in entry.items()}
+            for name, entry in hyperparameters.items()
+        },
+        "multipliers": {name: dict(entry) for name, entry in multipliers.items()},
+    }
+    if plateaus:
+        by_group: dict[str, dict[str, Any]] = {}
+        for (group, key), plateau in plateaus.items():
+            by_group.setdefault(group, {})[key] = plateau_entry(plateau)
+        state["plateaus"] = by_group
+    return state
 
 
 def _parse_plateaus(saved: Any, configured: Sequence[tuple[str, str]]) -> tuple[dict, list[str]]:
@@ -213,10 +252,6 @@ def hyperparameter_differences(
 # --- the state dict -------------------------------------------------------------------------------
 
 
-def _float(value: Any) -> float:
-    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
-
-
 def parse_state_dict(
     state_dict: Any,
     group_names: Sequence[str],
@@ -292,7 +327,7 @@ def parse_state_dict(
                 f"got {base_lrs!r:.200}"
             )
         try:
-            base_lrs = tuple(_float(base_lrs[i]) for i in order)
+            base_lrs = tuple(float(base_lrs[i]) for i in order)  # a number or a one-element tensor
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"state_dict['base_lrs'] must hold numbers, got {base_lrs!r:.200}") from None
     plateaus: dict[tuple[str, str], list[float]] = {}

@@ -12,8 +12,10 @@
   row's value is ``compute_lr(schedule, s) * m``, exactly (one float64 multiplication, the last
   factor; the kernels multiply the factors in the same order). A multiplier of 1 adds nothing.
 
-:data:`KEYS` maps each hyperparameter name to where it sits in a param group: ``weight_decay``,
-``momentum``, ``eps`` are group keys; ``beta1`` and ``beta2`` are ``betas[0]`` and ``betas[1]``.
+:data:`KEYS` maps each hyperparameter name to where it sits in a param group (a
+:class:`~fusedsched.optimizers.group_key.GroupKey`): ``weight_decay``, ``momentum``, ``eps`` are
+group keys; ``beta1`` and ``beta2`` are ``betas[0]`` and ``betas[1]``. :class:`Rows` names every
+row of a scheduler's table: the groups' ``lr`` rows, then the hyperparameters' (shared) rows.
 
 Everything here is checked before any group is touched (``TypeError`` / ``ValueError`` naming the
 entry and the value).
@@ -27,11 +29,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..optimizers.graphsafe import GraphSafeOptimizer
+from ..optimizers.group_key import BETA1, BETA2, EPS, MOMENTUM, WEIGHT_DECAY, GroupKey
 from ..schedule.kinds import LearningRate
 
 __all__ = [
     "KEYS",
     "Row",
+    "Rows",
     "check_optimizer_reads",
     "rows",
     "scaled",
@@ -39,13 +43,13 @@ __all__ = [
     "validate_multipliers",
 ]
 
-#: hyperparameter name -> (group key, index in the pair or None), in row order
-KEYS: dict[str, tuple[str, int | None]] = {
-    "weight_decay": ("weight_decay", None),
-    "beta1": ("betas", 0),
-    "beta2": ("betas", 1),
-    "momentum": ("momentum", None),
-    "eps": ("eps", None),
+#: hyperparameter name -> where it sits in a param group, in row order
+KEYS: dict[str, GroupKey] = {
+    "weight_decay": WEIGHT_DECAY,
+    "beta1": BETA1,
+    "beta2": BETA2,
+    "momentum": MOMENTUM,
+    "eps": EPS,
 }
 
 
@@ -58,12 +62,8 @@ class Row:
     slot: int  #: its row of the table and of the value buffer (shared by equal schedules)
 
     @property
-    def key(self) -> str:
-        return KEYS[self.name][0]
-
-    @property
-    def index(self) -> int | None:
-        return KEYS[self.name][1]
+    def group_key(self) -> GroupKey:
+        return KEYS[self.name]
 
 
 def _schedule(value: Any, where: str) -> LearningRate:
@@ -154,13 +154,44 @@ def _identity(schedule: LearningRate) -> str:
     return repr(schedule.model_dump(exclude_none=True))
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Every row of a scheduler's table: each group's ``lr`` (in group order), then the scheduled
+    hyperparameters' rows (:attr:`hyper`: each group's, pointing at a row that groups with the same
+    schedule and multiplier share). Row ``i``'s schedule is ``configs[i]``."""
+
+    group_names: tuple[str, ...]
+    configs: tuple[LearningRate, ...]  #: every row's schedule, multipliers compiled in
+    hyper: tuple[Row, ...]  #: every group's scheduled hyperparameters, in group and :data:`KEYS` order
+
+    def names(self) -> list[tuple[str, str]]:
+        """``(group, key)`` of every row, ``key`` ``"lr"`` or a hyperparameter; a shared row is named
+        by its first group."""
+        owners: dict[int, tuple[str, str]] = {}
+        for r in self.hyper:
+            owners.setdefault(r.slot, (self.group_names[r.group], r.name))
+        return [(name, "lr") for name in self.group_names] + [owners[slot] for slot in sorted(owners)]
+
+    def index(self) -> dict[tuple[str, str], int]:
+        """Every ``(group, key)``'s row, shared rows included."""
+        return {**{(name, "lr"): i for i, name in enumerate(self.group_names)},
+                **{(self.group_names[r.group], r.name): r.slot for r in self.hyper}}
+
+    def by_group(self, values: Sequence[Any]) -> dict[str, dict[str, Any]]:
+        """``{group: {key: values[row]}}`` for the scheduled hyperparameters (``values``: one per row)."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.hyper:
+            out.setdefault(self.group_names[r.group], {})[r.name] = values[r.slot]
+        return out
+
+
 def rows(
     group_names: Sequence[str],
     lr_dict: Mapping[str, LearningRate],
     hyperparameters: Mapping[str, Mapping[str, LearningRate]],
     multipliers: Mapping[str, Mapping[str, float]],
     share: bool = True,
-) -> tuple[list[LearningRate], list[Row]]:
+) -> Rows:
     """Every row's schedule (multiplier compiled in) and every group's :class:`Row` s.
 
     The lr rows in group order, then one row per distinct ``(name, scaled schedule)`` in order of
@@ -178,7 +209,7 @@ def rows(
                 slot = slots[key] = len(configs)
                 configs.append(config)
             extra.append(Row(i, name, slot))
-    return configs, extra
+    return Rows(tuple(group_names), tuple(configs), tuple(extra))
 
 
 def check_optimizer_reads(
@@ -193,10 +224,10 @@ def check_optimizer_reads(
     for row in extra:
         group, owner, name = groups[row.group], owners[row.group], names[row.group]
         cls = type(owner).__name__
-        if row.key not in group or (row.index is not None and not isinstance(group[row.key], (tuple, list))):
+        if not row.group_key.in_group(group):
             raise ValueError(
-                f"hyperparameters[{name!r}][{row.name!r}]: param group {name!r} ({cls}) has no {row.key!r}, "
-                f"so its optimizer does not read {row.name}"
+                f"hyperparameters[{name!r}][{row.name!r}]: param group {name!r} ({cls}) has no "
+                f"{row.group_key.key!r}, so its optimizer does not read {row.name}"
             )
         if device and not isinstance(owner, GraphSafeOptimizer):
             raise ValueError(

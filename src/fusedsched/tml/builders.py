@@ -36,7 +36,7 @@ from torch.optim import Optimizer
 
 from ..optimizers.adagrad import FusedAdagrad
 from ..optimizers.adam import GraphSafeAdam, GraphSafeAdamW
-from ..shim.binding import _leaves
+from ..shim.binding import leaves
 from .config import (
     ALL_PARAMS,
     BACKBONE,
@@ -583,7 +583,7 @@ def _fused_group_names(fused: Any) -> list[str]:
     """
     base = [
         str(group.get("name") or path or "fused_optimizer")
-        for path, chain in _leaves(fused)
+        for path, chain in leaves(fused)
         for group in chain[-1].param_groups
     ]
     seen: dict[str, int] = {}
@@ -601,7 +601,7 @@ def _name_fused_groups(fused: Any, names: list[str]) -> None:
     """Write ``names`` into the fused groups whose implicit name differs (a shared path, or none)."""
     implicit = [
         group.get("name") or (path if path and len(chain[-1].param_groups) == 1 else None)
-        for path, chain in _leaves(fused)
+        for path, chain in leaves(fused)
         for group in chain[-1].param_groups
     ]
     for group, name, current in zip(fused.param_groups, names, implicit):
