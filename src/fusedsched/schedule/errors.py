@@ -7,13 +7,16 @@ unknown key, in the model's field order; and a schedule whose fields lost their 
 keys), then the unknown keys (with the missing required field each one likely misspells), then
 pydantic's other errors. The CLI reports the first as one line; ``load_config`` raises them all
 as a ``pydantic.ValidationError`` (``explained``).
+
+The search reads each distinct mapping once, however many paths reach it (YAML aliases share
+one), so its work is bounded by the config as written, not as expanded.
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -43,28 +46,34 @@ def _kind_fields() -> dict[str, set[str]]:
     return fields
 
 
+def _mappings(data: Any) -> Iterator[tuple[Loc, list[tuple[Any, Any]]]]:
+    """Each distinct mapping in ``data`` once, depth first, with the first path that reaches it and
+    its items: a mapping shared by many paths (YAML aliases) is walked once, one holding itself ends."""
+    seen: set[int] = set()
+    stack: list[tuple[Loc, Any]] = [((), data)]
+    while stack:
+        loc, node = stack.pop()
+        if not isinstance(node, (Mapping, list)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        children = list(node.items()) if isinstance(node, Mapping) else list(enumerate(node))
+        if isinstance(node, Mapping):
+            yield loc, children
+        stack.extend(((*loc, key), child) for key, child in reversed(children) if isinstance(child, (Mapping, list)))
+
+
 def unindented_schedule(data: Any) -> tuple[Loc, str, list[str]] | None:
     """The first mapping in ``data`` (depth first) holding an empty (null) schedule kind beside
-    keys that are that kind's fields: ``(the mapping's loc, the kind, those keys)``; None if none."""
+    keys that are that kind's fields: ``(the mapping's loc, the kind, those keys)``; None if none.
+
+    Each distinct mapping is read once, however many paths reach it."""
     fields = _kind_fields()
-
-    def walk(node: Any, loc: Loc) -> tuple[Loc, str, list[str]] | None:
-        if isinstance(node, Mapping):
-            for kind, value in node.items():
-                stray = [k for k in node if k in fields.get(kind, ())] if value is None else []
-                if stray:
-                    return loc, kind, stray
-            children = node.items()
-        elif isinstance(node, list):
-            children = enumerate(node)
-        else:
-            return None
-        for key, child in children:
-            if (found := walk(child, (*loc, key))) is not None:
-                return found
-        return None
-
-    return walk(data, ())
+    for loc, items in _mappings(data):
+        for kind, value in items:
+            stray = [k for k, _ in items if k in fields.get(kind, ())] if value is None else []
+            if stray:
+                return loc, kind, stray
+    return None
 
 
 def causes_first(error: pydantic.ValidationError, data: Any, prefix: Sequence[Any] = ()) -> list[dict[str, Any]]:
