@@ -3,6 +3,11 @@
 A key written twice in a mapping is an error naming the key (and its line in YAML); every failure
 to read or parse is a ``ValueError`` naming the source; an invalid config raises pydantic's
 ``ValidationError`` with its likely cause first (:func:`fusedsched.schedule.errors.explained`).
+
+YAML is read by libyaml where PyYAML was built with it (several times faster than PyYAML's own
+loader), else by PyYAML's own; a text libyaml refuses is read again by PyYAML's own, so both give
+the same data, and a YAML error is always PyYAML's own message (libyaml's names no alias or anchor
+and shows no line of the text).
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key written twice in one mapping.
+class _UniqueKeys:
+    """A YAML loader that refuses a key written twice in one mapping (mixed into a ``SafeLoader``).
 
     Keys brought in by a merge (``<<: *anchor``) may be overridden, as YAML allows.
     """
@@ -71,6 +76,37 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         super().flatten_mapping(node)
 
 
+class _UniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
+    """PyYAML's own ``SafeLoader`` (pure Python), refusing a key written twice."""
+
+
+if getattr(yaml, "__with_libyaml__", False):
+
+    class _UniqueKeyCLoader(_UniqueKeys, yaml.CSafeLoader):
+        """libyaml's ``CSafeLoader`` (a C parser, the same constructor), refusing a key written twice."""
+
+    _YAML_LOADER: type = _UniqueKeyCLoader
+else:
+    _YAML_LOADER = _UniqueKeyLoader
+
+
+def _load_yaml(text: str, where: str, loader: type | None = None) -> Any:
+    """The YAML document in ``text``, read by ``loader`` (default :data:`_YAML_LOADER`).
+
+    A text libyaml refuses is read again by PyYAML's own loader, whose data or error counts: the
+    two give the same results, and PyYAML's messages name what libyaml's leave out.
+    """
+    loader = loader or _YAML_LOADER
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as e:
+        raise ValueError(f"{where}: {e}") from None
+    except yaml.YAMLError as e:
+        if loader is not _UniqueKeyLoader:
+            return _load_yaml(text, where, _UniqueKeyLoader)
+        raise ValueError(f"cannot parse {where} as YAML or JSON: {_one_line(e)}") from None
+
+
 def parse_config_text(text: str, where: str = "config text") -> Any:
     """The document in ``text`` (JSON, else YAML); a key written twice in a mapping is an error.
 
@@ -78,17 +114,12 @@ def parse_config_text(text: str, where: str = "config text") -> Any:
         ValueError: the text parses as neither, or repeats a key (named, with its line in YAML).
     """
     try:
-        return json.loads(text, object_pairs_hook=_unique_json_object)  # JSON first: PyYAML reads 1e-07 as a string
+        data = json.loads(text, object_pairs_hook=_unique_json_object)  # JSON first: PyYAML reads 1e-07 as a string
     except _DuplicateKey as e:
         raise ValueError(f"{where}: {e}") from None
     except json.JSONDecodeError:
-        pass
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
-    except _DuplicateKey as e:
-        raise ValueError(f"{where}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"cannot parse {where} as YAML or JSON: {_one_line(e)}") from None
+        data = _load_yaml(text, where)
+    return data
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
