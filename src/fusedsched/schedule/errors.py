@@ -9,7 +9,8 @@ pydantic's other errors. The CLI reports the first as one line; ``load_config`` 
 as a ``pydantic.ValidationError`` (``explained``).
 
 The search reads each distinct mapping once, however many paths reach it (YAML aliases share
-one), so its work is bounded by the config as written, not as expanded.
+one), so its work is bounded by the config as written, not as expanded; ``repr_start`` writes
+the start of an input's repr with work bounded the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from .kinds import LearningRate
 
-__all__ = ["NOT_INDENTED", "causes_first", "dotted", "explained"]
+__all__ = ["NOT_INDENTED", "causes_first", "dotted", "explained", "repr_start"]
 
 #: The error type of a schedule whose fields are not indented under its kind.
 NOT_INDENTED = "schedule_not_indented"
@@ -74,6 +75,39 @@ def unindented_schedule(data: Any) -> tuple[Loc, str, list[str]] | None:
             if stray:
                 return loc, kind, stray
     return None
+
+
+def repr_start(value: Any, width: int = 60) -> str:
+    """``repr(value)[:width]`` for plain data (dicts, lists, tuples and scalars) without building the
+    whole repr: the work is bounded by ``width``, not by the value's size or its shared parts."""
+    out: list[str] = []
+    budget = width
+
+    def put(text: str) -> bool:
+        nonlocal budget
+        out.append(text[:budget])
+        budget -= len(out[-1])
+        return budget > 0
+
+    def walk(node: Any) -> bool:  # False: the width is filled; each level writes a bracket first
+        if type(node) is dict:
+            if not put("{"):
+                return False
+            for i, (key, item) in enumerate(node.items()):
+                if not (put(", " if i else "") and walk(key) and put(": ") and walk(item)):
+                    return False
+            return put("}")
+        if type(node) in (list, tuple):
+            if not put("[" if type(node) is list else "("):
+                return False
+            for i, item in enumerate(node):
+                if not (put(", " if i else "") and walk(item)):
+                    return False
+            return put("]" if type(node) is list else ("," if len(node) == 1 else "") + ")")
+        return put(repr(node))
+
+    walk(value)
+    return "".join(out)
 
 
 def causes_first(error: pydantic.ValidationError, data: Any, prefix: Sequence[Any] = ()) -> list[dict[str, Any]]:

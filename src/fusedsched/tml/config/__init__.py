@@ -6,12 +6,14 @@ recap's (``RecapOptimizerConfig``), so a tml training YAML loads unchanged, in e
 rule is checked when a model is built (see docs/semantics.md); a broken config raises
 pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field and the value.
 
-The models are in :mod:`.schemas`, reading and validating a source in :mod:`.loading`; every
-name of both is importable from here.
+The models are in :mod:`.schemas`, reading and validating a source in :mod:`.loading`, the
+bounds every source is held to (size, depth, values) in :mod:`.limits`; their public names are
+importable from here.
 """
 
 from __future__ import annotations
 
+from .limits import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, MAX_CONFIG_VALUES
 from .loading import dump_config, load_config, parse_config_text, read_config_file
 from .schemas import (
     ALL_PARAMS,
@@ -66,6 +68,9 @@ __all__ = [
     "LearningRate",
     "LinearRampToConstant",
     "LinearRampToCosine",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_DEPTH",
+    "MAX_CONFIG_VALUES",
     "MAX_STEP",
     "MultiTaskLearningRates",
     "Multipliers",

@@ -3,6 +3,7 @@
 A key written twice in a mapping is an error naming the key (and its line in YAML); every failure
 to read or parse is a ``ValueError`` naming the source; an invalid config raises pydantic's
 ``ValidationError`` with its likely cause first (:func:`fusedsched.schedule.errors.explained`).
+Every source is held to the limits of :mod:`.limits` (size, depth, values) first.
 
 YAML is read by libyaml where PyYAML was built with it (several times faster than PyYAML's own
 loader), else by PyYAML's own; a text libyaml refuses is read again by PyYAML's own, so both give
@@ -13,6 +14,8 @@ and shows no line of the text).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -20,7 +23,8 @@ from typing import Any, Literal, TypeVar, overload
 import pydantic
 import yaml
 
-from ...schedule.errors import explained
+from ...schedule.errors import explained, repr_start
+from . import limits
 from .schemas import OptimizerConfig, RecapOptimizerConfig, validate_optimizer_config
 
 __all__ = ["dump_config", "load_config", "parse_config_text", "read_config_file"]
@@ -79,6 +83,13 @@ class _UniqueKeys:
 class _UniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
     """PyYAML's own ``SafeLoader`` (pure Python), refusing a key written twice."""
 
+    def save_possible_simple_key(self) -> None:
+        # PyYAML's scanner checks every saved key (one per open flow collection) at each token, so
+        # text nested n flow collections deep would cost n * n; past the depth limit, refused
+        # anyway, no key is saved. libyaml stops at 1000 flow levels of its own.
+        if self.flow_level <= limits.MAX_CONFIG_DEPTH:
+            super().save_possible_simple_key()
+
 
 if getattr(yaml, "__with_libyaml__", False):
 
@@ -98,6 +109,7 @@ def _load_yaml(text: str, where: str, loader: type | None = None) -> Any:
     """
     loader = loader or _YAML_LOADER
     try:
+        limits.check_yaml_depth(text, where, loader)  # before the composer recurses
         return yaml.load(text, Loader=loader)  # noqa: S506 (a SafeLoader)
     except _DuplicateKey as e:
         raise ValueError(f"{where}: {e}") from None
@@ -111,14 +123,20 @@ def parse_config_text(text: str, where: str = "config text") -> Any:
     """The document in ``text`` (JSON, else YAML); a key written twice in a mapping is an error.
 
     Raises:
-        ValueError: the text parses as neither, or repeats a key (named, with its line in YAML).
+        ValueError: the text is over the size limit (before it is parsed), nests too deep, holds
+            too many values or itself (:mod:`.limits`), parses as neither, or repeats a key (named,
+            with its line in YAML).
     """
+    limits.check_size(limits.text_size(text), where)
     try:
         data = json.loads(text, object_pairs_hook=_unique_json_object)  # JSON first: PyYAML reads 1e-07 as a string
     except _DuplicateKey as e:
         raise ValueError(f"{where}: {e}") from None
+    except RecursionError:
+        raise limits.json_depth_error(text, where) from None
     except json.JSONDecodeError:
         data = _load_yaml(text, where)
+    limits.check_shape(data, where)
     return data
 
 
@@ -126,30 +144,38 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML or JSON config file, every failure a ``ValueError`` naming the path.
 
     Raises:
-        ValueError: the path is missing or a directory, the file cannot be read, is not UTF-8, does
-            not parse, repeats a key in a mapping (named), is empty, or does not hold a mapping.
+        ValueError: the path is missing or a directory, the file is over the size limit (refused
+            before it is read: :data:`~.limits.MAX_CONFIG_BYTES`), cannot be read, is not UTF-8,
+            does not parse, is over another limit (:mod:`.limits`), repeats a key in a mapping
+            (named), is empty, or does not hold a mapping.
     """
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"config path {path} is a directory, not a file")
+    where = f"config file {path}"
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            status = os.fstat(f.fileno())
+            if stat.S_ISREG(status.st_mode):
+                limits.check_size(status.st_size, where)  # before reading it
+            raw = f.read(limits.MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ValueError(f"config file not found: {path}") from None
     except OSError as e:
         raise ValueError(f"cannot read config file {path}: {e.strerror or _one_line(e)}") from None
+    if len(raw) > limits.MAX_CONFIG_BYTES:  # not a regular file, or it grew
+        limits.check_size(None, where)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(
             f"config file {path} is not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}"
         ) from None
-    where = f"config file {path}"
     data = parse_config_text(text, where)
     if data is None:
         raise ValueError(f"{where} is empty")
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: the document must be a mapping, got {type(data).__name__}: {data!r:.60}")
+        raise ValueError(f"{where}: the document must be a mapping, got {type(data).__name__}: {repr_start(data)}")
     return data
 
 
@@ -208,10 +234,18 @@ def load_config(
         section: a dotted key path to descend first, e.g. ``"optimizer"`` for a tml training YAML;
             a number indexes a list (``"model.embeddings.tables.0.optimizer"``).
 
+    Every source is held to :mod:`.limits` before it is parsed or validated, so any config is
+    answered in bounded time and memory: a text or file of at most
+    :data:`~.limits.MAX_CONFIG_BYTES` (1 MiB), mappings and lists nested at most
+    :data:`~.limits.MAX_CONFIG_DEPTH` (100) deep, at most :data:`~.limits.MAX_CONFIG_VALUES`
+    (1,048,576) values with every alias counted as the values it stands for, and no value inside
+    itself. A dict is held to the last three.
+
     Raises:
-        ValueError: see :func:`read_config_file`; the text does not parse or repeats a key, the
-            section is missing or not a mapping, the schema is mixed or unknown;
-            ``pydantic.ValidationError`` (a ``ValueError``) when the config itself is invalid.
+        ValueError: see :func:`read_config_file`; the source is over a limit (naming the value and
+            the limit), the text does not parse or repeats a key, the section is missing or not a
+            mapping, the schema is mixed or unknown; ``pydantic.ValidationError`` (a ``ValueError``)
+            when the config itself is invalid.
     """
     if cls is not None and not (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)):
         raise TypeError(f"load_config: cls must be a config model class or None, got {cls!r}")
@@ -219,6 +253,7 @@ def load_config(
         raise TypeError(f"load_config: section must be a dotted key path (str), got {type(section).__name__}")
     if isinstance(source, Mapping):
         where, data = "config dict", source
+        limits.check_shape(data, where)
     elif isinstance(source, Path) or (isinstance(source, str) and _names_a_path(source)):
         where, data = f"config file {source}", read_config_file(source)
     elif isinstance(source, str):
@@ -240,7 +275,7 @@ def load_config(
     if not isinstance(data, Mapping):
         what = f"section {section!r}" if section else "document"
         raise ValueError(
-            f"{where}: {what} must be a mapping, got {type(data).__name__}: {data!r:.60}"
+            f"{where}: {what} must be a mapping, got {type(data).__name__}: {repr_start(data)}"
         )
     try:
         if cls is None:
