@@ -1,6 +1,7 @@
 """Any config is answered in bounded work: a size, a depth and a values limit, each refused with a
 ``ValueError`` naming the value and the limit; both YAML loaders (libyaml's and PyYAML's own) give
-the same data and the same errors; aliases are never expanded by the error explainer.
+the same data and the same errors; aliases are never expanded by the error explainer; an invalid
+config shows every error with its path, and names its file and section.
 
 The adversarial inputs are built here, small: a "billion laughs" YAML is 1 KB. No test asserts a
 time: each asserts what bounds the work (the walk visits each distinct mapping once, a text over
@@ -20,7 +21,7 @@ import yaml
 
 import fusedsched
 from fusedsched.schedule import errors
-from fusedsched.tml.config import OptimizerConfig, limits, load_config, loading, parse_config_text, read_config_file
+from fusedsched.tml.config import LearningRate, OptimizerConfig, limits, load_config, loading, parse_config_text, read_config_file
 
 EXAMPLES = Path(fusedsched.__file__).parent / "examples"
 MAX_BYTES, MAX_DEPTH, MAX_VALUES = limits.MAX_CONFIG_BYTES, limits.MAX_CONFIG_DEPTH, limits.MAX_CONFIG_VALUES
@@ -394,6 +395,33 @@ def test_the_example_configs_load_the_same_with_either_loader(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(loading, "_YAML_LOADER", loading._UniqueKeyLoader)
             assert read_config_file(path) == fast
+
+
+# --- every validation error is shown, each with its path ----------------------------------------------
+
+
+def test_load_config_shows_every_error_with_its_path_and_names_the_source(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("optimizer:\n  adam: {lr: -0.1, betas: [0.9, 1.5]}\n"
+                    "  learning_rate: {cosine_annealing: {learning_rate: 0.1, num_step: 100}}\n")
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_config(path, section="optimizer")
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"4 validation errors for OptimizerConfig (config file {path}, section 'optimizer')"
+    shown = [line for line in lines[1:] if not line.startswith(" ")]
+    assert shown == ["learning_rate.cosine_annealing.num_step", "learning_rate.cosine_annealing.num_steps",
+                     "adam.lr", "adam.betas.1"]
+    assert "lr (-0.1) must be finite and >= 0" in str(info.value) and "betas (1.5) must be in [0, 1)" in str(info.value)
+    assert [e["loc"][0] for e in info.value.errors()] == ["learning_rate", "learning_rate", "adam", "adam"]
+
+
+def test_a_dict_or_text_without_a_section_keeps_pydantics_title():
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_config({"sgd": {"lr": -1.0}, "learning_rate": {"constant": -1.0}})
+    assert str(info.value).splitlines()[0] == "2 validation errors for OptimizerConfig"
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_config("constant: -1.0\n", LearningRate, section=None)
+    assert str(info.value).splitlines()[0] == "1 validation error for LearningRate"
 
 
 # --- an error shows its input's first characters, never building the whole repr -------------------

@@ -5,8 +5,8 @@ unknown key, in the model's field order; and a schedule whose fields lost their 
 (``cosine_annealing:`` empty, its fields beside it) as unknown keys or a wrong type one level up.
 ``causes_first`` puts first: such a schedule (one new error naming the empty kind and the stray
 keys), then the unknown keys (with the missing required field each one likely misspells), then
-pydantic's other errors. The CLI reports the first as one line; ``load_config`` raises them all
-as a ``pydantic.ValidationError`` (``explained``).
+pydantic's other errors. The CLI reports them all in one line, each with its path;
+``load_config`` raises them all as a ``pydantic.ValidationError`` (``explained``).
 
 The search reads each distinct mapping once, however many paths reach it (YAML aliases share
 one), so its work is bounded by the config as written, not as expanded; ``repr_start`` writes
@@ -153,9 +153,11 @@ def _line(e: dict[str, Any]) -> dict[str, Any]:
     return {"type": PydanticCustomError(e["type"], e["msg"]), "loc": tuple(e["loc"]), "input": e["input"]}
 
 
-def explained(error: pydantic.ValidationError, data: Any) -> pydantic.ValidationError:
-    """``error`` with its errors as ``causes_first`` orders them (``error`` itself if unchanged)."""
+def explained(error: pydantic.ValidationError, data: Any, title: str | None = None) -> pydantic.ValidationError:
+    """``error`` with its errors as ``causes_first`` orders them, and ``title`` for its title (the
+    first line's ``... for <title>``) when given; ``error`` itself if neither changes it."""
     errors = causes_first(error, data)
-    if errors == error.errors():
+    title = error.title if title is None else title
+    if errors == error.errors() and title == error.title:
         return error
-    return pydantic.ValidationError.from_exception_data(error.title, [_line(e) for e in errors])
+    return pydantic.ValidationError.from_exception_data(title, [_line(e) for e in errors])

@@ -245,7 +245,8 @@ def load_config(
         ValueError: see :func:`read_config_file`; the source is over a limit (naming the value and
             the limit), the text does not parse or repeats a key, the section is missing or not a
             mapping, the schema is mixed or unknown; ``pydantic.ValidationError`` (a ``ValueError``)
-            when the config itself is invalid.
+            when the config itself is invalid: every error, each with its path in the section, the
+            likely cause first; the title names the file and the section, where there are.
     """
     if cls is not None and not (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)):
         raise TypeError(f"load_config: cls must be a config model class or None, got {cls!r}")
@@ -287,7 +288,9 @@ def load_config(
                 raise ValueError(f"{where}{f' section {section!r}' if section else ''}: {e}") from None
         return cls.model_validate(dict(data))
     except pydantic.ValidationError as e:  # the likely cause first (an unindented schedule, an unknown key)
-        raise explained(e, data) from None
+        named = [where] if where.startswith("config file ") else []
+        named += [f"section {section!r}"] if section else []
+        raise explained(e, data, f"{e.title} ({', '.join(named)})" if named else None) from None
 
 
 def dump_config(
