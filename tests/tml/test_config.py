@@ -754,7 +754,7 @@ def test_load_config_leads_with_a_misspelt_required_field(text, cls, section, lo
     assert (first["type"], first["loc"]) == ("extra_forbidden", loc)
     assert "(unknown key 'num_step'; did you mean 'num_steps'?)" in first["msg"]
     lines = str(info.value).splitlines()
-    assert lines[0] == "2 validation errors for " + (cls or OptimizerConfig).__name__
+    assert lines[0] == "2 validation errors for " + (cls or OptimizerConfig).__name__ + (f" (section {section!r})" if section else "")
     assert lines[1] == ".".join(loc) and "did you mean 'num_steps'?" in lines[2]
     assert "Field required" in lines[4]  # pydantic's own error, still there, after the cause
 

@@ -568,3 +568,16 @@ def test_bench_regimes_are_what_they_say():
             assert sum(compute_lr(c, s + 1) != compute_lr(c, s + 10**6) for c in schedules) == 3
     with pytest.raises(ValueError, match="regime must be one of active, finished; got 'idle'"):
         bench.regime_schedules("idle", 1)
+
+
+def test_every_error_of_an_invalid_config_is_shown_with_its_path(tmp_path, capsys):
+    text = ("optimizer:\n  adam: {lr: -0.1, betas: [0.9, 1.5]}\n"
+            "  learning_rate: {cosine_annealing: {learning_rate: 0.1, num_step: 100}}\n")
+    code, _, err = run_main(["plot", str(write(tmp_path, "lr.yaml", text)), "-o", str(tmp_path / "x.png")], capsys)
+    one_error_line(code, err, (
+        "invalid config: unknown key 'num_step' at optimizer.learning_rate.cosine_annealing (did you mean 'num_steps'?); "
+        "optimizer.learning_rate.cosine_annealing.num_steps: Field required, got {'learning_rate': 0.1, 'num_step': 100}; "
+        "optimizer.adam.lr: lr (-0.1) must be finite and >= 0; "
+        "optimizer.adam.betas.1: betas (1.5) must be in [0, 1)\n"))
+    assert "more error" not in err
+

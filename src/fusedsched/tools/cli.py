@@ -1,8 +1,9 @@
 """``python -m fusedsched {demo,plot,bench}``: train a demo, draw schedules, measure ``scheduler.step()``.
 
 Bad input (a missing file, YAML that does not parse, an unknown schedule kind, an invalid value, a
-bad option) exits with status 2 and one line on stderr naming the problem; any other failure exits
-with status 1, also in one line. ``FUSEDSCHED_DEBUG=1`` re-raises instead, with the traceback.
+bad option) exits with status 2 and one line on stderr naming the problem (for an invalid config,
+every error with its path, separated by ``; ``); any other failure exits with status 1, also in
+one line. ``FUSEDSCHED_DEBUG=1`` re-raises instead, with the traceback.
 
 Pictures are drawn by matplotlib (:mod:`fusedsched.tools.plotting`, ``pip install 'fusedsched[plot]'``)
 outside pyplot, with the Agg canvas, in the format the output's extension names; ``plot`` without
@@ -36,7 +37,7 @@ from ..tml.config import (
     read_config_file,
     validate_optimizer_config,
 )
-from ..schedule.errors import NOT_INDENTED, causes_first
+from ..schedule.errors import NOT_INDENTED, causes_first, repr_start
 from ..shim.hyperparameters import KEYS, scaled
 from ..schedule.kinds import LearningRate
 from ..ops import BACKENDS, BackendUnavailable
@@ -75,26 +76,27 @@ def _at(data: Any, loc: Sequence[Any]) -> Any:
 
 
 def _describe(error: pydantic.ValidationError, data: Any, section: str | None) -> str:
-    """The likely cause among the validation errors (``errors.causes_first``) as ``where: what``,
-    with the unknown-key and unindented-schedule cases spelled out."""
-    errors = causes_first(error, data, [section] if section else [])
-    first, loc = errors[0], list(errors[0]["loc"])
+    """Every validation error as ``where: what``, the likely cause first (``errors.causes_first``),
+    joined by ``; `` into one line, with the unknown-key and unindented-schedule cases spelled out."""
     dotted = lambda parts: ".".join(map(str, ([section] if section else []) + list(parts))) or "top level"  # noqa: E731
-    if first["type"] == NOT_INDENTED:
-        text = first["msg"]
-    elif first["type"] == "extra_forbidden":
-        parent, key = _at(data, loc[:-1]), loc[-1]
-        if isinstance(parent, dict) and set(parent) & set(LearningRate.KINDS):
-            text = f"unknown schedule kind {key!r} at {dotted(loc[:-1])} (expected one of {', '.join(LearningRate.KINDS)})"
-        else:
-            text = f"unknown key {key!r} at {dotted(loc[:-1])}"
-        if "hint" in first:
-            text += f" (did you mean {first['hint']!r}?)"
-    else:
-        text = f"{dotted(loc)}: {first['msg'].removeprefix('Value error, ')}"
-        if first["type"] != "value_error":  # pydantic's own messages do not show the value
-            text += f", got {first.get('input')!r:.60}"
-    return text + (f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else "")
+
+    def one(e: dict[str, Any]) -> str:
+        loc = list(e["loc"])
+        if e["type"] == NOT_INDENTED:
+            return e["msg"]
+        if e["type"] == "extra_forbidden":
+            parent, key = _at(data, loc[:-1]), loc[-1]
+            if isinstance(parent, dict) and set(parent) & set(LearningRate.KINDS):
+                text = f"unknown schedule kind {key!r} at {dotted(loc[:-1])} (expected one of {', '.join(LearningRate.KINDS)})"
+            else:
+                text = f"unknown key {key!r} at {dotted(loc[:-1])}"
+            return text + (f" (did you mean {e['hint']!r}?)" if "hint" in e else "")
+        text = f"{dotted(loc)}: {e['msg'].removeprefix('Value error, ')}"
+        if e["type"] != "value_error":  # pydantic's own messages do not show the value
+            text += f", got {repr_start(e.get('input'))}"
+        return text
+
+    return "; ".join(one(e) for e in causes_first(error, data, [section] if section else []))
 
 
 def load_schedules(path: str | Path) -> tuple[dict[str, LearningRate], OptimizerConfig | RecapOptimizerConfig]:

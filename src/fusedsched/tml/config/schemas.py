@@ -1,26 +1,22 @@
-"""Pydantic v2 models of the tml optimizer config, validated at construction, and their loading.
+"""Pydantic v2 models of the tml optimizer sections, validated at construction.
 
 Field names are tml's: its core schema (``optimizers/config.py``, :class:`OptimizerConfig`) and
-recap's (``RecapOptimizerConfig``), so a tml training YAML loads unchanged, in either schema:
-``load_config("train.yaml", section="optimizer")``. Unlike tml, every
-rule is checked when a model is built (see docs/semantics.md); a broken config raises
-pydantic's ``ValidationError`` (a ``ValueError``) whose message names the field and the value.
+recap's (``RecapOptimizerConfig``), so a tml training YAML's optimizer section validates unchanged,
+in either schema (:func:`optimizer_schema` tells them apart). Unlike tml, every rule is checked
+when a model is built (see docs/semantics.md); a broken config raises pydantic's
+``ValidationError`` (a ``ValueError``) whose message names the field and the value.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, overload
+from typing import Any, ClassVar, Literal
 
 import pydantic
-import yaml
 
-from ..schedule.errors import explained
-from ..schedule.fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
-from ..shim.hyperparameters import KEYS
-from ..schedule.kinds import (
+from ...schedule.fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
+from ...shim.hyperparameters import KEYS
+from ...schedule.kinds import (
     CosineAnnealing,
     CosineWithRestarts,
     ExponentialDecay,
@@ -70,11 +66,7 @@ __all__ = [
     "SgdConfig",
     "StepInt",
     "WarmupStableDecay",
-    "dump_config",
-    "load_config",
     "optimizer_schema",
-    "parse_config_text",
-    "read_config_file",
     "validate_optimizer_config",
 ]
 
@@ -402,226 +394,3 @@ def validate_optimizer_config(
             f"got {type(data).__name__}"
         )
     return optimizer_schema(data).model_validate(dict(data))
-
-
-# --- loading and dumping -----------------------------------------------------------------------
-
-C = TypeVar("C", bound=pydantic.BaseModel)
-_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
-
-
-class _DuplicateKey(ValueError):
-    """A mapping key written twice; the message names the key (and the line, for YAML)."""
-
-
-def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKey(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key written twice in one mapping.
-
-    Keys brought in by a merge (``<<: *anchor``) may be overridden, as YAML allows.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(stream)
-        self._checked: set[int] = set()
-
-    def flatten_mapping(self, node: yaml.MappingNode) -> None:
-        # Runs before any merge rewrites node.value (and merges rewrite only through here), so the
-        # first visit sees the keys as written.
-        if id(node) not in self._checked:
-            self._checked.add(id(node))
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
-                try:
-                    first = seen.get(key)
-                except TypeError:  # an unhashable key: construct_mapping reports it
-                    continue
-                if first is not None:
-                    raise _DuplicateKey(f"duplicate key {key!r} at line {line} (first at line {first})")
-                seen[key] = line
-        super().flatten_mapping(node)
-
-
-def parse_config_text(text: str, where: str = "config text") -> Any:
-    """The document in ``text`` (JSON, else YAML); a key written twice in a mapping is an error.
-
-    Raises:
-        ValueError: the text parses as neither, or repeats a key (named, with its line in YAML).
-    """
-    try:
-        return json.loads(text, object_pairs_hook=_unique_json_object)  # JSON first: PyYAML reads 1e-07 as a string
-    except _DuplicateKey as e:
-        raise ValueError(f"{where}: {e}") from None
-    except json.JSONDecodeError:
-        pass
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
-    except _DuplicateKey as e:
-        raise ValueError(f"{where}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"cannot parse {where} as YAML or JSON: {_one_line(e)}") from None
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML or JSON config file, every failure a ``ValueError`` naming the path.
-
-    Raises:
-        ValueError: the path is missing or a directory, the file cannot be read, is not UTF-8, does
-            not parse, repeats a key in a mapping (named), is empty, or does not hold a mapping.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"config path {path} is a directory, not a file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"config file not found: {path}") from None
-    except OSError as e:
-        raise ValueError(f"cannot read config file {path}: {e.strerror or _one_line(e)}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"config file {path} is not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start}"
-        ) from None
-    where = f"config file {path}"
-    data = parse_config_text(text, where)
-    if data is None:
-        raise ValueError(f"{where} is empty")
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where}: the document must be a mapping, got {type(data).__name__}: {data!r:.60}")
-    return data
-
-
-def _names_a_path(text: str) -> bool:
-    try:
-        return bool(text.strip()) and "\n" not in text and (
-            Path(text).exists() or text.strip().lower().endswith(_SUFFIXES)
-        )
-    except (OSError, ValueError):  # name too long, NUL byte
-        return False
-
-
-def _section(data: Any, section: str, where: str) -> Any:
-    """Descend the dotted key path ``section``; a digit indexes a list (``tables.0.optimizer``)."""
-    parts = section.split(".")
-    for depth, key in enumerate(parts):
-        at = ".".join(parts[:depth]) or "top level"
-        if isinstance(data, Mapping) and key in data:
-            data = data[key]
-        elif isinstance(data, list) and key.isdigit() and int(key) < len(data):
-            data = data[int(key)]
-        else:
-            if isinstance(data, Mapping):
-                found = f"found: {', '.join(map(str, data)) or 'nothing'}"
-            elif isinstance(data, list):
-                found = f"a list of {len(data)}"
-            else:
-                found = f"a {type(data).__name__}"
-            raise ValueError(f"{where}: section {section!r} not found (no key {key!r} at {at}; {found})")
-    return data
-
-
-@overload
-def load_config(
-    source: Mapping[str, Any] | str | Path, cls: None = None, section: str | None = None
-) -> OptimizerConfig | RecapOptimizerConfig: ...
-
-
-@overload
-def load_config(source: Mapping[str, Any] | str | Path, cls: type[C], section: str | None = None) -> C: ...
-
-
-def load_config(
-    source: Mapping[str, Any] | str | Path,
-    cls: type[C] | None = None,
-    section: str | None = None,
-) -> Any:
-    """Build a config model from a dict, a .yaml/.yml/.json file, or YAML/JSON text.
-
-    Args:
-        source: a mapping; a ``Path`` or path string to a file; or the text itself (a one-line
-            string that names no file and is no mapping as text is reported as a missing file).
-        cls: the model to build (``OptimizerConfig``, ``LearningRate``, ...). ``None`` (default):
-            an optimizer section in either schema, tml core's ``OptimizerConfig`` or recap's
-            ``RecapOptimizerConfig``, told apart by its fields (:func:`optimizer_schema`).
-        section: a dotted key path to descend first, e.g. ``"optimizer"`` for a tml training YAML;
-            a number indexes a list (``"model.embeddings.tables.0.optimizer"``).
-
-    Raises:
-        ValueError: see :func:`read_config_file`; the text does not parse or repeats a key, the
-            section is missing or not a mapping, the schema is mixed or unknown;
-            ``pydantic.ValidationError`` (a ``ValueError``) when the config itself is invalid.
-    """
-    if cls is not None and not (isinstance(cls, type) and issubclass(cls, pydantic.BaseModel)):
-        raise TypeError(f"load_config: cls must be a config model class or None, got {cls!r}")
-    if section is not None and not isinstance(section, str):
-        raise TypeError(f"load_config: section must be a dotted key path (str), got {type(section).__name__}")
-    if isinstance(source, Mapping):
-        where, data = "config dict", source
-    elif isinstance(source, Path) or (isinstance(source, str) and _names_a_path(source)):
-        where, data = f"config file {source}", read_config_file(source)
-    elif isinstance(source, str):
-        where, data = "config text", parse_config_text(source)
-        if data is None:
-            raise ValueError("config text is empty")
-        if "\n" not in source and not isinstance(data, Mapping):
-            raise ValueError(
-                f"config source {source!r} is neither a file (not found) nor YAML/JSON text of a "
-                f"mapping (it parses as {type(data).__name__})"
-            )
-    else:
-        raise TypeError(
-            "load_config: source must be a dict, a path or YAML/JSON text, "
-            f"got {type(source).__name__}"
-        )
-    if section:
-        data = _section(data, section, where)
-    if not isinstance(data, Mapping):
-        what = f"section {section!r}" if section else "document"
-        raise ValueError(
-            f"{where}: {what} must be a mapping, got {type(data).__name__}: {data!r:.60}"
-        )
-    try:
-        if cls is None:
-            try:
-                return validate_optimizer_config(data)
-            except pydantic.ValidationError:
-                raise
-            except ValueError as e:
-                raise ValueError(f"{where}{f' section {section!r}' if section else ''}: {e}") from None
-        return cls.model_validate(dict(data))
-    except pydantic.ValidationError as e:  # the likely cause first (an unindented schedule, an unknown key)
-        raise explained(e, data) from None
-
-
-def dump_config(
-    cfg: pydantic.BaseModel, fmt: Literal["dict", "yaml", "json"] = "dict"
-) -> dict[str, Any] | str:
-    """``cfg`` as plain data (lists, no tuples), unset (None) fields dropped.
-
-    ``load_config(dump_config(cfg, fmt), type(cfg)) == cfg`` for every ``fmt``.
-    """
-    data = cfg.model_dump(mode="json", exclude_none=True)
-    if fmt == "dict":
-        return data
-    if fmt == "yaml":
-        return yaml.safe_dump(data, sort_keys=False)
-    if fmt == "json":
-        return json.dumps(data, indent=2)
-    raise ValueError(f"dump_config: fmt must be 'dict', 'yaml' or 'json', got {fmt!r}")
