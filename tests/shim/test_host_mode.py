@@ -64,7 +64,7 @@ def test_many_groups_use_the_native_op_and_are_exact():
     if not NATIVE:
         pytest.skip(f"the native extension is not available: {unavailable_reason('native', 'cpu')}")
     optimizer, shim, configs = _shim(CONFIGS, copies=3)
-    assert len(configs) >= scheduler_module.HOST_NATIVE_MIN_GROUPS
+    assert len(configs) >= scheduler_module.HOST_NATIVE_MIN_ROWS
     assert shim._engine.native
     _check_path(optimizer, shim, configs)
 

@@ -1,7 +1,8 @@
 """Host mode: every row's value, exactly ``compute_lr``'s float64 value, written into the groups as floats.
 
 Few groups: one prepared formula per group (:func:`fusedsched.schedule.reference.prepare_lr`); from
-:data:`HOST_NATIVE_MIN_GROUPS` on, the native CPU op over the compiled programs, writing float64, in
+:data:`HOST_NATIVE_MIN_ROWS` rows on (the groups' rates and their scheduled hyperparameters), the
+native CPU op over the compiled programs, writing float64, in
 one call (:func:`fusedsched.ops.host_evaluator`). Any int64 step is exact (beyond ``MAX_STEP`` by the
 Python formulas). A tensor ``group["lr"]`` is filled in place, as torch's schedulers do.
 """
@@ -22,17 +23,19 @@ from .binding import GroupBinding
 from .engine import Lag, metric_number, plateau_rows
 from .skipping import SkipSignal
 
-__all__ = ["HOST_NATIVE_MIN_GROUPS", "MAX_INT64", "HostEngine", "HostPlateau", "HostRates"]
+__all__ = ["HOST_NATIVE_MIN_GROUPS", "HOST_NATIVE_MIN_ROWS", "MAX_INT64", "HostEngine", "HostPlateau", "HostRates"]
 
 #: the largest step an int64 counter holds (host mode's bound)
 MAX_INT64 = 2**63 - 1
 
-#: From this many groups on, host mode evaluates every group with one call of the native CPU op
-#: (float64) instead of one prepared formula per group. Measured on the development CPU with the op
+#: From this many rows on (the groups' rates, then the scheduled hyperparameters' rows), host mode
+#: evaluates every row with one call of the native CPU op (float64) instead of one prepared formula
+#: per row. Measured on the development CPU with the op
 #: called through ``fusedsched._C.launch`` (a warm-up to cosine, benchmarks/RESULTS.md): the two cost
 #: the same at 2 groups (0.5 us); at 3, 0.53 us against 0.71 us; at 1,000 the op takes 20 us, the
 #: formulas 190 us.
-HOST_NATIVE_MIN_GROUPS = 3
+HOST_NATIVE_MIN_ROWS = 3
+HOST_NATIVE_MIN_GROUPS = HOST_NATIVE_MIN_ROWS  #: the name it had when only rates were rows
 
 
 class HostRates:
@@ -41,7 +44,7 @@ class HostRates:
     def __init__(self, configs: list[LearningRate]) -> None:
         self.configs = configs
         self._formulas = [prepare_lr(cfg) for cfg in configs]
-        self.native = len(configs) >= HOST_NATIVE_MIN_GROUPS and unavailable_reason("native", "cpu") is None
+        self.native = len(configs) >= HOST_NATIVE_MIN_ROWS and unavailable_reason("native", "cpu") is None
         self._native_limit = MAX_STEP
         if self.native:
             table = build_table(configs, "cpu").table

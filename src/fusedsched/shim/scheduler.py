@@ -25,11 +25,11 @@ from .binding import GroupBinding, GroupBindingError
 from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, scheduler_state, validate_lr_dict
 from .device_engine import DeviceEngine, buffer_device
 from .engine import Engine, Lag
-from .host_engine import HOST_NATIVE_MIN_GROUPS, HostEngine
+from .host_engine import HOST_NATIVE_MIN_GROUPS, HOST_NATIVE_MIN_ROWS, HostEngine
 from .hyperparameters import check_optimizer_reads, rows, scaled, validate_hyperparameters, validate_multipliers
 from .skipping import SkipSignal
 
-__all__ = ["HOST_NATIVE_MIN_GROUPS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
+__all__ = ["HOST_NATIVE_MIN_GROUPS", "HOST_NATIVE_MIN_ROWS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
 
 _OPTIMIZER_STEP_OVERRIDDEN = (  # torch's LRScheduler.step() warnings, word for word
     "Seems like `optimizer.step()` has been overridden after learning rate scheduler initialization. Please, "
