@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from fusedsched.shim import graphs
+
 
 class NoSyncs:
     """``torch.cuda.set_sync_debug_mode("error")`` inside: any synchronizing CUDA call raises."""
@@ -20,15 +22,5 @@ class NoSyncs:
 
 
 def capture(fn: Callable[[], object], warmups: int = 3) -> torch.cuda.CUDAGraph:
-    """``fn`` run ``warmups`` times on a side stream (compiles and loads its kernels off the capture
-    stream), then captured once into a graph (the capture itself runs nothing)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(warmups):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    return graph
+    """``fn`` warmed up on a side stream, then captured once (``fusedsched.shim.graphs.capture``)."""
+    return graphs.capture(fn, warmups)[0]

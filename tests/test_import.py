@@ -82,3 +82,23 @@ def test_every_kind_model_and_learning_rate_are_exported_from_kinds():
         assert name in fusedsched.__all__ and name in dir(fusedsched)
         assert getattr(fusedsched, name) is getattr(fusedsched.schedule.kinds, name), name
         assert getattr(fusedsched, name).__module__.startswith("fusedsched.schedule.kinds."), name
+
+
+def _type_checking_imports() -> dict[str, str]:
+    """``{name: module}`` imported in ``fusedsched/__init__.py``'s ``if TYPE_CHECKING:`` block."""
+    import ast
+
+    tree = ast.parse(Path(fusedsched.__file__).read_text())
+    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    return {alias.asname or alias.name: node.module.lstrip(".") for node in block.body
+            if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
+def test_the_lazy_exports_and_the_type_checking_block_name_the_same_things():
+    """Type checkers read the ``TYPE_CHECKING`` imports, the interpreter ``_EXPORTS``: one may not drift."""
+    assert _type_checking_imports() == fusedsched._EXPORTS
+    assert fusedsched.__all__ == sorted(fusedsched._EXPORTS)
+    import importlib
+
+    for name, module in fusedsched._EXPORTS.items():
+        assert getattr(fusedsched, name) is getattr(importlib.import_module(f"fusedsched.{module}"), name), name

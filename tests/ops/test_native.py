@@ -20,6 +20,7 @@ import sys
 import textwrap
 
 import pytest
+from _cuda import capture
 
 from fusedsched.tml.config import LearningRate
 from fusedsched.ops import _native, unavailable_reason
@@ -592,15 +593,7 @@ def test_cuda_matches_reference(num_groups):
 def test_cuda_graph_replays_advance(start):
     _needs_native_cuda()
     step, table, lrs = _sample_args(1025, device="cuda")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm up off the capture stream
-        for _ in range(3):
-            advance_native(step, table, lrs, 1)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        advance_native(step, table, lrs, 1)
+    graph = capture(lambda: advance_native(step, table, lrs, 1))
     step.fill_(start)
     rows = []
     for _ in range(100):

@@ -28,6 +28,7 @@ from torch.optim import lr_scheduler as tls
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD, LearningRate, LRShim, compute_lr, from_torch
 from fusedsched.shim import hyperparameters as hyperparameters_module
+from fusedsched.shim.graphs import capture
 from fusedsched.shim import scheduler as scheduler_module
 from fusedsched.shim.checkpoint import ScheduleChangedWarning
 
@@ -542,13 +543,7 @@ def test_cuda_graph_replays_scheduled_lr_betas_and_weight_decay_as_eager():
     eager_opt.step()
     eager_shim.step()
     torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.cuda.graph(graph):
-        opt.step()
-        shim.step()
-    torch.cuda.current_stream().wait_stream(stream)
+    graph, _ = capture(lambda: (opt.step(), shim.step()), warmups=0)  # warmed up above, with the eager twin
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -25,11 +25,16 @@ from pydantic_core import PydanticCustomError
 
 from .kinds import LearningRate
 
-__all__ = ["NOT_INDENTED", "causes_first", "dotted", "explained", "repr_start"]
+__all__ = ["NOT_INDENTED", "causes_first", "dotted", "explained", "one_line", "repr_start"]
 
 #: The error type of a schedule whose fields are not indented under its kind.
 NOT_INDENTED = "schedule_not_indented"
 Loc = tuple[Any, ...]
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line (its whitespace runs, newlines included, as single spaces)."""
+    return " ".join(str(error).split())
 
 
 def dotted(loc: Sequence[Any], prefix: Sequence[Any] = ()) -> str:

@@ -17,11 +17,34 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 
 from .scheduler import LRShim
+
+__all__ = ["CapturedTrainingStep", "capture"]
+
+T = TypeVar("T")
+
+
+def capture(body: Callable[[], T], warmups: int = 3) -> tuple[torch.cuda.CUDAGraph, T]:
+    """``(graph, what body returned)``: ``body`` run ``warmups`` times on a side stream, then captured once.
+
+    The warm-ups allocate state (an optimizer's first step) and compile and load every kernel, the
+    Triton one included (loading a module during capture is an error), off the capture stream; the
+    capture itself runs nothing, and ``body``'s return value (its static outputs) is the captured one.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmups):
+            body()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = body()
+    return graph, out
 
 
 class CapturedTrainingStep:
@@ -56,21 +79,11 @@ class CapturedTrainingStep:
             raise ValueError(f"warmup_steps must be >= 1 (the first step allocates state), got {warmup_steps}")
         self.loss_fn, self.optimizer, self.scheduler = loss_fn, optimizer, scheduler
         self.static_inputs = tuple(x.detach().clone() for x in example_inputs)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup_steps):
-                self._step()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)  # grads are allocated from the graph's pool
-        with torch.cuda.graph(self.graph):
-            self.static_loss = self._step(zero_grad=False)
+        self.graph, self.static_loss = capture(self._step, warmup_steps)
         self._mark_ahead()  # capture ran the Python of scheduler.step() without running its kernel
 
-    def _step(self, zero_grad: bool = True) -> torch.Tensor:
-        if zero_grad:
-            self.optimizer.zero_grad(set_to_none=True)
+    def _step(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)  # in the capture: grads come from the graph's pool
         loss = self.loss_fn(*self.static_inputs)
         loss.backward()
         self.optimizer.step()

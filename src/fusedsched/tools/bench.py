@@ -511,20 +511,11 @@ def targets(rows: Sequence[dict[str, Any]], device: torch.device | str, regime: 
 
 
 def _capture(body: Callable[[], object], warmup: int = 3) -> torch.cuda.CUDAGraph:
-    """Warm ``body`` up on a side stream (compiles and loads every kernel), then capture it alone.
+    """``body`` alone captured after warm-ups, for graphs that hold only a scheduler step (whole
+    training steps use ``CapturedTrainingStep``)."""
+    from ..shim.graphs import capture
 
-    For graphs that hold only a scheduler step; whole training steps use ``CapturedTrainingStep``.
-    """
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(warmup):
-            body()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        body()
-    return graph
+    return capture(body, warmup)[0]
 
 
 def training_candidates(device: torch.device | str, width: int = 256, depth: int = 8) -> tuple[int, dict[str, tuple[str, Callable[[], object]]]]:

@@ -37,7 +37,7 @@ from ..tml.config import (
     read_config_file,
     validate_optimizer_config,
 )
-from ..schedule.errors import NOT_INDENTED, causes_first, repr_start
+from ..schedule.errors import NOT_INDENTED, causes_first, one_line, repr_start
 from ..shim.hyperparameters import KEYS, scaled
 from ..schedule.kinds import LearningRate
 from ..ops import BACKENDS, BackendUnavailable
@@ -58,9 +58,6 @@ _MULTI_TASK = {"tower_learning_rates", "backbone_learning_rate"}
 class CliError(Exception):
     """Bad input: reported as one line on stderr, exit status 2."""
 
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
 
 
 # --- configs -----------------------------------------------------------------------------------
@@ -111,7 +108,7 @@ def load_schedules(path: str | Path) -> tuple[dict[str, LearningRate], Optimizer
     try:
         data = read_config_file(path)
     except ValueError as e:
-        raise CliError(_one_line(e)) from None
+        raise CliError(one_line(e)) from None
     section = "optimizer" if "optimizer" in data else None
     body = data[section] if section else data
     if not isinstance(body, dict):
@@ -134,7 +131,7 @@ def load_schedules(path: str | Path) -> tuple[dict[str, LearningRate], Optimizer
     except pydantic.ValidationError as e:
         raise CliError(f"{path}: invalid config: {_describe(e, body, section)}") from None
     except ValueError as e:  # the schema cannot be told, or mixes tml core and recap fields
-        raise CliError(f"{path}: {_one_line(e)}") from None
+        raise CliError(f"{path}: {one_line(e)}") from None
     schedules = schedules_by_group(model)
     if isinstance(model, OptimizerConfig) and model.multi_task_learning_rates is not None:
         if BACKBONE in model.multi_task_learning_rates.tower_learning_rates:
@@ -164,7 +161,7 @@ def _figure_path(path: str, option: str = "-o") -> str:
     except ImportError as e:
         raise CliError(str(e)) from None
     except ValueError as e:
-        raise CliError(f"{option} {_one_line(e)}") from None
+        raise CliError(f"{option} {one_line(e)}") from None
     _check_writable(path, option)
     return fmt
 
@@ -173,7 +170,7 @@ def _save(fig: Any, out: str) -> None:
     try:
         plotting.save_figure(fig, out)
     except OSError as e:
-        raise CliError(f"cannot write {out}: {e.strerror or _one_line(e)}") from None
+        raise CliError(f"cannot write {out}: {e.strerror or one_line(e)}") from None
 
 
 def _write_csv(path: str, steps: np.ndarray, columns: dict[str, np.ndarray]) -> None:
@@ -184,7 +181,7 @@ def _write_csv(path: str, steps: np.ndarray, columns: dict[str, np.ndarray]) -> 
             writer.writerow(["step", *columns])
             writer.writerows(zip(steps.tolist(), *(np.asarray(c, dtype=np.float64).tolist() for c in columns.values())))
     except OSError as e:
-        raise CliError(f"cannot write {path}: {e.strerror or _one_line(e)}") from None
+        raise CliError(f"cannot write {path}: {e.strerror or one_line(e)}") from None
 
 
 # --- plot --------------------------------------------------------------------------------------
@@ -287,7 +284,7 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         model, optimizer, shim = demo.build(opt_cfg, device, backend)
     except ValueError as e:  # e.g. a recap config whose backbone schedule is null: the demo has a backbone
-        raise CliError(f"{config}: cannot build the demo's optimizer: {_one_line(e)}") from None
+        raise CliError(f"{config}: cannot build the demo's optimizer: {one_line(e)}") from None
     run = demo.train(model, optimizer, shim, device, args.steps, progress=_progress_wanted(args.progress))
     if out is not None:
         _save(demo.figure(run), out)
@@ -319,7 +316,7 @@ def _bench(args: argparse.Namespace) -> int:
         try:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         except OSError as e:
-            raise CliError(f"cannot write {args.json}: {e.strerror or _one_line(e)}") from None
+            raise CliError(f"cannot write {args.json}: {e.strerror or one_line(e)}") from None
         print(f"wrote {args.json}")
     return 0
 
@@ -406,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, BackendUnavailable) as e:
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"fusedsched: error: {_one_line(e)}", file=sys.stderr)
+        print(f"fusedsched: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nfusedsched: interrupted", file=sys.stderr)
@@ -414,5 +411,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - one line instead of a traceback; FUSEDSCHED_DEBUG=1 shows it
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"fusedsched: error: {type(e).__name__}: {_one_line(e)} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        print(f"fusedsched: error: {type(e).__name__}: {one_line(e)} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar, overload
 import pydantic
 import yaml
 
-from ...schedule.errors import explained, repr_start
+from ...schedule.errors import explained, one_line, repr_start
 from . import limits
 from .schemas import OptimizerConfig, RecapOptimizerConfig, validate_optimizer_config
 
@@ -32,9 +32,6 @@ __all__ = ["dump_config", "load_config", "parse_config_text", "read_config_file"
 C = TypeVar("C", bound=pydantic.BaseModel)
 _SUFFIXES = (".yaml", ".yml", ".json")
 
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 class _DuplicateKey(ValueError):
@@ -116,7 +113,7 @@ def _load_yaml(text: str, where: str, loader: type | None = None) -> Any:
     except yaml.YAMLError as e:
         if loader is not _UniqueKeyLoader:
             return _load_yaml(text, where, _UniqueKeyLoader)
-        raise ValueError(f"cannot parse {where} as YAML or JSON: {_one_line(e)}") from None
+        raise ValueError(f"cannot parse {where} as YAML or JSON: {one_line(e)}") from None
 
 
 def parse_config_text(text: str, where: str = "config text") -> Any:
@@ -162,7 +159,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"config file not found: {path}") from None
     except OSError as e:
-        raise ValueError(f"cannot read config file {path}: {e.strerror or _one_line(e)}") from None
+        raise ValueError(f"cannot read config file {path}: {e.strerror or one_line(e)}") from None
     if len(raw) > limits.MAX_CONFIG_BYTES:  # not a regular file, or it grew
         limits.check_size(None, where)
     try:
