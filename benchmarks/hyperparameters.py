@@ -34,7 +34,7 @@ from unittest import mock
 import torch
 
 from fusedsched import GraphSafeAdamW, LRShim
-from fusedsched.shim import hyperparameters, scheduler
+from fusedsched.shim import contract, hyperparameters
 from fusedsched.ops import bind
 from fusedsched.tools import bench
 
@@ -56,7 +56,7 @@ def build(groups: int, layout: str | None, share: bool, device: torch.device) ->
     if layout == "distinct":
         mults = {f"g{i}": {k: 1.0 + (i + 1) / (2 * groups) for k in KEYS} for i in range(groups)}
     rows = hyperparameters.rows if share else functools.partial(hyperparameters.rows, share=False)
-    with warnings.catch_warnings(), mock.patch.object(scheduler, "rows", rows):
+    with warnings.catch_warnings(), mock.patch.object(contract, "rows", rows):
         warnings.simplefilter("ignore")
         return LRShim(opt, lr_dict, device_schedule=True, backend="native", hyperparameters=hyper, multipliers=mults)
 

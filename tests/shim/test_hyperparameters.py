@@ -29,7 +29,7 @@ from torch.optim import lr_scheduler as tls
 from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD, LearningRate, LRShim, compute_lr, from_torch
 from fusedsched.shim import hyperparameters as hyperparameters_module
 from fusedsched.shim.graphs import capture
-from fusedsched.shim import scheduler as scheduler_module
+from fusedsched.shim import contract as contract_module
 from fusedsched.shim.checkpoint import ScheduleChangedWarning
 
 STEPS = 30
@@ -432,7 +432,7 @@ def _shared_run(mode: str, share: bool, monkeypatch, seed: int = 7):
     ps = _params(len(SHARED_NAMES), seed=seed)
     opt = GraphSafeAdamW([{"params": [p], "name": n} for p, n in zip(ps, SHARED_NAMES)], lr=0.0)
     if not share:  # every group's hyperparameter a row of its own: the layout before rows were shared
-        monkeypatch.setattr(scheduler_module, "rows", functools.partial(hyperparameters_module.rows, share=False))
+        monkeypatch.setattr(contract_module, "rows", functools.partial(hyperparameters_module.rows, share=False))
     shim = _shim(opt, {n: LR for n in SHARED_NAMES}, mode, hyperparameters=SHARED_HYPER, multipliers=SHARED_MULTS)
     monkeypatch.undo()
     return ps, opt, shim

@@ -24,7 +24,7 @@ entry and the value).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,6 +176,16 @@ class Rows:
         """Every ``(group, key)``'s row, shared rows included."""
         return {**{(name, "lr"): i for i, name in enumerate(self.group_names)},
                 **{(self.group_names[r.group], r.name): r.slot for r in self.hyper}}
+
+    def plateau_rows(self, keys: Iterable[tuple[str, str]], plateaus: Iterable[int]) -> dict[tuple[str, str], int]:
+        """``{(group, key): row}`` for ``keys``, each of which must be one of the ``plateaus`` rows;
+        ``ValueError`` listing the keys that are not, and where the plateaus are."""
+        index, plateaus = self.index(), set(plateaus)
+        unknown = [key for key in keys if index.get(key) not in plateaus]
+        if unknown:
+            names = self.names()
+            raise ValueError(f"no plateau at {unknown}; the plateaus are at {[names[r] for r in sorted(plateaus)]}")
+        return {key: index[key] for key in keys}
 
     def by_group(self, values: Sequence[Any]) -> dict[str, dict[str, Any]]:
         """``{group: {key: values[row]}}`` for the scheduled hyperparameters (``values``: one per row)."""

@@ -21,35 +21,18 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr
-from .binding import GroupBinding, GroupBindingError
-from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, scheduler_state, validate_lr_dict
-from .device_engine import DeviceEngine, buffer_device
+from .binding import GroupBindingError
+from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, scheduler_state
+from .contract import check_arguments, step_arguments, warn_if_optimizer_step_skipped
+from .device_engine import DeviceEngine
 from .engine import Engine, Lag
 from .host_engine import HOST_NATIVE_MIN_GROUPS, HOST_NATIVE_MIN_ROWS, HostEngine
-from .hyperparameters import check_optimizer_reads, rows, scaled, validate_hyperparameters, validate_multipliers
-from .skipping import SkipSignal
+from .hyperparameters import scaled
+from .views import ScheduleViews
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "HOST_NATIVE_MIN_ROWS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
 
-_OPTIMIZER_STEP_OVERRIDDEN = (  # torch's LRScheduler.step() warnings, word for word
-    "Seems like `optimizer.step()` has been overridden after learning rate scheduler initialization. Please, "
-    "make sure to call `optimizer.step()` before `lr_scheduler.step()`. See more details at "
-    "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate")
-_STEP_BEFORE_OPTIMIZER = (
-    "Detected call of `lr_scheduler.step()` before `optimizer.step()`. In PyTorch 1.1.0 and later, you should "
-    "call them in the opposite order: `optimizer.step()` before `lr_scheduler.step()`.  Failure to do this will "
-    "result in PyTorch skipping the first value of the learning rate schedule. See more details at "
-    "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate")
-
-
-def _warn_if_optimizer_step_skipped(optimizer: Any) -> None:
-    if not hasattr(optimizer.step, "_wrapped_by_lr_sched"):
-        warnings.warn(_OPTIMIZER_STEP_OVERRIDDEN, UserWarning, stacklevel=3)
-    elif not getattr(optimizer, "_opt_called", False):
-        warnings.warn(_STEP_BEFORE_OPTIMIZER, UserWarning, stacklevel=3)
-
-
-class LRShim(LRScheduler):
+class LRShim(ScheduleViews, LRScheduler):
     """Schedules every param group from a tml ``LearningRate`` config (docs/semantics.md).
 
     Args:
@@ -95,74 +78,24 @@ class LRShim(LRScheduler):
         hyperparameters: Mapping[str, Mapping[str, Any]] | None = None,
         multipliers: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
-        configs = validate_lr_dict(lr_dict)
-        binding = GroupBinding(optimizer, list(configs))
-        hyper = validate_hyperparameters(hyperparameters, binding.names)
-        mults = validate_multipliers(multipliers, binding.names, hyper)
-        last_epoch = check_step(last_epoch, "last_epoch", minimum=-1)
-        groups = binding.groups()
-        if last_epoch >= 0:
-            missing = [binding.names[i] for i, g in enumerate(groups) if "initial_lr" not in g]
-            if missing:
-                raise KeyError(
-                    f"param 'initial_lr' is not specified in param groups {missing} when resuming with "
-                    f"last_epoch={last_epoch}: load the optimizer's state first, or start with last_epoch=-1"
-                )
-        if device_schedule is None:
-            device_schedule = all(isinstance(g["lr"], torch.Tensor) for g in groups)
-        elif not isinstance(device_schedule, bool):
-            raise TypeError(f"device_schedule must be None, True or False, got {device_schedule!r}")
-        self._rows = rows(binding.names, configs, hyper, mults)
-        check_optimizer_reads(self._rows.hyper, groups, binding.group_owners(), binding.names, device_schedule)
-        if skip_steps_on is not None:  # checked before the engine changes the groups
-            SkipSignal.check(skip_steps_on, buffer_device(binding, device) if device_schedule else None)
+        checked = check_arguments(optimizer, lr_dict, last_epoch, device_schedule, device, skip_steps_on,
+                                  hyperparameters, multipliers)
+        binding, last_epoch, self._rows = checked.binding, checked.last_epoch, checked.rows
         self._binding = binding
-        self.lr_dict = {name: configs[name] for name in binding.names}  # in group order
+        self.lr_dict = checked.lr_dict  #: ``{group: LearningRate}``, in group order
         self.group_names = list(self.lr_dict)
-        self.hyperparameters = hyper  #: ``{group: {key: LearningRate}}``, the scheduled hyperparameters
-        self.multipliers = mults  #: ``{group: {key: m}}``, the multipliers as given (a missing one is 1)
+        self.hyperparameters = checked.hyperparameters  #: ``{group: {key: LearningRate}}``
+        self.multipliers = checked.multipliers  #: ``{group: {key: m}}``, as given (a missing one is 1)
         self._steps = 0  # torch's _step_count
-        binding.rows = self._rows.hyper
+        binding.rows = self._rows.hyper  # every check passed: from here on the groups change
         configs = list(self._rows.configs)
         self._engine: Engine = (
-            DeviceEngine(binding, configs, last_epoch, device, backend) if device_schedule
+            DeviceEngine(binding, configs, last_epoch, device, backend) if checked.device_schedule
             else HostEngine(binding, configs, last_epoch)
         )
         super().__init__(binding.optimizer, last_epoch)
         if skip_steps_on is not None:  # after the initial step: it evaluates step 0, skipping nothing
             self._engine.skip_steps_on(skip_steps_on)
-
-    @property
-    def device_schedule(self) -> bool:
-        """True in device mode (the groups' lrs are views of :attr:`lr_tensor`)."""
-        return self._engine.on_device
-
-    @property
-    def backend(self) -> str | None:
-        """The ``advance_`` backend of device mode (None in host mode)."""
-        return self._engine.backend
-
-    @property
-    def lr_tensor(self) -> torch.Tensor:
-        """Device mode: the float32 rates, one per group (reading it never syncs); the first rows of
-        :attr:`values_tensor`."""
-        return self._device_only("lr_tensor").lrs
-
-    @property
-    def values_tensor(self) -> torch.Tensor:
-        """Device mode: the whole float32 buffer, the rates then the scheduled hyperparameters' rows
-        (:attr:`hyperparameter_rows`)."""
-        return self._device_only("values_tensor").values
-
-    @property
-    def step_tensor(self) -> torch.Tensor:
-        """Device mode: the int64 step counter."""
-        return self._device_only("step_tensor").counter
-
-    def _device_only(self, what: str) -> Any:
-        if not self._engine.on_device:
-            raise RuntimeError(f"{what} exists only in device mode (device_schedule=True)")
-        return self._engine
 
     def skip_steps_on(self, signal: Any) -> None:
         """From now on a ``step()`` whose optimizer step was skipped leaves every schedule where it was.
@@ -173,11 +106,6 @@ class LRShim(LRScheduler):
         copy has none (docs/semantics.md, "The clock"). Checked before anything changes.
         """
         self._engine.skip_steps_on(signal)
-
-    @property
-    def skip_signal(self) -> Any:
-        """What :meth:`skip_steps_on` was given (a GradScaler or a tensor), or None."""
-        return None if self._engine.skip is None else self._engine.skip.source
 
     def mark_device_ahead(self) -> None:
         """Tell the shim its device counter moved without it (e.g. CUDA graph replays)."""
@@ -233,19 +161,8 @@ class LRShim(LRScheduler):
         by nothing. Every argument is checked before anything changes (docs/semantics.md, "Steps").
         """
         engine = self._engine
-        if args:
-            if len(args) > 1:
-                raise TypeError(f"step() takes at most one positional argument, got {len(args)}")
-            name = "metrics" if engine.plateau_rows else "epoch"
-            if (metrics if engine.plateau_rows else epoch) is not None:
-                raise TypeError(f"step() got {name} both as the positional argument and as a keyword")
-            metrics, epoch = (args[0], epoch) if engine.plateau_rows else (metrics, args[0])
+        epoch, metrics = step_arguments(args, epoch, metrics, bool(engine.plateau_rows))
         if metrics is not None:
-            if not engine.plateau_rows:
-                raise ValueError(f"step() got metrics={metrics!r:.100} but no schedule of this LRShim holds a "
-                                 f"plateau (the kind that reads a metric)")
-            if epoch is not None:
-                raise TypeError(f"step() takes metrics or epoch, not both; got epoch={epoch!r}")
             self._step_by(amount, engine.metric_arg(metrics))
         elif amount is not None:
             if epoch is not None:
@@ -255,14 +172,14 @@ class LRShim(LRScheduler):
         elif epoch is not None:
             self._jump(epoch, "epoch")  # checked before anything changes
             if self._steps == 2:  # the first step() call after the constructor's
-                _warn_if_optimizer_step_skipped(self.optimizer)
+                warn_if_optimizer_step_skipped(self.optimizer)
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         elif engine.compilable and torch.compiler.is_compiling():
             engine.advance_unseen()  # no Python int in the graph (it would recompile): the host learns it later
         else:
             engine.check_groups()  # O(optimizers): no per-group work on this path
             if self._steps == 1 and Lag.STEPS not in engine.lag:
-                _warn_if_optimizer_step_skipped(self.optimizer)
+                warn_if_optimizer_step_skipped(self.optimizer)
             self._steps += 1
             engine.advance()
 
@@ -299,7 +216,7 @@ class LRShim(LRScheduler):
             return
         engine.check_groups()
         if self._steps == 1 and Lag.STEPS not in engine.lag:
-            _warn_if_optimizer_step_skipped(self.optimizer)
+            warn_if_optimizer_step_skipped(self.optimizer)
         engine.advance_by(amount if engine.on_device else value, metric)
         self._steps += 1  # after the op, which refuses a bad tensor before it writes anything
 
@@ -328,18 +245,6 @@ class LRShim(LRScheduler):
         self._binding.verify()
         return self._engine.floats()
 
-    def get_last_hyperparameters(self) -> dict[str, dict[str, float]]:
-        """``{group: {key: value}}`` of every scheduled hyperparameter, multipliers applied (device mode: a
-        sync); ``key`` as given to ``hyperparameters`` (``beta1`` for ``betas[0]``)."""
-        self._binding.verify()
-        return self._rows.by_group(self._engine.all_floats())
-
-    @property
-    def hyperparameter_rows(self) -> dict[str, dict[str, int]]:
-        """``{group: {key: i}}``: each scheduled hyperparameter's element of :attr:`values_tensor`
-        (groups with the same schedule and multiplier of a key share one)."""
-        return self._rows.by_group(range(len(self._rows.configs)))
-
     def get_recent_lr(self) -> list[float]:
         """Every group's rate after a recent step, read without a host sync: for logging (on CUDA,
         possibly a step behind; docs/trainers.md)."""
@@ -352,30 +257,6 @@ class LRShim(LRScheduler):
         return {**scheduler_state(self._engine.step, self._steps, self.base_lrs, self._engine.floats(),
                                   self.lr_dict, self.hyperparameters, self.multipliers, self.plateau_states()),
                 **self._engine.extra_state()}
-
-    @property
-    def has_plateau(self) -> bool:
-        """Whether some schedule holds a ``plateau`` (then ``step(x)`` takes ``x`` as its metric)."""
-        return bool(self._engine.plateau_rows)
-
-    def plateau_states(self) -> dict[tuple[str, str], list[float]]:
-        """``{(group, key): [value, best, bad_epochs, cooldown_left]}`` of every plateau (device mode: a
-        sync); ``key`` ``"lr"`` or a scheduled hyperparameter, ``value`` before a multiplier."""
-        names = self._rows.names()
-        return {names[row]: state for row, state in self._engine.plateau_states().items()}
-
-    def load_plateau_states(self, states: Mapping[tuple[str, str], list[float]]) -> None:
-        """Set plateaus' states (as :meth:`plateau_states` gives them) and the rates at the current step."""
-        index = self._rows.index()
-        unknown = [key for key in states if index.get(key) not in self._engine.plateau_rows]
-        if unknown:
-            names = self._rows.names()
-            raise ValueError(f"load_plateau_states: no plateau at {unknown}; the plateaus are at "
-                             f"{[names[r] for r in self._engine.plateau_rows]}")
-        self._engine.load_plateau_states({index[key]: list(map(float, s)) for key, s in states.items()})
-        if self._engine.step >= 0:
-            self._catch_up()
-            self._engine.restore(self._engine.step)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = False) -> None:
         """Restore the step from a :meth:`state_dict`; the schedules stay the configured ones.
@@ -396,6 +277,6 @@ class LRShim(LRScheduler):
         if resume.base_lrs is not None:
             self.base_lrs = list(resume.base_lrs)
         if resume.plateaus:
-            index = self._rows.index()
-            self._engine.load_plateau_states({index[key]: state for key, state in resume.plateaus.items()})
+            rows = self._rows.plateau_rows(resume.plateaus, self._engine.plateau_rows)
+            self._engine.load_plateau_states({rows[key]: state for key, state in resume.plateaus.items()})
         self._engine.restore(resume.last_epoch)
