@@ -29,6 +29,7 @@ __all__ = [
     "ResumeState",
     "ScheduleChangedWarning",
     "check_step",
+    "checked_plateau_state",
     "hyperparameter_differences",
     "parse_state_dict",
     "schedule_differences",
@@ -128,16 +129,28 @@ def _parse_plateaus(saved: Any, configured: Sequence[tuple[str, str]]) -> tuple[
             continue
         if not isinstance(entry, Mapping) or sorted(entry) != sorted(PLATEAU_FIELDS):
             raise ValueError(f"{where}[{group!r}][{key!r}] must have exactly the keys {list(PLATEAU_FIELDS)}, got {entry!r:.200}")
-        values = [entry[f] for f in PLATEAU_FIELDS]
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
-            raise TypeError(f"{where}[{group!r}][{key!r}] must hold numbers, got {entry!r:.200}")
-        value, best, bad, cooldown = (float(v) for v in values)
-        if not (math.isfinite(value) and value >= 0) or best != best:
-            raise ValueError(f"{where}[{group!r}][{key!r}]: value must be finite and >= 0 and best a number, got {entry!r:.200}")
-        if bad < 0 or cooldown < 0 or bad != int(bad) or cooldown != int(cooldown):
-            raise ValueError(f"{where}[{group!r}][{key!r}]: bad_epochs and cooldown_left must be integers >= 0, got {entry!r:.200}")
-        states[(group, key)] = [value, best, bad, cooldown]
+        states[(group, key)] = checked_plateau_state([entry[f] for f in PLATEAU_FIELDS], f"{where}[{group!r}][{key!r}]")
     return states, differences
+
+
+def checked_plateau_state(values: Sequence[Any], where: str) -> list[float]:
+    """``[value, best, bad_epochs, cooldown_left]`` as floats, or ``TypeError`` / ``ValueError`` naming
+    ``where`` and the field: ``value`` finite and >= 0, ``best`` a number (``inf`` before any metric),
+    ``bad_epochs`` and ``cooldown_left`` whole numbers >= 0."""
+    if len(values) != len(PLATEAU_FIELDS) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                 for v in values):
+        raise TypeError(f"{where} must hold {len(PLATEAU_FIELDS)} numbers ({', '.join(PLATEAU_FIELDS)}), "
+                        f"got {list(values)!r:.200}")
+    state = [float(v) for v in values]
+    value, best, *counts = state
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{where}: value must be finite and >= 0, got {value!r}")
+    if best != best:
+        raise ValueError(f"{where}: best must be a number (inf before any metric), got {best!r}")
+    for field, count in zip(PLATEAU_FIELDS[2:], counts):
+        if not (math.isfinite(count) and count >= 0 and count == int(count)):
+            raise ValueError(f"{where}: {field} must be a whole number >= 0, got {count!r}")
+    return state
 
 
 def check_step(value: Any, name: str, minimum: int = 0) -> int:

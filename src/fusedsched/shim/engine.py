@@ -28,7 +28,7 @@ import torch
 from ..schedule.kinds import LearningRate, PlateauRow, compile_plateau
 from .skipping import SkipSignal
 
-__all__ = ["Engine", "Lag", "metric_number", "plateau_rows"]
+__all__ = ["Engine", "Lag", "check_readable", "metric_number", "plateau_rows"]
 
 
 class Lag(enum.Flag):
@@ -46,6 +46,12 @@ def plateau_rows(configs: list[LearningRate]) -> dict[int, PlateauRow]:
     return {i: row for i, row in enumerate(compiled) if row is not None}
 
 
+def check_readable(tensor: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``tensor`` holds no data to read (a meta tensor)."""
+    if tensor.is_meta:
+        raise ValueError(f"{name} must hold a value, got a tensor on the meta device (shape and dtype only)")
+
+
 def metric_number(metrics: Any) -> Any:
     """``metrics`` if it is one real number (a Python int or float, a one-element real tensor), else
     ``ValueError`` naming ``metrics``."""
@@ -55,6 +61,7 @@ def metric_number(metrics: Any) -> Any:
                 f"metrics must be one real number (a float or a one-element real tensor), got a "
                 f"{metrics.dtype} tensor of shape {tuple(metrics.shape)}"
             )
+        check_readable(metrics, "metrics")
         return metrics
     if isinstance(metrics, bool) or not isinstance(metrics, (int, float)):
         raise ValueError(f"metrics must be one real number (a float or a one-element real tensor), got {metrics!r}")

@@ -20,7 +20,7 @@ from ..schedule.plateau_state import STATE_COLUMNS, PlateauColumn, plateau_updat
 from ..schedule.program import Column
 from ..schedule.reference import prepare_lr
 from .binding import GroupBinding
-from .engine import Lag, metric_number, plateau_rows
+from .engine import Lag, check_readable, metric_number, plateau_rows
 from .skipping import SkipSignal
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "HOST_NATIVE_MIN_ROWS", "MAX_INT64", "HostEngine", "HostPlateau", "HostRates"]
@@ -172,6 +172,7 @@ class HostEngine:
             raise ValueError(
                 f"amount must be a one-element int64 tensor, got {amount.dtype} of shape {tuple(amount.shape)}"
             )
+        check_readable(amount, "amount")
         value = int(amount.item())  # host mode reads it: a sync on an accelerator
         if value < 0:
             raise ValueError(f"amount must be >= 0, got {value}")

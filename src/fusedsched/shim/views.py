@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from .binding import GroupBinding
+from .checkpoint import checked_plateau_state
 from .engine import Engine
 from .hyperparameters import Rows
 
@@ -93,7 +94,9 @@ class ScheduleViews:
             rows = self._rows.plateau_rows(states, self._engine.plateau_rows)
         except ValueError as exc:
             raise ValueError(f"load_plateau_states: {exc}") from None
-        self._engine.load_plateau_states({rows[key]: list(map(float, s)) for key, s in states.items()})
+        checked = {rows[key]: checked_plateau_state(list(s), f"load_plateau_states: states[{key!r}]")
+                   for key, s in states.items()}  # every state checked before any is written
+        self._engine.load_plateau_states(checked)
         if self._engine.step >= 0:
             self._catch_up()
             self._engine.restore(self._engine.step)
