@@ -91,6 +91,7 @@ def _cfg(**kind) -> LearningRate:
         (_cfg(linear_ramp_to_constant={"learning_rate": 0.999, "num_ramp_steps": 10}), (0.0, 0.999)),
         # the README example: not a momentum cycle, from 0.038 up to 0.95 and down to 3.8e-6
         (_cfg(one_cycle={"max_learning_rate": 0.95, "total_steps": 1000}), (0.95 / 25 / 1e4, 0.95)),
+        (_cfg(one_cycle={"base_momentum": 0.85, "max_momentum": 0.95, "total_steps": 300}), (0.85, 0.95)),
         (_cfg(cyclic={"base_learning_rate": 0.95, "max_learning_rate": 0.85, "step_size_up": 7}), (0.85, 0.95)),
         (_cfg(exponential_decay={"learning_rate": 0.5, "decay_rate": 1.01, "decay_steps": 3}), (0.5, math.inf)),
         (_cfg(exponential_decay={"learning_rate": 0.5, "decay_rate": 1.01, "decay_steps": 3, "end_learning_rate": 0.9}),

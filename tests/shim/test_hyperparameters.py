@@ -385,7 +385,7 @@ def test_schedules_inside_their_ranges_are_accepted_and_run(mode):
     momentum cycle, and momentum above 1 (torch's SGD accepts it: [0, inf), docs/semantics.md)."""
     opt = _adam("a", "b")
     hyper = {"a": {"beta1": {"constant": 1.2}, "beta2": {"constant": BETA_TOP}},
-             "b": {"beta1": {"one_cycle": {"max_learning_rate": 0.85, "total_steps": 30, "div_factor": 0.85 / 0.95, "final_div_factor": 1.0}},
+             "b": {"beta1": {"one_cycle": {"base_momentum": 0.85, "max_momentum": 0.95, "total_steps": 30}},
                    "beta2": {"cosine_annealing": {"learning_rate": BETA_TOP, "final_learning_rate": 0.99, "num_steps": 7}}}}
     shim = _shim(opt, {"a": LR, "b": LR}, mode, hyperparameters=hyper, multipliers={"a": {"beta1": 0.5}})
     for _ in range(3):

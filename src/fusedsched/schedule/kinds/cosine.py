@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pydantic
 from pydantic import StrictBool
@@ -354,12 +354,21 @@ class WarmupStableDecay(ConfigModel, Kind):
 
 
 class OneCycle(ConfigModel, Kind):
-    """torch's ``OneCycleLR`` learning rate; from ``total_steps - 1`` on it holds its last value.
+    """torch's ``OneCycleLR`` learning rate, or its momentum cycle; from ``total_steps - 1`` on it
+    holds its last value.
 
-    With T = ``total_steps``, p = ``pct_start``, ``initial = max_learning_rate / div_factor``,
-    ``minimum = initial / final_div_factor``, the phases end (torch's float ``end_step``s) at
-    ``float(p * T) - 1`` and ``T - 1`` (two phases: initial -> max -> minimum), or at
-    ``float(p * T) - 1``, ``float(2 * p * T) - 2`` and ``T - 1`` (``three_phase``: initial -> max
+    Its three values, in one of two sets of torch's terms:
+
+    - a rate (``max_learning_rate``): ``initial = max_learning_rate / div_factor``, ``peak =
+      max_learning_rate``, ``minimum = initial / final_div_factor`` (initial -> peak -> minimum);
+    - a momentum (``base_momentum`` and ``max_momentum``, ``OneCycleLR(cycle_momentum=True)``'s
+      arguments; ``div_factor`` and ``final_div_factor`` do not apply): ``initial = minimum =
+      max_momentum``, ``peak = base_momentum`` (max_momentum -> base_momentum -> max_momentum,
+      while the rate rises and falls).
+
+    With T = ``total_steps``, p = ``pct_start``, the phases end (torch's float ``end_step``s) at
+    ``float(p * T) - 1`` and ``T - 1`` (two phases: initial -> peak -> minimum), or at
+    ``float(p * T) - 1``, ``float(2 * p * T) - 2`` and ``T - 1`` (``three_phase``: initial -> peak
     -> initial -> minimum). Step ``s`` takes the first phase with ``s <= end`` (the last phase
     otherwise); from that phase's start ``a`` (the previous ``end``, 0.0 for the first) to its
     ``end`` it anneals from ``v0`` to ``v1``: ``cos``
@@ -375,15 +384,61 @@ class OneCycle(ConfigModel, Kind):
     ...                final_div_factor=2.0, anneal_strategy="linear")
     >>> [cfg.formula()(s) for s in range(7)]
     [0.25, 1.0, 0.7083333333333333, 0.41666666666666663, 0.125, 0.125, 0.125]
+    >>> momentum = OneCycle(base_momentum=0.85, max_momentum=0.95, total_steps=5, pct_start=0.4,
+    ...                     anneal_strategy="linear")
+    >>> [round(momentum.formula()(s), 12) for s in range(6)]
+    [0.95, 0.85, 0.883333333333, 0.916666666667, 0.95, 0.95]
     """
 
-    max_learning_rate: Rate
+    max_learning_rate: Rate | None = None
     total_steps: PositiveStep
     pct_start: float = 0.3
     anneal_strategy: Literal["cos", "linear"] = "cos"
     div_factor: Positive = 25.0
     final_div_factor: Positive = 1e4
     three_phase: StrictBool = False
+    base_momentum: Rate | None = None
+    max_momentum: Rate | None = None
+
+    RATE_TERMS: ClassVar[tuple[str, ...]] = ("max_learning_rate", "div_factor", "final_div_factor")
+    MOMENTUM_TERMS: ClassVar[tuple[str, ...]] = ("base_momentum", "max_momentum")
+
+    @pydantic.model_validator(mode="after")
+    def _one_set_of_terms(self) -> OneCycle:
+        momentum = [k for k in self.MOMENTUM_TERMS if getattr(self, k) is not None]
+        if not momentum:
+            if self.max_learning_rate is None:
+                raise ValueError(
+                    "one_cycle needs max_learning_rate (a rate's cycle), or base_momentum and max_momentum "
+                    "(a momentum cycle, as torch's OneCycleLR(cycle_momentum=True))"
+                )
+            return self
+        if len(momentum) == 1:
+            other = next(k for k in self.MOMENTUM_TERMS if k not in momentum)
+            raise ValueError(f"one_cycle: {momentum[0]} ({getattr(self, momentum[0])!r}) needs {other} too: a "
+                             f"momentum cycle runs max_momentum -> base_momentum -> max_momentum")
+        rate = [k for k in self.RATE_TERMS if k in self.model_fields_set and getattr(self, k) is not None]
+        if rate:
+            raise ValueError(
+                f"one_cycle: {', '.join(rate)} and base_momentum / max_momentum are two ways to write its "
+                f"values; give one: a momentum cycle's are base_momentum and max_momentum alone"
+            )
+        return self
+
+    def __setstate__(self, state: dict) -> None:
+        """A pickle written before the momentum terms holds no such fields: they were unset."""
+        given = state["__dict__"]
+        state["__dict__"] = {name: given.get(name) for name in type(self).model_fields}
+        super().__setstate__(state)
+
+    @pydantic.model_serializer(mode="wrap")
+    def _dump(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict:
+        """A momentum cycle's dump leaves out the rate's factors (their defaults), so it loads again."""
+        data = handler(self)
+        if self.base_momentum is not None and isinstance(data, dict):
+            for key in self.RATE_TERMS:
+                data.pop(key, None)
+        return data
 
     @pydantic.field_validator("pct_start", mode="before")
     @classmethod
@@ -406,8 +461,11 @@ class OneCycle(ConfigModel, Kind):
         """``(first step, last step, start, end, v0, v1)`` per phase, as torch's ``get_lr`` picks them;
         ``first > last`` when no step in ``[0, T - 1]`` reaches the phase."""
         T, p = self.total_steps, self.pct_start
-        initial = self.max_learning_rate / self.div_factor
-        peak, minimum = self.max_learning_rate, initial / self.final_div_factor
+        if self.base_momentum is not None:
+            peak, initial, minimum = self.base_momentum, self.max_momentum, self.max_momentum
+        else:
+            initial = self.max_learning_rate / self.div_factor
+            peak, minimum = self.max_learning_rate, initial / self.final_div_factor
         if self.three_phase:
             ends = [float(p * T) - 1, float(2 * p * T) - 2, T - 1]
             values = [(initial, peak), (peak, initial), (initial, minimum)]
