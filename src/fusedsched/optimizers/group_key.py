@@ -82,7 +82,7 @@ class GroupKey:
         stored = _float32(highest)
         if stored > top:
             return (f"its highest value {highest!r} is {str(np.float32(stored))} in float32, above {shown}, the "
-                    f"most it may be there (the device's float32 may be one step higher)")
+                    f"largest it may be in float32 (the device's float32 may be one step higher)")
         return None
 
     def in_group(self, group: dict[str, Any]) -> bool:
