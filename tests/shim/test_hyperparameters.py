@@ -336,6 +336,79 @@ def test_device_mode_refuses_optimizers_that_read_hyperparameters_by_value(facto
         LRShim(adagrad, {"a": LR}, device_schedule=True, hyperparameters={"a": {"weight_decay": WD}})
 
 
+# --- every scheduled value within its range (docs/semantics.md) ---------------------------------
+
+#: just inside: the second float32 below 1; the device's float32 is within one ulp of it
+BETA_TOP = 1 - 2**-23
+OUT_OF_RANGE = [
+    # (key, schedule, multiplier, the worst value and the words the refusal names)
+    ("beta1", {"constant": 1.2}, None, r"hyperparameters\['a'\]\['beta1'\].*highest value is 1\.2, not below 1.*betas\[0\].*\[0, 1\)"),
+    ("beta2", {"constant": 0.9}, 1.5,
+     r"hyperparameters\['a'\]\['beta2'\] times multipliers\['a'\]\['beta2'\] \(1\.5\).*highest value is 1\.35"),
+    ("beta1", {"one_cycle": {"max_learning_rate": 0.95, "total_steps": 100}}, 1.1, r"highest value is 1\.045"),
+    ("beta2", {"constant": 1 - 2**-24}, None, r"0\.9999999403953552 is 0\.99999994 in float32, above 1 - 2\*\*-23 = 0\.99999988"),  # the largest float32 < 1
+    ("beta2", {"constant": 1 - 1e-12}, None, r"0\.999999999999.* is 1\.0 in float32"),
+    ("beta1", {"linear_ramp_to_cosine": {"learning_rate": 0.99999999, "final_learning_rate": 0.9,
+                                         "num_ramp_steps": 10, "final_num_steps": 100}}, None, r"is 1\.0 in float32"),
+    ("weight_decay", {"exponential_decay": {"learning_rate": 0.01, "decay_rate": 1.5, "decay_steps": 10}}, None,
+     r"\['weight_decay'\].*highest value is inf.*\[0, inf\)"),
+    ("weight_decay", {"constant": 1e39}, None, r"1e\+39 is inf in float32"),
+    ("eps", {"cosine_annealing": {"learning_rate": 0.0, "final_learning_rate": 1.5e-323, "num_steps": 4}}, None,
+     r"\['eps'\].*lowest value is -5e-324, below 0"),  # a cosine of subnormals rounds below 0
+    ("weight_decay", {"polynomial_decay": {"learning_rate": 0.1, "final_num_steps": 2**40, "k_decay": 30.0}}, None,
+     r"may be NaN"),  # (2**40) ** 30 overflows: inf / inf at the last step
+]
+
+
+@pytest.mark.parametrize("key, schedule, multiplier, match", OUT_OF_RANGE,
+                         ids=[f"{k}-{next(iter(s))}-{m}" for k, s, m, _ in OUT_OF_RANGE])
+@pytest.mark.parametrize("device_schedule", [False, True])
+def test_a_schedule_out_of_its_range_is_refused_before_any_change(key, schedule, multiplier, match, device_schedule):
+    opt = _adam("a")
+    before = copy.deepcopy(opt.param_groups)
+    mults = {"a": {key: multiplier}} if multiplier is not None else None
+    with pytest.raises(ValueError, match=match):
+        LRShim(opt, {"a": LR}, device_schedule=device_schedule, hyperparameters={"a": {key: schedule}}, multipliers=mults)
+    assert repr(opt.param_groups) == repr(before)
+
+
+def test_a_refused_beta_names_its_group_among_groups_sharing_a_row():
+    opt = _adam("a", "b")
+    bad = {"linear_ramp_to_constant": {"learning_rate": 0.9, "num_ramp_steps": 5}}
+    with pytest.raises(ValueError, match=r"hyperparameters\['b'\]\['beta1'\] times multipliers\['b'\]\['beta1'\] \(1\.2\)"):
+        LRShim(opt, {"a": LR, "b": LR}, hyperparameters={"a": {"beta1": bad}, "b": {"beta1": bad}},
+               multipliers={"b": {"beta1": 1.2}})
+
+
+@pytest.mark.parametrize("mode", ["host", "reference"])
+def test_schedules_inside_their_ranges_are_accepted_and_run(mode):
+    """Up to the edge: betas whose float32 is 1 - 2**-23, a multiplier that brings 1.2 back to 0.6, a
+    momentum cycle, and momentum above 1 (torch's SGD accepts it: [0, inf), docs/semantics.md)."""
+    opt = _adam("a", "b")
+    hyper = {"a": {"beta1": {"constant": 1.2}, "beta2": {"constant": BETA_TOP}},
+             "b": {"beta1": {"one_cycle": {"base_momentum": 0.85, "max_momentum": 0.95, "total_steps": 30}},
+                   "beta2": {"cosine_annealing": {"learning_rate": BETA_TOP, "final_learning_rate": 0.99, "num_steps": 7}}}}
+    shim = _shim(opt, {"a": LR, "b": LR}, mode, hyperparameters=hyper, multipliers={"a": {"beta1": 0.5}})
+    for _ in range(3):
+        opt.step()
+        shim.step()
+    assert float(_value(opt.param_groups[0], "beta1")) == (0.6 if mode == "host" else float(np.float32(0.6)))
+    assert all(math.isfinite(float(x)) for g in opt.param_groups for p in g["params"] for x in p.detach().flatten())
+    sgd = GraphSafeSGD([{"params": _params(1), "name": "s"}], lr=0.1, momentum=0.5)
+    _shim(sgd, {"s": LR}, mode, hyperparameters={"s": {"momentum": {"constant": 1.5}}})
+
+
+def test_a_multiplier_keeps_a_rate_at_or_above_zero():
+    """lr rows are held to no range (their kinds keep them >= 0, and a multiplier is finite and >= 0):
+    a schedule whose lowest value is >= 0 keeps it times any multiplier."""
+    from fusedsched.schedule.kinds import schedule_bounds
+
+    for cfg in CONFIGS:
+        for m in (0.0, 5e-324, 0.5, 1.0, 3.0, 1e300):
+            lo, hi = schedule_bounds(hyperparameters_module.scaled(cfg, m))
+            assert math.isnan(lo) or lo >= 0, (cfg, m, lo)
+
+
 # --- checkpoints ----------------------------------------------------------------------------------
 
 

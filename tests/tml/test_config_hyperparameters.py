@@ -162,6 +162,40 @@ def test_bad_input_is_refused_naming_field_and_value(extra, words):
         assert word in str(info.value)
 
 
+#: a schedule times its multiplier that leaves its range at some step (docs/semantics.md): the
+#: message names the field's path, the group, the worst value and the range
+OUT_OF_RANGE = [
+    ({"hyperparameter_schedules": {"beta1": {"constant": 1.2}}},
+     ["hyperparameter_schedules.beta1 (group 'tower_a')", "highest value is 1.2, not below 1", "[0, 1)"]),
+    ({"hyperparameter_schedules": {"beta2": {"constant": 0.9}}, "multipliers": {"backbone": {"beta2": 1.5}}},
+     ["hyperparameter_schedules.beta2 (group 'backbone'), times multipliers.backbone.beta2 = 1.5",
+      "highest value is 1.35", "beta2 (betas[1]) must lie in [0, 1)"]),
+    ({"hyperparameter_schedules": {"beta1": {"constant": 0.9}, "per_group": {
+        "tower_a": {"beta1": {"one_cycle": {"max_learning_rate": 0.95, "total_steps": 100}}}}},
+      "multipliers": {"tower_a": {"beta1": 1.1}}},
+     ["hyperparameter_schedules.per_group.tower_a.beta1 (group 'tower_a'), times multipliers.tower_a.beta1 = 1.1",
+      "1.045"]),
+    ({"hyperparameter_schedules": {"beta2": {"constant": 0.999999999}}}, ["0.999999999 is 1.0 in float32"]),
+    ({"hyperparameter_schedules": {"eps": {"exponential_decay": {"learning_rate": 1e-8, "decay_rate": 2.0, "decay_steps": 5}}}},
+     ["hyperparameter_schedules.eps (group 'tower_a')", "highest value is inf", "eps (eps) must lie in [0, inf)"]),
+]
+
+
+@pytest.mark.parametrize("extra, words", OUT_OF_RANGE, ids=lambda x: str(x)[:60])
+def test_a_schedule_out_of_its_range_is_refused_naming_its_path(extra, words):
+    with pytest.raises(pydantic.ValidationError) as info:
+        load_config({**BASE, **extra})
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_a_yaml_beta_above_one_is_refused_at_load_config(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(SINGLE_YAML.replace("eps: {exponential_decay", "beta1: {constant: 1.2}\n  eps: {exponential_decay"))
+    with pytest.raises(pydantic.ValidationError, match=r"hyperparameter_schedules\.beta1 \(group 'ALL_PARAMS'\): its highest value is 1\.2"):
+        load_config(path)
+
+
 @pytest.mark.parametrize("optimizer, key", [
     ({"sgd": {"lr": 0.1}}, "beta1"), ({"sgd": {"lr": 0.1}}, "eps"), ({"adagrad": {"lr": 0.1}}, "momentum"),
 ])

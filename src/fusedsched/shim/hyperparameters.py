@@ -10,7 +10,11 @@
   A hyperparameter without a schedule adds no row;
 - a multiplier ``m`` of a row compiles into its program as ``product(schedule, constant(m))``: the
   row's value is ``compute_lr(schedule, s) * m``, exactly (one float64 multiplication, the last
-  factor; the kernels multiply the factors in the same order). A multiplier of 1 adds nothing.
+  factor; the kernels multiply the factors in the same order). A multiplier of 1 adds nothing;
+- every row's schedule times its multiplier stays in its hyperparameter's range at every step
+  (:meth:`~fusedsched.optimizers.group_key.GroupKey.refusal`: betas in ``[0, 1)``, the others in
+  ``[0, inf)``), judged from its bounds over all steps (:func:`~fusedsched.schedule.kinds.schedule_bounds`),
+  not from a sample of steps: :func:`range_refusal`.
 
 :data:`KEYS` maps each hyperparameter name to where it sits in a param group (a
 :class:`~fusedsched.optimizers.group_key.GroupKey`): ``weight_decay``, ``momentum``, ``eps`` are
@@ -30,13 +34,14 @@ from typing import Any
 
 from ..optimizers.graphsafe import GraphSafeOptimizer
 from ..optimizers.group_key import BETA1, BETA2, EPS, MOMENTUM, WEIGHT_DECAY, GroupKey
-from ..schedule.kinds import LearningRate
+from ..schedule.kinds import LearningRate, schedule_bounds
 
 __all__ = [
     "KEYS",
     "Row",
     "Rows",
     "check_optimizer_reads",
+    "range_refusal",
     "rows",
     "scaled",
     "validate_hyperparameters",
@@ -149,6 +154,18 @@ def scaled(schedule: LearningRate, multiplier: float) -> LearningRate:
     return LearningRate(product={"schedules": [schedule, LearningRate(constant=multiplier)]})
 
 
+def range_refusal(name: str, schedule: LearningRate) -> str | None:
+    """Why ``schedule`` (its multiplier compiled in: :func:`scaled`) may leave the range of the
+    hyperparameter ``name`` at some step, with its worst value and the range; None when it cannot.
+
+    >>> range_refusal("beta2", scaled(LearningRate(constant=0.9), 1.5))
+    'its highest value is 1.35, not below 1; beta2 (betas[1]) must lie in [0, 1) at every step'
+    """
+    key = KEYS[name]
+    reason = key.refusal(*schedule_bounds(schedule))
+    return None if reason is None else f"{reason}; {name} ({key.label}) must lie in {key.range} at every step"
+
+
 def _identity(schedule: LearningRate) -> str:
     """Equal for equal schedules only: every field, floats by ``repr`` (``-0.0``, ``inf`` kept apart)."""
     return repr(schedule.model_dump(exclude_none=True))
@@ -206,14 +223,25 @@ def rows(
 
     The lr rows in group order, then one row per distinct ``(name, scaled schedule)`` in order of
     first use; ``share=False`` gives every group's hyperparameter a row of its own (the same values).
+
+    Raises:
+        ValueError: a hyperparameter's schedule times its multiplier may leave its range
+            (:func:`range_refusal`), naming the group, the key, the worst value and the range.
     """
     configs = [scaled(lr_dict[g], multipliers.get(g, {}).get("lr", 1.0)) for g in group_names]
     extra = []
     slots: dict[tuple[str, str], int] = {}
+    judged: dict[tuple[str, str], str | None] = {}  # each distinct row once
     for i, group in enumerate(group_names):
         for name, schedule in hyperparameters.get(group, {}).items():
-            config = scaled(schedule, multipliers.get(group, {}).get(name, 1.0))
+            m = multipliers.get(group, {}).get(name, 1.0)
+            config = scaled(schedule, m)
             key = (name, _identity(config))
+            if key not in judged:
+                judged[key] = range_refusal(name, config)
+            if judged[key] is not None:
+                times = f" times multipliers[{group!r}][{name!r}] ({m!r})" if m != 1.0 else ""
+                raise ValueError(f"hyperparameters[{group!r}][{name!r}]{times}: {judged[key]}")
             slot = slots.get(key) if share else None
             if slot is None:
                 slot = slots[key] = len(configs)

@@ -28,7 +28,7 @@ compile to the shapes of :mod:`fusedsched.schedule.program`, which every backend
 
 from ._row import Kind
 from .compiler import PlateauRow, build_table, compile_plateau, compile_schedule, with_plateau_value
-from .compose import Join, LearningRate, Offset, Product, kind_row, plateaus
+from .compose import Join, LearningRate, Offset, Product, kind_row, plateaus, schedule_bounds
 from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
@@ -64,5 +64,6 @@ __all__ = [
     "compile_schedule",
     "kind_row",
     "plateaus",
+    "schedule_bounds",
     "with_plateau_value",
 ]

@@ -13,7 +13,7 @@ import pydantic
 
 from ..fields import Count, ConfigModel, Rate, StepInt, exactly_one
 from ..program import Segment, shifted
-from ._row import Kind, fold, sorted_marks
+from ._row import Kind, Range, fold, fold_ranges, sorted_marks, union, widened
 from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
@@ -22,7 +22,7 @@ from .tanh import TanhDecay
 from .tml import ConstantRow, LinearRampToConstant, LinearRampToCosine, PiecewiseConstant
 from .warmup import LogWarmup
 
-__all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row", "plateaus"]
+__all__ = ["Join", "LearningRate", "Offset", "Product", "kind_row", "plateaus", "schedule_bounds"]
 
 
 def _at_least_one_schedule(schedules: list) -> list:
@@ -39,6 +39,8 @@ class Join(ConfigModel, Kind):
     (``schedules[0](s)`` when ``i == 0``). Boundaries are strictly increasing integers >= 0,
     one fewer than the schedules; a schedule may itself be a ``join`` or a ``product``.
     Segments: each schedule's, shifted to its boundary and cut at the next.
+    Bounds: the union of the schedules' bounds (each over all its steps, also those cut away); a
+    safe bound.
 
     >>> cfg = Join(schedules=[LearningRate(constant=1.0), LearningRate(
     ...     linear_ramp_to_constant=dict(learning_rate=0.5, num_ramp_steps=2))], boundaries=[3])
@@ -99,6 +101,15 @@ class Join(ConfigModel, Kind):
         return sorted_marks(*self.boundaries, *(lo + m for cfg, (lo, hi) in zip(self.schedules, self._spans())
                                                 for m in kind_row(cfg).marks() if lo + m < hi))
 
+    def bounds(self) -> Range:
+        return union(*(kind_row(c).bounds() for c in self.schedules))
+
+    def factor_bounds(self) -> list[Range]:
+        # one factor of an enclosing product; a schedule of several factors is regrouped by that
+        # (a * (b * c) for (a * b) * c), which rounds differently by a few ulps
+        several = any(len(kind_row(c).factor_bounds()) > 1 for c in self.schedules)
+        return [widened(self.bounds()) if several else self.bounds()]
+
 
 class Product(ConfigModel, Kind):
     """A product of schedules: ``lr(s) = schedules[0](s) * schedules[1](s) * ...``, left to right.
@@ -107,6 +118,9 @@ class Product(ConfigModel, Kind):
     multiplication order is the flat list of factors (the order the kernels multiply in). torch's
     ``ChainedScheduler`` of multiplicative schedulers is a product.
     Segments: each factor's program, one after the other (one active segment per factor).
+    Bounds: the factors' bounds multiplied in the same order (each product's extremes are at its
+    factors' extremes, signs and zero included; ``0 * inf`` is NaN); a safe bound, exact for one
+    factor that varies (a schedule times a constant multiplier).
 
     >>> cfg = Product(schedules=[LearningRate(constant=0.5), LearningRate(
     ...     linear_ramp_to_constant=dict(learning_rate=1.0, num_ramp_steps=2))])
@@ -132,6 +146,12 @@ class Product(ConfigModel, Kind):
     def marks(self) -> list[int]:
         return sorted_marks(*(m for cfg in self.schedules for m in kind_row(cfg).marks()))
 
+    def factor_bounds(self) -> list[Range]:
+        return [r for cfg in self.schedules for r in kind_row(cfg).factor_bounds()]
+
+    def bounds(self) -> Range:
+        return fold_ranges(self.factor_bounds())
+
 
 class Offset(ConfigModel, Kind):
     """A schedule already ``steps`` steps in: ``lr(s) = schedule(s + steps)``.
@@ -140,6 +160,7 @@ class Offset(ConfigModel, Kind):
     that boundary gives it the outer step back (timm's cosine after a warm-up that is not a
     prefix, DeepSpeed's cosine counted from the last warm-up step).
     Segments: the schedule's, moved ``steps`` earlier (``SHIFT - steps``) and cut at step 0.
+    Bounds: the schedule's (its steps from ``steps`` on are among its steps); a safe bound.
 
     >>> cfg = Offset(schedule=LearningRate(linear_ramp_to_constant=dict(learning_rate=1.0,
     ...     num_ramp_steps=4)), steps=2)
@@ -168,6 +189,12 @@ class Offset(ConfigModel, Kind):
 
     def marks(self) -> list[int]:
         return sorted_marks(*(m - self.steps for m in kind_row(self.schedule).marks()))
+
+    def bounds(self) -> Range:
+        return kind_row(self.schedule).bounds()
+
+    def factor_bounds(self) -> list[Range]:
+        return kind_row(self.schedule).factor_bounds()
 
 
 class LearningRate(ConfigModel):
@@ -254,6 +281,17 @@ def kind_row(lr_config: LearningRate) -> Kind:
     """The row (model, formula, compile rule) of ``lr_config``'s kind."""
     schedule = lr_config.schedule
     return ConstantRow(schedule) if lr_config.kind == "constant" else schedule
+
+
+def schedule_bounds(lr_config: LearningRate) -> Range:
+    """``(lowest, highest)``: the range of ``lr_config``'s float64 values over every step ``s >= 0``,
+    from its config (no step is sampled), never narrower than the values themselves;
+    ``(nan, nan)`` when a value may be NaN. Each kind's docstring says whether its bound is exact.
+
+    >>> schedule_bounds(LearningRate(one_cycle=dict(max_learning_rate=1.0, total_steps=100)))
+    (4e-06, 1.0)
+    """
+    return kind_row(lr_config).bounds()
 
 
 Join.model_rebuild()

@@ -7,14 +7,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pydantic
 from pydantic import StrictBool
 
 from ..fields import ConfigModel, Count, Positive, PositiveStep, Rate
 from ..program import Segment, Shape
-from ._row import Kind, after_ramp, chain, clamped_line, power, ramp_segments, sorted_marks
+from ._row import (
+    Kind,
+    Range,
+    after_ramp,
+    chain,
+    clamped_line,
+    cosine_blend,
+    cosine_range,
+    power,
+    ramp_range,
+    ramp_segments,
+    sorted_marks,
+    span,
+    union,
+)
 
 __all__ = ["CosineAnnealing", "CosineWithRestarts", "OneCycle", "WarmupStableDecay", "restart_cycle"]
 
@@ -35,6 +49,9 @@ class CosineAnnealing(ConfigModel, Kind):
 
     Segments: LINEAR, then COSINE (periodic: no end, ``q`` = P); COSINE (``w`` = k) and CONSTANT
     with k-decay; or COSINE_CYCLES and CONSTANT.
+    Bounds: the ramp's ends, the cosine's start (step R) and F; exact with ``hard_restarts`` or
+    k-decay (F from step R + N on), else safe (F is reached only where the angle is a whole odd
+    multiple of pi). k-decay: NaN when the angle overflows at the last step (``inf / inf``).
 
     >>> cfg = CosineAnnealing(learning_rate=1.0, final_learning_rate=0.5, num_steps=2)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 3, 4)]
@@ -99,6 +116,13 @@ class CosineAnnealing(ConfigModel, Kind):
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.num_steps)
 
+    def bounds(self) -> Range:
+        f, R, N = self.formula(), self.num_ramp_steps, self.num_steps
+        # every branch is cosine_blend(F, L, c) with c = 1 + cos(angle) in [0, 2], c = 2 at step R; a
+        # k-decay angle is monotone in the step, so if it overflows anywhere it does at R + N - 1
+        nan = [f(R + N - 1)] if self.k_decay != 1 else []
+        return span(*ramp_range(f, R), *nan, *cosine_range(self.learning_rate, self.final_learning_rate))
+
 
 def int_power(base: float, n: int) -> float:
     """``base ** n`` for an integer ``n >= 0`` by squaring (the native kernels' exact sequence of
@@ -149,6 +173,9 @@ class CosineWithRestarts(ConfigModel, Kind):
     :func:`int_power`). The cycle is found in closed form
     (no unrolling: exact at any step), and the program is two segments whatever the step.
     Segments: LINEAR, COSINE_RESTARTS.
+    Bounds: the ramp's ends, F, and the cycles' starts: the first's (step R) and, with ``d < 1``,
+    the limit of their peaks (``L * d ** n`` towards 0); a safe bound. ``d > 1``: ``(nan, nan)``,
+    the peaks grow without bound (``inf``, then ``inf * 0`` is NaN where the cosine reaches -1).
 
     >>> cfg = CosineWithRestarts(learning_rate=1.0, cycle_steps=2, cycle_mult=2, cycle_decay=0.5)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 4, 6)]  # cycles [0, 2), [2, 6), [6, 14)
@@ -183,6 +210,16 @@ class CosineWithRestarts(ConfigModel, Kind):
         R, C, m = self.num_ramp_steps, self.cycle_steps, self.cycle_mult
         return sorted_marks(R, *(R + C * (m**n - 1) // (m - 1) if m > 1 else R + n * C for n in (1, 2, 3)))
 
+    def bounds(self) -> Range:
+        # cosine_blend(F, P, c) is monotone in the peak P = L * d ** n and in c = 1 + cos in [0, 2]:
+        # its extremes are F (c = 0) and the blends at c = 2 of the extreme peaks, L (n = 0) and,
+        # when d < 1, 0 (d ** n <= 1 by squaring, so L * d ** n is in [0, L])
+        L, F, d = self.learning_rate, self.final_learning_rate, self.cycle_decay
+        if d > 1:
+            return math.nan, math.nan
+        peaks = (L, 0.0) if d < 1 else (L,)
+        return span(*ramp_range(self.formula(), self.num_ramp_steps), F, *(cosine_blend(F, P, 2.0) for P in peaks))
+
 
 Shape3 = Literal["linear", "cosine", "1-sqrt"]
 DecayShape = Literal["linear", "cosine", "1-sqrt", "exponential"]  # exponential: Megatron's WSD anneal
@@ -205,6 +242,10 @@ class WarmupStableDecay(ConfigModel, Kind):
 
     Segments: LINEAR / COSINE / ONE_MINUS_SQRT, CONSTANT, LINEAR / COSINE / ONE_MINUS_SQRT /
     EXP_ANNEAL, CONSTANT.
+    Bounds: each phase's extremes (linear and 1-sqrt are monotone: their first and last steps; a
+    cosine lies between its ``c = 2`` value and its end value, the exponential anneal between its
+    first value and F), L when held, and F; exact but for a cosine ramp, whose end value L no ramp
+    step reaches.
 
     >>> cfg = WarmupStableDecay(learning_rate=1.0, num_ramp_steps=2, num_stable_steps=1,
     ...                         num_decay_steps=2, decay_shape="linear")
@@ -293,14 +334,41 @@ class WarmupStableDecay(ConfigModel, Kind):
         W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
         return sorted_marks(W, W + S, W + S + D)
 
+    def bounds(self) -> Range:
+        L, F = self.learning_rate, self.final_learning_rate
+        W, S, D = self.num_ramp_steps, self.num_stable_steps, self.num_decay_steps
+        f = self.formula()
+        values = [F]  # from W + S + D on
+        if W:  # linear (clamped), 1-sqrt (sqrt is correctly rounded): monotone in the step
+            values += cosine_range(F, L) if self.ramp_shape == "cosine" else [f(0), f(W - 1)]
+        if S:
+            values.append(L)
+        if D:
+            if self.decay_shape == "cosine":
+                values += cosine_range(L, F)
+            elif self.decay_shape == "exponential":  # F + q * (L - F), q = 2 * 0.5 ** x - 1 in [0, 1]
+                values.append(f(W + S))  # q = 1; q = 0 is F
+            else:  # linear (clamped), 1-sqrt: monotone in the step
+                values += [f(W + S), f(W + S + D - 1)]
+        return span(*values)
+
 
 class OneCycle(ConfigModel, Kind):
-    """torch's ``OneCycleLR`` learning rate; from ``total_steps - 1`` on it holds its last value.
+    """torch's ``OneCycleLR`` learning rate, or its momentum cycle; from ``total_steps - 1`` on it
+    holds its last value.
 
-    With T = ``total_steps``, p = ``pct_start``, ``initial = max_learning_rate / div_factor``,
-    ``minimum = initial / final_div_factor``, the phases end (torch's float ``end_step``s) at
-    ``float(p * T) - 1`` and ``T - 1`` (two phases: initial -> max -> minimum), or at
-    ``float(p * T) - 1``, ``float(2 * p * T) - 2`` and ``T - 1`` (``three_phase``: initial -> max
+    Its three values, in one of two sets of torch's terms:
+
+    - a rate (``max_learning_rate``): ``initial = max_learning_rate / div_factor``, ``peak =
+      max_learning_rate``, ``minimum = initial / final_div_factor`` (initial -> peak -> minimum);
+    - a momentum (``base_momentum`` and ``max_momentum``, ``OneCycleLR(cycle_momentum=True)``'s
+      arguments; ``div_factor`` and ``final_div_factor`` do not apply): ``initial = minimum =
+      max_momentum``, ``peak = base_momentum`` (max_momentum -> base_momentum -> max_momentum,
+      while the rate rises and falls).
+
+    With T = ``total_steps``, p = ``pct_start``, the phases end (torch's float ``end_step``s) at
+    ``float(p * T) - 1`` and ``T - 1`` (two phases: initial -> peak -> minimum), or at
+    ``float(p * T) - 1``, ``float(2 * p * T) - 2`` and ``T - 1`` (``three_phase``: initial -> peak
     -> initial -> minimum). Step ``s`` takes the first phase with ``s <= end`` (the last phase
     otherwise); from that phase's start ``a`` (the previous ``end``, 0.0 for the first) to its
     ``end`` it anneals from ``v0`` to ``v1``: ``cos``
@@ -308,20 +376,69 @@ class OneCycle(ConfigModel, Kind):
     ``clamp(v0 + ((v1 - v0) / (end - a)) * (s - a))``. torch raises past ``T``; here
     ``lr(s) = lr(T - 1)`` for ``s >= T``.
     Segments: one COSINE or LINEAR per phase that some step reaches, then CONSTANT.
+    Bounds: the values of each phase some step reaches, ``v0`` and ``v1`` (``cos``: its value at
+    ``c = 2`` for ``v0``); exact when the phases end on whole steps (as torch's usually do), safe
+    otherwise; NaN when a value divided by a factor below 1 overflows.
 
     >>> cfg = OneCycle(max_learning_rate=1.0, total_steps=5, pct_start=0.4, div_factor=4.0,
     ...                final_div_factor=2.0, anneal_strategy="linear")
     >>> [cfg.formula()(s) for s in range(7)]
     [0.25, 1.0, 0.7083333333333333, 0.41666666666666663, 0.125, 0.125, 0.125]
+    >>> momentum = OneCycle(base_momentum=0.85, max_momentum=0.95, total_steps=5, pct_start=0.4,
+    ...                     anneal_strategy="linear")
+    >>> [round(momentum.formula()(s), 12) for s in range(6)]
+    [0.95, 0.85, 0.883333333333, 0.916666666667, 0.95, 0.95]
     """
 
-    max_learning_rate: Rate
+    max_learning_rate: Rate | None = None
     total_steps: PositiveStep
     pct_start: float = 0.3
     anneal_strategy: Literal["cos", "linear"] = "cos"
     div_factor: Positive = 25.0
     final_div_factor: Positive = 1e4
     three_phase: StrictBool = False
+    base_momentum: Rate | None = None
+    max_momentum: Rate | None = None
+
+    RATE_TERMS: ClassVar[tuple[str, ...]] = ("max_learning_rate", "div_factor", "final_div_factor")
+    MOMENTUM_TERMS: ClassVar[tuple[str, ...]] = ("base_momentum", "max_momentum")
+
+    @pydantic.model_validator(mode="after")
+    def _one_set_of_terms(self) -> OneCycle:
+        momentum = [k for k in self.MOMENTUM_TERMS if getattr(self, k) is not None]
+        if not momentum:
+            if self.max_learning_rate is None:
+                raise ValueError(
+                    "one_cycle needs max_learning_rate (a rate's cycle), or base_momentum and max_momentum "
+                    "(a momentum cycle, as torch's OneCycleLR(cycle_momentum=True))"
+                )
+            return self
+        if len(momentum) == 1:
+            other = next(k for k in self.MOMENTUM_TERMS if k not in momentum)
+            raise ValueError(f"one_cycle: {momentum[0]} ({getattr(self, momentum[0])!r}) needs {other} too: a "
+                             f"momentum cycle runs max_momentum -> base_momentum -> max_momentum")
+        rate = [k for k in self.RATE_TERMS if k in self.model_fields_set and getattr(self, k) is not None]
+        if rate:
+            raise ValueError(
+                f"one_cycle: {', '.join(rate)} and base_momentum / max_momentum are two ways to write its "
+                f"values; give one: a momentum cycle's are base_momentum and max_momentum alone"
+            )
+        return self
+
+    def __setstate__(self, state: dict) -> None:
+        """A pickle written before the momentum terms holds no such fields: they were unset."""
+        given = state["__dict__"]
+        state["__dict__"] = {name: given.get(name) for name in type(self).model_fields}
+        super().__setstate__(state)
+
+    @pydantic.model_serializer(mode="wrap")
+    def _dump(self, handler: pydantic.SerializerFunctionWrapHandler) -> dict:
+        """A momentum cycle's dump leaves out the rate's factors (their defaults), so it loads again."""
+        data = handler(self)
+        if self.base_momentum is not None and isinstance(data, dict):
+            for key in self.RATE_TERMS:
+                data.pop(key, None)
+        return data
 
     @pydantic.field_validator("pct_start", mode="before")
     @classmethod
@@ -344,8 +461,11 @@ class OneCycle(ConfigModel, Kind):
         """``(first step, last step, start, end, v0, v1)`` per phase, as torch's ``get_lr`` picks them;
         ``first > last`` when no step in ``[0, T - 1]`` reaches the phase."""
         T, p = self.total_steps, self.pct_start
-        initial = self.max_learning_rate / self.div_factor
-        peak, minimum = self.max_learning_rate, initial / self.final_div_factor
+        if self.base_momentum is not None:
+            peak, initial, minimum = self.base_momentum, self.max_momentum, self.max_momentum
+        else:
+            initial = self.max_learning_rate / self.div_factor
+            peak, minimum = self.max_learning_rate, initial / self.final_div_factor
         if self.three_phase:
             ends = [float(p * T) - 1, float(2 * p * T) - 2, T - 1]
             values = [(initial, peak), (peak, initial), (initial, minimum)]
@@ -391,3 +511,12 @@ class OneCycle(ConfigModel, Kind):
 
     def marks(self) -> list[int]:
         return sorted_marks(*(first for first, last, *_ in self.phases() if first <= last), self.total_steps - 1)
+
+    def bounds(self) -> Range:
+        # a reached phase runs (s - start) / (end - start) over [0, 1]: linear is clamped between v0
+        # and v1, cos lies between v1 (c = 0) and its c = 2 value, whatever the angle
+        line = self.anneal_strategy == "linear"
+        reached = [(v0, v1) for first, last, start, end, v0, v1 in self.phases() if first <= last]
+        if not all(math.isfinite(v) for pair in reached for v in pair):  # a div_factor < 1 overflowed
+            return math.nan, math.nan  # inf - inf, inf * 0
+        return union(*(span(v0, v1) if line else cosine_range(v0, v1) for v0, v1 in reached))

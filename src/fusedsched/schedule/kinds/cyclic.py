@@ -11,7 +11,7 @@ import pydantic
 
 from ..fields import ConfigModel, Positive, PositiveStep, Rate
 from ..program import Segment, Shape
-from ._row import Kind, sorted_marks
+from ._row import Kind, Range, sorted_marks, span
 
 __all__ = ["Cyclic"]
 
@@ -31,6 +31,8 @@ class Cyclic(ConfigModel, Kind):
     every cycle; torch's ``1 / (2.0 ** (c - 1))``, the same number while torch can compute it),
     ``exp_range`` (``gamma ** s``, 0 < ``gamma`` <= 1). Segment: one CYCLIC (``p = r``, ``w`` the scale's base, ``q = 1``
     when the scale's exponent is the step itself).
+    Bounds: B and ``B + ((M - B) * 1.0) * 1.0`` (f and the scale are in [0, 1], and the value is
+    monotone in each); a safe bound, reached where f is exactly 1 at scale 1.
 
     >>> cfg = Cyclic(base_learning_rate=0.1, max_learning_rate=0.5, step_size_up=2, mode="triangular2")
     >>> [round(cfg.formula()(s), 12) for s in range(9)]
@@ -89,3 +91,7 @@ class Cyclic(ConfigModel, Kind):
     def marks(self) -> list[int]:
         up, period = self.step_size_up, self.step_size_up + self.resolved_step_size_down
         return sorted_marks(up, period)
+
+    def bounds(self) -> Range:
+        B, M = self.base_learning_rate, self.max_learning_rate
+        return span(B, B + ((M - B) * 1.0) * 1.0)

@@ -12,7 +12,18 @@ from pydantic import StrictBool
 
 from ..fields import MAX_STEP, ConfigModel, Count, Positive, PositiveStep, Rate, StepInt
 from ..program import Segment, Shape
-from ._row import Kind, after_ramp, chain, check_end_after_ramp, power, ramp_segments, sorted_marks
+from ._row import (
+    Kind,
+    Range,
+    after_ramp,
+    chain,
+    check_end_after_ramp,
+    power,
+    ramp_range,
+    ramp_segments,
+    sorted_marks,
+    span,
+)
 
 __all__ = ["ExponentialDecay", "InverseSqrt", "PolynomialDecay"]
 
@@ -27,6 +38,9 @@ class ExponentialDecay(ConfigModel, Kind):
     R = ``num_ramp_steps``. When L is 0 the decay phase is the bound of 0 (never ``0 * inf``).
     Segments: LINEAR (the ramp), EXPONENTIAL (``p = r``, ``q = staircase``, ``v1`` = the bound:
     E, or 0 / +inf, which bound nothing).
+    Bounds: the ramp's ends, and from L (step R) to the decay's limit: the floor (E, or 0) when
+    ``r < 1``, the ceiling (E, or +inf) when ``r > 1``; a safe bound (the limit is reached, if at
+    all, far away).
 
     >>> cfg = ExponentialDecay(learning_rate=1.0, decay_rate=0.5, decay_steps=2, num_ramp_steps=2)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 3, 4, 6)]
@@ -93,6 +107,17 @@ class ExponentialDecay(ConfigModel, Kind):
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps, self.num_ramp_steps + self.decay_steps)
 
+    def bounds(self) -> Range:
+        # L * r ** e lies in [0, L] when r <= 1 and in [L, inf] when r >= 1 (e >= 0), and the bound
+        # is monotone: the decay runs from its value at e = 0 (step R) towards bound(0) or bound(inf)
+        f, r, R = self.formula(), self.decay_rate, self.num_ramp_steps
+        _, bound = self._bound()
+        if self.learning_rate == 0 or r == 1:
+            limit = f(R)
+        else:
+            limit = bound(0.0) if r < 1 else bound(math.inf)
+        return span(*ramp_range(f, R), f(R), limit)
+
 
 class PolynomialDecay(ConfigModel, Kind):
     """tml's linear ramp, then Hugging Face's ``get_polynomial_decay_schedule_with_warmup`` (times L).
@@ -103,6 +128,8 @@ class PolynomialDecay(ConfigModel, Kind):
     T = ``final_num_steps`` (T > R). E may exceed L (a polynomial rise, torch's ``LinearLR``).
     ``k_decay`` k != 1 (timm's k-decay): ``(s - R) ** k / (T - R) ** k`` for ``(s - R) / (T - R)``.
     Segments: LINEAR, POWER (``w`` = k when k != 1), CONSTANT.
+    Bounds: the ramp's ends, ``E + (L - E) * 1.0`` (step R) and E (step T); exact. NaN when
+    ``(T - R) ** k`` overflows (``inf / inf`` at step T).
 
     >>> cfg = PolynomialDecay(learning_rate=1.0, final_num_steps=4, power=2.0)
     >>> [cfg.formula()(s) for s in (0, 1, 2, 4, 5)]
@@ -137,6 +164,11 @@ class PolynomialDecay(ConfigModel, Kind):
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps, self.final_num_steps)
 
+    def bounds(self) -> Range:
+        # E + (L - E) * q with q = (1 - x) ** p in [0, 1], monotone in q: q = 1 at step R, 0 at step T
+        f, R, T = self.formula(), self.num_ramp_steps, self.final_num_steps
+        return span(*ramp_range(f, R), f(R), f(T), f(T + 1))
+
 
 class InverseSqrt(ConfigModel, Kind):
     """tml's linear ramp, then Hugging Face's ``get_inverse_sqrt_schedule`` (times L).
@@ -147,6 +179,7 @@ class InverseSqrt(ConfigModel, Kind):
     below 2**53, and rounded alike beyond);
     ``timescale`` defaults, as in Hugging Face, to R, or 10,000 when R is 0.
     Segments: LINEAR, INV_SQRT (``ORIGIN = R - timescale``, ``END = R``).
+    Bounds: the ramp's ends, L (step R) and 0 (the limit, never reached); a safe bound.
 
     >>> cfg = InverseSqrt(learning_rate=1.0, num_ramp_steps=4)
     >>> [cfg.formula()(s) for s in (0, 2, 4, 16)]
@@ -172,3 +205,8 @@ class InverseSqrt(ConfigModel, Kind):
 
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps)
+
+    def bounds(self) -> Range:
+        # L * (1.0 / sqrt(x)) with x >= 1 from step R on (x = 1 there): in [0, L]
+        f, R = self.formula(), self.num_ramp_steps
+        return span(*ramp_range(f, R), f(R), 0.0)

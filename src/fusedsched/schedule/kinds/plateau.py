@@ -13,7 +13,7 @@ import pydantic
 from ..fields import ConfigModel, Count, Rate
 from ..plateau_state import Plateau
 from ..program import Segment, Shape
-from ._row import Kind
+from ._row import Kind, Range, span
 
 __all__ = ["ReduceOnPlateau"]
 
@@ -36,6 +36,9 @@ class ReduceOnPlateau(ConfigModel, Kind):
     lowered, ``learning_rate``. Inside a ``join`` the plateau counts only the steps that reach it
     (a warm-up's metrics are not seen); inside a ``product`` it is a factor starting at
     ``learning_rate`` (e.g. 1.0). Segment: one PLATEAU (``v0 = learning_rate``).
+    Bounds: from ``min_learning_rate`` (each reduction is ``max(lr * factor, min_learning_rate)``)
+    to ``learning_rate``; ``learning_rate`` alone when ``min_learning_rate`` is not below it (no
+    reduction lowers it); a safe bound (how low it goes depends on the metrics).
 
     >>> ReduceOnPlateau(learning_rate=0.1, patience=2).formula()(1000)
     0.1
@@ -79,3 +82,6 @@ class ReduceOnPlateau(ConfigModel, Kind):
 
     def segments(self) -> list[Segment]:
         return [Segment(0, Shape.PLATEAU, self.learning_rate)]
+
+    def bounds(self) -> Range:
+        return span(self.learning_rate, min(self.learning_rate, self.min_learning_rate))

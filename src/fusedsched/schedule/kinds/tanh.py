@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
 from ..fields import ConfigModel, PositiveStep, Rate, no_bool
 from ..program import Segment, Shape
-from ._row import Kind, chain, sorted_marks
+from ._row import Kind, Range, chain, cosine_blend, sorted_marks, span
 
 __all__ = ["TanhDecay"]
 
@@ -38,6 +38,8 @@ class TanhDecay(ConfigModel, Kind):
 
     (timm's operation order; F once its last cycle is over). timm's restarts are a ``join`` of one
     ``tanh_decay`` per cycle. Segments: TANH (``p = lb``, ``q = ub``), CONSTANT.
+    Bounds: F, and the value at ``1 - tanh`` of the argument's extremes (lb and ub, widened by its
+    rounding and by an ulp of ``tanh``); a safe bound, a few ulps wide of the values.
 
     >>> cfg = TanhDecay(learning_rate=1.0, num_steps=4, lower_bound=-1.0, upper_bound=1.0)
     >>> [round(cfg.formula()(s), 12) for s in range(5)]
@@ -74,3 +76,13 @@ class TanhDecay(ConfigModel, Kind):
 
     def marks(self) -> list[int]:
         return sorted_marks(self.num_steps)
+
+    def bounds(self) -> Range:
+        # F + 0.5 * (L - F) * q (cosine_blend's order: 0.5 * x is x * 0.5), monotone in q = 1 - tanh(a);
+        # a = lb * (1.0 - x) + ub * x for x = s / N in [0, 1] lies in [lb, ub] but for rounding (< 4
+        # ulps of the larger bound), and tanh is within an ulp of its monotone true value
+        L, F, lb, ub = self.learning_rate, self.final_learning_rate, self.lower_bound, self.upper_bound
+        slack = 8 * math.ulp(max(abs(lb), abs(ub)))
+        q_lo = max(0.0, 1 - math.tanh(ub + slack) - 2.0**-52)
+        q_hi = min(2.0, 1 - math.tanh(lb - slack) + 2.0**-52)
+        return span(F, cosine_blend(F, L, q_lo), cosine_blend(F, L, q_hi))

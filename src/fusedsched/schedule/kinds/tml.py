@@ -13,14 +13,27 @@ import pydantic
 
 from ..fields import ConfigModel, PositiveStep, Rate, StepInt
 from ..program import Segment, Shape
-from ._row import Kind, chain, check_end_after_ramp, ramp_segments, sorted_marks, tml_ramp
+from ._row import (
+    Kind,
+    Range,
+    chain,
+    check_end_after_ramp,
+    cosine_range,
+    ramp_range,
+    ramp_segments,
+    sorted_marks,
+    span,
+    tml_ramp,
+    union,
+)
 
 __all__ = ["ConstantRow", "LinearRampToConstant", "LinearRampToCosine", "PiecewiseConstant"]
 
 
 @dataclass(frozen=True)
 class ConstantRow(Kind):
-    """``lr(s) = c``. (The ``constant`` kind is a bare float in the config; this is its row.)"""
+    """``lr(s) = c``. (The ``constant`` kind is a bare float in the config; this is its row.)
+    Bounds: ``(c, c)``, exact."""
 
     value: float
 
@@ -28,12 +41,18 @@ class ConstantRow(Kind):
         c = self.value
         return lambda s: c
 
+    def bounds(self) -> Range:
+        return span(self.value)
+
     def segments(self) -> list[Segment]:
         return chain([Segment(0, Shape.CONSTANT, self.value)])
 
 
 class PiecewiseConstant(ConfigModel, Kind):
-    """``lr(s) = v[bisect_right(b, s)]``: ``v[0]`` before ``b[0]``, ``v[i]`` from ``b[i-1]`` on."""
+    """``lr(s) = v[bisect_right(b, s)]``: ``v[0]`` before ``b[0]``, ``v[i]`` from ``b[i-1]`` on.
+
+    Bounds: the extremes of the values some step reaches (``v[0]`` only when ``b[0] > 0``), exact.
+    """
 
     learning_rate_boundaries: list[StepInt]
     learning_rate_values: list[Rate]
@@ -74,11 +93,15 @@ class PiecewiseConstant(ConfigModel, Kind):
     def marks(self) -> list[int]:
         return list(self.learning_rate_boundaries)
 
+    def bounds(self) -> Range:
+        f = self.formula()
+        return span(f(0), *map(f, self.learning_rate_boundaries))
+
 
 class LinearRampToConstant(ConfigModel, Kind):
     """``lr(s) = min(L, (L / R) * s)``: from 0 to ``learning_rate`` L over ``num_ramp_steps`` R.
 
-    One clamped LINEAR segment: the clamp is the min.
+    One clamped LINEAR segment: the clamp is the min. Bounds: ``(0, L)``, exact.
     """
 
     learning_rate: Rate
@@ -93,6 +116,12 @@ class LinearRampToConstant(ConfigModel, Kind):
     def marks(self) -> list[int]:
         return [self.num_ramp_steps]
 
+    def bounds(self) -> Range:
+        # min(L, (L / R) * s) is monotone in s, 0 at step 0, and L from the first step where the
+        # line reaches L (step R's value may round just below L; a slope that underflows never does)
+        L, R = self.learning_rate, self.num_ramp_steps
+        return span(0.0, L if L / R > 0 else 0.0)
+
 
 class LinearRampToCosine(ConfigModel, Kind):
     """Linear ramp from 0 to L over R steps, cosine decay to F at step T, then F.
@@ -102,6 +131,7 @@ class LinearRampToCosine(ConfigModel, Kind):
     ``s > T``: ``F``, with L = ``learning_rate``, F = ``final_learning_rate``,
     R = ``num_ramp_steps``, T = ``final_num_steps`` (T > R).
     Segments: LINEAR, COSINE (``p = pi``), CONSTANT.
+    Bounds: the ramp's ends (steps 0 and R - 1), the cosine's start (step R) and F; exact.
     """
 
     learning_rate: Rate
@@ -134,3 +164,7 @@ class LinearRampToCosine(ConfigModel, Kind):
 
     def marks(self) -> list[int]:
         return sorted_marks(self.num_ramp_steps, self.final_num_steps)
+
+    def bounds(self) -> Range:
+        ramp = ramp_range(self.formula(), self.num_ramp_steps)
+        return union(span(*ramp), cosine_range(self.learning_rate, self.final_learning_rate))

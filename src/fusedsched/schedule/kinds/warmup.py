@@ -11,7 +11,7 @@ import pydantic
 
 from ..fields import ConfigModel, Rate, StepInt
 from ..program import Segment, Shape
-from ._row import Kind, chain, sorted_marks
+from ._row import Kind, Range, chain, sorted_marks, span
 
 __all__ = ["LogWarmup"]
 
@@ -25,6 +25,8 @@ class LogWarmup(ConfigModel, Kind):
     The operation order is DeepSpeed's (``min_lr + delta_lr * gamma``, ``gamma =
     inverse_log_warm_up * log(last_batch_iteration + 1)``), so its rates are reproduced bit for bit.
     Segments: LOG (``p = 1.0 / log(N)``), CONSTANT.
+    Bounds: I (step 0), the last warm-up value (step N - 1) and L; exact (the value is monotone in
+    ``p * log(s + 1)``, and ``log`` in ``s``).
 
     >>> cfg = LogWarmup(learning_rate=1.0, num_steps=4)
     >>> [cfg.formula()(s) for s in (0, 1, 3, 4)]
@@ -57,3 +59,7 @@ class LogWarmup(ConfigModel, Kind):
 
     def marks(self) -> list[int]:
         return sorted_marks(self.num_steps)
+
+    def bounds(self) -> Range:
+        f, N = self.formula(), self.num_steps
+        return span(f(0), f(N - 1), f(N))

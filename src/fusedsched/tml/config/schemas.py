@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import pydantic
 
 from ...schedule.fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
-from ...shim.hyperparameters import KEYS
+from ...shim.hyperparameters import KEYS, range_refusal, scaled
 from ...schedule.kinds import (
     CosineAnnealing,
     CosineWithRestarts,
@@ -230,6 +230,23 @@ class OptimizerConfig(ConfigModel):
                         f"multipliers.{group}.{key} = {m!r}, but {key} of group {group!r} has no schedule to "
                         f"multiply: schedule it in hyperparameter_schedules"
                     )
+        self._check_ranges(scheduled)
+
+    def _check_ranges(self, scheduled: dict[str, dict[str, LearningRate]]) -> None:
+        """Each group's schedule times its multiplier stays in its hyperparameter's range at every
+        step (:func:`~fusedsched.shim.hyperparameters.range_refusal`), as ``LRShim`` requires."""
+        per_group = (self.hyperparameter_schedules.per_group or {}) if self.hyperparameter_schedules else {}
+        multipliers = self.multipliers_by_group()
+        for group, schedules in scheduled.items():
+            for name, schedule in schedules.items():
+                m = multipliers.get(group, {}).get(name, 1.0)
+                reason = range_refusal(name, scaled(schedule, m))
+                if reason is not None:
+                    own = per_group.get(group)
+                    source = ("hyperparameter_schedules" if own is None or getattr(own, name) is None
+                              else f"hyperparameter_schedules.per_group.{group}")
+                    times = f", times multipliers.{group}.{name} = {m!r}" if m != 1.0 else ""
+                    raise ValueError(f"{source}.{name} (group {group!r}){times}: {reason}")
 
     @property
     def group_names(self) -> tuple[str, ...]:
