@@ -400,3 +400,17 @@ def test_a_changed_group_rate_is_refused_where_the_running_scheduler_goes_on_fro
         assert scheduler.optimizer.param_groups[0]["lr"] == 0.5
     else:
         assert from_torch(scheduler).last_epoch == 8
+
+
+def test_the_graph_safe_class_named_for_a_torch_optimizer_is_the_optimizers_wing_s():
+    """One map, torch optimizer class -> its graph-safe class (``fusedsched.optimizers.GRAPH_SAFE``):
+    the tml builders swap classes by it and from_torch names the class to use from it."""
+    from fusedsched.optimizers import GRAPH_SAFE
+    from fusedsched.tml import builders
+
+    assert builders.GRAPH_SAFE is GRAPH_SAFE
+    assert set(GRAPH_SAFE) == {torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD}
+    for torch_cls, graph_safe in GRAPH_SAFE.items():
+        opt = torch_cls([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        with pytest.raises(ValueError, match=rf"{torch_cls.__name__} reads it by value.*fusedsched\.{graph_safe.__name__} "):
+            from_torch(tls.OneCycleLR(opt, max_lr=0.1, total_steps=10))

@@ -52,6 +52,7 @@ from torch.optim import lr_scheduler as tls
 
 from .builders import Config, constant, join, offset, product
 from .common import as_float, float32_ulps, group_names, learning_rate
+from ..optimizers import GRAPH_SAFE
 from ..optimizers.graphsafe import GraphSafeOptimizer
 from ..schedule.kinds import LearningRate
 from ..shim.scheduler import LRShim
@@ -614,8 +615,9 @@ def _cycled_momentum(scheduler: Any) -> tuple[str, list[LearningRate]] | None:
     name, optimizer = _name(scheduler), scheduler.optimizer
     if not isinstance(optimizer, GraphSafeOptimizer):
         cls = type(optimizer).__name__
-        instead = {"Adam": "GraphSafeAdam", "AdamW": "GraphSafeAdamW", "SGD": "GraphSafeSGD"}.get(cls)
-        use = f"fusedsched.{instead}" if instead else "fusedsched.GraphSafeAdam, GraphSafeAdamW or GraphSafeSGD"
+        instead = GRAPH_SAFE.get(type(optimizer))
+        names = [c.__name__ for c in GRAPH_SAFE.values()]
+        use = f"fusedsched.{instead.__name__}" if instead else f"fusedsched.{', '.join(names[:-1])} or {names[-1]}"
         raise ValueError(
             f"from_torch: {name}(cycle_momentum=True) also cycles the optimizer's momentum, which the shim "
             f"schedules as a device tensor; {cls} reads it by value (torch's kernels take it as a float). Build "
