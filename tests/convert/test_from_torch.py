@@ -414,3 +414,34 @@ def test_the_graph_safe_class_named_for_a_torch_optimizer_is_the_optimizers_wing
         opt = torch_cls([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         with pytest.raises(ValueError, match=rf"{torch_cls.__name__} reads it by value.*fusedsched\.{graph_safe.__name__} "):
             from_torch(tls.OneCycleLR(opt, max_lr=0.1, total_steps=10))
+
+
+def _plateau_with_a_group_added_later(min_lr):
+    opt = optimizer([0.1, 0.2])
+    scheduler = tls.ReduceLROnPlateau(opt, min_lr=min_lr, patience=0, factor=0.5)
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.4})
+    return opt, scheduler
+
+
+def test_a_plateau_whose_min_lr_list_misses_a_group_added_later_is_refused_naming_min_lr():
+    opt, scheduler = _plateau_with_a_group_added_later([1e-3, 1e-4])
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau\(min_lr=\[0.001, 0.0001\]\) has 2 values for the "
+                                         r"optimizer's 3 param groups"):
+        from_torch(scheduler)
+    assert [dict(g) for g in opt.param_groups] == before
+
+
+def test_a_plateau_with_one_min_lr_covers_a_group_added_later_as_torch_does():
+    """torch's ReduceLROnPlateau extends a single ``min_lr`` to every group at its next reduction."""
+    (stock_opt, stock), (opt, twin) = (_plateau_with_a_group_added_later(0.03) for _ in range(2))
+    shim = from_torch(twin, backend="native")
+    metrics = [1.0, 1.0, 0.5, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    got, want = [], []
+    for m in metrics:
+        stock.step(m)
+        shim.step(m)
+        want.append([float(g["lr"]) for g in stock_opt.param_groups])
+        got.append([float(v) for v in shim.lr_tensor])
+    assert got == [[float(np.float32(v)) for v in row] for row in want]
+    assert want[-1] == [0.03, 0.03, 0.03]  # every group down to the one min_lr, the added one included

@@ -490,16 +490,29 @@ def _sequential(sequential: tls.SequentialLR, g: int) -> Config:
     return join(children, milestones)
 
 
-def _plateau(scheduler: tls.ReduceLROnPlateau, g: int) -> Config:
-    """Group ``g`` under ``ReduceLROnPlateau``: a ``plateau`` from the group's current rate (its state
-    carries over apart, :func:`_plateau_states`)."""
-    if not _exact(scheduler, (tls.ReduceLROnPlateau,)):
-        raise _unsupported(scheduler, "a subclass of ReduceLROnPlateau may decide differently")
+def _plateau_min_lrs(scheduler: tls.ReduceLROnPlateau) -> list[float]:
+    """One ``min_lr`` per param group, as torch's next reduction takes them: its ``min_lrs``, or,
+    for groups added after construction, its one ``min_lr`` for every group; a per-group list that
+    misses a group (torch raises at its next reduction) is refused, naming ``min_lr``."""
+    groups, min_lrs = len(scheduler.optimizer.param_groups), list(scheduler.min_lrs)
+    if len(min_lrs) == groups:
+        return min_lrs
+    default = getattr(scheduler, "default_min_lr", None)
+    if default is not None:
+        return [default] * groups
+    raise ValueError(
+        f"from_torch: ReduceLROnPlateau(min_lr={min_lrs!r}) has {len(min_lrs)} values for the optimizer's {groups} "
+        "param groups (a group added or removed after the scheduler was built; torch raises at its next "
+        "reduction): set scheduler.min_lrs to one value per group, or build it with one min_lr for all")
+
+
+def _plateau(scheduler: tls.ReduceLROnPlateau, g: int, min_lr: float) -> Config:
+    """Group ``g`` under ``ReduceLROnPlateau``: a ``plateau`` from the group's current rate, down to
+    ``min_lr`` (its state carries over apart, :func:`_plateau_states`)."""
     return {"plateau": {"learning_rate": as_float(scheduler.optimizer.param_groups[g]["lr"]),
                         "mode": scheduler.mode, "factor": scheduler.factor, "patience": scheduler.patience,
                         "threshold": scheduler.threshold, "threshold_mode": scheduler.threshold_mode,
-                        "cooldown": scheduler.cooldown, "min_learning_rate": scheduler.min_lrs[g],
-                        "eps": scheduler.eps}}
+                        "cooldown": scheduler.cooldown, "min_learning_rate": min_lr, "eps": scheduler.eps}}
 
 
 def _plateau_states(scheduler: tls.ReduceLROnPlateau, configs: list[LearningRate]) -> list[list[float]]:
@@ -556,8 +569,10 @@ def _learning_rates(scheduler: Any, cycle_momentum: bool) -> list[LearningRate]:
         raise TypeError(f"from_torch: scheduler must be a torch.optim.lr_scheduler.LRScheduler, got "
                         f"{type(scheduler).__name__}; supported: {SUPPORTED}")
     if isinstance(scheduler, tls.ReduceLROnPlateau):
-        return [learning_rate(_plateau(scheduler, g), f"from_torch: ReduceLROnPlateau (param group {g})")
-                for g in range(len(scheduler.optimizer.param_groups))]
+        if not _exact(scheduler, (tls.ReduceLROnPlateau,)):
+            raise _unsupported(scheduler, "a subclass of ReduceLROnPlateau may decide differently")
+        return [learning_rate(_plateau(scheduler, g, min_lr), f"from_torch: ReduceLROnPlateau (param group {g})")
+                for g, min_lr in enumerate(_plateau_min_lrs(scheduler))]
     owner = scheduler  # the scheduler holding base_lrs (the composites keep none of their own)
     while not hasattr(owner, "base_lrs") and getattr(owner, "_schedulers", None):
         owner = owner._schedulers[0]
