@@ -17,7 +17,7 @@ from _peers import optimizer, ulps32
 from torch.optim import lr_scheduler as tls
 from transformers import optimization as hf
 
-from fusedsched import LRShim, LearningRate, compute_lr, from_torch
+from fusedsched import GraphSafeSGD, LRShim, LearningRate, compute_lr, from_torch
 from fusedsched.convert.torch import SUPPORTED, ConversionWarning, learning_rates_from_torch
 from fusedsched.ops import unavailable_reason
 
@@ -445,3 +445,34 @@ def test_a_plateau_with_one_min_lr_covers_a_group_added_later_as_torch_does():
         got.append([float(v) for v in shim.lr_tensor])
     assert got == [[float(np.float32(v)) for v in row] for row in want]
     assert want[-1] == [0.03, 0.03, 0.03]  # every group down to the one min_lr, the added one included
+
+
+@pytest.mark.parametrize("strategy, three", [("cos", False), ("linear", False), ("cos", True)])
+def test_one_cycle_converts_every_momentum_pair_to_torch_s_sequence(strategy, three):
+    """Every two-decimal (base_momentum, max_momentum) pair in [0.5, 0.99], and (0.701, 0.933), one
+    group each: the momentum (and the rate) float32 of torch's at every step to total_steps, 0 ulp
+    (but the negative rate ``"linear"`` extrapolates to at total_steps, warned and not kept)."""
+    pairs = [(a / 100, b / 100) for a in range(50, 100) for b in range(a + 1, 100)] + [(0.701, 0.933)]
+    total = 40
+
+    def make():
+        opt = GraphSafeSGD([{"params": [torch.nn.Parameter(torch.zeros(1))]} for _ in pairs], lr=0.1, momentum=0.9)
+        return tls.OneCycleLR(opt, max_lr=0.1, total_steps=total, anneal_strategy=strategy, three_phase=three,
+                              base_momentum=[b for b, _ in pairs], max_momentum=[m for _, m in pairs])
+
+    stock, twin = make(), make()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shim = from_torch(twin, backend="native")
+    assert {type(w.message) for w in caught} == ({ConversionWarning} if strategy == "linear" else set())
+    for step in range(total + 1):
+        if step:
+            _steps(stock, 1)
+            twin.optimizer.step()
+            shim.step()
+        for key in ("momentum", "lr") if step < total or strategy == "cos" else ("momentum",):
+            want = np.array([g[key] for g in stock.optimizer.param_groups], dtype=np.float32)
+            got = torch.stack([g[key] for g in twin.optimizer.param_groups]).numpy()
+            off = np.flatnonzero(got != want)
+            assert not off.size, (f"step {step} {key}: {off.size} groups differ, first (base_momentum, max_momentum) "
+                                  f"= {pairs[off[0]]}: {got[off[0]]!r} != torch's {want[off[0]]!r}")

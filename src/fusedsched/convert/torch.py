@@ -259,8 +259,9 @@ def _base(scheduler: Any, g: int) -> float:
 
 
 def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone: bool = False) -> Config:
-    """OneCycleLR keeps only the phases' float end steps and each group's three rates: find the
-    ``pct_start`` / ``div_factor`` / ``final_div_factor`` that reproduce them exactly.
+    """OneCycleLR keeps only the phases' float end steps and each group's three rates: a ``one_cycle``
+    with those rates as they are (``initial_learning_rate``, ``max_learning_rate``,
+    ``final_learning_rate``) and the ``pct_start`` that reproduces the end steps exactly.
 
     ``momentum``: the momentum cycle instead (``cycle_momentum=True``): max_momentum -> base_momentum
     -> max_momentum (three-phase: -> max_momentum), the same anneal function, which is the
@@ -287,14 +288,12 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone:
         return float(p * T) - 1 == ends[0] and (not three or float(2 * p * T) - 2 == ends[1])
 
     pct = _nearby((ends[0] + 1) / T, reproduces_ends, smallest=0.0)
-    div = _nearby(peak / initial if initial else 25.0, lambda d: peak / d == initial)
-    final_div = _nearby(initial / minimum if minimum else 1e4, lambda f: initial / f == minimum)
-    if pct is None or div is None or final_div is None or strategy not in ("cos", "linear"):
-        raise ValueError(f"from_torch: OneCycleLR group {g} {what} (peak {peak}, initial {initial}, minimum {minimum}, "
-                         f"phases ending at {ends}) is not a one_cycle schedule")
-    kind = {"one_cycle": {"max_learning_rate": peak, "total_steps": T, "pct_start": min(max(pct, 0.0), 1.0),
-                          "anneal_strategy": strategy, "div_factor": div,
-                          "final_div_factor": final_div, "three_phase": three}}
+    if pct is None or strategy not in ("cos", "linear"):
+        raise ValueError(f"from_torch: OneCycleLR group {g} {what} (phases ending at {ends}, anneal strategy "
+                         f"{strategy!r}) is not a one_cycle schedule: no pct_start gives those end steps")
+    kind = {"one_cycle": {"max_learning_rate": peak, "initial_learning_rate": initial, "final_learning_rate": minimum,
+                          "total_steps": T, "pct_start": min(max(pct, 0.0), 1.0), "anneal_strategy": strategy,
+                          "three_phase": three}}
     # torch gives one more value at step total_steps (its last phase extrapolated), then raises
     start, end = ends[-2], ends[-1]
     if end == start:

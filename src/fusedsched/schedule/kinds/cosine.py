@@ -297,8 +297,9 @@ class WarmupStableDecay(ConfigModel, Kind):
 class OneCycle(ConfigModel, Kind):
     """torch's ``OneCycleLR`` learning rate; from ``total_steps - 1`` on it holds its last value.
 
-    With T = ``total_steps``, p = ``pct_start``, ``initial = max_learning_rate / div_factor``,
-    ``minimum = initial / final_div_factor``, the phases end (torch's float ``end_step``s) at
+    With T = ``total_steps``, p = ``pct_start``, ``initial`` = ``initial_learning_rate`` (torch's
+    ``initial_lr``) or else ``max_learning_rate / div_factor``, ``minimum`` = ``final_learning_rate``
+    (torch's ``min_lr``) or else ``initial / final_div_factor``, the phases end (torch's float ``end_step``s) at
     ``float(p * T) - 1`` and ``T - 1`` (two phases: initial -> max -> minimum), or at
     ``float(p * T) - 1``, ``float(2 * p * T) - 2`` and ``T - 1`` (``three_phase``: initial -> max
     -> initial -> minimum). Step ``s`` takes the first phase with ``s <= end`` (the last phase
@@ -306,7 +307,9 @@ class OneCycle(ConfigModel, Kind):
     ``end`` it anneals from ``v0`` to ``v1``: ``cos``
     ``v1 + (v0 - v1) * 0.5 * (1 + cos(pi * (s - a) / (end - a)))``, ``linear``
     ``clamp(v0 + ((v1 - v0) / (end - a)) * (s - a))``. torch raises past ``T``; here
-    ``lr(s) = lr(T - 1)`` for ``s >= T``.
+    ``lr(s) = lr(T - 1)`` for ``s >= T``. Given values are taken as they are: torch's momentum cycle
+    (``max_momentum`` -> ``base_momentum`` -> ``max_momentum``) is ``max_learning_rate = base_momentum``,
+    ``initial_learning_rate = final_learning_rate = max_momentum``, a pair no ``div_factor`` may give.
     Segments: one COSINE or LINEAR per phase that some step reaches, then CONSTANT.
 
     >>> cfg = OneCycle(max_learning_rate=1.0, total_steps=5, pct_start=0.4, div_factor=4.0,
@@ -319,9 +322,11 @@ class OneCycle(ConfigModel, Kind):
     total_steps: PositiveStep
     pct_start: float = 0.3
     anneal_strategy: Literal["cos", "linear"] = "cos"
-    div_factor: Positive = 25.0
-    final_div_factor: Positive = 1e4
+    div_factor: Positive | None = None  # 25.0 unless initial_learning_rate is given
+    final_div_factor: Positive | None = None  # 1e4 unless final_learning_rate is given
     three_phase: StrictBool = False
+    initial_learning_rate: Rate | None = None
+    final_learning_rate: Rate | None = None
 
     @pydantic.field_validator("pct_start", mode="before")
     @classmethod
@@ -329,6 +334,28 @@ class OneCycle(ConfigModel, Kind):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ValueError(f"pct_start ({value!r}) must be a number in [0, 1]")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _a_value_or_its_factor(self) -> OneCycle:
+        for value, factor in (("initial_learning_rate", "div_factor"), ("final_learning_rate", "final_div_factor")):
+            if getattr(self, value) is not None and getattr(self, factor) is not None:
+                raise ValueError(f"{factor} ({getattr(self, factor)!r}) and {value} ({getattr(self, value)!r}): "
+                                 f"give one ({value} is the value {factor} would divide down to)")
+        return self
+
+    @property
+    def initial(self) -> float:
+        """The first phase's start: ``initial_learning_rate``, or ``max_learning_rate / div_factor`` (25)."""
+        if self.initial_learning_rate is not None:
+            return self.initial_learning_rate
+        return self.max_learning_rate / (25.0 if self.div_factor is None else self.div_factor)
+
+    @property
+    def minimum(self) -> float:
+        """The last phase's end: ``final_learning_rate``, or ``initial / final_div_factor`` (1e4)."""
+        if self.final_learning_rate is not None:
+            return self.final_learning_rate
+        return self.initial / (1e4 if self.final_div_factor is None else self.final_div_factor)
 
     @pydantic.model_validator(mode="after")
     def _phases_have_length(self) -> OneCycle:
@@ -344,8 +371,7 @@ class OneCycle(ConfigModel, Kind):
         """``(first step, last step, start, end, v0, v1)`` per phase, as torch's ``get_lr`` picks them;
         ``first > last`` when no step in ``[0, T - 1]`` reaches the phase."""
         T, p = self.total_steps, self.pct_start
-        initial = self.max_learning_rate / self.div_factor
-        peak, minimum = self.max_learning_rate, initial / self.final_div_factor
+        initial, peak, minimum = self.initial, self.max_learning_rate, self.minimum
         if self.three_phase:
             ends = [float(p * T) - 1, float(2 * p * T) - 2, T - 1]
             values = [(initial, peak), (peak, initial), (initial, minimum)]
