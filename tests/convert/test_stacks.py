@@ -126,6 +126,14 @@ def timm_cases():
             step_on_epochs=False, updates_per_epoch=9)[0], 140),
         "create_scheduler_v2 tanh, per epoch, prefix": (lambda o, ts: ts.create_scheduler_v2(
             o, "tanh", num_epochs=20, warmup_epochs=3, warmup_prefix=True, cycle_limit=2, cycle_decay=0.3)[0], 60),
+        # no warm-up: before timm's first call the groups hold the base rates its constructor sets,
+        # not _get_lr(0) (tanh's starts below it; WSD's max(lr, lr_min) above a base below lr_min)
+        "create_scheduler_v2 tanh, no warm-up, per update": (lambda o, ts: ts.create_scheduler_v2(
+            o, "tanh", num_epochs=12, step_on_epochs=False, updates_per_epoch=9)[0], 130),
+        "create_scheduler_v2 tanh, no warm-up, per epoch": (lambda o, ts: ts.create_scheduler_v2(
+            o, "tanh", num_epochs=20, min_lr=1e-4)[0], 30),
+        "wsd, lr_min above two base rates, no warm-up": (lambda o, ts: ts.WSDLRScheduler(
+            o, t_initial=30, decay_t=10, lr_min=0.05), 40),
         "cosine k-decay": (lambda o, ts: ts.CosineLRScheduler(
             o, t_initial=40, lr_min=1e-4, k_decay=2.0, warmup_t=5, warmup_lr_init=1e-5, t_in_epochs=False), 90),
         "cosine k-decay, restarts x2, decay, prefix": (lambda o, ts: ts.CosineLRScheduler(
@@ -269,17 +277,31 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
         assert_untouched(optimizer, before)
 
 
-def test_timm_wsd_with_lr_min_above_a_base_lr_converts_once_timm_has_set_t_0():
+@pytest.mark.parametrize("name", ["create_scheduler_v2 tanh, no warm-up, per epoch",
+                                  "wsd, lr_min above two base rates, no warm-up"])
+def test_timm_at_t_0_gives_the_groups_rate_before_timm_s_first_call_or_after_its_step_0(name):
+    """Before timm's first call a group holds its base rate (times lr_scale), from the constructor;
+    timm's step(0) sets _get_lr(0) instead. Either state converts to the rate the group holds."""
+    make, _ = timm_cases()[name]
     ts = timm_scheduler()
-    optimizer = make_optimizer(TIMM_GROUPS)
-    scheduler = ts.WSDLRScheduler(optimizer, t_initial=30, decay_t=10, lr_min=0.05)  # above 0.03 and 0.02
-    before = [g["lr"] for g in optimizer.param_groups]
-    with pytest.raises(ValueError, match=r"param group 1 has its base lr 0.015, .* call scheduler.step\(0\)"):
-        from_timm(scheduler)
-    assert_untouched(optimizer, before)
-    scheduler.step(0)  # timm's rate at t = 0: max(lr, lr_min) * lr_scale
-    want = rates(optimizer)
-    assert from_timm(scheduler).get_last_lr() == pytest.approx(want, rel=1e-6) and want != before
+    for step_0 in (False, True):
+        source, twin = (make(make_optimizer(TIMM_GROUPS, lr=0.1), ts) for _ in range(2))
+        constructed = [g["initial_lr"] * g.get("lr_scale", 1.0) for g in source.optimizer.param_groups]
+        assert rates(source.optimizer) == constructed
+        if step_0:
+            source.step(0)
+            twin.step(0)
+            assert rates(source.optimizer) != constructed
+        shim = from_timm(twin, backend="native")
+        assert shim.last_epoch == 0
+        for t in (0, 1, 2, 25):
+            if t:
+                source.step(t)
+                shim.step(t)
+            assert shim.lr_tensor.tolist() == [float(np.float32(v)) for v in rates(source.optimizer)], (step_0, t)
+        shim.step(0)  # back to t = 0: the state it was converted in (docs/stacks.md, Steps)
+        at_0 = [v * g.get("lr_scale", 1.0) for v, g in zip(source._get_lr(0), source.optimizer.param_groups)]
+        assert shim.lr_tensor.tolist() == [float(np.float32(v)) for v in (at_0 if step_0 else constructed)]
 
 
 def test_timm_without_its_t_is_refused():

@@ -21,7 +21,7 @@ import torch
 from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr
-from .builders import Config, constant, join_pieces, line, offset, product
+from .builders import Config, constant, join, join_pieces, line, offset, product
 from .common import as_float, float32_ulps, learning_rate, whole_number
 from .stack_shim import StackShim
 
@@ -186,30 +186,47 @@ def _timm_marks(scheduler: Any, name: str) -> list[int]:
     return sorted(s for m in marks for s in (m - 1, m, m + 1) if 0 <= s <= MAX_STEP)
 
 
-def _timm_check(scheduler: Any, configs: list[LearningRate], name: str, t: int) -> None:
+def _timm_scaled(value: float, group: dict[str, Any]) -> float:
+    """``value`` as timm's ``update_groups`` writes it into ``group``: times its ``lr_scale``, if any."""
+    return value * group["lr_scale"] if "lr_scale" in group else value
+
+
+def _timm_check(scheduler: Any, configs: list[Config], name: str) -> None:
     """Refuse when the conversion and timm's own ``_get_lr`` differ by more than one float32 ulp at
     a step around a change of piece (timm finds the cycle with a float ``log``, which can miss a
-    restart by a step), or when the groups' rates are not timm's at ``t``."""
-    scales = [group.get("lr_scale") for group in scheduler.optimizer.param_groups]
+    restart by a step)."""
+    groups = scheduler.optimizer.param_groups
+    schedules = [learning_rate(c, f"from_timm: {name} (param group {g})") for g, c in enumerate(configs)]
     for s in _timm_marks(scheduler, name):
-        for g, (value, config) in enumerate(zip(scheduler._get_lr(s), configs)):
-            have = value if scales[g] is None else value * scales[g]  # timm's update_groups
-            want = compute_lr(config, s)
+        for g, (value, config) in enumerate(zip(scheduler._get_lr(s), schedules)):
+            have, want = _timm_scaled(value, groups[g]), compute_lr(config, s)
             if float32_ulps(have, want) > 1:
                 raise ValueError(f"from_timm: {name} gives {have!r} at t={s} (param group {g}), its conversion "
                                  f"{want!r}: timm's cycle arithmetic is not one schedule kind's here")
+
+
+def _timm_at(scheduler: Any, configs: list[Config], name: str, t: int) -> list[LearningRate]:
+    """The groups' schedules from timm's ``t``, checked against the rates the groups hold there.
+
+    Before timm's first ``step()`` / ``step_update()`` a scheduler without a warm-up has left each
+    group at the rate its constructor set (the base lr, times ``lr_scale``), which is not
+    ``_get_lr(0)`` where the schedule does not start at its base rate (tanh's starts just below it,
+    WSD's at ``max(lr, lr_min)``): at ``t = 0`` such a group's schedule is that rate, then timm's
+    from ``t = 1`` on. Any other group whose rate is not timm's at ``t`` is refused.
+    """
+    out = []
     for g, (group, config) in enumerate(zip(scheduler.optimizer.param_groups, configs)):
-        have, want = as_float(group["lr"]), compute_lr(config, t)
-        if not math.isfinite(have) or float32_ulps(have, want) > 1:
-            if t == 0 and not scheduler.warmup_t and have == as_float(group[scheduler._initial_param_group_field]) * (
-                    scales[g] if scales[g] is not None else 1.0):
-                raise ValueError(
-                    f"from_timm: param group {g} has its base lr {have!r}, which timm sets at construction, but {name} "
-                    f"gives {want!r} at t=0 (lr_min above the base lr); timm's first step() / step_update() call sets "
-                    "it: call scheduler.step(0) (t_in_epochs) or scheduler.step_update(0) before converting")
+        what = f"from_timm: {name} (param group {g})"
+        have, want = as_float(group["lr"]), compute_lr(learning_rate(config, what), t)
+        constructed = _timm_scaled(as_float(group[scheduler._initial_param_group_field]), group)
+        if t == 0 and not scheduler.warmup_t and have == constructed and float32_ulps(have, want):
+            config = join([constant(have), offset(config, 1)], [1])
+        elif not math.isfinite(have) or float32_ulps(have, want) > 1:
             raise ValueError(
                 f"from_timm: param group {g} has lr {have!r}, but {name} gives {want!r} at t={t}; timm keeps no "
                 "step count: pass t= the last epoch (t_in_epochs) or update count given to step() / step_update()")
+        out.append(learning_rate(config, what))
+    return out
 
 
 def _timm_plateau(scheduler: Any, g: int, base: float) -> Config:
@@ -244,6 +261,12 @@ def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
         ValueError: a supported class with settings no kind represents (noise, a fractional
             ``cycle_mul`` or ``decay_t``, more than 64 cycles where each is a piece...).
     """
+    name, configs = _timm_configs(scheduler)
+    return [learning_rate(c, f"from_timm: {name} (param group {g})") for g, c in enumerate(configs)]
+
+
+def _timm_configs(scheduler: Any) -> tuple[str, list[Config]]:
+    """:func:`timm_learning_rates`' class name and configs, as dicts."""
     name = _timm_class(scheduler)
     if name not in _TIMM_CLASSES:
         raise TypeError(f"from_timm cannot convert {type(scheduler).__name__}; supported: {TIMM_SUPPORTED}")
@@ -253,8 +276,7 @@ def timm_learning_rates(scheduler: Any) -> list[LearningRate]:
         raise ValueError(f"from_timm: {name}(noise_range_t={scheduler.noise_range_t!r}) adds seeded random noise "
                          "to the rate, which no schedule kind represents; construct it with noise_range_t=None")
     make = _timm_plateau if name == "PlateauLRScheduler" else (lambda s, g, b: _timm_config(s, name, g, b))
-    return [learning_rate(make(scheduler, g, float(base)), f"from_timm: {name} (param group {g})")
-            for g, base in enumerate(scheduler.base_values)]
+    return name, [make(scheduler, g, float(base)) for g, base in enumerate(scheduler.base_values)]
 
 
 def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
@@ -263,7 +285,8 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
 
     timm keeps no step count: ``t`` is the last ``epoch`` / ``num_updates`` given to its
     ``step()`` / ``step_update()`` (0, a fresh scheduler, by default); the groups' rates must be
-    timm's at ``t``. The training loop goes on calling ``step(epoch)`` and
+    timm's at ``t``, or at ``t = 0`` without a warm-up the rates timm's constructor set, which the
+    shim then gives at ``t = 0`` (:func:`_timm_at`). The training loop goes on calling ``step(epoch)`` and
     ``step_update(num_updates)`` on the returned shim (do not step timm's any more).
 
     Raises:
@@ -271,15 +294,17 @@ def from_timm(scheduler: Any, *, t: int = 0, backend: str | None = None,
             rates at a change of piece, or the groups' rates at ``t``, are not the conversion's.
             Nothing is touched.
     """
-    configs = timm_learning_rates(scheduler)
-    name = _timm_class(scheduler)
+    name, configs = _timm_configs(scheduler)
     step = whole_number(t, "from_timm: t")
     if not 0 <= step <= MAX_STEP:
         raise ValueError(f"from_timm: t={t!r} must be in [0, 2**53 - 2]")
     if name == "PlateauLRScheduler":
-        return _from_timm_plateau(scheduler, configs, step, backend, device)
-    _timm_check(scheduler, configs, name, step)
-    return TimmShim._start(scheduler.optimizer, configs, step, backend, device, t_in_epochs=bool(scheduler.t_in_epochs))
+        schedules = [learning_rate(c, f"from_timm: {name} (param group {g})") for g, c in enumerate(configs)]
+        return _from_timm_plateau(scheduler, schedules, step, backend, device)
+    _timm_check(scheduler, configs, name)
+    schedules = _timm_at(scheduler, configs, name, step)
+    return TimmShim._start(scheduler.optimizer, schedules, step, backend, device,
+                           t_in_epochs=bool(scheduler.t_in_epochs))
 
 
 def _from_timm_plateau(scheduler: Any, configs: list[LearningRate], t: int, backend: str | None,
