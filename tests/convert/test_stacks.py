@@ -134,6 +134,22 @@ def timm_cases():
             o, "tanh", num_epochs=20, min_lr=1e-4)[0], 30),
         "wsd, lr_min above two base rates, no warm-up": (lambda o, ts: ts.WSDLRScheduler(
             o, t_initial=30, decay_t=10, lr_min=0.05), 40),
+        # a fractional cycle_mul: timm's cycles (1 - m**i) / (1 - m) * t_initial on, m**i * t_initial long
+        "cosine, cycle_mul 1.5, cycles 200, 300, 450": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=200, cycle_mul=1.5, cycle_limit=3, lr_min=1e-4, cycle_decay=0.5, t_in_epochs=False), 1000),
+        "cosine, cycle_mul 1.5, a last cycle of 1012.5": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=200, cycle_mul=1.5, cycle_limit=5, lr_min=1e-4, warmup_t=3, warmup_lr_init=1e-5,
+            t_in_epochs=False), 2700),
+        "cosine, cycle_mul 1.5, one cycle": (lambda o, ts: ts.create_scheduler_v2(
+            o, "cosine", num_epochs=30, cycle_mul=1.5, warmup_epochs=2, min_lr=1e-5)[0], 40),
+        "tanh, cycle_mul 1.5, prefix": (lambda o, ts: ts.TanhLRScheduler(
+            o, t_initial=8, cycle_mul=1.5, cycle_limit=4, cycle_decay=0.8, warmup_t=2, warmup_prefix=True), 80),
+        "poly k-decay, cycle_mul 1.5": (lambda o, ts: ts.PolyLRScheduler(
+            o, t_initial=32, power=2.0, k_decay=1.5, cycle_mul=1.5, cycle_limit=4, lr_min=1e-4, t_in_epochs=False),
+            300),
+        # cycles 200, 220.00000000000003, 242.00000000000003 (timm's floats) from 0, 200, 420
+        "cosine, cycle_mul 1.1": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=200, cycle_mul=1.1, cycle_limit=3, lr_min=1e-3, cycle_decay=0.9, t_in_epochs=False), 700),
         "cosine k-decay": (lambda o, ts: ts.CosineLRScheduler(
             o, t_initial=40, lr_min=1e-4, k_decay=2.0, warmup_t=5, warmup_lr_init=1e-5, t_in_epochs=False), 90),
         "cosine k-decay, restarts x2, decay, prefix": (lambda o, ts: ts.CosineLRScheduler(
@@ -192,7 +208,8 @@ def test_timm_from_a_scheduler_already_stepped(name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["cosine, restarts x2, decay, limit, prefix", "tanh, restarts x2, decay, limit, bounds, prefix"])
+@pytest.mark.parametrize("name", ["cosine, restarts x2, decay, limit, prefix", "tanh, restarts x2, decay, limit, bounds, prefix",
+                                  "cosine, cycle_mul 1.1"])  # its cosines scaled by 2**j (convert/timm.py: _cosine_steps)
 def test_timm_every_backend(backend, name):  # k-decay on every backend: tests/ops/test_backends.py (CONFIGS)
     run_timm(*timm_cases()[name], backend=backend)
 
@@ -256,8 +273,23 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
          r"CosineLRScheduler\(cycle_limit=100\): at most 64 cycles are converted with k_decay != 1"),
         (lambda o: ts.CosineLRScheduler(o, t_initial=10, k_decay=-1.0), ValueError, r"k_decay"),
         (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_limit=65), ValueError, r"TanhLRScheduler\(cycle_limit=65\)"),
-        (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
-        (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
+        # cycles 10, 15, 22.5: the third is not a whole number of steps, which tanh_decay's length is
+        (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError,
+         r"TanhLRScheduler\(t_initial=10, cycle_mul=1.5\): cycle 2 is 22.5 steps long .* tanh_decay"),
+        # a cosine takes a last cycle of 22.5 steps, not one after it, which starts at t=47.5
+        (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=4), ValueError,
+         r"CosineLRScheduler\(t_initial=10, cycle_mul=1.5\): cycle 3 starts at t=47.5 .* between two steps"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=200, cycle_mul=1.5, cycle_limit=10**9), ValueError,
+         r"cycle 5 starts at t=2637.5"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=200, cycle_mul=1.1, cycle_limit=4), ValueError,
+         r"cycle 3 starts at t=662.0000000000002"),
+        # cycles 16, 8, 4, 2, 1, 0.5 from 0, 16, 24, 28, 30, 31, then 31.5
+        (lambda o: ts.PolyLRScheduler(o, t_initial=16, cycle_mul=0.5, cycle_limit=7), ValueError,
+         r"cycle 5 is 0.5 steps long .* polynomial_decay"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=16, cycle_mul=0.5, cycle_limit=7), ValueError,
+         r"cycle 6 starts at t=31.5"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=-2.0, cycle_limit=3), ValueError,
+         r"cycle_mul=-2.0\): must be a number > 0"),
         (lambda o: ts.StepLRScheduler(o, decay_t=2.5), ValueError, r"decay_t=2.5"),
         (lambda o: ts.PlateauLRScheduler(o, noise_range_t=5), ValueError, r"noise_range_t=5\)"),
         (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, stable_fn="rsqrt", stable_timescale=3), ValueError,
@@ -302,6 +334,29 @@ def test_timm_at_t_0_gives_the_groups_rate_before_timm_s_first_call_or_after_its
         shim.step(0)  # back to t = 0: the state it was converted in (docs/stacks.md, Steps)
         at_0 = [v * g.get("lr_scale", 1.0) for v, g in zip(source._get_lr(0), source.optimizer.param_groups)]
         assert shim.lr_tensor.tolist() == [float(np.float32(v)) for v in (at_0 if step_0 else constructed)]
+
+
+@pytest.mark.parametrize("cls", ["CosineLRScheduler", "PolyLRScheduler", "TanhLRScheduler"])
+def test_timm_shrinking_cycles_up_to_where_timm_s_log_has_a_value(cls):
+    """cycle_mul 0.5: cycles of 16, 8, 4, 2, 1 steps from 0, 16, 24, 28, 30, then lr_min from 31;
+    from t = 32 (t_initial / (1 - cycle_mul)) timm's log raises, and the shim holds lr_min."""
+    ts = timm_scheduler()
+    source, twin = (getattr(ts, cls)(make_optimizer(TIMM_GROUPS), t_initial=16, cycle_mul=0.5, cycle_limit=5,
+                                     lr_min=1e-3, cycle_decay=0.7, t_in_epochs=False) for _ in range(2))
+    shim = from_timm(twin, backend="native")
+    got, want = [], []
+    for t in range(1, 32):
+        source.step_update(t)
+        shim.step_update(t)
+        got.append(shim.lr_tensor.tolist())
+        want.append(rates(source.optimizer))
+    assert_precision(got, want, list(range(1, 32)))
+    assert want[-1] == [1e-3 * g.get("lr_scale", 1.0) for g in TIMM_GROUPS]  # lr_min (times lr_scale) at t = 31
+    with pytest.raises(ValueError, match="math domain error"):
+        source.step_update(32)
+    for t in (32, 10**6):
+        shim.step_update(t)
+        assert shim.lr_tensor.tolist() == [float(np.float32(v)) for v in want[-1]]
 
 
 def test_timm_without_its_t_is_refused():
