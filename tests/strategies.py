@@ -146,11 +146,16 @@ def _cosine_with_restarts(draw):
 def _one_cycle(draw):
     for _ in range(20):  # a zero-length phase is invalid: draw again
         try:
+            # the first and last values as divisions (torch's div_factor, final_div_factor) or given
+            # (initial_learning_rate, final_learning_rate: torch's momentum cycle)
+            initial = draw(st.one_of(st.builds(lambda d: {"div_factor": d}, positives),
+                                     st.builds(lambda v: {"initial_learning_rate": v}, rates)))
+            final = draw(st.one_of(st.builds(lambda d: {"final_div_factor": d}, positives),
+                                   st.builds(lambda v: {"final_learning_rate": v}, rates)))
             return _config("one_cycle", {
                 "max_learning_rate": draw(rates), "total_steps": draw(step_counts(1)),
                 "pct_start": draw(st.floats(0.0, 1.0)), "anneal_strategy": draw(st.sampled_from(["cos", "linear"])),
-                "div_factor": draw(positives), "final_div_factor": draw(positives),
-                "three_phase": draw(st.booleans())})
+                **initial, **final, "three_phase": draw(st.booleans())})
         except pydantic.ValidationError:
             continue
     return _config("one_cycle", {"max_learning_rate": 0.1, "total_steps": 100})

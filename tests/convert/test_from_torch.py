@@ -17,7 +17,7 @@ from _peers import optimizer, ulps32
 from torch.optim import lr_scheduler as tls
 from transformers import optimization as hf
 
-from fusedsched import LRShim, LearningRate, compute_lr, from_torch
+from fusedsched import GraphSafeSGD, LRShim, LearningRate, compute_lr, from_torch
 from fusedsched.convert.torch import SUPPORTED, ConversionWarning, learning_rates_from_torch
 from fusedsched.ops import unavailable_reason
 
@@ -400,3 +400,79 @@ def test_a_changed_group_rate_is_refused_where_the_running_scheduler_goes_on_fro
         assert scheduler.optimizer.param_groups[0]["lr"] == 0.5
     else:
         assert from_torch(scheduler).last_epoch == 8
+
+
+def test_the_graph_safe_class_named_for_a_torch_optimizer_is_the_optimizers_wing_s():
+    """One map, torch optimizer class -> its graph-safe class (``fusedsched.optimizers.GRAPH_SAFE``):
+    the tml builders swap classes by it and from_torch names the class to use from it."""
+    from fusedsched.optimizers import GRAPH_SAFE
+    from fusedsched.tml import builders
+
+    assert builders.GRAPH_SAFE is GRAPH_SAFE
+    assert set(GRAPH_SAFE) == {torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD}
+    for torch_cls, graph_safe in GRAPH_SAFE.items():
+        opt = torch_cls([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        with pytest.raises(ValueError, match=rf"{torch_cls.__name__} reads it by value.*fusedsched\.{graph_safe.__name__} "):
+            from_torch(tls.OneCycleLR(opt, max_lr=0.1, total_steps=10))
+
+
+def _plateau_with_a_group_added_later(min_lr):
+    opt = optimizer([0.1, 0.2])
+    scheduler = tls.ReduceLROnPlateau(opt, min_lr=min_lr, patience=0, factor=0.5)
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.4})
+    return opt, scheduler
+
+
+def test_a_plateau_whose_min_lr_list_misses_a_group_added_later_is_refused_naming_min_lr():
+    opt, scheduler = _plateau_with_a_group_added_later([1e-3, 1e-4])
+    before = [dict(g) for g in opt.param_groups]
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau\(min_lr=\[0.001, 0.0001\]\) has 2 values for the "
+                                         r"optimizer's 3 param groups"):
+        from_torch(scheduler)
+    assert [dict(g) for g in opt.param_groups] == before
+
+
+def test_a_plateau_with_one_min_lr_covers_a_group_added_later_as_torch_does():
+    """torch's ReduceLROnPlateau extends a single ``min_lr`` to every group at its next reduction."""
+    (stock_opt, stock), (opt, twin) = (_plateau_with_a_group_added_later(0.03) for _ in range(2))
+    shim = from_torch(twin, backend="native")
+    metrics = [1.0, 1.0, 0.5, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    got, want = [], []
+    for m in metrics:
+        stock.step(m)
+        shim.step(m)
+        want.append([float(g["lr"]) for g in stock_opt.param_groups])
+        got.append([float(v) for v in shim.lr_tensor])
+    assert got == [[float(np.float32(v)) for v in row] for row in want]
+    assert want[-1] == [0.03, 0.03, 0.03]  # every group down to the one min_lr, the added one included
+
+
+@pytest.mark.parametrize("strategy, three", [("cos", False), ("linear", False), ("cos", True)])
+def test_one_cycle_converts_every_momentum_pair_to_torch_s_sequence(strategy, three):
+    """Every two-decimal (base_momentum, max_momentum) pair in [0.5, 0.99], and (0.701, 0.933), one
+    group each: the momentum (and the rate) float32 of torch's at every step to total_steps, 0 ulp
+    (but the negative rate ``"linear"`` extrapolates to at total_steps, warned and not kept)."""
+    pairs = [(a / 100, b / 100) for a in range(50, 100) for b in range(a + 1, 100)] + [(0.701, 0.933)]
+    total = 40
+
+    def make():
+        opt = GraphSafeSGD([{"params": [torch.nn.Parameter(torch.zeros(1))]} for _ in pairs], lr=0.1, momentum=0.9)
+        return tls.OneCycleLR(opt, max_lr=0.1, total_steps=total, anneal_strategy=strategy, three_phase=three,
+                              base_momentum=[b for b, _ in pairs], max_momentum=[m for _, m in pairs])
+
+    stock, twin = make(), make()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shim = from_torch(twin, backend="native")
+    assert {type(w.message) for w in caught} == ({ConversionWarning} if strategy == "linear" else set())
+    for step in range(total + 1):
+        if step:
+            _steps(stock, 1)
+            twin.optimizer.step()
+            shim.step()
+        for key in ("momentum", "lr") if step < total or strategy == "cos" else ("momentum",):
+            want = np.array([g[key] for g in stock.optimizer.param_groups], dtype=np.float32)
+            got = torch.stack([g[key] for g in twin.optimizer.param_groups]).numpy()
+            off = np.flatnonzero(got != want)
+            assert not off.size, (f"step {step} {key}: {off.size} groups differ, first (base_momentum, max_momentum) "
+                                  f"= {pairs[off[0]]}: {got[off[0]]!r} != torch's {want[off[0]]!r}")

@@ -126,6 +126,30 @@ def timm_cases():
             step_on_epochs=False, updates_per_epoch=9)[0], 140),
         "create_scheduler_v2 tanh, per epoch, prefix": (lambda o, ts: ts.create_scheduler_v2(
             o, "tanh", num_epochs=20, warmup_epochs=3, warmup_prefix=True, cycle_limit=2, cycle_decay=0.3)[0], 60),
+        # no warm-up: before timm's first call the groups hold the base rates its constructor sets,
+        # not _get_lr(0) (tanh's starts below it; WSD's max(lr, lr_min) above a base below lr_min)
+        "create_scheduler_v2 tanh, no warm-up, per update": (lambda o, ts: ts.create_scheduler_v2(
+            o, "tanh", num_epochs=12, step_on_epochs=False, updates_per_epoch=9)[0], 130),
+        "create_scheduler_v2 tanh, no warm-up, per epoch": (lambda o, ts: ts.create_scheduler_v2(
+            o, "tanh", num_epochs=20, min_lr=1e-4)[0], 30),
+        "wsd, lr_min above two base rates, no warm-up": (lambda o, ts: ts.WSDLRScheduler(
+            o, t_initial=30, decay_t=10, lr_min=0.05), 40),
+        # a fractional cycle_mul: timm's cycles (1 - m**i) / (1 - m) * t_initial on, m**i * t_initial long
+        "cosine, cycle_mul 1.5, cycles 200, 300, 450": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=200, cycle_mul=1.5, cycle_limit=3, lr_min=1e-4, cycle_decay=0.5, t_in_epochs=False), 1000),
+        "cosine, cycle_mul 1.5, a last cycle of 1012.5": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=200, cycle_mul=1.5, cycle_limit=5, lr_min=1e-4, warmup_t=3, warmup_lr_init=1e-5,
+            t_in_epochs=False), 2700),
+        "cosine, cycle_mul 1.5, one cycle": (lambda o, ts: ts.create_scheduler_v2(
+            o, "cosine", num_epochs=30, cycle_mul=1.5, warmup_epochs=2, min_lr=1e-5)[0], 40),
+        "tanh, cycle_mul 1.5, prefix": (lambda o, ts: ts.TanhLRScheduler(
+            o, t_initial=8, cycle_mul=1.5, cycle_limit=4, cycle_decay=0.8, warmup_t=2, warmup_prefix=True), 80),
+        "poly k-decay, cycle_mul 1.5": (lambda o, ts: ts.PolyLRScheduler(
+            o, t_initial=32, power=2.0, k_decay=1.5, cycle_mul=1.5, cycle_limit=4, lr_min=1e-4, t_in_epochs=False),
+            300),
+        # cycles 200, 220.00000000000003, 242.00000000000003 (timm's floats) from 0, 200, 420
+        "cosine, cycle_mul 1.1": (lambda o, ts: ts.CosineLRScheduler(
+            o, t_initial=200, cycle_mul=1.1, cycle_limit=3, lr_min=1e-3, cycle_decay=0.9, t_in_epochs=False), 700),
         "cosine k-decay": (lambda o, ts: ts.CosineLRScheduler(
             o, t_initial=40, lr_min=1e-4, k_decay=2.0, warmup_t=5, warmup_lr_init=1e-5, t_in_epochs=False), 90),
         "cosine k-decay, restarts x2, decay, prefix": (lambda o, ts: ts.CosineLRScheduler(
@@ -184,7 +208,8 @@ def test_timm_from_a_scheduler_already_stepped(name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("name", ["cosine, restarts x2, decay, limit, prefix", "tanh, restarts x2, decay, limit, bounds, prefix"])
+@pytest.mark.parametrize("name", ["cosine, restarts x2, decay, limit, prefix", "tanh, restarts x2, decay, limit, bounds, prefix",
+                                  "cosine, cycle_mul 1.1"])  # its cosines scaled by 2**j (convert/timm.py: _cosine_steps)
 def test_timm_every_backend(backend, name):  # k-decay on every backend: tests/ops/test_backends.py (CONFIGS)
     run_timm(*timm_cases()[name], backend=backend)
 
@@ -248,8 +273,23 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
          r"CosineLRScheduler\(cycle_limit=100\): at most 64 cycles are converted with k_decay != 1"),
         (lambda o: ts.CosineLRScheduler(o, t_initial=10, k_decay=-1.0), ValueError, r"k_decay"),
         (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_limit=65), ValueError, r"TanhLRScheduler\(cycle_limit=65\)"),
-        (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
-        (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError, r"cycle_mul=1.5\)"),
+        # cycles 10, 15, 22.5: the third is not a whole number of steps, which tanh_decay's length is
+        (lambda o: ts.TanhLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=3), ValueError,
+         r"TanhLRScheduler\(t_initial=10, cycle_mul=1.5\): cycle 2 is 22.5 steps long .* tanh_decay"),
+        # a cosine takes a last cycle of 22.5 steps, not one after it, which starts at t=47.5
+        (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=1.5, cycle_limit=4), ValueError,
+         r"CosineLRScheduler\(t_initial=10, cycle_mul=1.5\): cycle 3 starts at t=47.5 .* between two steps"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=200, cycle_mul=1.5, cycle_limit=10**9), ValueError,
+         r"cycle 5 starts at t=2637.5"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=200, cycle_mul=1.1, cycle_limit=4), ValueError,
+         r"cycle 3 starts at t=662.0000000000002"),
+        # cycles 16, 8, 4, 2, 1, 0.5 from 0, 16, 24, 28, 30, 31, then 31.5
+        (lambda o: ts.PolyLRScheduler(o, t_initial=16, cycle_mul=0.5, cycle_limit=7), ValueError,
+         r"cycle 5 is 0.5 steps long .* polynomial_decay"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=16, cycle_mul=0.5, cycle_limit=7), ValueError,
+         r"cycle 6 starts at t=31.5"),
+        (lambda o: ts.CosineLRScheduler(o, t_initial=10, cycle_mul=-2.0, cycle_limit=3), ValueError,
+         r"cycle_mul=-2.0\): must be a number > 0"),
         (lambda o: ts.StepLRScheduler(o, decay_t=2.5), ValueError, r"decay_t=2.5"),
         (lambda o: ts.PlateauLRScheduler(o, noise_range_t=5), ValueError, r"noise_range_t=5\)"),
         (lambda o: ts.WSDLRScheduler(o, t_initial=10, decay_t=5, stable_fn="rsqrt", stable_timescale=3), ValueError,
@@ -269,17 +309,54 @@ def test_timm_refusals_name_the_setting_and_touch_nothing():
         assert_untouched(optimizer, before)
 
 
-def test_timm_wsd_with_lr_min_above_a_base_lr_converts_once_timm_has_set_t_0():
+@pytest.mark.parametrize("name", ["create_scheduler_v2 tanh, no warm-up, per epoch",
+                                  "wsd, lr_min above two base rates, no warm-up"])
+def test_timm_at_t_0_gives_the_groups_rate_before_timm_s_first_call_or_after_its_step_0(name):
+    """Before timm's first call a group holds its base rate (times lr_scale), from the constructor;
+    timm's step(0) sets _get_lr(0) instead. Either state converts to the rate the group holds."""
+    make, _ = timm_cases()[name]
     ts = timm_scheduler()
-    optimizer = make_optimizer(TIMM_GROUPS)
-    scheduler = ts.WSDLRScheduler(optimizer, t_initial=30, decay_t=10, lr_min=0.05)  # above 0.03 and 0.02
-    before = [g["lr"] for g in optimizer.param_groups]
-    with pytest.raises(ValueError, match=r"param group 1 has its base lr 0.015, .* call scheduler.step\(0\)"):
-        from_timm(scheduler)
-    assert_untouched(optimizer, before)
-    scheduler.step(0)  # timm's rate at t = 0: max(lr, lr_min) * lr_scale
-    want = rates(optimizer)
-    assert from_timm(scheduler).get_last_lr() == pytest.approx(want, rel=1e-6) and want != before
+    for step_0 in (False, True):
+        source, twin = (make(make_optimizer(TIMM_GROUPS, lr=0.1), ts) for _ in range(2))
+        constructed = [g["initial_lr"] * g.get("lr_scale", 1.0) for g in source.optimizer.param_groups]
+        assert rates(source.optimizer) == constructed
+        if step_0:
+            source.step(0)
+            twin.step(0)
+            assert rates(source.optimizer) != constructed
+        shim = from_timm(twin, backend="native")
+        assert shim.last_epoch == 0
+        for t in (0, 1, 2, 25):
+            if t:
+                source.step(t)
+                shim.step(t)
+            assert shim.lr_tensor.tolist() == [float(np.float32(v)) for v in rates(source.optimizer)], (step_0, t)
+        shim.step(0)  # back to t = 0: the state it was converted in (docs/stacks.md, Steps)
+        at_0 = [v * g.get("lr_scale", 1.0) for v, g in zip(source._get_lr(0), source.optimizer.param_groups)]
+        assert shim.lr_tensor.tolist() == [float(np.float32(v)) for v in (at_0 if step_0 else constructed)]
+
+
+@pytest.mark.parametrize("cls", ["CosineLRScheduler", "PolyLRScheduler", "TanhLRScheduler"])
+def test_timm_shrinking_cycles_up_to_where_timm_s_log_has_a_value(cls):
+    """cycle_mul 0.5: cycles of 16, 8, 4, 2, 1 steps from 0, 16, 24, 28, 30, then lr_min from 31;
+    from t = 32 (t_initial / (1 - cycle_mul)) timm's log raises, and the shim holds lr_min."""
+    ts = timm_scheduler()
+    source, twin = (getattr(ts, cls)(make_optimizer(TIMM_GROUPS), t_initial=16, cycle_mul=0.5, cycle_limit=5,
+                                     lr_min=1e-3, cycle_decay=0.7, t_in_epochs=False) for _ in range(2))
+    shim = from_timm(twin, backend="native")
+    got, want = [], []
+    for t in range(1, 32):
+        source.step_update(t)
+        shim.step_update(t)
+        got.append(shim.lr_tensor.tolist())
+        want.append(rates(source.optimizer))
+    assert_precision(got, want, list(range(1, 32)))
+    assert want[-1] == [1e-3 * g.get("lr_scale", 1.0) for g in TIMM_GROUPS]  # lr_min (times lr_scale) at t = 31
+    with pytest.raises(ValueError, match="math domain error"):
+        source.step_update(32)
+    for t in (32, 10**6):
+        shim.step_update(t)
+        assert shim.lr_tensor.tolist() == [float(np.float32(v)) for v in want[-1]]
 
 
 def test_timm_without_its_t_is_refused():

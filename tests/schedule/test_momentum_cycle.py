@@ -100,10 +100,10 @@ def test_one_set_of_terms_is_required(fields, words):
 
 def test_the_rate_terms_keep_their_defaults_and_dump():
     cfg = LearningRate(one_cycle={"max_learning_rate": 0.1, "total_steps": 10})
-    assert (cfg.one_cycle.div_factor, cfg.one_cycle.final_div_factor) == (25.0, 1e4)
+    assert (cfg.one_cycle.initial, cfg.one_cycle.peak, cfg.one_cycle.minimum) == (0.1 / 25, 0.1, 0.1 / 25 / 1e4)
     assert cfg.model_dump(exclude_none=True)["one_cycle"] == {
-        "max_learning_rate": 0.1, "total_steps": 10, "pct_start": 0.3, "anneal_strategy": "cos",
-        "div_factor": 25.0, "final_div_factor": 1e4, "three_phase": False}
+        "max_learning_rate": 0.1, "total_steps": 10, "pct_start": 0.3, "anneal_strategy": "cos", "three_phase": False}
+    assert LearningRate.model_validate(cfg.model_dump(exclude_none=True)) == cfg
     assert np.isclose(compute_lr(cfg, 0), 0.1 / 25)
 
 

@@ -4,6 +4,7 @@ documented formulas, DeepSpeed's warm-up. Every phase boundary, and far past the
 
 import functools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -237,6 +238,37 @@ def test_one_cycle_is_torch_one_cycle_lr(total, pct, strategy, three):
     assert_rates_match(ours(cfg, range(total)), stock, what="OneCycleLR")
     # torch stops at total_steps; the kind holds its last value
     assert ours(cfg, [total, total + 1, 10**9]).tolist() == [compute_lr(cfg, total - 1)] * 3
+
+
+@pytest.mark.parametrize("strategy, three", [("cos", False), ("linear", False), ("cos", True), ("linear", True)])
+@pytest.mark.parametrize("base_m, max_m", [(0.5, 0.95), (0.5, 0.9), (0.701, 0.933), (0.85, 0.95)])
+def test_one_cycle_from_its_initial_and_final_values_is_torch_s_momentum_cycle(base_m, max_m, strategy, three):
+    """OneCycleLR's momentum runs max_m -> base_m -> max_m (three-phase: then max_m held): ``one_cycle``
+    peaking at base_m with ``initial_learning_rate = final_learning_rate = max_m``, values no
+    ``div_factor`` gives for every pair (base_m / d == max_m has no float solution for (0.5, 0.95))."""
+    total, pct = 40, 0.3
+    cfg = lr(one_cycle=dict(max_learning_rate=base_m, initial_learning_rate=max_m, final_learning_rate=max_m,
+                            total_steps=total, pct_start=pct, anneal_strategy=strategy, three_phase=three))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    stock = tls.OneCycleLR(opt, 0.1, total_steps=total, pct_start=pct, anneal_strategy=strategy, three_phase=three,
+                           base_momentum=base_m, max_momentum=max_m)
+    momenta = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
+        for s in range(total):
+            momenta.append(opt.param_groups[0]["momentum"])
+            if s < total - 1:
+                stock.step()
+    assert_rates_match(ours(cfg, range(total)), momenta, what="OneCycleLR momentum")
+    assert ours(cfg, [0, total - 1]).tolist() == [max_m, max_m]  # cos(0) and the last phase's end: exact
+
+
+def test_one_cycle_takes_a_value_or_its_division_factor_not_both():
+    for given, factor in (("initial_learning_rate", "div_factor"), ("final_learning_rate", "final_div_factor")):
+        with pytest.raises(ValueError, match=rf"{factor} \(5.0\) and {given} \(0.1\): give one"):
+            lr(one_cycle={"max_learning_rate": 1.0, "total_steps": 10, given: 0.1, factor: 5.0})
+    cfg = lr(one_cycle={"max_learning_rate": 1.0, "total_steps": 10, "initial_learning_rate": 0.2, "final_div_factor": 4.0})
+    assert (cfg.one_cycle.initial, cfg.one_cycle.minimum) == (0.2, 0.05)  # the factor divides the given initial
 
 
 # --- inverse_sqrt: HF get_inverse_sqrt_schedule -----------------------------------------------------

@@ -52,6 +52,7 @@ from torch.optim import lr_scheduler as tls
 
 from .builders import Config, constant, join, offset, product
 from .common import as_float, float32_ulps, group_names, learning_rate
+from ..optimizers import GRAPH_SAFE
 from ..optimizers.graphsafe import GraphSafeOptimizer
 from ..schedule.kinds import LearningRate
 from ..shim.scheduler import LRShim
@@ -258,8 +259,9 @@ def _base(scheduler: Any, g: int) -> float:
 
 
 def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone: bool = False) -> Config:
-    """OneCycleLR keeps only the phases' float end steps and each group's three rates: find the
-    ``pct_start`` / ``div_factor`` / ``final_div_factor`` that reproduce them exactly.
+    """OneCycleLR keeps only the phases' float end steps and each group's three rates: a ``one_cycle``
+    with those rates as they are (``initial_learning_rate``, ``max_learning_rate``,
+    ``final_learning_rate``) and the ``pct_start`` that reproduces the end steps exactly.
 
     ``momentum``: the momentum cycle instead (``cycle_momentum=True``): max_momentum -> base_momentum
     -> max_momentum (three-phase: -> max_momentum), the same anneal function, which is the
@@ -286,14 +288,12 @@ def _one_cycle(scheduler: tls.OneCycleLR, g: int, momentum: bool = False, alone:
         return float(p * T) - 1 == ends[0] and (not three or float(2 * p * T) - 2 == ends[1])
 
     pct = _nearby((ends[0] + 1) / T, reproduces_ends, smallest=0.0)
-    div = _nearby(peak / initial if initial else 25.0, lambda d: peak / d == initial)
-    final_div = _nearby(initial / minimum if minimum else 1e4, lambda f: initial / f == minimum)
-    if pct is None or div is None or final_div is None or strategy not in ("cos", "linear"):
-        raise ValueError(f"from_torch: OneCycleLR group {g} {what} (peak {peak}, initial {initial}, minimum {minimum}, "
-                         f"phases ending at {ends}) is not a one_cycle schedule")
-    kind = {"one_cycle": {"max_learning_rate": peak, "total_steps": T, "pct_start": min(max(pct, 0.0), 1.0),
-                          "anneal_strategy": strategy, "div_factor": div,
-                          "final_div_factor": final_div, "three_phase": three}}
+    if pct is None or strategy not in ("cos", "linear"):
+        raise ValueError(f"from_torch: OneCycleLR group {g} {what} (phases ending at {ends}, anneal strategy "
+                         f"{strategy!r}) is not a one_cycle schedule: no pct_start gives those end steps")
+    kind = {"one_cycle": {"max_learning_rate": peak, "initial_learning_rate": initial, "final_learning_rate": minimum,
+                          "total_steps": T, "pct_start": min(max(pct, 0.0), 1.0), "anneal_strategy": strategy,
+                          "three_phase": three}}
     # torch gives one more value at step total_steps (its last phase extrapolated), then raises
     start, end = ends[-2], ends[-1]
     if end == start:
@@ -489,16 +489,29 @@ def _sequential(sequential: tls.SequentialLR, g: int) -> Config:
     return join(children, milestones)
 
 
-def _plateau(scheduler: tls.ReduceLROnPlateau, g: int) -> Config:
-    """Group ``g`` under ``ReduceLROnPlateau``: a ``plateau`` from the group's current rate (its state
-    carries over apart, :func:`_plateau_states`)."""
-    if not _exact(scheduler, (tls.ReduceLROnPlateau,)):
-        raise _unsupported(scheduler, "a subclass of ReduceLROnPlateau may decide differently")
+def _plateau_min_lrs(scheduler: tls.ReduceLROnPlateau) -> list[float]:
+    """One ``min_lr`` per param group, as torch's next reduction takes them: its ``min_lrs``, or,
+    for groups added after construction, its one ``min_lr`` for every group; a per-group list that
+    misses a group (torch raises at its next reduction) is refused, naming ``min_lr``."""
+    groups, min_lrs = len(scheduler.optimizer.param_groups), list(scheduler.min_lrs)
+    if len(min_lrs) == groups:
+        return min_lrs
+    default = getattr(scheduler, "default_min_lr", None)
+    if default is not None:
+        return [default] * groups
+    raise ValueError(
+        f"from_torch: ReduceLROnPlateau(min_lr={min_lrs!r}) has {len(min_lrs)} values for the optimizer's {groups} "
+        "param groups (a group added or removed after the scheduler was built; torch raises at its next "
+        "reduction): set scheduler.min_lrs to one value per group, or build it with one min_lr for all")
+
+
+def _plateau(scheduler: tls.ReduceLROnPlateau, g: int, min_lr: float) -> Config:
+    """Group ``g`` under ``ReduceLROnPlateau``: a ``plateau`` from the group's current rate, down to
+    ``min_lr`` (its state carries over apart, :func:`_plateau_states`)."""
     return {"plateau": {"learning_rate": as_float(scheduler.optimizer.param_groups[g]["lr"]),
                         "mode": scheduler.mode, "factor": scheduler.factor, "patience": scheduler.patience,
                         "threshold": scheduler.threshold, "threshold_mode": scheduler.threshold_mode,
-                        "cooldown": scheduler.cooldown, "min_learning_rate": scheduler.min_lrs[g],
-                        "eps": scheduler.eps}}
+                        "cooldown": scheduler.cooldown, "min_learning_rate": min_lr, "eps": scheduler.eps}}
 
 
 def _plateau_states(scheduler: tls.ReduceLROnPlateau, configs: list[LearningRate]) -> list[list[float]]:
@@ -555,8 +568,10 @@ def _learning_rates(scheduler: Any, cycle_momentum: bool) -> list[LearningRate]:
         raise TypeError(f"from_torch: scheduler must be a torch.optim.lr_scheduler.LRScheduler, got "
                         f"{type(scheduler).__name__}; supported: {SUPPORTED}")
     if isinstance(scheduler, tls.ReduceLROnPlateau):
-        return [learning_rate(_plateau(scheduler, g), f"from_torch: ReduceLROnPlateau (param group {g})")
-                for g in range(len(scheduler.optimizer.param_groups))]
+        if not _exact(scheduler, (tls.ReduceLROnPlateau,)):
+            raise _unsupported(scheduler, "a subclass of ReduceLROnPlateau may decide differently")
+        return [learning_rate(_plateau(scheduler, g, min_lr), f"from_torch: ReduceLROnPlateau (param group {g})")
+                for g, min_lr in enumerate(_plateau_min_lrs(scheduler))]
     owner = scheduler  # the scheduler holding base_lrs (the composites keep none of their own)
     while not hasattr(owner, "base_lrs") and getattr(owner, "_schedulers", None):
         owner = owner._schedulers[0]
@@ -614,8 +629,9 @@ def _cycled_momentum(scheduler: Any) -> tuple[str, list[LearningRate]] | None:
     name, optimizer = _name(scheduler), scheduler.optimizer
     if not isinstance(optimizer, GraphSafeOptimizer):
         cls = type(optimizer).__name__
-        instead = {"Adam": "GraphSafeAdam", "AdamW": "GraphSafeAdamW", "SGD": "GraphSafeSGD"}.get(cls)
-        use = f"fusedsched.{instead}" if instead else "fusedsched.GraphSafeAdam, GraphSafeAdamW or GraphSafeSGD"
+        instead = GRAPH_SAFE.get(type(optimizer))
+        names = [c.__name__ for c in GRAPH_SAFE.values()]
+        use = f"fusedsched.{instead.__name__}" if instead else f"fusedsched.{', '.join(names[:-1])} or {names[-1]}"
         raise ValueError(
             f"from_torch: {name}(cycle_momentum=True) also cycles the optimizer's momentum, which the shim "
             f"schedules as a device tensor; {cls} reads it by value (torch's kernels take it as a float). Build "

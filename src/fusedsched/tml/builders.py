@@ -34,8 +34,9 @@ import pydantic
 import torch
 from torch.optim import Optimizer
 
+from ..optimizers import GRAPH_SAFE
 from ..optimizers.adagrad import FusedAdagrad
-from ..optimizers.adam import GraphSafeAdam, GraphSafeAdamW
+from ..optimizers.adam import GraphSafeAdam
 from ..shim.binding import leaves
 from .config import (
     ALL_PARAMS,
@@ -68,10 +69,6 @@ def get_optimizer_class(optimizer_config: OptimizerConfig | RecapOptimizerConfig
     if name == "adam" and getattr(optimizer_config.optimizer, "decoupled_weight_decay", None):
         return torch.optim.AdamW
     return {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}[name]
-
-
-#: the graph-safe class that reads every scheduled hyperparameter as a tensor, per torch class
-GRAPH_SAFE = {torch.optim.Adam: GraphSafeAdam, torch.optim.AdamW: GraphSafeAdamW, torch.optim.SGD: GraphSafeSGD}
 
 
 def schedules_by_group(optimizer_config: OptimizerConfig | RecapOptimizerConfig) -> dict[str, LearningRate]:

@@ -359,12 +359,13 @@ class OneCycle(ConfigModel, Kind):
 
     Its three values, in one of two sets of torch's terms:
 
-    - a rate (``max_learning_rate``): ``initial = max_learning_rate / div_factor``, ``peak =
-      max_learning_rate``, ``minimum = initial / final_div_factor`` (initial -> peak -> minimum);
+    - a rate: ``peak = max_learning_rate``, ``initial = initial_learning_rate`` (torch's
+      ``initial_lr``) or else ``max_learning_rate / div_factor`` (25), ``minimum =
+      final_learning_rate`` (torch's ``min_lr``) or else ``initial / final_div_factor`` (1e4); a
+      value and its factor are not given together (initial -> peak -> minimum);
     - a momentum (``base_momentum`` and ``max_momentum``, ``OneCycleLR(cycle_momentum=True)``'s
-      arguments; ``div_factor`` and ``final_div_factor`` do not apply): ``initial = minimum =
-      max_momentum``, ``peak = base_momentum`` (max_momentum -> base_momentum -> max_momentum,
-      while the rate rises and falls).
+      arguments, alone): ``initial = minimum = max_momentum``, ``peak = base_momentum``
+      (max_momentum -> base_momentum -> max_momentum, while the rate rises and falls).
 
     With T = ``total_steps``, p = ``pct_start``, the phases end (torch's float ``end_step``s) at
     ``float(p * T) - 1`` and ``T - 1`` (two phases: initial -> peak -> minimum), or at
@@ -394,13 +395,16 @@ class OneCycle(ConfigModel, Kind):
     total_steps: PositiveStep
     pct_start: float = 0.3
     anneal_strategy: Literal["cos", "linear"] = "cos"
-    div_factor: Positive = 25.0
-    final_div_factor: Positive = 1e4
+    div_factor: Positive | None = None  # 25.0 unless initial_learning_rate is given
+    final_div_factor: Positive | None = None  # 1e4 unless final_learning_rate is given
     three_phase: StrictBool = False
+    initial_learning_rate: Rate | None = None
+    final_learning_rate: Rate | None = None
     base_momentum: Rate | None = None
     max_momentum: Rate | None = None
 
-    RATE_TERMS: ClassVar[tuple[str, ...]] = ("max_learning_rate", "div_factor", "final_div_factor")
+    RATE_TERMS: ClassVar[tuple[str, ...]] = ("max_learning_rate", "div_factor", "final_div_factor",
+                                            "initial_learning_rate", "final_learning_rate")
     MOMENTUM_TERMS: ClassVar[tuple[str, ...]] = ("base_momentum", "max_momentum")
 
     @pydantic.model_validator(mode="after")
@@ -440,6 +444,39 @@ class OneCycle(ConfigModel, Kind):
                 data.pop(key, None)
         return data
 
+    @pydantic.model_validator(mode="after")
+    def _a_value_or_its_factor(self) -> OneCycle:
+        for value, factor in (("initial_learning_rate", "div_factor"), ("final_learning_rate", "final_div_factor")):
+            if getattr(self, value) is not None and getattr(self, factor) is not None:
+                raise ValueError(f"{factor} ({getattr(self, factor)!r}) and {value} ({getattr(self, value)!r}): "
+                                 f"give one ({value} is the value {factor} would divide down to)")
+        return self
+
+    @property
+    def peak(self) -> float:
+        """The first phase's end: ``max_learning_rate``, or a momentum cycle's ``base_momentum``."""
+        return self.base_momentum if self.base_momentum is not None else self.max_learning_rate
+
+    @property
+    def initial(self) -> float:
+        """The first phase's start: ``initial_learning_rate``, or ``max_learning_rate / div_factor`` (25);
+        a momentum cycle's ``max_momentum``."""
+        if self.max_momentum is not None:
+            return self.max_momentum
+        if self.initial_learning_rate is not None:
+            return self.initial_learning_rate
+        return self.max_learning_rate / (25.0 if self.div_factor is None else self.div_factor)
+
+    @property
+    def minimum(self) -> float:
+        """The last phase's end: ``final_learning_rate``, or ``initial / final_div_factor`` (1e4); a momentum
+        cycle's ``max_momentum``."""
+        if self.max_momentum is not None:
+            return self.max_momentum
+        if self.final_learning_rate is not None:
+            return self.final_learning_rate
+        return self.initial / (1e4 if self.final_div_factor is None else self.final_div_factor)
+
     @pydantic.field_validator("pct_start", mode="before")
     @classmethod
     def _pct(cls, value: object) -> object:
@@ -461,11 +498,7 @@ class OneCycle(ConfigModel, Kind):
         """``(first step, last step, start, end, v0, v1)`` per phase, as torch's ``get_lr`` picks them;
         ``first > last`` when no step in ``[0, T - 1]`` reaches the phase."""
         T, p = self.total_steps, self.pct_start
-        if self.base_momentum is not None:
-            peak, initial, minimum = self.base_momentum, self.max_momentum, self.max_momentum
-        else:
-            initial = self.max_learning_rate / self.div_factor
-            peak, minimum = self.max_learning_rate, initial / self.final_div_factor
+        initial, peak, minimum = self.initial, self.peak, self.minimum
         if self.three_phase:
             ends = [float(p * T) - 1, float(2 * p * T) - 2, T - 1]
             values = [(initial, peak), (peak, initial), (initial, minimum)]
