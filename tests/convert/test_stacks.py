@@ -632,11 +632,14 @@ def test_deepspeed_refusals_name_the_setting_and_touch_nothing():
 ONE_CYCLE_MOMENTUM = dict(cycle_min_mom=[0.85, 0.8, 0.7], cycle_max_mom=[0.95, 0.9, 0.99])
 ONE_CYCLE_BETAS_CASES = {
     "cycle": dict(ONE_CYCLE_LR, **ONE_CYCLE_MOMENTUM, cycle_first_step_size=10, cycle_second_step_size=15),
-    # DeepSpeed's post-cycle momentum "decay" multiplies max_mom by (1 + rate * (k / size)): it rises
-    "stairs, lr and momentum decays": dict(ONE_CYCLE_LR, **ONE_CYCLE_MOMENTUM, cycle_first_step_size=10,
-                                           cycle_second_step_size=15, cycle_first_stair_count=4,
-                                           cycle_second_stair_count=3, decay_lr_rate=0.5, decay_step_size=5,
-                                           decay_mom_rate=0.01),
+    "stairs and lr decay": dict(ONE_CYCLE_LR, **ONE_CYCLE_MOMENTUM, cycle_first_step_size=10, cycle_second_step_size=15,
+                                cycle_first_stair_count=4, cycle_second_stair_count=3, decay_lr_rate=0.5,
+                                decay_step_size=5),
+}
+# DeepSpeed's post-cycle momentum "decay" multiplies max_mom by (1 + rate * (k / size)): it rises without
+# bound, so a cycled beta1 passes 1 (Adam's 0 / 0) and the conversion is refused, naming it
+MOMENTUM_DECAYS = {
+    "stairs, lr and momentum decays": dict(ONE_CYCLE_BETAS_CASES["stairs and lr decay"], decay_mom_rate=0.01),
     "momentum decay alone": dict(ONE_CYCLE_LR, **ONE_CYCLE_MOMENTUM, cycle_first_step_size=6, cycle_second_step_size=3,
                                  decay_step_size=7, decay_mom_rate=0.002),
 }
@@ -689,8 +692,28 @@ def test_deepspeed_one_cycle_cycles_betas(backend, before):
 
 @pytest.mark.parametrize("backend, before", started([0, 30]))
 def test_deepspeed_one_cycle_stairs_and_decays_of_lr_and_betas(backend, before):
-    _, want = run_one_cycle_betas(ONE_CYCLE_BETAS_CASES["stairs, lr and momentum decays"], before, backend)
-    assert want[-1][0] > 1e9  # max_mom * (1 + 0.01 * (k / 5)) far past the cycle, as DeepSpeed writes it
+    _, want = run_one_cycle_betas(ONE_CYCLE_BETAS_CASES["stairs and lr decay"], before, backend)
+    assert want[-1] == [0.95, 0.99, 0.9, 0.99, 0.99, 0.99]  # after the cycle: (max_mom, 0.99)
+
+
+@pytest.mark.parametrize("name", list(MOMENTUM_DECAYS))
+def test_deepspeed_momentum_decay_that_lifts_beta1_past_1_is_refused(name):
+    params = MOMENTUM_DECAYS[name]
+    source = deepspeed().OneCycle(make_optimizer([{"lr": b} for b in DS_BASES], GraphSafeAdamW, lr=0.1), **params)
+    for n in range(1, 400):  # DeepSpeed itself writes beta1 >= 1 there
+        source.step(n - 1)
+    assert max(one_cycle_betas(source.optimizer)[::2]) >= 1
+    for from_object in (True, False):
+        optimizer = make_optimizer([{"lr": b} for b in DS_BASES], GraphSafeAdamW, lr=0.1)
+        scheduler = deepspeed().OneCycle(optimizer, **params) if from_object else None  # sets the betas
+        betas, lrs = [g["betas"] for g in optimizer.param_groups], [g["lr"] for g in optimizer.param_groups]
+        with pytest.raises(ValueError, match=r"\['beta1'\]: its highest value is .*, not below 1"):
+            if from_object:
+                from_deepspeed(scheduler)
+            else:
+                from_deepspeed_config({"type": "OneCycle", "params": params}, optimizer)
+        assert [g["betas"] for g in optimizer.param_groups] == betas  # nothing changed
+        assert [g["lr"] for g in optimizer.param_groups] == lrs
 
 
 @pytest.mark.parametrize("name", list(ONE_CYCLE_BETAS_CASES))
