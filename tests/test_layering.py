@@ -148,7 +148,7 @@ LAYERS = {
     "ops": [{"schema", "_native", "_reference", "_triton"}, {"backends"}, {"launcher", "host"}],
     "optimizers": [{"group_key"}, {"graphsafe"}, {"adam", "sgd", "adagrad"}],
     "shim": [{"skipping", "hyperparameters", "recent_rates"}, {"binding", "checkpoint"}, {"engine"},
-             {"host_engine", "device_engine"}, {"contract", "views"}, {"scheduler"}, {"graphs"}],
+             {"host_engine", "device_engine", "switching"}, {"contract", "views"}, {"scheduler"}, {"graphs"}],
     "tml": [{"config"}, {"builders"}],
     "convert": [{"common", "builders"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],
     "integrations": [{"huggingface", "lightning"}],

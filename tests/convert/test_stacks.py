@@ -1132,3 +1132,77 @@ def test_a_stack_shim_checks_its_step_argument_before_anything_changes():
         with pytest.raises(error, match=match):
             call(shim)
         assert (shim.last_epoch, shim.state_dict(), shim.lr_tensor.tolist()) == before, name
+
+
+# --- Megatron's override_opt_param_scheduler and use_checkpoint_opt_param_scheduler ------------------
+
+from fusedsched import ScheduleChangedWarning  # noqa: E402 (this section's own)
+
+
+def _megatron_resume(flags, changed):
+    """A Megatron run (``cosine``, 12 steps) saved; a new one (``changed`` settings, ``flags``) built from
+    it, both Megatron's and the shim's, each loading its own checkpoint with its defaults."""
+    scheduler_class = megatron()
+    params = megatron_cases()["cosine"][0]
+    source = scheduler_class(make_optimizer(MEGATRON_GROUPS, lr=0.0), **params)
+    source.step(12)
+    shim = from_megatron(scheduler_class(make_optimizer(MEGATRON_GROUPS, lr=0.0), **params))
+    shim.step(12)
+    new = dict(params, **changed, **flags)
+    target, twin = (scheduler_class(make_optimizer(MEGATRON_GROUPS, lr=0.0), **new) for _ in range(2))
+    return source.state_dict(), shim.state_dict(), target, from_megatron(twin), shim
+
+
+@pytest.mark.parametrize("flags, schedules", [
+    ({}, "checkpoint"),  # Megatron's defaults: use_checkpoint_opt_param_scheduler=True
+    ({"override_opt_param_scheduler": True, "use_checkpoint_opt_param_scheduler": False}, "configured"),
+])
+def test_megatron_resume_follows_its_flags_as_megatron_does(flags, schedules):
+    megatron_state, state, target, shim, source_shim = _megatron_resume(flags, {"lr_decay_steps": 150, "min_lr": 2e-3})
+    assert (shim.resume_schedules, shim.resume_strict) == (schedules, False)
+    configured = dict(shim.lr_dict)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        target.load_state_dict(megatron_state)
+        shim.load_state_dict(state)
+    changed = [w for w in caught if issubclass(w.category, ScheduleChangedWarning)]
+    assert len(changed) == (1 if schedules == "configured" else 0)  # the override is reported, not silent
+    assert shim.lr_dict == (configured if schedules == "configured" else source_shim.lr_dict)
+    assert shim.num_steps == target.num_steps == 12
+    got, want, seen = [shim.lr_tensor.tolist()], [rates(target.optimizer)], [12]
+    for n in range(13, 170):
+        target.step(1)
+        shim.step(1)
+        got.append(shim.lr_tensor.tolist())
+        want.append(rates(target.optimizer))
+        seen.append(n)
+    assert_precision(got, want, seen)
+
+
+def test_megatron_resume_without_either_flag_refuses_a_changed_schedule_as_megatron_does():
+    flags = {"use_checkpoint_opt_param_scheduler": False}
+    megatron_state, state, target, shim, _ = _megatron_resume(flags, {"lr_decay_steps": 150})
+    assert (shim.resume_schedules, shim.resume_strict) == ("configured", True)
+    with pytest.raises(AssertionError, match="do not match"):
+        target.load_state_dict(megatron_state)
+    before = shim.state_dict()
+    with pytest.raises(ValueError, match=r"differ from the configured ones \(strict=True\)"):
+        shim.load_state_dict(state)
+    assert shim.state_dict() == before
+    same = _megatron_resume(flags, {})  # an unchanged schedule loads, as Megatron's does
+    same[2].load_state_dict(same[0])
+    same[3].load_state_dict(same[1])
+    assert same[3].num_steps == same[2].num_steps == 12
+
+
+def test_megatron_shim_takes_a_cooldown_from_any_checkpoint():
+    scheduler = megatron()(make_optimizer(MEGATRON_GROUPS, lr=0.0), **megatron_cases()["WSD linear"][0])
+    scheduler.step(20)
+    shim = from_megatron(scheduler, spare_segments=2)
+    before = shim.lr_tensor.clone()
+    shim.switch({name: {"warmup_stable_decay": {"learning_rate": "current", "final_learning_rate": 0.0,
+                                                "num_ramp_steps": 0, "num_stable_steps": 0, "num_decay_steps": 10,
+                                                "decay_shape": "linear"}} for name in shim.group_names})
+    assert torch.equal(shim.lr_tensor, before)
+    shim.step(10)
+    assert shim.lr_tensor.tolist() == [0.0] * len(MEGATRON_GROUPS)

@@ -5,7 +5,9 @@ It takes the scheduler a training script already builds and returns a shim whose
 its own rates (and, where a group's weight decay rises, its weight decays), from its current
 ``num_steps`` on; each group's schedule is a ``LearningRate`` (kinds joined with ``join``, shifted
 with ``offset``). :class:`MegatronShim` keeps Megatron's stepping call: ``step(increment)`` adds
-``increment`` to ``num_steps`` (the shim's step). Megatron's numbers are the spec, quirks included;
+``increment`` to ``num_steps`` (the shim's step), and its ``load_state_dict`` resumes the schedules
+Megatron's ``override_opt_param_scheduler`` / ``use_checkpoint_opt_param_scheduler`` choose
+(:func:`megatron_resume_policy`). Megatron's numbers are the spec, quirks included;
 a setting no kind represents is refused with a ``ValueError`` naming it (an unsupported class with
 a ``TypeError``) before the optimizer is touched. Source of truth: Megatron-core 0.16.1's
 ``megatron.core.optimizer_param_scheduler`` (docs/stacks.md).
@@ -23,15 +25,36 @@ from .builders import Config, constant, join_pieces, line, offset
 from .common import as_float, learning_rate, whole_number
 from .stack_shim import StackShim
 
-__all__ = ["MegatronShim", "from_megatron", "megatron_learning_rates"]
+__all__ = ["MegatronShim", "from_megatron", "megatron_learning_rates", "megatron_resume_policy"]
 
 MEGATRON_STYLES = ("constant", "linear", "cosine", "inverse-square-root", "WSD")
 MEGATRON_WSD_STYLES = {"linear": "linear", "cosine": "cosine", "exponential": "exponential", "minus_sqrt": "1-sqrt"}
 
 
+def megatron_resume_policy(scheduler: Any) -> tuple[str, bool]:
+    """``(schedules, strict)`` of ``LRShim.load_state_dict`` that do what Megatron's ``load_state_dict``
+    does with its flags: ``override_opt_param_scheduler`` (its own values win): the configured
+    schedules; ``use_checkpoint_opt_param_scheduler`` (the default; the checkpoint's values win): the
+    checkpoint's; neither (Megatron asserts that they match): the configured ones, a difference an error.
+    Megatron refuses both flags at once (an assertion in its constructor); so does this."""
+    override = bool(getattr(scheduler, "override_opt_param_scheduler", False))
+    use_checkpoint = bool(getattr(scheduler, "use_checkpoint_opt_param_scheduler", True))
+    if override and use_checkpoint:
+        raise ValueError("from_megatron: OptimizerParamScheduler(override_opt_param_scheduler=True, "
+                         "use_checkpoint_opt_param_scheduler=True): both set, which Megatron refuses")
+    if override:
+        return "configured", False
+    return ("checkpoint", False) if use_checkpoint else ("configured", True)
+
+
 class MegatronShim(StackShim):
     """The device-mode ``LRShim`` :func:`from_megatron` returns: ``step(increment)`` adds
-    ``increment`` to ``num_steps`` (the shim's step), as Megatron's ``OptimizerParamScheduler`` does."""
+    ``increment`` to ``num_steps`` (the shim's step), as Megatron's ``OptimizerParamScheduler`` does;
+    ``load_state_dict`` resumes by default the schedules Megatron's flags choose
+    (:attr:`resume_schedules`, :attr:`resume_strict`: :func:`megatron_resume_policy`)."""
+
+    resume_schedules = "configured"  #: ``load_state_dict``'s default ``schedules``
+    resume_strict = False  #: ``load_state_dict``'s default ``strict``
 
     def step(self, increment: int | None = None) -> None:
         if increment is None or (type(increment) is int and increment == 1):
@@ -44,6 +67,11 @@ class MegatronShim(StackShim):
     @property
     def num_steps(self) -> int:
         return self.last_epoch
+
+    def load_state_dict(self, state_dict: Any, strict: bool | None = None, schedules: str | None = None) -> None:
+        """``LRShim.load_state_dict``, ``strict`` and ``schedules`` by default as Megatron's flags say."""
+        super().load_state_dict(state_dict, self.resume_strict if strict is None else strict,
+                                self.resume_schedules if schedules is None else schedules)
 
 
 def _megatron_optimizer(scheduler: Any) -> Any:
@@ -185,24 +213,28 @@ def megatron_weight_decays(scheduler: Any) -> list[LearningRate | None]:
     return out
 
 
-def from_megatron(scheduler: Any, *, backend: str | None = None,
-                  device: torch.device | str | None = None) -> MegatronShim:
+def from_megatron(scheduler: Any, *, backend: str | None = None, device: torch.device | str | None = None,
+                  spare_segments: int = 0) -> MegatronShim:
     """Megatron's ``OptimizerParamScheduler`` rates, evaluated on the device, from its current
     ``num_steps`` on: a :class:`MegatronShim` (call its ``step(increment)`` instead). A group whose
     weight decay rises (``start_wd != end_wd``) gets a ``weight_decay`` schedule
     (:func:`megatron_weight_decays`) times its ``wd_mult``, as Megatron's ``step`` writes it: its
     optimizer must read a tensor weight decay (``GraphSafeAdam`` / ``GraphSafeAdamW`` /
-    ``GraphSafeSGD``).
+    ``GraphSafeSGD``). Its ``load_state_dict`` follows ``override_opt_param_scheduler`` and
+    ``use_checkpoint_opt_param_scheduler`` (:func:`megatron_resume_policy`); ``spare_segments``: the
+    room of its table for ``switch`` (a cooldown from any checkpoint: docs/switching.md).
 
     Raises:
-        TypeError / ValueError: see :func:`megatron_learning_rates` and :func:`megatron_weight_decays`,
-            and ``LRShim``'s refusal of an optimizer that reads the weight decay by value; nothing is
-            touched.
+        TypeError / ValueError: see :func:`megatron_learning_rates`, :func:`megatron_weight_decays` and
+            :func:`megatron_resume_policy`, and ``LRShim``'s refusal of an optimizer that reads the weight
+            decay by value; nothing is touched.
     """
     configs, decays = megatron_learning_rates(scheduler), megatron_weight_decays(scheduler)
+    schedules, strict = megatron_resume_policy(scheduler)
     step = whole_number(scheduler.num_steps, "num_steps")
     optimizer = _megatron_optimizer(scheduler)
     hyperparameters = [{"weight_decay": d} if d is not None else {} for d in decays]
     multipliers = [{"weight_decay": as_float(group.get("wd_mult", 1.0))} if d is not None else {}
                    for d, group in zip(decays, optimizer.param_groups)]
-    return MegatronShim._start(optimizer, configs, step, backend, device, hyperparameters, multipliers)
+    return MegatronShim._start(optimizer, configs, step, backend, device, hyperparameters, multipliers,
+                               spare_segments=spare_segments, resume_schedules=schedules, resume_strict=strict)

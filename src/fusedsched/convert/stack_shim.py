@@ -27,11 +27,12 @@ class StackShim(LRShim):
     @classmethod
     def _start(cls, optimizer: Any, configs: list[LearningRate], step: int, backend: str | None,
                device: torch.device | str | None, hyperparameters: list[dict[str, Any]] | None = None,
-               multipliers: list[dict[str, float]] | None = None, **attributes: Any) -> Any:
+               multipliers: list[dict[str, float]] | None = None, spare_segments: int = 0, **attributes: Any) -> Any:
         """A device-mode shim over ``optimizer``'s groups whose current step is ``step``, with one
         ``step()`` call counted (the constructor's, as a fresh scheduler's); ``hyperparameters`` /
-        ``multipliers``: per group, in group order (empty dicts for none); ``attributes``: the
-        subclass's, set before the constructor's first step."""
+        ``multipliers``: per group, in group order (empty dicts for none); ``spare_segments``: the
+        table's room for switches (``LRShim``'s); ``attributes``: the subclass's, set before the
+        constructor's first step."""
         if not 0 <= step <= MAX_STEP:  # before the groups are bound
             raise ValueError(f"{cls.__name__}: the source scheduler is at step {step}, outside [0, 2**53 - 2]")
         names = group_names(optimizer.param_groups)
@@ -39,7 +40,8 @@ class StackShim(LRShim):
         shim = cls.__new__(cls)
         shim.__dict__.update(attributes)
         LRShim.__init__(shim, optimizer, dict(zip(names, configs)), device_schedule=True, backend=backend,
-                        device=device, hyperparameters=by_name(hyperparameters), multipliers=by_name(multipliers))
+                        device=device, hyperparameters=by_name(hyperparameters), multipliers=by_name(multipliers),
+                        spare_segments=spare_segments)
         if step:
             shim._jump(step, "the source scheduler's step", counted=False)
         return shim

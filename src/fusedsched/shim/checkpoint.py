@@ -5,9 +5,11 @@
 a :class:`ResumeState`, or raises ``TypeError`` / ``ValueError`` / ``OverflowError`` naming the
 entry and the value. It touches no optimizer and no scheduler: the scheduler applies the result.
 
-The checkpoint's schedules never replace the configured ones; :func:`schedule_differences` names
-every field where they differ (nested ``join`` / ``product`` schedules by their path, e.g.
-``join.schedules[1].product.schedules[0].exponential_decay.decay_rate``).
+Which schedules a load resumes is the caller's choice (``LRShim.load_state_dict(schedules=...)``):
+the configured ones with the checkpoint's switches (:class:`Switch`, :func:`parse_switches`) applied,
+or the checkpoint's own (:func:`saved_schedules`); :func:`schedule_differences` names every field
+where the checkpoint's differ from those (nested ``join`` / ``product`` schedules by their path,
+e.g. ``join.schedules[1].product.schedules[0].exponential_decay.decay_rate``).
 """
 
 from __future__ import annotations
@@ -22,18 +24,25 @@ import numpy as np
 import pydantic
 
 from .hyperparameters import validate_hyperparameters, validate_multipliers
+from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
 
 __all__ = [
     "MAX_EPOCH",
     "ResumeState",
+    "SCHEDULE_POLICIES",
     "ScheduleChangedWarning",
+    "Switch",
+    "check_schedule_policy",
     "check_step",
     "checked_plateau_state",
     "hyperparameter_differences",
     "parse_state_dict",
+    "parse_switches",
+    "saved_schedules",
     "schedule_differences",
     "scheduler_state",
+    "state_mapping",
     "validate_lr_dict",
 ]
 
@@ -48,7 +57,7 @@ class ScheduleChangedWarning(UserWarning):
     def of(cls, resume: ResumeState) -> ScheduleChangedWarning:
         lines = "\n  ".join(resume.differences)
         return cls(f"the checkpoint's schedules differ from the configured ones; using the configured schedules "
-                   f"from step {resume.last_epoch}:\n  {lines}")
+                   f"(and the checkpoint's switches) from step {resume.last_epoch}:\n  {lines}")
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,59 @@ class ResumeState:
     plateaus: dict[tuple[str, str], list[float]] = dataclasses.field(default_factory=dict)
 
 
+#: ``load_state_dict(schedules=...)``: which schedules a load resumes (docs/checkpoints.md)
+SCHEDULE_POLICIES = ("configured", "checkpoint")
+
+
+def check_schedule_policy(schedules: Any) -> str:
+    """``schedules`` if it is one of :data:`SCHEDULE_POLICIES`, else ``ValueError`` naming it."""
+    if not isinstance(schedules, str) or schedules not in SCHEDULE_POLICIES:
+        raise ValueError(f"schedules must be 'configured' (the configured schedules, with the checkpoint's switches "
+                         f"applied) or 'checkpoint' (the checkpoint's own), got {schedules!r}")
+    return schedules
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One ``LRShim.switch``: from step ``at`` on, each group's ``lr`` (and each ``(group, key)`` of
+    ``hyperparameters``) follows its new schedule counted from ``at`` (its step 0 is ``at``), with
+    every ``"current"`` resolved to a number (docs/switching.md)."""
+
+    at: int
+    lr: dict[str, LearningRate]
+    hyperparameters: dict[str, dict[str, LearningRate]]
+
+    def entry(self) -> dict[str, Any]:
+        """As checkpoint data: ``{"at", "lr": {group: dump}, "hyperparameters": {group: {key: dump}}}``."""
+        return {"at": self.at, "lr": {g: cfg.model_dump(exclude_none=True) for g, cfg in self.lr.items()},
+                "hyperparameters": {g: {k: cfg.model_dump(exclude_none=True) for k, cfg in entry.items()}
+                                    for g, entry in self.hyperparameters.items()}}
+
+
+def parse_switches(saved: Any, group_names: Sequence[str]) -> tuple[Switch, ...]:
+    """``state_dict['switches']`` (absent: none) as :class:`Switch` records, each checked: ``at`` a
+    step, its groups this scheduler's, its schedules valid; ``TypeError`` / ``ValueError`` naming the entry."""
+    if saved is None:
+        return ()
+    if not isinstance(saved, (list, tuple)):
+        raise TypeError(f"state_dict['switches'] must be a list of {{at, lr, hyperparameters}}, got {saved!r:.200}")
+    switches = []
+    for i, entry in enumerate(saved):
+        where = f"state_dict['switches'][{i}]"
+        if not isinstance(entry, Mapping) or "at" not in entry or not set(entry) <= {"at", "lr", "hyperparameters"}:
+            raise ValueError(f"{where} must be a mapping with 'at' and at most 'lr' and 'hyperparameters', got {entry!r:.200}")
+        at = check_step(entry["at"], f"{where}['at']")
+        if at > MAX_STEP:
+            raise OverflowError(f"{where}['at'] must be <= 2**53 - 2 ({MAX_STEP}), a join's boundary, got {at}")
+        lr = validate_lr_dict(entry["lr"], f"{where}['lr']") if entry.get("lr") else {}
+        unknown = [name for name in lr if name not in group_names]
+        if unknown:
+            raise ValueError(f"{where}['lr'] names {unknown}, not among this LRShim's groups {list(group_names)}")
+        hyper = validate_hyperparameters(entry.get("hyperparameters") or {}, group_names, f"{where}['hyperparameters']")
+        switches.append(Switch(at, lr, hyper))
+    return tuple(switches)
+
+
 #: a saved plateau's fields, in :data:`fusedsched.schedule.plateau_state.STATE_COLUMNS` order
 PLATEAU_FIELDS = ("value", "best", "bad_epochs", "cooldown_left")
 
@@ -90,10 +152,13 @@ def scheduler_state(
     hyperparameters: Mapping[str, Mapping[str, LearningRate]],
     multipliers: Mapping[str, Mapping[str, float]],
     plateaus: Mapping[tuple[str, str], Sequence[float]],
+    switches: Sequence[Switch] = (),
 ) -> dict[str, Any]:
     """``LRShim.state_dict()``: plain Python data only (ints, floats, strings, lists, dicts), loadable
-    with ``torch.load(weights_only=True)`` (docs/checkpoints.md). ``plateaus``: ``{(group, key): state}``
-    (omitted when empty); ``base_lrs``' numbers or one-element tensors as floats."""
+    with ``torch.load(weights_only=True)`` (docs/checkpoints.md). ``lr_dict`` and ``hyperparameters``
+    are the schedules in effect (switches joined in); ``plateaus``: ``{(group, key): state}`` and
+    ``switches``: their entries (each omitted when empty); ``base_lrs``' numbers or one-element
+    tensors as floats."""
     state: dict[str, Any] = {
         "last_epoch": last_epoch,
         "_step_count": step_count,
@@ -111,6 +176,8 @@ def scheduler_state(
         for (group, key), plateau in plateaus.items():
             by_group.setdefault(group, {})[key] = plateau_entry(plateau)
         state["plateaus"] = by_group
+    if switches:
+        state["switches"] = [switch.entry() for switch in switches]
     return state
 
 
@@ -265,6 +332,38 @@ def hyperparameter_differences(
 # --- the state dict -------------------------------------------------------------------------------
 
 
+def state_mapping(state_dict: Any) -> Mapping[str, Any]:
+    """``state_dict`` if it is a mapping with a ``last_epoch``, else ``TypeError`` / ``ValueError``."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping (from LRShim.state_dict()), got {type(state_dict).__name__}")
+    if "last_epoch" not in state_dict:
+        raise ValueError(f"state_dict has no 'last_epoch' (keys: {sorted(state_dict)})")
+    return state_dict
+
+
+def saved_schedules(
+    state_dict: Mapping[str, Any], group_names: Sequence[str]
+) -> tuple[dict[str, LearningRate] | None, dict[str, dict[str, LearningRate]] | None, dict[str, dict[str, float]] | None]:
+    """The state's ``lr_dict`` (in the state's order), ``hyperparameters`` and ``multipliers``, each
+    checked (None where the state has none: one written before they existed). A ``lr_dict`` for other
+    group names (or another number of groups) is refused with both lists."""
+    lr = None
+    if state_dict.get("lr_dict") is not None:
+        lr = validate_lr_dict(state_dict["lr_dict"], "state_dict['lr_dict']")
+        names = list(group_names)
+        if sorted(lr) != sorted(names):
+            raise ValueError(
+                f"the state's groups {list(lr)} do not match this LRShim's groups {names}: "
+                f"no schedule in the state for {[n for n in names if n not in lr]}, "
+                f"not in this LRShim: {[n for n in lr if n not in names]}"
+            )
+    if state_dict.get("hyperparameters") is None and state_dict.get("multipliers") is None:
+        return lr, None, None
+    hyper = validate_hyperparameters(state_dict.get("hyperparameters") or {}, group_names, "state_dict['hyperparameters']")
+    mults = validate_multipliers(state_dict.get("multipliers") or {}, group_names, hyper, "state_dict['multipliers']")
+    return lr, hyper, mults
+
+
 def parse_state_dict(
     state_dict: Any,
     group_names: Sequence[str],
@@ -274,8 +373,9 @@ def parse_state_dict(
     configured_multipliers: Mapping[str, Mapping[str, float]] | None = None,
     configured_plateaus: Sequence[tuple[str, str]] = (),
 ) -> ResumeState:
-    """Check ``state_dict`` for a scheduler of ``group_names`` (in group order) scheduled by ``configured_lr_dict``
-    (and ``configured_hyperparameters`` / ``configured_multipliers``, ``{group: {key: ...}}``).
+    """Check ``state_dict`` for a scheduler of ``group_names`` (in group order) that resumes ``configured_lr_dict``
+    (and ``configured_hyperparameters`` / ``configured_multipliers``, ``{group: {key: ...}}``): its
+    configured schedules with the checkpoint's switches applied, or the checkpoint's own.
 
     The state's ``hyperparameters`` and ``multipliers`` are compared when it has them (a state
     written before they existed has neither: nothing to compare). ``configured_plateaus`` lists the
@@ -290,10 +390,7 @@ def parse_state_dict(
     Raises:
         TypeError / ValueError / OverflowError: the entry at fault and its value.
     """
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a mapping (from LRShim.state_dict()), got {type(state_dict).__name__}")
-    if "last_epoch" not in state_dict:
-        raise ValueError(f"state_dict has no 'last_epoch' (keys: {sorted(state_dict)})")
+    state_dict = state_mapping(state_dict)
     last_epoch = check_step(state_dict["last_epoch"], "state_dict['last_epoch']", minimum=-1)
     if state_dict.get("device_step") is not None:
         device_step = check_step(state_dict["device_step"], "state_dict['device_step']", minimum=-1)
@@ -307,27 +404,15 @@ def parse_state_dict(
     names = list(group_names)
     order = list(range(len(names)))
     differences: list[str] = []
-    if state_dict.get("lr_dict") is not None:
-        saved = validate_lr_dict(state_dict["lr_dict"], "state_dict['lr_dict']")
-        if sorted(saved) != sorted(names):
-            raise ValueError(
-                f"the state's groups {list(saved)} do not match this LRShim's groups {names}: "
-                f"no schedule in the state for {[n for n in names if n not in saved]}, "
-                f"not in this LRShim: {[n for n in saved if n not in names]}"
-            )
+    saved, saved_hyper, saved_mults = saved_schedules(state_dict, names)
+    if saved is not None:
         saved_names = list(saved)
         order = [saved_names.index(n) for n in names]
         for name in names:
             differences += schedule_differences(name, saved[name], configured_lr_dict[name])
     hyper = configured_hyperparameters or {}
     mults = configured_multipliers or {}
-    if state_dict.get("hyperparameters") is not None or state_dict.get("multipliers") is not None:
-        saved_hyper = validate_hyperparameters(
-            state_dict.get("hyperparameters") or {}, names, "state_dict['hyperparameters']"
-        )
-        saved_mults = validate_multipliers(
-            state_dict.get("multipliers") or {}, names, saved_hyper, "state_dict['multipliers']"
-        )
+    if saved_hyper is not None:
         for name in names:
             differences += hyperparameter_differences(
                 name, saved_hyper.get(name, {}), hyper.get(name, {}), saved_mults.get(name, {}), mults.get(name, {})

@@ -54,6 +54,7 @@ class Arguments:
     rows: Rows
     last_epoch: int
     device_schedule: bool
+    spare_segments: int = 0
 
 
 def check_arguments(
@@ -65,6 +66,7 @@ def check_arguments(
     skip_steps_on: Any,
     hyperparameters: Any,
     multipliers: Any,
+    spare_segments: Any = 0,
 ) -> Arguments:
     """Every check of ``LRShim(...)``, before anything changes; ``TypeError`` / ``ValueError`` /
     ``KeyError`` / ``OverflowError`` naming the argument and the value."""
@@ -73,6 +75,7 @@ def check_arguments(
     hyper = validate_hyperparameters(hyperparameters, binding.names)
     mults = validate_multipliers(multipliers, binding.names, hyper)
     last_epoch = check_step(last_epoch, "last_epoch", minimum=-1)
+    spare_segments = check_step(spare_segments, "spare_segments")  # an int >= 0: the room a switch may use
     groups = binding.groups()
     if last_epoch >= 0:
         missing = [binding.names[i] for i, g in enumerate(groups) if "initial_lr" not in g]
@@ -90,7 +93,7 @@ def check_arguments(
     if skip_steps_on is not None:
         SkipSignal.check(skip_steps_on, buffer_device(binding, device) if device_schedule else None)
     return Arguments(binding, {name: configs[name] for name in binding.names}, hyper, mults, table_rows,
-                     last_epoch, device_schedule)
+                     last_epoch, device_schedule, spare_segments)
 
 
 def step_arguments(args: tuple, epoch: Any, metrics: Any, holds_plateau: bool) -> tuple[Any, Any]:

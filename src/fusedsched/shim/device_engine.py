@@ -6,6 +6,11 @@ The schedules are compiled once into a device table (:mod:`fusedsched.schedule.p
 tensors (:func:`fusedsched.ops.bind`): it advances the int64 counter and rewrites the buffer, with
 no host sync and nothing allocated, so it runs inside a CUDA graph or a ``torch.compile``'d step.
 The counter is the truth; :attr:`DeviceEngine.step` is the host's copy of it.
+
+The table holds ``spare_segments`` padding segments per row beyond the longest program, the room a
+switch may use (:mod:`fusedsched.shim.switching`): new schedules are written into the same tensor
+(:meth:`DeviceEngine.replace_schedules`), so a captured graph and a compiled step read them by the
+address they hold (docs/switching.md).
 """
 
 from __future__ import annotations
@@ -16,14 +21,20 @@ import torch
 
 from ..ops import METRIC_DTYPES, bind, check_amount_tensor, resolve_backend
 from ..schedule.fields import MAX_STEP
-from ..schedule.kinds import LearningRate, build_table
+from ..schedule.kinds import LearningRate, PlateauRow, compile_schedule
 from ..schedule.plateau_state import STATE_COLUMNS, plateau_tensor
+from ..schedule.program import PADDING, Segment, pack_programs
 from .binding import GroupBinding
 from .engine import Lag, metric_number, plateau_rows
 from .recent_rates import RecentRates
 from .skipping import SkipSignal
 
-__all__ = ["DeviceEngine", "buffer_device"]
+__all__ = ["DeviceEngine", "buffer_device", "padded_table"]
+
+
+def padded_table(programs: list[tuple[Segment, ...]], segments: int, device: Any = None) -> torch.Tensor:
+    """The table of ``programs`` (one per row), each padded to ``segments`` segments (``START = +inf``)."""
+    return pack_programs([list(p) + [PADDING] * (segments - len(p)) for p in programs], device)
 
 
 def buffer_device(binding: GroupBinding, device: Any) -> torch.device:
@@ -64,6 +75,7 @@ class DeviceEngine:
         configs: one schedule per row: per group, in group order, then the binding's ``rows``.
         last_epoch: the starting step (-1: none yet).
         device: the buffer's device (default: the parameters'); backend: see ``LRShim``.
+        spare_segments: padding segments per row beyond the longest program: room for switches.
     """
 
     on_device = True
@@ -76,6 +88,7 @@ class DeviceEngine:
         last_epoch: int,
         device: torch.device | str | None = None,
         backend: str | None = None,
+        spare_segments: int = 0,
     ) -> None:
         self.check_step(last_epoch, "last_epoch")
         device = buffer_device(binding, device)
@@ -83,7 +96,9 @@ class DeviceEngine:
         if problems:
             raise ValueError("device mode gives every group a tensor lr, but " + "; ".join(problems))
         self.backend = resolve_backend(device, backend)
-        self.table = build_table(configs, device).table
+        programs = [compile_schedule(c) for c in configs]
+        self.spare_segments = spare_segments
+        self.table = padded_table(programs, max(map(len, programs)) + spare_segments, device)
         self.lr_rows = len(binding.names)  # the hyperparameter rows follow
         self.counter = torch.full((), last_epoch, dtype=torch.int64, device=device)
         self.values = torch.zeros(len(configs), dtype=torch.float32, device=device)
@@ -340,6 +355,39 @@ class DeviceEngine:
     def rebind(self) -> None:
         self._binding.reclaim()
 
+    # --- switches: new schedules in the same table ------------------------------------------------
+
+    def prepare_schedules(self, configs: list[LearningRate], names: list[tuple[str, str]]) -> tuple[torch.Tensor, dict]:
+        """The new table on the host (and the plateau rows), or ``ValueError`` naming the row that
+        needs more segments than the table holds, and how to get them."""
+        programs = [compile_schedule(c) for c in configs]
+        held, needed = self.table.shape[0], max(map(len, programs))
+        if needed > held:
+            row = max(range(len(programs)), key=lambda i: len(programs[i]))
+            built = held - self.spare_segments
+            raise ValueError(
+                f"the new schedule of group {names[row][0]!r} {names[row][1]} needs {needed} segments of the device "
+                f"table, which holds {held} a row ({built} for the longest schedule at construction plus "
+                f"spare_segments={self.spare_segments}): build the LRShim with spare_segments={needed - built} or "
+                f"more (the room a switch may use), or in host mode (device_schedule=False), which has no limit"
+            )
+        return padded_table(programs, held), plateau_rows(configs)
+
+    def replace_schedules(self, prepared: tuple[torch.Tensor, dict[int, PlateauRow]], moves: dict[int, int]) -> None:
+        """Write the prepared table into the device table, in place (a captured graph and a compiled step
+        read it there), and set the rates at the current step. The rows keep their places (``moves`` is
+        the identity here): the plateau state stays as it is. No host sync (a pinned copy on CUDA)."""
+        table, plateau_rows = prepared
+        self.plateau_rows.clear()  # the same dict: a compiled step reads it (whether a plateau is held)
+        self.plateau_rows.update(plateau_rows)
+        if self.table.device.type == "cuda":
+            table = table.pin_memory()
+        self.table.copy_(table, non_blocking=True)
+        if self.step >= 0:
+            self.launcher.advance(0)
+            if self._recent is not None:
+                self._recent.record(self.step)
+
     # --- copies: deepcopy, pickle, torch.save --------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
@@ -382,6 +430,7 @@ def _current_layout(state: dict[str, Any]) -> dict[str, Any]:
     state.setdefault("_recent", None)
     state.setdefault("_checked_amount", None)
     state.setdefault("skip", None)
+    state.setdefault("spare_segments", 0)
     if "previous_scale" not in state:
         state["previous_scale"] = torch.zeros((), dtype=torch.float32, device=state["values"].device)
     return state

@@ -148,3 +148,11 @@ class Engine(Protocol):
 
     def rebind(self) -> None:
         """Hand every group back to the schedule at the current step."""
+
+    def prepare_schedules(self, configs: list[LearningRate], names: list[tuple[str, str]]) -> Any:
+        """New schedules, one per row (``names``: each row's ``(group, key)``), checked and prepared for
+        :meth:`replace_schedules`; ``ValueError`` where they do not fit (device: the table's room)."""
+
+    def replace_schedules(self, prepared: Any, moves: dict[int, int]) -> None:
+        """Follow the prepared schedules from now on (``moves``: each plateau's row now -> after) and set
+        every row's value at the current step (a switch: docs/switching.md)."""

@@ -4,7 +4,9 @@ Few groups: one prepared formula per group (:func:`fusedsched.schedule.reference
 :data:`HOST_NATIVE_MIN_ROWS` rows on (the groups' rates and their scheduled hyperparameters), the
 native CPU op over the compiled programs, writing float64, in
 one call (:func:`fusedsched.ops.host_evaluator`). Any int64 step is exact (beyond ``MAX_STEP`` by the
-Python formulas). A tensor ``group["lr"]`` is filled in place, as torch's schedulers do.
+Python formulas). A tensor ``group["lr"]`` is filled in place, as torch's schedulers do. A switch
+(:mod:`fusedsched.shim.switching`) rebuilds the prepared formulas and the native table, whatever
+their size: host mode has no limit.
 """
 
 from __future__ import annotations
@@ -229,6 +231,21 @@ class HostEngine:
             self.jump(step)
 
     def rebind(self) -> None:
+        if self.step >= 0:
+            self.jump(self.step)
+
+    @staticmethod
+    def prepare_schedules(configs: list[LearningRate], names: list[tuple[str, str]]) -> tuple[HostRates, dict]:
+        """The new rows' evaluator and plateau rows (any size fits)."""
+        return HostRates(configs), plateau_rows(configs)
+
+    def replace_schedules(self, prepared: tuple[HostRates, dict[int, PlateauRow]], moves: dict[int, int]) -> None:
+        """Evaluate the prepared rows from now on, each plateau keeping its state (``moves``: its row now ->
+        its row after), and write the rates at the current step."""
+        states = {moves[i]: plateau.state() for i, plateau in self._plateaus.items()}
+        self._rates, self.plateau_rows = prepared
+        self._plateaus = {i: HostPlateau(row, self._rates.configs[i]) for i, row in self.plateau_rows.items()}
+        self.load_plateau_states(states)
         if self.step >= 0:
             self.jump(self.step)
 

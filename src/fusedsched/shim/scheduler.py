@@ -7,7 +7,8 @@ one op launch per ``step()``, no host sync). In device mode the device counter i
 ``last_epoch``, ``_step_count`` and ``step(epoch)`` all go through it, so torch's ``SequentialLR``
 and ``ChainedScheduler`` drive an ``LRShim`` alike in both modes. The clock (``step(amount=...)``,
 :meth:`LRShim.skip_steps_on`), scheduled hyperparameters and multipliers, and plateaus
-(``step(metrics)``) are docs/semantics.md's; checkpoints are docs/checkpoints.md's.
+(``step(metrics)``) are docs/semantics.md's; checkpoints are docs/checkpoints.md's; changing a
+running schedule (:meth:`LRShim.switch`, :mod:`~fusedsched.shim.switching`) is docs/switching.md's.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr
 from .binding import GroupBindingError
-from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, check_step, parse_state_dict, scheduler_state
+from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, Switch, check_step, parse_state_dict, scheduler_state
 from .contract import check_arguments, step_arguments, warn_if_optimizer_step_skipped
 from .device_engine import DeviceEngine
 from .engine import Engine, Lag
 from .host_engine import HOST_NATIVE_MIN_GROUPS, HOST_NATIVE_MIN_ROWS, HostEngine
 from .hyperparameters import scaled
+from .switching import Replacement, Schedules, planned, replacement, resumed
 from .views import ScheduleViews
 
 __all__ = ["HOST_NATIVE_MIN_GROUPS", "HOST_NATIVE_MIN_ROWS", "LRShim", "MAX_EPOCH", "GroupBindingError", "ScheduleChangedWarning"]
@@ -51,6 +53,8 @@ class LRShim(ScheduleViews, LRScheduler):
         hyperparameters: ``{group: {key: schedule}}``, ``key`` one of ``weight_decay``, ``beta1``,
             ``beta2``, ``momentum``, ``eps``, scheduled like ``lr`` in the same launch.
         multipliers: ``{group: {key: m}}``: the group's value is ``m * schedule(s)``, exactly.
+        spare_segments: device mode's room for :meth:`switch`: padding segments per row of the table
+            beyond the longest schedule (0: a switch fits only where it adds no segment).
 
     Raises ``TypeError`` / ``ValueError`` / ``OverflowError`` naming the argument and the value before
     anything changes on the optimizer.
@@ -63,6 +67,9 @@ class LRShim(ScheduleViews, LRScheduler):
         >>> [round(shim.get_last_lr()[0], 3) for _ in range(3) if not shim.step()]
         [0.025, 0.05, 0.075]
     """
+
+    _configured: Schedules | None = None  # the constructor's schedules (None: pickled before switches existed)
+    _switches: tuple[Switch, ...] = ()
 
     def __init__(
         self,
@@ -77,20 +84,22 @@ class LRShim(ScheduleViews, LRScheduler):
         skip_steps_on: Any = None,
         hyperparameters: Mapping[str, Mapping[str, Any]] | None = None,
         multipliers: Mapping[str, Mapping[str, float]] | None = None,
+        spare_segments: int = 0,
     ) -> None:
         checked = check_arguments(optimizer, lr_dict, last_epoch, device_schedule, device, skip_steps_on,
-                                  hyperparameters, multipliers)
+                                  hyperparameters, multipliers, spare_segments)
         binding, last_epoch, self._rows = checked.binding, checked.last_epoch, checked.rows
         self._binding = binding
         self.lr_dict = checked.lr_dict  #: ``{group: LearningRate}``, in group order
         self.group_names = list(self.lr_dict)
         self.hyperparameters = checked.hyperparameters  #: ``{group: {key: LearningRate}}``
         self.multipliers = checked.multipliers  #: ``{group: {key: m}}``, as given (a missing one is 1)
+        self._configured = self._schedules()  # lr_dict and hyperparameters are those in effect (switches joined in)
         self._steps = 0  # torch's _step_count
         binding.rows = self._rows.hyper  # every check passed: from here on the groups change
         configs = list(self._rows.configs)
         self._engine: Engine = (
-            DeviceEngine(binding, configs, last_epoch, device, backend) if checked.device_schedule
+            DeviceEngine(binding, configs, last_epoch, device, backend, checked.spare_segments) if checked.device_schedule
             else HostEngine(binding, configs, last_epoch)
         )
         super().__init__(binding.optimizer, last_epoch)
@@ -116,6 +125,36 @@ class LRShim(ScheduleViews, LRScheduler):
         hand, or another ``LRShim`` took them); the groups must be the ones this LRShim was built for."""
         self._binding.require_layout(taking_back=True)
         self._engine.rebind()
+
+    # --- switches: a running schedule changed without a jump (docs/switching.md) ---------------------
+
+    @property
+    def switches(self) -> tuple[Switch, ...]:
+        """Every switch of the schedules in effect, in order (made, or resumed from a checkpoint)."""
+        return self._switches
+
+    def switch(self, schedules: Mapping[str, Any] | None = None, *,
+               hyperparameters: Mapping[str, Mapping[str, Any]] | None = None, at: int | None = None) -> None:
+        """From step ``at`` on (default: the current step) follow new schedules, counted from ``at``:
+        ``schedules`` ``{group: schedule}`` for ``lr``, ``hyperparameters`` ``{group: {key: schedule}}``;
+        a rate field may be ``"current"``, the row's rate at ``at``. Each row's schedule becomes
+        ``join([old, new], [at])``. Checked before anything changes; device mode rewrites its table in
+        place (room: ``spare_segments``) and syncs at most once, to read the step (docs/switching.md)."""
+        self._engine.check_groups()
+        self._catch_up()  # the one sync a switch may take: the step of a counter that moved unseen
+        self._take(planned(self._engine, self._rows, self._schedules(), self._switches, schedules, hyperparameters, at))
+
+    def _schedules(self) -> Schedules:
+        return Schedules(self.lr_dict, self.hyperparameters, self.multipliers)
+
+    def _take(self, change: Replacement) -> None:
+        """Follow ``change``'s schedules (checked and prepared) from now on."""
+        if change.changed:
+            self._binding.rows = change.rows.hyper
+            self._engine.replace_schedules(change.prepared, change.moves)
+            self._rows, new = change.rows, change.schedules
+            self.lr_dict, self.hyperparameters, self.multipliers = new.lr, new.hyperparameters, new.multipliers
+        self._switches = change.switches
 
     # --- step and last_epoch: one truth -----------------------------------------------------------
 
@@ -255,24 +294,28 @@ class LRShim(ScheduleViews, LRScheduler):
         self._binding.verify()
         self._steps += self._engine.catch_up()  # device mode: the counter may have been written directly
         return {**scheduler_state(self._engine.step, self._steps, self.base_lrs, self._engine.floats(),
-                                  self.lr_dict, self.hyperparameters, self.multipliers, self.plateau_states()),
+                                  self.lr_dict, self.hyperparameters, self.multipliers, self.plateau_states(),
+                                  self._switches),
                 **self._engine.extra_state()}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = False) -> None:
-        """Restore the step from a :meth:`state_dict`; the schedules stay the configured ones.
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = False, schedules: str = "configured") -> None:
+        """Restore the step, and the schedules ``schedules`` names, from a :meth:`state_dict`.
 
-        Groups are matched by name; where the checkpoint's schedules differ from the configured ones,
-        one :class:`ScheduleChangedWarning` lists every difference (``strict=True``: ``ValueError``).
-        Everything is checked before anything changes (docs/checkpoints.md).
+        ``"configured"``: the configured schedules with the checkpoint's switches applied; where the
+        checkpoint's differ, one :class:`ScheduleChangedWarning` lists every difference (``strict=True``:
+        ``ValueError``). ``"checkpoint"``: the checkpoint's own, switches included. Groups are matched
+        by name; everything is checked before anything changes (docs/checkpoints.md).
         """
-        names = self._rows.names()
-        resume = parse_state_dict(state_dict, self.group_names, self.lr_dict, strict, self.hyperparameters,
-                                  self.multipliers, [names[row] for row in self._engine.plateau_rows])
+        target, switches = resumed(state_dict, schedules, self._configured or self._schedules(), self.group_names)
+        change = replacement(self._engine, self._rows, self._schedules(), target, switches)
+        resume = parse_state_dict(state_dict, self.group_names, target.lr, strict, target.hyperparameters,
+                                  target.multipliers, change.plateau_keys())
         self._engine.check_step(resume.last_epoch, "state_dict['last_epoch']")
         if resume.differences:
             warnings.warn(ScheduleChangedWarning.of(resume), stacklevel=2)
         self._binding.require_layout()  # a load repairs replaced lrs, not a changed group layout
-        if resume.step_count is not None:  # everything is checked: change state
+        self._take(change)  # everything is checked: change state
+        if resume.step_count is not None:
             self._steps = resume.step_count
         if resume.base_lrs is not None:
             self.base_lrs = list(resume.base_lrs)

@@ -1,5 +1,9 @@
 """``python -m fusedsched {demo,plot,bench}``: train a demo, draw schedules, measure ``scheduler.step()``.
 
+``plot`` draws a config's schedules, or with ``--state FILE`` a saved scheduler's
+(``torch.save(scheduler.state_dict(), FILE)``): the schedules in effect, switches joined in, with
+each switch step and the current step marked (docs/switching.md).
+
 Bad input (a missing file, YAML that does not parse, an unknown schedule kind, an invalid value, a
 bad option) exits with status 2 and one line on stderr naming the problem (for an invalid config,
 every error with its path, separated by ``; ``); any other failure exits with status 1, also in
@@ -21,6 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,7 @@ from ..tml.config import (
     validate_optimizer_config,
 )
 from ..schedule.errors import NOT_INDENTED, causes_first, one_line, repr_start
+from ..shim.checkpoint import check_step, parse_switches, saved_schedules, state_mapping
 from ..shim.hyperparameters import KEYS, scaled
 from ..schedule.kinds import LearningRate
 from ..ops import BACKENDS, BackendUnavailable
@@ -45,8 +51,9 @@ from ..ops.backends import BACKEND_ENV
 from ..tml.builders import BACKBONE, schedules_by_group
 from . import bench, demo
 
-__all__ = ["CliError", "load_schedules", "main"]
+__all__ = ["CliError", "SavedState", "load_schedules", "load_state", "main"]
 
+PROG = "fusedsched"
 DEBUG_ENV = "FUSEDSCHED_DEBUG"
 DEMO_PICTURE = "demo.png"
 DEMO_MAX_STEPS = 10_000_000  # its per-step record of every group's rate and the loss stays small
@@ -139,6 +146,45 @@ def load_schedules(path: str | Path) -> tuple[dict[str, LearningRate], Optimizer
     return schedules, model
 
 
+@dataclass(frozen=True)
+class SavedState:
+    """What ``plot --state`` draws from a saved scheduler state."""
+
+    schedules: dict[str, LearningRate]  #: every group's rate (its schedule in effect times its lr multiplier)
+    panels: dict[str, dict[str, LearningRate]]  #: ``{hyperparameter: {group: schedule times multiplier}}``
+    switches: list[int]  #: the switch steps, in order
+    step: int  #: ``last_epoch``
+
+
+def load_state(path: str | Path) -> SavedState:
+    """A ``torch.save``'d ``LRShim.state_dict()``, loaded with ``weights_only=True`` and checked as a
+    load checks it; ``CliError`` naming the file and what is wrong."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CliError(f"--state {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - pickle's, zipfile's and torch's own errors alike
+        raise CliError(f"--state {path}: not a saved scheduler state (torch.load(weights_only=True): {one_line(e)})") from None
+    try:
+        state = state_mapping(state)
+        if state.get("lr_dict") is None:
+            raise ValueError(f"it has no 'lr_dict' (keys: {sorted(state)})")
+        names = [str(name) for name in state["lr_dict"]]
+        lr, hyper, mults = saved_schedules(state, names)
+        switches = parse_switches(state.get("switches"), names)
+        step = check_step(state["last_epoch"], "state_dict['last_epoch']", minimum=-1)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CliError(f"--state {path}: not a scheduler's state_dict(): {one_line(e)}") from None
+    mults = mults or {}
+    panels: dict[str, dict[str, LearningRate]] = {key: {} for key in KEYS}
+    for group, scheduled in (hyper or {}).items():
+        for key, schedule in scheduled.items():
+            panels[key][group] = scaled(schedule, mults.get(group, {}).get(key, 1.0))
+    return SavedState({g: scaled(cfg, mults.get(g, {}).get("lr", 1.0)) for g, cfg in lr.items()},
+                      {key: groups for key, groups in panels.items() if groups}, [sw.at for sw in switches], step)
+
+
 # --- output files ------------------------------------------------------------------------------
 
 
@@ -188,23 +234,40 @@ def _write_csv(path: str, steps: np.ndarray, columns: dict[str, np.ndarray]) -> 
 
 
 def _plot(args: argparse.Namespace) -> int:
+    if args.config is None and args.state is None:
+        raise CliError(f"the following arguments are required: config (or --state FILE, a saved scheduler state) "
+                       f"(see {PROG} plot --help)")
+    if args.config is not None and args.state is not None:
+        raise CliError(f"plot draws a config file or a saved scheduler state (--state FILE), not both "
+                       f"(see {PROG} plot --help)")
     _figure_path(args.out)
     if args.csv:
         _check_writable(args.csv, "--csv")
-    schedules, model = load_schedules(args.config)
+    saved = None
+    if args.state is not None:
+        saved = load_state(args.state)
+        schedules, panels, source = saved.schedules, saved.panels, Path(args.state).name
+    else:
+        schedules, model = load_schedules(args.config)
+        if isinstance(model, OptimizerConfig):  # the rates the groups get: times their lr multipliers
+            multipliers = model.multipliers_by_group(list(schedules))
+            schedules = {g: scaled(cfg, multipliers.get(g, {}).get("lr", 1.0)) for g, cfg in schedules.items()}
+        panels, source = _hyperparameter_panels(model, list(schedules)), Path(args.config).name
     kinds = ", ".join(f"{name}: {cfg.kind}" for name, cfg in schedules.items())
-    if isinstance(model, OptimizerConfig):  # the rates the groups get: times their lr multipliers
-        multipliers = model.multipliers_by_group(list(schedules))
-        schedules = {g: scaled(cfg, multipliers.get(g, {}).get("lr", 1.0)) for g, cfg in schedules.items()}
     steps = args.steps or plotting.default_steps(schedules)
+    marks: dict[str, Any] = {}
+    if saved is not None:  # past the current step too
+        steps = args.steps or min(plotting.MAX_PLOT_STEPS, max(steps, saved.step + saved.step // 4 + 1))
+        marks = {"switches": saved.switches, "current": saved.step}
     start = time.perf_counter()
-    panels = _hyperparameter_panels(model, list(schedules))
     fig, axes = plotting.new_figure(1 + len(panels), height=4.5 + 3.0 * len(panels))
-    title = f"{Path(args.config).name}: {len(schedules)} schedule(s), steps 0-{steps - 1:,}"
-    plotting.plot_schedules(schedules, steps, ax=axes[0], title=title, legend="outside")
+    title = f"{source}: {len(schedules)} schedule(s), steps 0-{steps - 1:,}"
+    if saved is not None:
+        title += f"; at step {saved.step:,}, {len(saved.switches)} switch(es)"
+    plotting.plot_schedules(schedules, steps, ax=axes[0], title=title, legend="outside", **marks)
     for ax, (key, scheduled) in zip(axes[1:], panels.items()):
         plotting.plot_schedules(scheduled, steps, ax=ax, title=f"{key}: {len(scheduled)} group(s)", legend="outside",
-                                ylabel=key)
+                                ylabel=key, **marks)
     _save(fig, args.out)
     drawn = "".join(f"; {key}: {len(groups)} group(s)" for key, groups in panels.items())
     print(f"wrote {args.out}: {title} ({kinds}{drawn}) in {time.perf_counter() - start:.2f} s")
@@ -353,7 +416,7 @@ MAX_BENCH_GROUPS = 1_000_000
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fusedsched", description="fusedsched: learning-rate schedules evaluated on the device. Commands: demo, plot, bench.")
+    parser = _Parser(prog=PROG, description="fusedsched: learning-rate schedules evaluated on the device. Commands: demo, plot, bench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     backends = ["auto", *BACKENDS]
     formats = "the format follows the extension: .png, .svg, .pdf, ... (needs matplotlib: pip install 'fusedsched[plot]')"
@@ -371,8 +434,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", dest="progress", action="store_false", help="no progress bar (--no-progress)")
     demo.set_defaults(func=_demo)
 
-    plot = sub.add_parser("plot", help="draw every group's schedule from a config (compute_lr_array: the compiled program, as the kernels compute it)")
-    plot.add_argument("config", help="tml optimizer YAML, its optimizer section, a multi-task section or a LearningRate")
+    plot = sub.add_parser("plot", help="draw every group's schedule from a config or a saved scheduler state (compute_lr_array: "
+                                       "the compiled program, as the kernels compute it)")
+    plot.add_argument("config", nargs="?", help="tml optimizer YAML, its optimizer section, a multi-task section or a LearningRate")
+    plot.add_argument("--state", help="instead of a config: a saved scheduler state, torch.save(scheduler.state_dict(), FILE); "
+                                      "draws the schedules in effect with the switch steps and the current step marked")
     plot.add_argument("--steps", type=_int_in(1, plotting.MAX_PLOT_STEPS),
                       help=f"draw steps 0 .. STEPS - 1, STEPS from 1 to {plotting.MAX_PLOT_STEPS} (default: past the last schedule change)")
     plot.add_argument("-o", "--out", default="lr.png", help=f"picture to write (default lr.png); {formats}")

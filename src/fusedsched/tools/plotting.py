@@ -159,9 +159,19 @@ def _style(i: int, n: int) -> dict[str, Any]:
     return {"color": colors[i % len(colors)], "ls": ("-", "--", "-.", ":")[(i // len(colors)) % 4]}
 
 
+def _draw_steps(ax: Axes, first: int, last: int, switches: Sequence[int], current: int | None) -> None:
+    """Each switch step as a dashed black line, the current step as a solid grey one (those in ``[first, last]``)."""
+    shown = sorted({int(s) for s in switches if first <= s <= last})
+    for i, at in enumerate(shown):
+        ax.axvline(at, color="0.1", ls="--", lw=1.2, zorder=1, label="switch" if i == 0 else None)
+    if current is not None and first <= current <= last:
+        ax.axvline(current, color="0.55", ls="-", lw=1.6, zorder=1, label=f"current step ({current:,})")
+
+
 def _draw_rates(ax: Axes, x: np.ndarray, rates: Mapping[str, np.ndarray], configs: Mapping[str, LearningRate], ylabel: str,
-                legend: str, from_zero: bool = True) -> None:
-    """One line per group, labelled ``name (kind)``; each schedule mark as a dot and a dotted line.
+                legend: str, from_zero: bool = True, switches: Sequence[int] = (), current: int | None = None) -> None:
+    """One line per group, labelled ``name (kind)``; each schedule mark as a dot and a dotted line;
+    the ``switches`` steps and the ``current`` step (a saved scheduler's) as vertical lines.
 
     ``legend``: ``"outside"`` (right of the axes, never over a curve) or a matplotlib ``loc``;
     ``from_zero``: the y axis starts at 0 (else it fits the curves: a momentum cycling near 0.9).
@@ -184,6 +194,7 @@ def _draw_rates(ax: Axes, x: np.ndarray, rates: Mapping[str, np.ndarray], config
             marks_drawn += int(ok.sum())
     if marks_drawn:
         ax.plot([], [], "o", color="0.35", ms=4.5, label="schedule change")
+    _draw_steps(ax, int(x[0]), int(x[-1]), switches, current)
     ax.set_ylabel(ylabel)
     if from_zero:
         ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
@@ -213,7 +224,8 @@ def _root(ax: Axes) -> Figure:
 
 
 def plot_schedules(configs: Schedules, steps: int, ax: Axes | None = None, *, title: str | None = None,
-                   legend: str | None = None, points: int = SAMPLE_POINTS, ylabel: str = "learning rate") -> Figure:
+                   legend: str | None = None, points: int = SAMPLE_POINTS, ylabel: str = "learning rate",
+                   switches: Sequence[int] = (), current: int | None = None) -> Figure:
     """Draw each schedule's value (a learning rate, or ``ylabel``) over steps ``0 .. steps - 1``; return the figure.
 
     Args:
@@ -226,6 +238,8 @@ def plot_schedules(configs: Schedules, steps: int, ax: Axes | None = None, *, ti
             default ``"outside"`` on a new figure, ``"best"`` on a given ``ax``.
         points: the most steps evaluated before sampling (see :func:`sample_steps`).
         ylabel: the y axis's label (a scheduled hyperparameter's name, e.g. ``weight_decay``).
+        switches: steps where a saved scheduler switched its schedules, drawn as dashed lines.
+        current: a saved scheduler's step (``last_epoch``), drawn as a solid line.
 
     Raises:
         ImportError: matplotlib is not installed (the message says what to install).
@@ -237,7 +251,7 @@ def plot_schedules(configs: Schedules, steps: int, ax: Axes | None = None, *, ti
         legend = "outside" if ax is None else "best"
     if ax is None:
         _, (ax,) = _pyplot_figure(1, 10.0, 4.5)
-    _draw_rates(ax, x, rates, named, ylabel, legend)
+    _draw_rates(ax, x, rates, named, ylabel, legend, switches=switches, current=current)
     _step_axis(ax, 0, steps - 1)
     ax.set_title(title if title is not None else f"learning-rate schedules: {len(named)} group(s), steps 0-{steps - 1:,}")
     return _root(ax)
