@@ -36,24 +36,24 @@ def _ours(name: str, ps, h: Hyper, native: bool | None = False, **options):
 
 
 def _torch(name: str, ps, h: Hyper, **options):
-    """torch's optimizer on the same values: capturable foreach Adam(W) (tensor lr, betas), foreach SGD."""
+    """torch's optimizer on the same values as floats: capturable foreach Adam(W), foreach SGD."""
     v = h.floats()
     if name == "sgd":
         return torch.optim.SGD(ps, lr=v["lr"], momentum=v["momentum"], dampening=v["dampening"],
                                weight_decay=v["weight_decay"], foreach=True, **options)
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]), weight_decay=v["weight_decay"], eps=v["eps"],
+    return cls(ps, lr=v["lr"], betas=(v["beta1"], v["beta2"]), weight_decay=v["weight_decay"], eps=v["eps"],
                foreach=True, capturable=True, **options)
 
 
 def _sync_floats(opt, h: Hyper) -> None:
-    """Hand a torch optimizer the values of ``h`` where its groups hold floats (its tensors are ``h``'s)."""
+    """Hand a torch optimizer the values of ``h`` as floats (a tensor a checkpoint gave it, replaced)."""
     v = h.floats()
     for group in opt.param_groups:
         for key in ("lr", "weight_decay", "eps", "momentum", "dampening"):
-            if key in group and not torch.is_tensor(group[key]):
+            if key in group:
                 group[key] = v[key]
-        if "betas" in group and not torch.is_tensor(group["betas"][0]):
+        if "betas" in group:
             group["betas"] = (v["beta1"], v["beta2"])
 
 
@@ -191,13 +191,19 @@ def _continue(pairs, h_list, first: int, steps: int = 4):
             opt.step()
 
 
+@pytest.mark.parametrize("saved_as", ["floats", "tensors"])
 @pytest.mark.parametrize("name", NAMES)
-def test_torch_checkpoint_loads_and_training_continues_identically(cpu_capturable, name):
+def test_torch_checkpoint_loads_and_training_continues_identically(cpu_capturable, name, saved_as):
     ref_h, h = Hyper(), Hyper()
     ts = params()
     ref_h.set(values(0, weight_decay=0.01, dampening=0.1))
     theirs = _torch(name, ts, ref_h)
     _continue([(theirs, ts)], [ref_h], 0, 3)
+    if saved_as == "tensors":  # torch's optimizer saves tensor hyperparameters as tensors
+        group = theirs.param_groups[0]
+        group["lr"] = torch.tensor(group["lr"])
+        if name != "sgd":
+            group["betas"] = tuple(torch.tensor(b) for b in group["betas"])
     ps = twins(ts)  # the parameters as the checkpoint's
     h.set(values(7, weight_decay=0.5))  # other values, replaced by the checkpoint's
     ours = _ours(name, ps, h)
@@ -206,6 +212,7 @@ def test_torch_checkpoint_loads_and_training_continues_identically(cpu_capturabl
     group = ours.param_groups[0]
     assert group["lr"] is live["lr"] and group["weight_decay"] is live["weight_decay"]  # written in place
     assert group["weight_decay"].item() == theirs.param_groups[0]["weight_decay"]
+    assert group["lr"].item() == float(theirs.param_groups[0]["lr"])
     if name != "sgd":
         assert group["betas"][0] is live["beta1"] and group["eps"] is live["eps"]
         assert all(ours.state[p]["step"].dtype == torch.float32 for p in ps)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _hyper import Hyper, assert_identical, params, set_grads, twins, values
+from _hyper import Hyper, assert_identical, params, set_grads, spread, twins, values
 
 from fusedsched import GraphSafeSGD
 
@@ -17,19 +17,23 @@ FIELDS = ("lr", "momentum", "dampening", "weight_decay")
 
 
 def _train_pair(*, dtype=torch.float32, kinds=FIELDS, momentum=True, dampening=0.0, weight_decay=0.01,
-                nesterov=False, maximize=False, steps=STEPS, none_at=(), momenta=None):
-    """Ours and torch's foreach SGD from the same start, the same values every step.
+                nesterov=False, maximize=False, steps=STEPS, none_at=(), momenta=None, hyper_dtype=None, draw=None):
+    """Ours and torch's foreach SGD from the same start, the same values every step (torch's as the
+    Python floats our tensors hold).
 
     ``momenta``: the momentum of both groups at each step (as many steps), else ``values``'.
+    ``hyper_dtype``: our tensors' dtype (by default the parameters' precision). ``draw(step, group)``:
+    the values (``values`` by default).
     """
     ps = params(dtype=dtype)
     ts = twins(ps)
-    hdtype = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32
-    hypers = [Hyper(hdtype), Hyper(hdtype)]
+    if hyper_dtype is None:
+        hyper_dtype = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32
+    hypers = [Hyper(hyper_dtype), Hyper(hyper_dtype)]
     steps = len(momenta) if momenta is not None else steps
 
     def vals(step, g):
-        v = values(step, g, weight_decay=weight_decay, dampening=dampening)
+        v = values(step, g, weight_decay=weight_decay, dampening=dampening) if draw is None else draw(step, g)
         if momenta is not None:
             v["momentum"] = momenta[step]
         return {k: (v[k] if (k != "momentum" or momentum) else 0.0) for k in FIELDS}
@@ -125,6 +129,23 @@ def test_the_issue_momentum_warm_up_from_zero():
         ours.step()
         ref.step()
         assert torch.equal(a, b), f"step {i}: {a.tolist()} != {b.tolist()}"
+
+
+@pytest.mark.parametrize("hyper_dtype", [torch.float32, torch.float64], ids=lambda d: f"tensors-{d}")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64], ids=str)
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_bit_identical_over_the_whole_ranges(nesterov, dtype, hyper_dtype):
+    """Tensors of any precision, values no float32 holds, dampening below 0.5: ``1 - dampening`` and
+    every weight are what torch's kernels make of the same values as Python floats."""
+
+    def draw(step, g):
+        v = spread(step, g)
+        return {**v, "momentum": max(v["momentum"], 0.01), "dampening": 0.0} if nesterov else v
+
+    ps, ts, ours, theirs = _train_pair(dtype=dtype, hyper_dtype=hyper_dtype, draw=draw, nesterov=nesterov,
+                                       steps=40)
+    assert_identical(ps, ts)
+    assert_same_state(ours.state_dict(), theirs.state_dict())
 
 
 @pytest.mark.parametrize("kinds", [(), ("lr",), ("momentum", "weight_decay"), ("dampening",)], ids=lambda k: "+".join(k) or "floats")

@@ -15,10 +15,12 @@ decay :math:`\lambda`:
 floating-point tensor (see ``fusedsched.optimizers.graphsafe``). The operations are those of torch's
 ``_multi_tensor_sgd`` (torch/optim/sgd.py, torch 2.13); where torch takes a Python number as
 ``alpha=``, a tensor goes through ``addcmul`` by the 0-dim tensor, which torch's CPU kernels
-compute as ``add(..., alpha=)`` does. So on the CPU float32, float64 and complex parameters are
-bit-identical to ``torch.optim.SGD(foreach=True)`` given the same values (a hyperparameter tensor
-in the parameters' precision or wider: ``1 - dampening`` is computed in the tensor's dtype).
-bfloat16 is not: both round the weight to bfloat16, but ``addcmul`` rounds the product before the
+compute as ``add(..., alpha=)`` does, and each number is the one those kernels make of a Python
+float: ``1 - dampening`` computed in float64, then every number cast to the type they use a Python
+number in beside the parameters (``graphsafe.opmath``). So on the CPU float32, float64 and complex
+parameters are bit-identical to ``torch.optim.SGD(foreach=True)`` given the same values as Python
+floats, whatever the tensors' dtype (tested with float32 and float64 tensors over the whole
+ranges). bfloat16 is not: both round the weight to bfloat16, but ``addcmul`` rounds the product before the
 sum where ``add(alpha=)`` fuses them, so about 2 elements in 10,000 differ by one bfloat16 ulp per
 operation (tested: within 2**-4 of the largest parameter after 25 steps).
 
@@ -48,7 +50,7 @@ from typing import Any
 import torch
 
 from .group_key import DAMPENING, LR, MOMENTUM, WEIGHT_DECAY
-from .graphsafe import GraphSafeOptimizer, is_tensor, on_device, restore_where, scaled_add
+from .graphsafe import GraphSafeOptimizer, is_tensor, on_device, one_minus, opmath, restore_where, scaled_add
 
 __all__ = ["GraphSafeSGD"]
 
@@ -93,7 +95,12 @@ def sgd_step(
         G = [grads[i] for i in idx]
         B = [momentum_buffers[i] for i in idx] if with_momentum else []
         F = [momentum_started[i] for i in idx] if with_momentum else []
-        lr_, mu, damp, wd = (on_device(v, device) for v in (lr, momentum, dampening, weight_decay))
+        # Each number as torch's kernels make it of a Python float: cast to their type for these
+        # tensors, 1 - dampening computed in float64 first.
+        kernel = opmath(P[0].dtype)
+        lr_, mu, wd = (on_device(v, device, kernel) for v in (lr, momentum, weight_decay))
+        keep = on_device(one_minus(on_device(dampening, device)), device, kernel)
+        nonzero = on_device(momentum, device) != 0 if is_tensor(momentum) else None
         scale, inf = on_device(grad_scale, device), on_device(found_inf, device)
         saved = [t.clone() for t in P + B + F] if inf is not None else []
 
@@ -109,7 +116,7 @@ def sgd_step(
             G, own = scaled_add(G, P, wd, inplace=own), True
 
         if with_momentum:
-            G = _momentum(B, F, G, mu, 1 - damp, nesterov=nesterov, own=own)
+            G = _momentum(B, F, G, mu, keep, nonzero, nesterov=nesterov, own=own)
 
         neg_lr = torch.neg(lr_) if is_tensor(lr_) else -lr_
         scaled_add(P, G, neg_lr, inplace=True)
@@ -124,6 +131,7 @@ def _momentum(
     grads: list[torch.Tensor],
     momentum: float | torch.Tensor,
     keep: float | torch.Tensor,
+    nonzero: torch.Tensor | None,
     *,
     nesterov: bool,
     own: bool,
@@ -131,11 +139,11 @@ def _momentum(
     """Update the buffers as torch does and return the step's direction (``grads`` may be reused).
 
     Where a buffer has started: ``b = momentum * b + keep * g`` (torch's ``mul_`` then ``add_``);
-    where it has not: ``b = g``. A tensor momentum of 0 (decided on the device) leaves buffers and
-    flags alone and steps along ``g``, as torch's momentum 0.
+    where it has not: ``b = g``. Where ``nonzero`` (a tensor momentum's ``momentum != 0``, decided
+    on the device) is False, buffers and flags stay and the step goes along ``g``, as torch's
+    momentum 0; None: a float momentum, not 0.
     """
-    if is_tensor(momentum):
-        nonzero = momentum != 0
+    if nonzero is not None:
         fresh = torch._foreach_mul(bufs, momentum)
         scaled_add(fresh, grads, keep, inplace=True)
         for buf, new, grad, flag in zip(bufs, fresh, grads, started):
