@@ -220,6 +220,88 @@ def test_torch_checkpoint_loads_and_training_continues_identically(cpu_capturabl
     assert_identical(ps, ts)
 
 
+def _torch_fused(name: str, ps, h: Hyper):
+    """torch's fused optimizer (its CPU kernels) on the same values as floats."""
+    v = h.floats()
+    if name == "sgd":
+        return torch.optim.SGD(ps, lr=v["lr"], momentum=v["momentum"], dampening=v["dampening"],
+                               weight_decay=v["weight_decay"], fused=True)
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return cls(ps, lr=v["lr"], betas=(v["beta1"], v["beta2"]), weight_decay=v["weight_decay"], eps=v["eps"],
+               fused=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_fused_checkpoint_loads_and_the_graph_safe_step_continues(cpu_capturable, name):
+    """A checkpoint of torch's fused optimizer (``fused=True`` in its groups) loads; the group keeps
+    our option keys and runs the graph-safe step: the same as torch's foreach step from that
+    checkpoint, bit for bit."""
+    ref_h, h, foreach_h = Hyper(), Hyper(), Hyper()
+    ts = params()
+    ref_h.set(values(0, weight_decay=0.01, dampening=0.1))
+    fused = _torch_fused(name, ts, ref_h)
+    _continue([(fused, ts)], [ref_h], 0, 3)
+    saved = _roundtrip(fused.state_dict())
+    assert saved["param_groups"][0]["fused"] is True
+    ps, qs = twins(ts), twins(ts)
+    h.set(values(7, weight_decay=0.5))
+    ours = _ours(name, ps, h)
+    live = ours.param_groups[0]["lr"]
+    ours.load_state_dict(saved)
+    group = ours.param_groups[0]
+    assert group["fused"] is None and group["lr"] is live and live.item() == fused.param_groups[0]["lr"]
+    assert ours.state_dict()["param_groups"][0]["fused"] is None
+    foreach_h.set(values(0, weight_decay=0.01, dampening=0.1))
+    foreach = _torch(name, qs, foreach_h)
+    foreach.load_state_dict(_roundtrip(fused.state_dict()))
+    for g in foreach.param_groups:  # torch takes the checkpoint's options: back to its foreach step
+        g.update(fused=None, foreach=True, **({} if name == "sgd" else {"capturable": True}))
+    _continue([(ours, ps), (foreach, qs), (fused, ts)], [h, foreach_h, ref_h], 3)
+    assert_identical(ps, qs)
+    for a, b in zip(ps, ts):  # torch's fused kernel itself: close
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_loaded_groups_options_become_ours_and_stay_refused_as_arguments(name):
+    """``differentiable=True`` in a loaded group (torch's differentiable optimizer) is accepted like
+    ``fused=True``; as an argument or in an added group both are still refused."""
+    h = Hyper()
+    h.set(values(0))
+    ps = params()
+    opt = _ours(name, ps, h)
+    _continue([(opt, ps)], [h], 0, 2)
+    saved = copy.deepcopy(opt.state_dict())
+    saved["param_groups"][0].update(differentiable=True, fused=True, foreach=True)
+    opt.load_state_dict(saved)
+    assert {k: opt.param_groups[0][k] for k in ("differentiable", "fused", "foreach")} == {
+        "differentiable": False, "fused": None, "foreach": None}
+    for key in ("fused", "differentiable"):
+        with pytest.raises(ValueError, match=f"{key}=True is not an option \\(param group 1\\)"):
+            opt.add_param_group({"params": params(2), key: True})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_our_checkpoint_loads_into_torch_fused_optimizer(name):
+    """The reverse: torch's fused optimizer loads ours; it takes the checkpoint's options (``fused=None``),
+    so it runs fused again once told."""
+    h, ref_h = Hyper(), Hyper()
+    ps = params()
+    h.set(values(0, weight_decay=0.01, dampening=0.1))
+    ref_h.set(values(0, weight_decay=0.01, dampening=0.1))
+    ours = _ours(name, ps, h)
+    _continue([(ours, ps)], [h], 0, 3)
+    ts = twins(ps)
+    theirs = _torch_fused(name, ts, ref_h)
+    theirs.load_state_dict(_roundtrip(ours.state_dict()))
+    assert theirs.param_groups[0]["fused"] is None
+    for g in theirs.param_groups:
+        g["fused"] = True
+    _continue([(ours, ps), (theirs, ts)], [h, ref_h], 3)
+    for a, b in zip(ps, ts):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_our_checkpoint_loads_into_torch_default_optimizer(name):
     h = Hyper()

@@ -231,7 +231,8 @@ class GraphSafeAdam(GraphSafeOptimizer):
     is always both); ``fused=True`` and ``differentiable=True`` are refused, as are sparse
     gradients. ``decoupled_weight_decay=True`` makes it AdamW, as in torch. ``native`` (not one of
     torch's arguments): None uses the native CPU kernel where it applies, False never, True
-    requires it to be built. Checkpoints load both ways with ``torch.optim.Adam`` (``fusedsched.optimizers.graphsafe``).
+    requires it to be built. Checkpoints load both ways with ``torch.optim.Adam``, its fused one's
+    too (``fusedsched.optimizers.graphsafe``).
     """
 
     DECOUPLED = False

@@ -17,7 +17,8 @@ of a captured CUDA graph and every call of a compiled step without a recompile.
   defaults, so it loads into torch's optimizer with any options and with
   ``torch.load(weights_only=True)``; ``load_state_dict`` writes a loaded value into a group's live
   hyperparameter tensor in place (its memory, which a captured graph or a schedule's view points
-  at, stays), and step counts move to the parameters' device as float32.
+  at, stays), and step counts move to the parameters' device as float32. A loaded group's option
+  keys become ours (torch's fused checkpoints load; the group runs the graph-safe step).
 - **AMP**: ``_step_supports_amp_scaling``; ``torch.amp.GradScaler`` sets ``grad_scale`` and
   ``found_inf`` before ``step()``, which divides the gradients by ``grad_scale`` and, where
   ``found_inf`` is 1, restores every updated tensor with ``torch.where`` (no sync) and takes the
@@ -177,10 +178,14 @@ class GraphSafeOptimizer(Optimizer):
 
     # -- checks ------------------------------------------------------------------------------
 
-    def _check(self, group: dict[str, Any], params: list[torch.Tensor], where: str) -> None:
-        """Raise ``ValueError`` naming the field and the value of the first bad hyperparameter."""
+    def _check(self, group: dict[str, Any], params: list[torch.Tensor], where: str, *, loaded: bool = False) -> None:
+        """Raise ``ValueError`` naming the field and the value of the first bad hyperparameter.
+
+        ``loaded``: a checkpoint's group, whose ``fused`` / ``differentiable`` say how torch ran its
+        step (they are replaced by ours after the load), not an option asked of this one.
+        """
         name = type(self).__name__
-        for key in _REFUSED:
+        for key in () if loaded else _REFUSED:
             if group.get(key):
                 raise ValueError(f"{name} runs its own step; {key}=True is not an option ({where})")
         if "betas" in group and (not isinstance(group["betas"], (list, tuple)) or len(group["betas"]) != 2):
@@ -281,12 +286,14 @@ class GraphSafeOptimizer(Optimizer):
         """As ``Optimizer.load_state_dict`` (torch's checkpoints too), keeping live hyperparameter tensors.
 
         Where a group holds a tensor hyperparameter, the loaded value is written into that tensor in
-        place and the tensor stays in the group; floats are replaced by the loaded values. Every
-        loaded group is checked first, so a bad checkpoint changes nothing.
+        place and the tensor stays in the group; floats are replaced by the loaded values. torch's
+        option keys are ours after the load (``TORCH_OPTIONS``): a checkpoint of torch's fused
+        optimizer (``fused=True``) loads, and the group runs the graph-safe step. Every loaded group
+        is checked first, so a bad checkpoint changes nothing.
         """
         saved_groups = state_dict.get("param_groups", []) if isinstance(state_dict, dict) else []
         for i, (live, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            self._check({**live, **saved}, list(live["params"]), f"loaded param group {i}")
+            self._check({**live, **saved}, list(live["params"]), f"loaded param group {i}", loaded=True)
         self._live_tensors = [
             [(field, field.get(group)) for field in self.FIELDS if is_tensor(field.get(group))]
             for group in self.param_groups

@@ -170,8 +170,8 @@ class GraphSafeSGD(GraphSafeOptimizer):
     and how it compares with torch's); each hyperparameter a float or a 0-dim floating tensor on the
     parameters' device or the CPU. ``foreach`` is accepted and has no effect (it is always foreach);
     ``fused=True`` and ``differentiable=True`` are refused, as are sparse gradients. Checkpoints load
-    both ways with ``torch.optim.SGD`` (``fusedsched.optimizers.graphsafe``); the state dict holds a
-    ``momentum_buffer`` where torch's would.
+    both ways with ``torch.optim.SGD``, its fused one's too (``fusedsched.optimizers.graphsafe``);
+    the state dict holds a ``momentum_buffer`` where torch's would.
     """
 
     FIELDS = (LR, MOMENTUM, DAMPENING, WEIGHT_DECAY)
