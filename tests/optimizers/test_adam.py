@@ -287,3 +287,24 @@ def test_state_exists_from_construction_and_sparse_gradients_are_refused():
     with pytest.raises(RuntimeError, match="GraphSafeAdam does not support sparse gradients"):
         opt.step()
     assert torch.equal(emb.weight, before) and state["step"].item() == 0
+
+
+def test_a_step_compiled_before_any_eager_one_finds_the_native_kernel_loaded():
+    """``native_op()`` loads fusedsched._C on first use, which a fullgraph trace cannot do: the
+    constructor loads it, so a first step under torch.compile traces (with the kernel where built)."""
+    import fusedsched.optimizers.adam as adam_module
+
+    saved = list(adam_module._native)
+    adam_module._native.clear()  # as in a fresh process
+    torch._dynamo.reset()
+    try:
+        ps = params()
+        opt = GraphSafeAdamW(ps, lr=torch.tensor(0.01), betas=(torch.tensor(0.9), 0.999))
+        compiled = torch.compile(opt.step, fullgraph=True, backend="aot_eager")
+        set_grads(0, ps)
+        compiled()
+        assert adam_module._native == saved
+        assert all(opt.state[p]["step"].item() == 1 for p in ps)
+    finally:
+        adam_module._native[:] = saved
+        torch._dynamo.reset()

@@ -86,7 +86,8 @@ def native_op() -> Any:
     """``torch.ops.fusedsched.graphsafe_adam_`` when ``fusedsched._C`` has its CPU kernel, else None.
 
     Loaded on first use (``FUSEDSCHED_DISABLE_NATIVE=1`` skips it), with a fake implementation so
-    it traces under ``torch.compile``.
+    it traces under ``torch.compile``. The loading itself does not trace: ``GraphSafeAdam``'s
+    constructor loads it, so a step compiled before any eager one finds it loaded.
     """
     if not _native:
         op = None
@@ -262,7 +263,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
         decoupled_weight_decay: bool = False,
         native: bool | None = None,
     ) -> None:
-        if native and native_op() is None:
+        if native_op() is None and native:  # loaded here, outside any compiled step
             raise ValueError(f"{type(self).__name__}: native=True, but fusedsched._C has no graphsafe_adam_ CPU kernel")
         self.native = native
         defaults = dict(
