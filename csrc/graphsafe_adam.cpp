@@ -8,9 +8,11 @@
 //   g = grad / grad_scale, negated with maximize; p *= 1 - lr * wd (AdamW) or g += p * wd (Adam)
 //   m = lerp(m, g, 1 - beta1); v = v * beta2 + (g * (1 - beta2)) * g; vmax = max(vmax, v)
 //   p += m / (((sqrt(v or vmax) / bias2) + eps) / step_size)
-// Where found_inf is nonzero nothing changes (the step count neither). float32 and float64
-// parameters, contiguous, state of the parameter's dtype, steps float32. Built with
-// -ffp-contract=off: every operation rounds once, in the parameter's dtype.
+// The numbers are those of the foreach step: 1 - beta1, 1 - beta2 and 1 - lr * wd computed in
+// double from the hyperparameters' values, then each number rounded once to the parameter's dtype;
+// the bias corrections from float32 betas and lr. Where found_inf is nonzero nothing changes (the
+// step count neither). float32 and float64 parameters, contiguous, state of the parameter's dtype,
+// steps float32. Built with -ffp-contract=off: every operation rounds once, in the parameter's dtype.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -40,6 +42,20 @@ struct Hyper {
   T lr, beta1, beta2, weight_decay, eps, one_minus_beta1, one_minus_beta2, decay, scale;
   bool amsgrad, maximize, decoupled, scaled;
 };
+
+// The per-element constants in T, from the values in double: 1 - beta and 1 - lr * weight_decay are
+// computed in double (as Python computes them from floats), then rounded once to T.
+template <typename T>
+Hyper<T> hyper_of(
+    double lr, double beta1, double beta2, double weight_decay, double eps, double scale, bool amsgrad,
+    bool maximize, bool decoupled, bool scaled) {
+  return Hyper<T>{static_cast<T>(lr),          static_cast<T>(beta1),        static_cast<T>(beta2),
+                  static_cast<T>(weight_decay), static_cast<T>(eps),          static_cast<T>(1.0 - beta1),
+                  static_cast<T>(1.0 - beta2),  static_cast<T>(1.0 - lr * weight_decay),
+                  static_cast<T>(scale),        amsgrad,
+                  maximize,                     decoupled,
+                  scaled};
+}
 
 // The per-element loop, its options compile-time constants so that the loop body has no branch
 // and vectorizes (setup.py builds with -fno-math-errno: sqrt sets no errno, a change of no result),
@@ -161,21 +177,30 @@ void graphsafe_adam_cpu(
   }
   if (found_inf.has_value() && value_of(*found_inf, "found_inf") != 0) return;  // a skipped step
 
-  // Each hyperparameter as torch's tensor arithmetic has it: 0-dim float32 tensors combine in float32.
-  const float lr_f = static_cast<float>(value_of(lr, "lr"));
-  const float beta1_f = static_cast<float>(value_of(beta1, "beta1"));
-  const float beta2_f = static_cast<float>(value_of(beta2, "beta2"));
-  const float wd_f = static_cast<float>(value_of(weight_decay, "weight_decay"));
-  const float eps_f = static_cast<float>(value_of(eps, "eps"));
+  // Each number as torch's kernels make it of a Python float (as adam.adam_step's foreach step):
+  // the derived ones (1 - beta1, 1 - beta2, AdamW's 1 - lr * weight_decay) in double, then every one
+  // cast to the parameters' dtype; the bias corrections in float32 from float32 betas and lr.
+  const double lr_d = value_of(lr, "lr");
+  const double beta1_d = value_of(beta1, "beta1");
+  const double beta2_d = value_of(beta2, "beta2");
+  const double wd_d = value_of(weight_decay, "weight_decay");
+  const double eps_d = value_of(eps, "eps");
   const double scale = grad_scale.has_value() ? value_of(*grad_scale, "grad_scale") : 1.0;
+  const float lr_f = static_cast<float>(lr_d);
+  const float beta1_f = static_cast<float>(beta1_d);
+  const float beta2_f = static_cast<float>(beta2_d);
   if (dtype == at::kFloat) {
-    Hyper<float> h{lr_f, beta1_f, beta2_f, wd_f, eps_f, 1.0f - beta1_f, 1.0f - beta2_f, 1.0f - lr_f * wd_f,
-                   static_cast<float>(scale), amsgrad, maximize, decoupled_weight_decay, grad_scale.has_value()};
-    adam_all<float>(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, h, beta1_f, beta2_f, lr_f);
+    adam_all<float>(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+        hyper_of<float>(lr_d, beta1_d, beta2_d, wd_d, eps_d, scale, amsgrad, maximize, decoupled_weight_decay,
+                        grad_scale.has_value()),
+        beta1_f, beta2_f, lr_f);
   } else {
-    Hyper<double> h{lr_f, beta1_f, beta2_f, wd_f, eps_f, 1.0f - beta1_f, 1.0f - beta2_f, 1.0f - lr_f * wd_f,
-                    scale, amsgrad, maximize, decoupled_weight_decay, grad_scale.has_value()};
-    adam_all<double>(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, h, beta1_f, beta2_f, lr_f);
+    adam_all<double>(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps,
+        hyper_of<double>(lr_d, beta1_d, beta2_d, wd_d, eps_d, scale, amsgrad, maximize, decoupled_weight_decay,
+                         grad_scale.has_value()),
+        beta1_f, beta2_f, lr_f);
   }
 }
 

@@ -1,13 +1,15 @@
 """What the graph-safe optimizers' tests share: twin parameters, gradients, hyperparameters per step.
 
 ``values(step, group)`` changes every hyperparameter at every step (a cycling beta1 as OneCycleLR
-does, a rising weight decay, ...); ``Hyper`` holds them as 0-dim float32 tensors written in place,
-and ``floats`` gives a reference optimizer the same values as Python floats.
+does, a rising weight decay, ...), ``spread(step, group)`` draws them over their whole ranges;
+``Hyper`` holds them as 0-dim tensors (float32 unless told) written in place, and ``floats`` gives
+a reference optimizer the same values as Python floats.
 """
 
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 
@@ -26,6 +28,22 @@ def values(step: int, group: int = 0, *, weight_decay: float = 0.01, dampening: 
         "eps": 1e-8 * (1 + (step + group) % 3),
         "momentum": 0.8 + 0.15 * (0.5 + 0.5 * math.cos(phase)),
         "dampening": dampening * (1 + (step % 2)),
+    }
+
+
+def spread(step: int, group: int = 0) -> dict[str, float]:
+    """Every hyperparameter at ``step`` drawn over its whole range (betas, momentum and dampening in
+    [0, 1), below 0.5 too), with values no float32 holds: where rounding to float32, or ``1 - x`` in
+    float32, would differ from torch's arithmetic on Python floats."""
+    rng = random.Random(7919 * step + group)
+    return {
+        "lr": rng.uniform(1e-4, 0.1),
+        "beta1": rng.uniform(0.0, 0.99),
+        "beta2": rng.uniform(0.0, 0.999),
+        "weight_decay": rng.uniform(0.0, 0.5),
+        "eps": rng.uniform(1e-9, 1e-6),
+        "momentum": rng.uniform(0.0, 0.99),
+        "dampening": rng.uniform(0.0, 0.99),
     }
 
 

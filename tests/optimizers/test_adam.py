@@ -13,7 +13,7 @@ import importlib
 
 import pytest
 import torch
-from _hyper import Hyper, assert_identical, params, set_grads, twins, values
+from _hyper import Hyper, assert_identical, params, set_grads, spread, twins, values
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW
@@ -58,34 +58,43 @@ def _groups(ps, hypers, kinds, options):
 
 
 def _train_pair(name, *, dtype=torch.float32, reference="capturable", kinds=("lr", "beta1", "beta2", "weight_decay", "eps"),
-                weight_decay=0.01, options=None, steps=STEPS, none_at=(), native=False):
+                weight_decay=0.01, options=None, steps=STEPS, none_at=(), native=False, hyper_dtype=torch.float32,
+                draw=None):
     """Our optimizer and torch's from the same start, the same values every step; their parameters.
 
-    ``native=False``: our foreach step (the one bit-identical to torch's); ``reference="ours"``:
-    our foreach step is the reference for the native kernel (``native=None``).
+    Ours reads the hyperparameters in ``kinds`` from 0-dim ``hyper_dtype`` tensors, the others as
+    floats; torch's (``reference="capturable"`` or ``"default"``, foreach) reads every one as the
+    Python float our tensor holds. ``draw(step, group)``: the values (``values`` by default; a
+    ``weight_decay`` of 0 holds). ``native=False``: our foreach step (the one bit-identical to
+    torch's); ``reference="ours"``: our foreach step is the reference for the native kernel
+    (``native=None``).
     """
     ours_cls, torch_cls = PAIRS[name]
     options = options or {}
     ps = params(dtype=dtype)
     ts = twins(ps)
-    hypers = [Hyper(), Hyper()]
-    refs = [Hyper(), Hyper()]  # torch's own lr / betas tensors (capturable accepts them)
+
+    def vals(step, g):
+        v = values(step, g, weight_decay=weight_decay) if draw is None else draw(step, g)
+        return {**v, "weight_decay": v["weight_decay"] if weight_decay else 0.0}
+
+    hypers = [Hyper(hyper_dtype), Hyper(hyper_dtype)]
+    refs = [Hyper(hyper_dtype), Hyper(hyper_dtype)]  # the reference's own tensors (reference="ours")
     for g, (h, r) in enumerate(zip(hypers, refs)):
-        h.set(values(0, g, weight_decay=weight_decay))
-        r.set(values(0, g, weight_decay=weight_decay))
+        h.set(vals(0, g))
+        r.set(vals(0, g))
     ours = ours_cls(_groups(ps, hypers, kinds, options), native=native)
     if reference == "ours":
         torch_kinds = kinds
         theirs = ours_cls(_groups(ts, refs, kinds, options), native=False)
     else:
-        torch_kinds = ("lr", "beta1", "beta2") if reference == "capturable" else ()
+        torch_kinds = ()
         extra = {"foreach": True, "capturable": reference == "capturable"}
         theirs = torch_cls(_groups(ts, refs, torch_kinds, {**options, **extra}))
     for step in range(steps):
         for g in range(2):
-            vals = values(step, g, weight_decay=weight_decay)
-            hypers[g].set(vals)
-            refs[g].set(vals)
+            hypers[g].set(vals(step, g))
+            refs[g].set(vals(step, g))
             got = hypers[g].floats()
             for group, opt_kinds in ((ours.param_groups[g], kinds), (theirs.param_groups[g], torch_kinds)):
                 h = hypers[g] if group is ours.param_groups[g] else refs[g]
@@ -98,20 +107,58 @@ def _train_pair(name, *, dtype=torch.float32, reference="capturable", kinds=("lr
     return ps, ts, ours, theirs
 
 
+def _assert_same_state(ps, ts, ours, theirs, amsgrad):
+    for p, t in zip(ps, ts):
+        for key in ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ()):
+            assert torch.equal(ours.state[p][key], theirs.state[t][key]), key
+        assert torch.equal(ours.state[p]["step"], theirs.state[t]["step"])
+
+
+@pytest.mark.parametrize("hyper_dtype", [torch.float32, torch.float64], ids=lambda d: f"tensors-{d}")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 @pytest.mark.parametrize("maximize", [False, True])
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("name", list(PAIRS))
-def test_bit_identical_to_torch_capturable_foreach(cpu_capturable, name, amsgrad, maximize, weight_decay, dtype):
+def test_bit_identical_to_torch_capturable_foreach(cpu_capturable, name, amsgrad, maximize, weight_decay, dtype,
+                                                  hyper_dtype):
     ps, ts, ours, theirs = _train_pair(
-        name, dtype=dtype, weight_decay=weight_decay, options={"amsgrad": amsgrad, "maximize": maximize}
+        name, dtype=dtype, weight_decay=weight_decay, options={"amsgrad": amsgrad, "maximize": maximize},
+        hyper_dtype=hyper_dtype,
     )
     assert_identical(ps, ts)
-    for p, t in zip(ps, ts):
-        for key in ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ()):
-            assert torch.equal(ours.state[p][key], theirs.state[t][key]), key
-        assert torch.equal(ours.state[p]["step"], theirs.state[t]["step"])
+    _assert_same_state(ps, ts, ours, theirs, amsgrad)
+
+
+@pytest.mark.parametrize("hyper_dtype", [torch.float32, torch.float64], ids=lambda d: f"tensors-{d}")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_bit_identical_over_the_whole_ranges(cpu_capturable, name, amsgrad, dtype, hyper_dtype):
+    """Betas below 0.5, values no float32 holds in float64 tensors: ours computes every derived number
+    (``1 - beta``, AdamW's ``1 - lr * weight_decay``, the bias corrections) as torch does from floats."""
+    ps, ts, ours, theirs = _train_pair(name, dtype=dtype, options={"amsgrad": amsgrad}, hyper_dtype=hyper_dtype,
+                                       draw=spread, steps=40)
+    assert_identical(ps, ts)
+    _assert_same_state(ps, ts, ours, theirs, amsgrad)
+
+
+def test_adamw_decay_factor_is_rounded_once_as_torch_rounds_it(cpu_capturable):
+    """lr 0.0381 and weight decay 0.21 as float32 tensors (issue 29): torch's ``1 - lr * wd`` from the
+    same values as floats is float32(0.99199897...), one float32 ulp from float32(1 - float32(lr * wd))."""
+    lr, wd = torch.tensor(0.0381), torch.tensor(0.21)
+    assert (1 - lr * wd).item() != torch.tensor(1 - lr.item() * wd.item(), dtype=torch.float32).item()
+    ps = [torch.nn.Parameter(torch.linspace(-3, 3, 101))]
+    ts = twins(ps)
+    us = twins(ps)
+    ours = GraphSafeAdamW(ps, lr=lr, weight_decay=wd, native=False)
+    theirs = torch.optim.AdamW(ts, lr=lr.item(), weight_decay=wd.item(), foreach=True, capturable=True)
+    with_tensor_lr = torch.optim.AdamW(us, lr=lr.clone(), weight_decay=wd.item(), foreach=True, capturable=True)
+    set_grads(0, ps, ts, us)
+    for opt in (ours, theirs, with_tensor_lr):
+        opt.step()
+    assert_identical(ps, ts)
+    assert not torch.equal(us[0], ps[0])  # torch given a float32 tensor lr rounds the factor twice
 
 
 @pytest.mark.parametrize("kinds", [(), ("lr",), ("beta1", "weight_decay"), ("beta2", "eps")], ids=lambda k: "+".join(k) or "floats")
@@ -166,6 +213,22 @@ def test_native_kernel_within_the_documented_bound_of_the_foreach_step(name, ams
         name, dtype=dtype, reference="ours", weight_decay=weight_decay, native=None,
         options={"amsgrad": amsgrad, "maximize": maximize}, none_at=(2, 3),
     )
+    _assert_within_the_native_bound(ps, ts, ours, theirs)
+
+
+@pytest.mark.parametrize("hyper_dtype", [torch.float32, torch.float64], ids=lambda d: f"tensors-{d}")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_native_kernel_within_the_bound_over_the_whole_ranges(name, dtype, hyper_dtype):
+    """Betas below 0.5 too (torch's other lerp formula), tensors of either precision."""
+    if native_op() is None:
+        pytest.skip("fusedsched._C is built without graphsafe_adam_")
+    ps, ts, ours, theirs = _train_pair(name, dtype=dtype, reference="ours", native=None, hyper_dtype=hyper_dtype,
+                                       draw=spread, options={"amsgrad": True})
+    _assert_within_the_native_bound(ps, ts, ours, theirs)
+
+
+def _assert_within_the_native_bound(ps, ts, ours, theirs):
     for p, t in zip(ps, ts):
         torch.testing.assert_close(p, t, rtol=1e-5, atol=1e-7)
         assert torch.equal(ours.state[p]["step"], theirs.state[t]["step"])
@@ -224,3 +287,24 @@ def test_state_exists_from_construction_and_sparse_gradients_are_refused():
     with pytest.raises(RuntimeError, match="GraphSafeAdam does not support sparse gradients"):
         opt.step()
     assert torch.equal(emb.weight, before) and state["step"].item() == 0
+
+
+def test_a_step_compiled_before_any_eager_one_finds_the_native_kernel_loaded():
+    """``native_op()`` loads fusedsched._C on first use, which a fullgraph trace cannot do: the
+    constructor loads it, so a first step under torch.compile traces (with the kernel where built)."""
+    import fusedsched.optimizers.adam as adam_module
+
+    saved = list(adam_module._native)
+    adam_module._native.clear()  # as in a fresh process
+    torch._dynamo.reset()
+    try:
+        ps = params()
+        opt = GraphSafeAdamW(ps, lr=torch.tensor(0.01), betas=(torch.tensor(0.9), 0.999))
+        compiled = torch.compile(opt.step, fullgraph=True, backend="aot_eager")
+        set_grads(0, ps)
+        compiled()
+        assert adam_module._native == saved
+        assert all(opt.state[p]["step"].item() == 1 for p in ps)
+    finally:
+        adam_module._native[:] = saved
+        torch._dynamo.reset()

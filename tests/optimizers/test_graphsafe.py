@@ -36,24 +36,24 @@ def _ours(name: str, ps, h: Hyper, native: bool | None = False, **options):
 
 
 def _torch(name: str, ps, h: Hyper, **options):
-    """torch's optimizer on the same values: capturable foreach Adam(W) (tensor lr, betas), foreach SGD."""
+    """torch's optimizer on the same values as floats: capturable foreach Adam(W), foreach SGD."""
     v = h.floats()
     if name == "sgd":
         return torch.optim.SGD(ps, lr=v["lr"], momentum=v["momentum"], dampening=v["dampening"],
                                weight_decay=v["weight_decay"], foreach=True, **options)
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    return cls(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]), weight_decay=v["weight_decay"], eps=v["eps"],
+    return cls(ps, lr=v["lr"], betas=(v["beta1"], v["beta2"]), weight_decay=v["weight_decay"], eps=v["eps"],
                foreach=True, capturable=True, **options)
 
 
 def _sync_floats(opt, h: Hyper) -> None:
-    """Hand a torch optimizer the values of ``h`` where its groups hold floats (its tensors are ``h``'s)."""
+    """Hand a torch optimizer the values of ``h`` as floats (a tensor a checkpoint gave it, replaced)."""
     v = h.floats()
     for group in opt.param_groups:
         for key in ("lr", "weight_decay", "eps", "momentum", "dampening"):
-            if key in group and not torch.is_tensor(group[key]):
+            if key in group:
                 group[key] = v[key]
-        if "betas" in group and not torch.is_tensor(group["betas"][0]):
+        if "betas" in group:
             group["betas"] = (v["beta1"], v["beta2"])
 
 
@@ -101,12 +101,6 @@ def test_compiled_step_fullgraph_no_recompiles_as_hyperparameters_change(name, n
     eager_ps = twins(ps)
     opt = _ours(name, ps, h, native=native, **OPTIONS[name])
     eager = _ours(name, eager_ps, h_eager, native=native, **OPTIONS[name])
-    first = 0
-    if name == "sgd":  # the first step creates the momentum buffers (as torch's), eagerly
-        set_grads(0, ps, eager_ps)
-        opt.step()
-        eager.step()
-        first = 1
     compiler = CompileCounterWithBackend("inductor")
 
     @torch.compile(fullgraph=True, backend=compiler)
@@ -115,7 +109,7 @@ def test_compiled_step_fullgraph_no_recompiles_as_hyperparameters_change(name, n
 
     try:
         with torch._dynamo.config.patch(error_on_recompile=True):
-            for step in range(first, 8):
+            for step in range(8):
                 for x in (h, h_eager):
                     x.set(values(step, weight_decay=0.01, dampening=0.1))
                 set_grads(step, ps, eager_ps)
@@ -197,13 +191,19 @@ def _continue(pairs, h_list, first: int, steps: int = 4):
             opt.step()
 
 
+@pytest.mark.parametrize("saved_as", ["floats", "tensors"])
 @pytest.mark.parametrize("name", NAMES)
-def test_torch_checkpoint_loads_and_training_continues_identically(cpu_capturable, name):
+def test_torch_checkpoint_loads_and_training_continues_identically(cpu_capturable, name, saved_as):
     ref_h, h = Hyper(), Hyper()
     ts = params()
     ref_h.set(values(0, weight_decay=0.01, dampening=0.1))
     theirs = _torch(name, ts, ref_h)
     _continue([(theirs, ts)], [ref_h], 0, 3)
+    if saved_as == "tensors":  # torch's optimizer saves tensor hyperparameters as tensors
+        group = theirs.param_groups[0]
+        group["lr"] = torch.tensor(group["lr"])
+        if name != "sgd":
+            group["betas"] = tuple(torch.tensor(b) for b in group["betas"])
     ps = twins(ts)  # the parameters as the checkpoint's
     h.set(values(7, weight_decay=0.5))  # other values, replaced by the checkpoint's
     ours = _ours(name, ps, h)
@@ -212,11 +212,94 @@ def test_torch_checkpoint_loads_and_training_continues_identically(cpu_capturabl
     group = ours.param_groups[0]
     assert group["lr"] is live["lr"] and group["weight_decay"] is live["weight_decay"]  # written in place
     assert group["weight_decay"].item() == theirs.param_groups[0]["weight_decay"]
+    assert group["lr"].item() == float(theirs.param_groups[0]["lr"])
     if name != "sgd":
         assert group["betas"][0] is live["beta1"] and group["eps"] is live["eps"]
         assert all(ours.state[p]["step"].dtype == torch.float32 for p in ps)
     _continue([(theirs, ts), (ours, ps)], [ref_h, h], 3)
     assert_identical(ps, ts)
+
+
+def _torch_fused(name: str, ps, h: Hyper):
+    """torch's fused optimizer (its CPU kernels) on the same values as floats."""
+    v = h.floats()
+    if name == "sgd":
+        return torch.optim.SGD(ps, lr=v["lr"], momentum=v["momentum"], dampening=v["dampening"],
+                               weight_decay=v["weight_decay"], fused=True)
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return cls(ps, lr=v["lr"], betas=(v["beta1"], v["beta2"]), weight_decay=v["weight_decay"], eps=v["eps"],
+               fused=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_torch_fused_checkpoint_loads_and_the_graph_safe_step_continues(cpu_capturable, name):
+    """A checkpoint of torch's fused optimizer (``fused=True`` in its groups) loads; the group keeps
+    our option keys and runs the graph-safe step: the same as torch's foreach step from that
+    checkpoint, bit for bit."""
+    ref_h, h, foreach_h = Hyper(), Hyper(), Hyper()
+    ts = params()
+    ref_h.set(values(0, weight_decay=0.01, dampening=0.1))
+    fused = _torch_fused(name, ts, ref_h)
+    _continue([(fused, ts)], [ref_h], 0, 3)
+    saved = _roundtrip(fused.state_dict())
+    assert saved["param_groups"][0]["fused"] is True
+    ps, qs = twins(ts), twins(ts)
+    h.set(values(7, weight_decay=0.5))
+    ours = _ours(name, ps, h)
+    live = ours.param_groups[0]["lr"]
+    ours.load_state_dict(saved)
+    group = ours.param_groups[0]
+    assert group["fused"] is None and group["lr"] is live and live.item() == fused.param_groups[0]["lr"]
+    assert ours.state_dict()["param_groups"][0]["fused"] is None
+    foreach_h.set(values(0, weight_decay=0.01, dampening=0.1))
+    foreach = _torch(name, qs, foreach_h)
+    foreach.load_state_dict(_roundtrip(fused.state_dict()))
+    for g in foreach.param_groups:  # torch takes the checkpoint's options: back to its foreach step
+        g.update(fused=None, foreach=True, **({} if name == "sgd" else {"capturable": True}))
+    _continue([(ours, ps), (foreach, qs), (fused, ts)], [h, foreach_h, ref_h], 3)
+    assert_identical(ps, qs)
+    for a, b in zip(ps, ts):  # torch's fused kernel itself: close
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_loaded_groups_options_become_ours_and_stay_refused_as_arguments(name):
+    """``differentiable=True`` in a loaded group (torch's differentiable optimizer) is accepted like
+    ``fused=True``; as an argument or in an added group both are still refused."""
+    h = Hyper()
+    h.set(values(0))
+    ps = params()
+    opt = _ours(name, ps, h)
+    _continue([(opt, ps)], [h], 0, 2)
+    saved = copy.deepcopy(opt.state_dict())
+    saved["param_groups"][0].update(differentiable=True, fused=True, foreach=True)
+    opt.load_state_dict(saved)
+    assert {k: opt.param_groups[0][k] for k in ("differentiable", "fused", "foreach")} == {
+        "differentiable": False, "fused": None, "foreach": None}
+    for key in ("fused", "differentiable"):
+        with pytest.raises(ValueError, match=f"{key}=True is not an option \\(param group 1\\)"):
+            opt.add_param_group({"params": params(2), key: True})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_our_checkpoint_loads_into_torch_fused_optimizer(name):
+    """The reverse: torch's fused optimizer loads ours; it takes the checkpoint's options (``fused=None``),
+    so it runs fused again once told."""
+    h, ref_h = Hyper(), Hyper()
+    ps = params()
+    h.set(values(0, weight_decay=0.01, dampening=0.1))
+    ref_h.set(values(0, weight_decay=0.01, dampening=0.1))
+    ours = _ours(name, ps, h)
+    _continue([(ours, ps)], [h], 0, 3)
+    ts = twins(ps)
+    theirs = _torch_fused(name, ts, ref_h)
+    theirs.load_state_dict(_roundtrip(ours.state_dict()))
+    assert theirs.param_groups[0]["fused"] is None
+    for g in theirs.param_groups:
+        g["fused"] = True
+    _continue([(ours, ps), (theirs, ts)], [h, ref_h], 3)
+    for a, b in zip(ps, ts):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -233,9 +316,12 @@ def test_our_checkpoint_loads_into_torch_default_optimizer(name):
     ts = twins(ps)
     theirs = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](ts)
     theirs.load_state_dict(saved)
-    for p, t in zip(ps, ts):
-        for key, value in ours.state[p].items():
+    assert len(saved["state"]) == len(ps)
+    for i, t in enumerate(ts):
+        assert set(theirs.state[t]) == set(saved["state"][i]), sorted(theirs.state[t])
+        for key, value in saved["state"][i].items():
             assert torch.equal(theirs.state[t][key], value), key
+            assert torch.equal(value, ours.state[ps[i]][key]), key
     _continue([(ours, ps), (theirs, ts)], [h, Hyper()], 3)  # theirs reads the same values as floats
     for a, b in zip(ps, ts):
         if name == "sgd":

@@ -63,7 +63,7 @@ def test_captured_step_reads_new_hyperparameters_on_every_replay(name):
     for p, g in zip(ps, grads[0]):
         p.grad = g.clone()
 
-    def warm_and_step():  # the side-stream warm-up step is the first step (creates SGD's buffers)
+    def warm_and_step():  # the side-stream warm-up step is the first step
         opt.step()
 
     graph = capture(warm_and_step, warmups=1)  # warm-up step, then the capture (which runs nothing)

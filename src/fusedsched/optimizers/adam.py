@@ -13,16 +13,23 @@ Per parameter, with lr :math:`\gamma`, betas :math:`\beta_1, \beta_2`, weight de
 
 ``lr``, ``betas[0]``, ``betas[1]``, ``weight_decay`` and ``eps`` may each be a float or a 0-dim
 floating-point tensor (see ``fusedsched.optimizers.graphsafe``). The operations are those of torch's
-``_multi_tensor_adam`` with ``capturable=True`` (torch/optim/adam.py, torch 2.13), so on the CPU
-the parameters are bit-identical to ``torch.optim.Adam(foreach=True, capturable=True)`` given the
-same values, tensor or float. A tensor hyperparameter where torch takes a Python number uses the
-tensor op torch's CPU kernels compute identically (``addcmul`` by a 0-dim tensor for ``add(...,
-alpha=)``, a list of 0-dim weights for ``lerp``). Against torch's default (non-capturable) foreach
-Adam, whose bias corrections and AdamW's ``1 - lr * weight_decay`` are Python float64 numbers, the
-bias corrections here are float32 tensors (as torch computes them when capturable): the
-parameters agree to a relative 1e-5 (tested over 30 steps of changing hyperparameters). bfloat16
-parameters: a tensor weight of ``addcmul`` rounds the product before the sum where ``add(alpha=)``
-fuses them, so they stay within 2**-4 of the largest parameter after 30 steps (tested), not equal.
+``_multi_tensor_adam`` with ``capturable=True`` (torch/optim/adam.py, torch 2.13), and each number
+is the one torch's kernels make of a Python float: ``1 - beta1``, ``1 - beta2`` and AdamW's ``1 -
+lr * weight_decay`` are computed in float64 (as Python computes them), then cast, with ``beta2``,
+``weight_decay`` and ``eps``, to the type the kernels use a Python number in beside the parameters
+(``graphsafe.opmath``); the bias corrections are float32, as the step counts, from float32 betas
+and lr. A tensor hyperparameter where torch takes a Python number uses the tensor op torch's CPU
+kernels compute identically (``addcmul`` by a 0-dim tensor for ``add(..., alpha=)``, a list of
+0-dim weights for ``lerp``). So on the CPU float32, float64 and complex parameters are
+bit-identical to ``torch.optim.Adam(foreach=True, capturable=True)`` given the same values as
+Python floats, whatever the tensors' dtype (tested with float32 and float64 tensors, every
+hyperparameter over its whole range). torch's capturable AdamW given a float32 tensor ``lr``
+computes ``1 - lr * weight_decay`` in float32, rounded twice, where this and torch from floats
+round it once. Against torch's default (non-capturable) foreach Adam, whose bias corrections are
+Python float64 numbers, the parameters agree to a relative 1e-5 (tested over 30 steps of changing
+hyperparameters). bfloat16 parameters: a tensor weight of ``addcmul`` rounds the product before
+the sum where ``add(alpha=)`` fuses them, so they stay within 2**-4 of the largest parameter after
+30 steps (tested), not equal.
 
 torch's own kernels cannot read these tensors per step: ``torch._fused_adam(w)_`` take ``beta1``,
 ``beta2``, ``weight_decay`` and ``eps`` as Python floats (torch calls ``.item()`` on tensor
@@ -31,11 +38,13 @@ graph freezes at capture and ``torch.compile`` bakes in (a recompile per new val
 
 On the CPU, contiguous float32 and float64 parameters go through the native op
 ``fusedsched::graphsafe_adam_`` (csrc/graphsafe_adam.cpp, built by setup.py): the same operations
-in the same order, one pass over each parameter, the hyperparameters read from their tensors when
-it runs. It rounds each operation once where torch's vectorized kernels may fuse a multiply-add,
-so it is not bit-identical to the foreach step: within a relative 1e-5 of it (tested over 30
-steps; observed below 2e-7 in float32). ``native=False`` keeps the foreach step (bit-identical to
-torch's capturable Adam); other devices, dtypes and layouts always take it.
+in the same order and the same numbers, one pass over each parameter, the hyperparameters read
+from their tensors when it runs. It rounds each operation once where torch's vectorized kernels may
+fuse a multiply-add, and its float32 ``sqrt(1 - beta2**t)`` is correctly rounded where torch's CPU
+``sqrt`` may be one float32 ulp off, so it is not bit-identical to the foreach step: within
+``rtol=1e-5, atol=1e-7`` of it (tested over 30 steps, and with every hyperparameter over its whole
+range). ``native=False`` keeps the foreach step (bit-identical to torch's capturable Adam); other
+devices, dtypes and layouts always take it.
 
 The state (``"step"``, ``"exp_avg"``, ``"exp_avg_sq"``, ``"max_exp_avg_sq"`` with amsgrad) is
 torch's and is created when a group is added, so the first compiled step already sees it.
@@ -52,7 +61,18 @@ from typing import Any
 import torch
 
 from .group_key import BETA1, BETA2, EPS, LR, WEIGHT_DECAY
-from .graphsafe import GraphSafeOptimizer, is_tensor, lerp_, on_device, real_views, restore_where, scaled_add
+from .graphsafe import (
+    GraphSafeOptimizer,
+    is_tensor,
+    lerp_,
+    on_device,
+    one_minus,
+    opmath,
+    real_views,
+    restore_where,
+    scaled_add,
+    wide,
+)
 
 __all__ = ["GraphSafeAdam", "GraphSafeAdamW"]
 
@@ -66,7 +86,8 @@ def native_op() -> Any:
     """``torch.ops.fusedsched.graphsafe_adam_`` when ``fusedsched._C`` has its CPU kernel, else None.
 
     Loaded on first use (``FUSEDSCHED_DISABLE_NATIVE=1`` skips it), with a fake implementation so
-    it traces under ``torch.compile``.
+    it traces under ``torch.compile``. The loading itself does not trace: ``GraphSafeAdam``'s
+    constructor loads it, so a step compiled before any eager one finds it loaded.
     """
     if not _native:
         op = None
@@ -138,7 +159,16 @@ def adam_step(
         Vmax = real_views([max_exp_avg_sqs[i] for i in idx]) if amsgrad else []
         S = [steps[i] for i in idx]
         n = len(P)
-        lr_, b1, b2, wd, ep = (on_device(v, device) for v in (lr, beta1, beta2, weight_decay, eps))
+        # Each number as torch's kernels make it of a Python float (see the module docstring): the
+        # bias corrections in float32 (the step counts'), from float32 betas and lr; the moments'
+        # weights and AdamW's factor computed in float64, then cast with the others to the kernels'
+        # type for these tensors.
+        kernel = opmath(P[0].dtype)
+        here = {k: on_device(v, device) for k, v in (("lr", lr), ("beta1", beta1), ("beta2", beta2),
+                                                     ("weight_decay", weight_decay))}
+        pow1, pow2, lr_ = (on_device(here[k], device, torch.float32) for k in ("beta1", "beta2", "lr"))
+        b2, wd, ep = (on_device(v, device, kernel) for v in (here["beta2"], here["weight_decay"], eps))
+        w1, w2 = (on_device(one_minus(here[k]), device, kernel) for k in ("beta1", "beta2"))
         scale, inf = on_device(grad_scale, device), on_device(found_inf, device)
         saved = [t.clone() for t in P + M + V + Vmax] if inf is not None else []
 
@@ -154,21 +184,22 @@ def adam_step(
 
         if is_tensor(wd) or weight_decay != 0:
             if decoupled_weight_decay:
-                torch._foreach_mul_(P, 1 - lr_ * wd)
+                decay = 1 - wide(here["lr"]) * wide(here["weight_decay"])
+                torch._foreach_mul_(P, on_device(decay, device, kernel))
             else:
                 G, own = scaled_add(G, P, wd, inplace=own), True
 
-        lerp_(M, G, 1 - b1)
+        lerp_(M, G, w1)
         torch._foreach_mul_(V, b2)
-        if is_tensor(b2):
-            torch._foreach_addcmul_(V, torch._foreach_mul(G, 1 - b2), G, 1.0)
+        if is_tensor(w2):
+            torch._foreach_addcmul_(V, torch._foreach_mul(G, w2), G, 1.0)
         else:
-            torch._foreach_addcmul_(V, G, G, 1 - b2)
+            torch._foreach_addcmul_(V, G, G, w2)
         del G
 
         # step_size = lr / (beta1^t - 1), bias_correction2_sqrt = sqrt(1 - beta2^t)
-        step_size = torch._foreach_pow([b1] * n if is_tensor(b1) else b1, S)
-        bias2 = torch._foreach_pow([b2] * n if is_tensor(b2) else b2, S)
+        step_size = torch._foreach_pow([pow1] * n if is_tensor(pow1) else pow1, S)
+        bias2 = torch._foreach_pow([pow2] * n if is_tensor(pow2) else pow2, S)
         torch._foreach_sub_(step_size, 1)
         torch._foreach_sub_(bias2, 1)
         torch._foreach_neg_(bias2)
@@ -201,7 +232,8 @@ class GraphSafeAdam(GraphSafeOptimizer):
     is always both); ``fused=True`` and ``differentiable=True`` are refused, as are sparse
     gradients. ``decoupled_weight_decay=True`` makes it AdamW, as in torch. ``native`` (not one of
     torch's arguments): None uses the native CPU kernel where it applies, False never, True
-    requires it to be built. Checkpoints load both ways with ``torch.optim.Adam`` (``fusedsched.optimizers.graphsafe``).
+    requires it to be built. Checkpoints load both ways with ``torch.optim.Adam``, its fused one's
+    too (``fusedsched.optimizers.graphsafe``).
     """
 
     DECOUPLED = False
@@ -231,7 +263,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
         decoupled_weight_decay: bool = False,
         native: bool | None = None,
     ) -> None:
-        if native and native_op() is None:
+        if native_op() is None and native:  # loaded here, outside any compiled step
             raise ValueError(f"{type(self).__name__}: native=True, but fusedsched._C has no graphsafe_adam_ CPU kernel")
         self.native = native
         defaults = dict(

@@ -17,7 +17,8 @@ of a captured CUDA graph and every call of a compiled step without a recompile.
   defaults, so it loads into torch's optimizer with any options and with
   ``torch.load(weights_only=True)``; ``load_state_dict`` writes a loaded value into a group's live
   hyperparameter tensor in place (its memory, which a captured graph or a schedule's view points
-  at, stays), and step counts move to the parameters' device as float32.
+  at, stays), and step counts move to the parameters' device as float32. A loaded group's option
+  keys become ours (torch's fused checkpoints load; the group runs the graph-safe step).
 - **AMP**: ``_step_supports_amp_scaling``; ``torch.amp.GradScaler`` sets ``grad_scale`` and
   ``found_inf`` before ``step()``, which divides the gradients by ``grad_scale`` and, where
   ``found_inf`` is 1, restores every updated tensor with ``torch.where`` (no sync) and takes the
@@ -40,9 +41,12 @@ __all__ = [
     "is_tensor",
     "lerp_",
     "on_device",
+    "one_minus",
+    "opmath",
     "real_views",
     "restore_where",
     "scaled_add",
+    "wide",
 ]
 
 #: torch's options that a graph-safe optimizer is not: it always runs its own foreach step.
@@ -53,11 +57,30 @@ def is_tensor(value: Any) -> bool:
     return isinstance(value, torch.Tensor)
 
 
-def on_device(value: Any, device: torch.device) -> Any:
-    """A tensor hyperparameter on ``device`` (an asynchronous copy when it lives elsewhere); a float as is."""
-    if is_tensor(value) and value.device != device:
-        return value.to(device, non_blocking=True)
+def on_device(value: Any, device: torch.device, dtype: torch.dtype | None = None) -> Any:
+    """A tensor hyperparameter on ``device``, in ``dtype`` where given (an asynchronous copy when it
+    lives elsewhere); a float as is."""
+    if is_tensor(value) and (value.device != device or (dtype is not None and value.dtype != dtype)):
+        return value.to(device=device, dtype=dtype or value.dtype, non_blocking=True)
     return value
+
+
+def wide(value: Any) -> Any:
+    """A tensor hyperparameter in float64, the precision of a Python float; a float as is."""
+    return value.to(torch.float64) if is_tensor(value) else value
+
+
+def one_minus(value: Any) -> Any:
+    """``1 - value`` as Python computes it from a float: in float64 (a 0-dim tensor for a tensor)."""
+    return 1 - wide(value)
+
+
+def opmath(dtype: torch.dtype) -> torch.dtype:
+    """The dtype in which torch's CPU kernels use a Python number beside tensors of ``dtype`` (their
+    opmath type): float64 for float64, float32 for float32, bfloat16 and float16 (complex: their real
+    part's). A tensor hyperparameter cast to it is the number those kernels use."""
+    real = dtype.to_real() if dtype.is_complex else dtype
+    return torch.float64 if real == torch.float64 else torch.float32
 
 
 def real_views(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -90,18 +113,19 @@ def lerp_(out: list[torch.Tensor], end: list[torch.Tensor], weight: Any) -> None
     """``out += weight * (end - out)`` in place (``torch.lerp``), the weight a float or a 0-dim tensor.
 
     A tensor weight is a list of 0-dim weights (``_foreach_lerp_``'s scalar overload would read it
-    with ``.item()``). A ternary op rounds a 0-dim weight to the operands' dtype where torch keeps a
-    scalar weight in float32, so bfloat16 and float16 operands are widened to float32 for it and
-    rounded back once (as torch's kernel does).
+    with ``.item()``), cast to the operands' dtype (``opmath``: torch's kernel casts a scalar weight
+    so). A ternary op rounds a 0-dim weight to the operands' dtype where torch keeps a scalar weight
+    in float32, so bfloat16 and float16 operands are widened to float32 for it and rounded back once
+    (as torch's kernel does).
     """
     if not is_tensor(weight):
         torch._foreach_lerp_(out, end, weight)
     elif out and out[0].dtype in _REDUCED:
-        wide = [t.float() for t in out]
-        torch._foreach_lerp_(wide, [t.float() for t in end], [weight] * len(out))
-        torch._foreach_copy_(out, wide)
-    else:
-        torch._foreach_lerp_(out, end, [weight] * len(out))
+        widened = [t.float() for t in out]
+        torch._foreach_lerp_(widened, [t.float() for t in end], [weight.float()] * len(out))
+        torch._foreach_copy_(out, widened)
+    elif out:
+        torch._foreach_lerp_(out, end, [weight.to(out[0].dtype)] * len(out))
 
 
 def restore_where(found_inf: torch.Tensor, updated: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
@@ -154,10 +178,14 @@ class GraphSafeOptimizer(Optimizer):
 
     # -- checks ------------------------------------------------------------------------------
 
-    def _check(self, group: dict[str, Any], params: list[torch.Tensor], where: str) -> None:
-        """Raise ``ValueError`` naming the field and the value of the first bad hyperparameter."""
+    def _check(self, group: dict[str, Any], params: list[torch.Tensor], where: str, *, loaded: bool = False) -> None:
+        """Raise ``ValueError`` naming the field and the value of the first bad hyperparameter.
+
+        ``loaded``: a checkpoint's group, whose ``fused`` / ``differentiable`` say how torch ran its
+        step (they are replaced by ours after the load), not an option asked of this one.
+        """
         name = type(self).__name__
-        for key in _REFUSED:
+        for key in () if loaded else _REFUSED:
             if group.get(key):
                 raise ValueError(f"{name} runs its own step; {key}=True is not an option ({where})")
         if "betas" in group and (not isinstance(group["betas"], (list, tuple)) or len(group["betas"]) != 2):
@@ -258,12 +286,14 @@ class GraphSafeOptimizer(Optimizer):
         """As ``Optimizer.load_state_dict`` (torch's checkpoints too), keeping live hyperparameter tensors.
 
         Where a group holds a tensor hyperparameter, the loaded value is written into that tensor in
-        place and the tensor stays in the group; floats are replaced by the loaded values. Every
-        loaded group is checked first, so a bad checkpoint changes nothing.
+        place and the tensor stays in the group; floats are replaced by the loaded values. torch's
+        option keys are ours after the load (``TORCH_OPTIONS``): a checkpoint of torch's fused
+        optimizer (``fused=True``) loads, and the group runs the graph-safe step. Every loaded group
+        is checked first, so a bad checkpoint changes nothing.
         """
         saved_groups = state_dict.get("param_groups", []) if isinstance(state_dict, dict) else []
         for i, (live, saved) in enumerate(zip(self.param_groups, saved_groups)):
-            self._check({**live, **saved}, list(live["params"]), f"loaded param group {i}")
+            self._check({**live, **saved}, list(live["params"]), f"loaded param group {i}", loaded=True)
         self._live_tensors = [
             [(field, field.get(group)) for field in self.FIELDS if is_tensor(field.get(group))]
             for group in self.param_groups
