@@ -146,7 +146,7 @@ WINGS = ["schedule", "ops", "optimizers", "shim", "tml", "convert", "integration
 LAYERS = {
     "schedule": [{"fields", "plateau_state", "program"}, {"kinds"}, {"reference", "errors"}],
     "ops": [{"schema", "_native", "_reference", "_triton"}, {"backends"}, {"launcher", "host"}],
-    "optimizers": [{"group_key"}, {"graphsafe"}, {"adam", "sgd", "adagrad"}],
+    "optimizers": [{"group_key", "fused"}, {"graphsafe"}, {"adam", "sgd", "adagrad"}],
     "shim": [{"skipping", "hyperparameters", "recent_rates"}, {"binding", "checkpoint"}, {"engine"},
              {"host_engine", "device_engine", "switching"}, {"contract", "views"}, {"scheduler"}, {"graphs"}],
     "tml": [{"config"}, {"builders"}],

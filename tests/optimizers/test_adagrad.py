@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from fusedsched import FusedAdagrad
+from fusedsched.optimizers import SparseGradientError
 
 OPTIONS = [{}, {"lr_decay": 0.05, "weight_decay": 0.01}, {"maximize": True}, {"initial_accumulator_value": 0.3}]
 
@@ -150,5 +151,5 @@ def test_copies_share_memory_and_a_sparse_gradient_is_refused():
     embedding = torch.nn.Embedding(5, 2, sparse=True)
     sparse = FusedAdagrad(embedding.parameters(), lr=0.1)
     embedding(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(ValueError, match="sparse gradients"):
+    with pytest.raises(SparseGradientError, match="FusedAdagrad does not support sparse gradients"):
         sparse.step()

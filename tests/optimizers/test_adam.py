@@ -16,8 +16,9 @@ import torch
 from _hyper import Hyper, assert_identical, params, set_grads, spread, twins, values
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from fusedsched.optimizers import SparseGradientError
 from fusedsched import GraphSafeAdam, GraphSafeAdamW
-from fusedsched.optimizers.adam import native_op
+from fusedsched.optimizers import fused as fused_ops
 
 PAIRS = {"adam": (GraphSafeAdam, torch.optim.Adam), "adamw": (GraphSafeAdamW, torch.optim.AdamW)}
 STEPS = 30
@@ -207,8 +208,8 @@ def test_bfloat16_within_the_documented_bound(cpu_capturable, name):
 @pytest.mark.parametrize("amsgrad", [False, True])
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_native_kernel_within_the_documented_bound_of_the_foreach_step(name, amsgrad, maximize, weight_decay, dtype):
-    if native_op() is None:
-        pytest.skip("fusedsched._C is built without graphsafe_adam_")
+    if fused_ops.load() is not None:
+        pytest.skip(f"the fused step is unavailable: {fused_ops.load()}")
     ps, ts, ours, theirs = _train_pair(
         name, dtype=dtype, reference="ours", weight_decay=weight_decay, native=None,
         options={"amsgrad": amsgrad, "maximize": maximize}, none_at=(2, 3),
@@ -221,8 +222,8 @@ def test_native_kernel_within_the_documented_bound_of_the_foreach_step(name, ams
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_native_kernel_within_the_bound_over_the_whole_ranges(name, dtype, hyper_dtype):
     """Betas below 0.5 too (torch's other lerp formula), tensors of either precision."""
-    if native_op() is None:
-        pytest.skip("fusedsched._C is built without graphsafe_adam_")
+    if fused_ops.load() is not None:
+        pytest.skip(f"the fused step is unavailable: {fused_ops.load()}")
     ps, ts, ours, theirs = _train_pair(name, dtype=dtype, reference="ours", native=None, hyper_dtype=hyper_dtype,
                                        draw=spread, options={"amsgrad": True})
     _assert_within_the_native_bound(ps, ts, ours, theirs)
@@ -235,25 +236,24 @@ def _assert_within_the_native_bound(ps, ts, ours, theirs):
         torch.testing.assert_close(ours.state[p]["exp_avg_sq"], theirs.state[t]["exp_avg_sq"], rtol=1e-5, atol=1e-12)
 
 
-def test_native_kernel_is_used_on_cpu_and_foreach_where_it_cannot_be():
-    if native_op() is None:
-        pytest.skip("fusedsched._C is built without graphsafe_adam_")
+def test_native_kernel_is_used_on_cpu_and_foreach_where_it_cannot_be(monkeypatch):
+    if fused_ops.load() is not None:
+        pytest.skip(f"the fused step is unavailable: {fused_ops.load()}")
     ps = params() + params(1, dtype=torch.bfloat16)
     opt = GraphSafeAdamW(ps, lr=torch.tensor(0.01))
     set_grads(0, ps)
     with _OpNames() as seen:
         opt.step()
     assert "fusedsched.graphsafe_adam_.default" in seen.names  # float32
-    assert any(n.startswith("aten._foreach_lerp_") for n in seen.names)  # bfloat16
-    with pytest.raises(ValueError, match="native=True"):
-        import fusedsched.optimizers.adam as adam_module
-
-        saved = list(adam_module._native)
-        adam_module._native[:] = [None]
-        try:
-            GraphSafeAdam(ps, native=True)
-        finally:
-            adam_module._native[:] = saved
+    assert any(n.startswith("aten._foreach_lerp_") for n in seen.names)  # bfloat16: the foreach step by default
+    assert opt.explain()[0]["path"] == "fused and foreach"
+    monkeypatch.setattr(fused_ops, "_loaded", {"reason": "not built here"})
+    monkeypatch.setattr(fused_ops, "_device_reasons", {})
+    for argument in ({"native": True}, {"fused": True}):
+        with pytest.raises(ValueError, match="fused=True, but the fused step is unavailable: not built here"):
+            GraphSafeAdam(ps, **argument)
+    with pytest.raises(ValueError, match="native=False and fused=True disagree"):
+        GraphSafeAdam(ps, native=False, fused=True)
 
 
 def test_decoupled_weight_decay_makes_adam_adamw_as_in_torch():
@@ -284,18 +284,17 @@ def test_state_exists_from_construction_and_sparse_gradients_are_refused():
     assert state["step"].dtype == torch.float32 and state["step"].item() == 0
     emb(torch.tensor([1, 2])).sum().backward()
     before = emb.weight.detach().clone()
-    with pytest.raises(RuntimeError, match="GraphSafeAdam does not support sparse gradients"):
+    with pytest.raises(SparseGradientError, match="GraphSafeAdam does not support sparse gradients"):
         opt.step()
     assert torch.equal(emb.weight, before) and state["step"].item() == 0
 
 
-def test_a_step_compiled_before_any_eager_one_finds_the_native_kernel_loaded():
-    """``native_op()`` loads fusedsched._C on first use, which a fullgraph trace cannot do: the
+def test_a_step_compiled_before_any_eager_one_finds_the_native_kernel_loaded(monkeypatch):
+    """``fused.load()`` loads fusedsched._C on first use, which a fullgraph trace cannot do: the
     constructor loads it, so a first step under torch.compile traces (with the kernel where built)."""
-    import fusedsched.optimizers.adam as adam_module
-
-    saved = list(adam_module._native)
-    adam_module._native.clear()  # as in a fresh process
+    saved = dict(fused_ops._loaded)
+    monkeypatch.setattr(fused_ops, "_loaded", {})  # as in a fresh process
+    monkeypatch.setattr(fused_ops, "_device_reasons", {})
     torch._dynamo.reset()
     try:
         ps = params()
@@ -303,8 +302,7 @@ def test_a_step_compiled_before_any_eager_one_finds_the_native_kernel_loaded():
         compiled = torch.compile(opt.step, fullgraph=True, backend="aot_eager")
         set_grads(0, ps)
         compiled()
-        assert adam_module._native == saved
+        assert fused_ops._loaded == saved
         assert all(opt.state[p]["step"].item() == 1 for p in ps)
     finally:
-        adam_module._native[:] = saved
         torch._dynamo.reset()

@@ -26,10 +26,11 @@ from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD
 
 
 def _ours(name: str, ps, h: Hyper, native: bool | None = False, **options):
-    """Ours; Adam(W)'s foreach step by default (bit-identical to torch's), ``native=None``: the native kernel on CPU."""
+    """Ours; the foreach step by default (bit-identical to torch's); ``native`` is ``fused``: None
+    takes Adam(W)'s fused CPU kernel (its default on the CPU), True every fused CPU kernel."""
     if name == "sgd":
         return GraphSafeSGD(ps, lr=h["lr"], momentum=h["momentum"], dampening=h["dampening"],
-                            weight_decay=h["weight_decay"], **options)
+                            weight_decay=h["weight_decay"], fused=native, **options)
     cls = GraphSafeAdamW if name == "adamw" else GraphSafeAdam
     return cls(ps, lr=h["lr"], betas=(h["beta1"], h["beta2"]), weight_decay=h["weight_decay"], eps=h["eps"],
                native=native, **options)
@@ -58,9 +59,9 @@ def _sync_floats(opt, h: Hyper) -> None:
 
 
 NAMES = ["adam", "adamw", "sgd"]
-#: every step implementation: Adam(W)'s foreach step and its native CPU kernel, and SGD
-PATHS = [("adam", False), ("adamw", False), ("adam", None), ("adamw", None), ("sgd", False)]
-PATH_IDS = ["adam", "adamw", "adam-native", "adamw-native", "sgd"]
+#: every step implementation: the foreach steps and the fused CPU kernels (the CUDA kernels' twins)
+PATHS = [("adam", False), ("adamw", False), ("adam", None), ("adamw", None), ("sgd", False), ("sgd", True)]
+PATH_IDS = ["adam", "adamw", "adam-native", "adamw-native", "sgd", "sgd-fused"]
 OPTIONS = {"adam": {"amsgrad": True, "maximize": True}, "adamw": {"amsgrad": True}, "sgd": {"nesterov": False}}
 
 
@@ -265,7 +266,8 @@ def test_torch_fused_checkpoint_loads_and_the_graph_safe_step_continues(cpu_capt
 @pytest.mark.parametrize("name", NAMES)
 def test_a_loaded_groups_options_become_ours_and_stay_refused_as_arguments(name):
     """``differentiable=True`` in a loaded group (torch's differentiable optimizer) is accepted like
-    ``fused=True``; as an argument or in an added group both are still refused."""
+    ``fused=True``; as an argument or in an added group it is still refused, and an added group
+    cannot ask for another ``fused`` than the optimizer's."""
     h = Hyper()
     h.set(values(0))
     ps = params()
@@ -276,9 +278,13 @@ def test_a_loaded_groups_options_become_ours_and_stay_refused_as_arguments(name)
     opt.load_state_dict(saved)
     assert {k: opt.param_groups[0][k] for k in ("differentiable", "fused", "foreach")} == {
         "differentiable": False, "fused": None, "foreach": None}
-    for key in ("fused", "differentiable"):
-        with pytest.raises(ValueError, match=f"{key}=True is not an option \\(param group 1\\)"):
-            opt.add_param_group({"params": params(2), key: True})
+    with pytest.raises(ValueError, match="differentiable=True is not an option \\(param group 1\\)"):
+        opt.add_param_group({"params": params(2), "differentiable": True})
+    with pytest.raises(ValueError, match="fused is chosen for the whole optimizer when it is built \\(fused=False\\); a "
+                                         "param group cannot ask for fused=True \\(param group 1\\)"):
+        opt.add_param_group({"params": params(2), "fused": True})
+    opt.add_param_group({"params": params(2), "fused": False})  # the optimizer's own choice
+    assert opt.param_groups[1]["fused"] is None  # torch's default in the group, for checkpoints
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -357,7 +363,6 @@ BAD = [
     ("adam", {"eps": "small"}, "eps must be a float or a 0-dim floating-point tensor, got 'small'"),
     ("adam", {"lr": True}, "lr must be a float or a 0-dim floating-point tensor, got True"),
     ("adam", {"lr": torch.tensor(0.1, device="meta")}, "lr is a tensor on meta and the parameters are on"),
-    ("adam", {"fused": True}, "fused=True is not an option"),
     ("sgd", {"differentiable": True}, "differentiable=True is not an option"),
     ("sgd", {"momentum": torch.tensor(-0.5)}, "momentum must be finite and >= 0, got tensor(-0.5, dtype=torch.float32"),
     ("sgd", {"dampening": -0.1}, "dampening must be finite and >= 0, got -0.1"),

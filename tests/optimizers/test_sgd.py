@@ -10,6 +10,7 @@ import pytest
 import torch
 from _hyper import Hyper, assert_identical, params, set_grads, spread, twins, values
 
+from fusedsched.optimizers import SparseGradientError
 from fusedsched import GraphSafeSGD
 
 STEPS = 25
@@ -195,7 +196,7 @@ def test_defaults_match_torch_and_sparse_gradients_are_refused():
     emb = torch.nn.Embedding(5, 2, sparse=True)
     opt = GraphSafeSGD(emb.parameters(), lr=torch.tensor(0.1), momentum=0.9)
     emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="GraphSafeSGD does not support sparse gradients"):
+    with pytest.raises(SparseGradientError, match="GraphSafeSGD does not support sparse gradients"):
         opt.step()
     assert opt.state_dict()["state"] == {}  # no buffer has started
 

@@ -12,6 +12,9 @@ The class ``torch.optim.Adagrad`` refuses ``fused=True`` on CUDA before torch 2.
 kernel ``torch._fused_adagrad_`` exists), and its foreach path keeps the step count on the CPU, so
 neither can live in a CUDA graph. ``FusedAdagrad`` always runs the fused kernel with the step count
 on the parameters' device and the lr as given (a float, or a tensor such as an ``LRShim`` view).
+Its ``step()`` is the graph-safe optimizers' skeleton (``graphsafe.GraphSafeStep``: the closure,
+GradScaler's ``grad_scale`` / ``found_inf``, the groups with gradients, a sparse gradient refused
+with ``SparseGradientError``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 
 import torch
 from torch.optim import Optimizer
+
+from .graphsafe import GraphSafeStep
 
 __all__ = ["FusedAdagrad"]
 
@@ -71,7 +76,7 @@ def _fused_adagrad(
             torch._foreach_sub_(device_steps, [inf] * len(device_steps))
 
 
-class FusedAdagrad(torch.optim.Adagrad):
+class FusedAdagrad(GraphSafeStep, torch.optim.Adagrad):
     """``torch.optim.Adagrad`` that always runs the fused kernel with a device step count.
 
     Same arguments and math as ``torch.optim.Adagrad`` (``lr`` float or tensor, ``lr_decay``,
@@ -80,7 +85,8 @@ class FusedAdagrad(torch.optim.Adagrad):
     ``share_memory`` and ``torch.amp.GradScaler`` (it takes ``grad_scale`` / ``found_inf`` like
     torch's fused optimizers). Complex parameters are updated as pairs of reals, as torch does.
     ``fused``, ``foreach`` and ``differentiable`` are not options (it is always fused, never
-    differentiable); sparse gradients are refused (use ``torch.optim.Adagrad`` for those).
+    differentiable); sparse gradients are refused with ``SparseGradientError`` (use
+    ``torch.optim.Adagrad`` for those).
     """
 
     def __init__(
@@ -110,7 +116,6 @@ class FusedAdagrad(torch.optim.Adagrad):
             foreach=False,
             maximize=maximize,
         )
-        self._step_supports_amp_scaling = True  # GradScaler hands grad_scale / found_inf to step()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """As ``Optimizer.add_param_group``; the new parameters get their state at once."""
@@ -157,23 +162,10 @@ class FusedAdagrad(torch.optim.Adagrad):
         super().__setstate__(state)
         self._repair()
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """One Adagrad step for every parameter with a gradient (see the module docstring)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for gi, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+    def _step_groups(self, groups, grad_scale, found_inf) -> None:
+        """One Adagrad step of each group's parameters with a gradient (see the module docstring)."""
+        for _, group, params in groups:
             for p in params:
-                if p.grad.is_sparse:
-                    raise ValueError(
-                        f"FusedAdagrad does not support sparse gradients (param group {gi}, a parameter of "
-                        f"shape {tuple(p.shape)}); use torch.optim.Adagrad for sparse gradients"
-                    )
                 if "sum" not in self.state[p]:
                     self._init_state(p)
             states = [self.state[p] for p in params]
@@ -187,7 +179,6 @@ class FusedAdagrad(torch.optim.Adagrad):
                 weight_decay=group["weight_decay"],
                 eps=group["eps"],
                 maximize=group["maximize"],
-                grad_scale=getattr(self, "grad_scale", None),
-                found_inf=getattr(self, "found_inf", None),
+                grad_scale=grad_scale,
+                found_inf=found_inf,
             )
-        return loss

@@ -36,30 +36,35 @@ torch's own kernels cannot read these tensors per step: ``torch._fused_adam(w)_`
 betas), and the foreach path passes ``weight_decay`` and ``eps`` as Python scalars, which a CUDA
 graph freezes at capture and ``torch.compile`` bakes in (a recompile per new value).
 
-On the CPU, contiguous float32 and float64 parameters go through the native op
-``fusedsched::graphsafe_adam_`` (csrc/graphsafe_adam.cpp, built by setup.py): the same operations
-in the same order and the same numbers, one pass over each parameter, the hyperparameters read
-from their tensors when it runs. It rounds each operation once where torch's vectorized kernels may
-fuse a multiply-add, and its float32 ``sqrt(1 - beta2**t)`` is correctly rounded where torch's CPU
-``sqrt`` may be one float32 ulp off, so it is not bit-identical to the foreach step: within
-``rtol=1e-5, atol=1e-7`` of it (tested over 30 steps, and with every hyperparameter over its whole
-range). ``native=False`` keeps the foreach step (bit-identical to torch's capturable Adam); other
-devices, dtypes and layouts always take it.
+The fused step (``fusedsched.optimizers.fused``): the op ``fusedsched::graphsafe_adam_`` steps
+every parameter of a (device, dtype, flags) bucket, every group's, in one call: one pass over each
+parameter (read p, g, m, v, and max_v with amsgrad; write p, m, v, max_v), each group's
+hyperparameters read from their tensors when the kernel runs, the same operations in the same
+order on the same numbers (csrc/graphsafe_math.h). On CUDA (csrc/cuda/graphsafe.cu) it is the
+default where it is built; on the CPU its twin (csrc/graphsafe_adam.cpp) is the default for
+contiguous real float32 and float64 parameters, and takes bfloat16, float16 and complex ones with
+``fused=True`` (the half types computed in float32, as torch's fused kernels do). It rounds each
+operation once where torch's vectorized kernels may fuse a multiply-add, and its float32
+``sqrt(1 - beta2**t)`` is correctly rounded where torch's CPU ``sqrt`` may be one float32 ulp off,
+so it is not bit-identical to the foreach step: within ``rtol=1e-5, atol=1e-7`` of it (tested over
+30 steps, and with every hyperparameter over its whole range). ``fused=False`` keeps the foreach
+step (bit-identical to torch's capturable Adam on the CPU); ``explain()`` says which path each group
+takes and why.
 
 The state (``"step"``, ``"exp_avg"``, ``"exp_avg_sq"``, ``"max_exp_avg_sq"`` with amsgrad) is
 torch's and is created when a group is added, so the first compiled step already sees it.
 ``grad_scale`` / ``found_inf`` (``torch.amp.GradScaler``) are handled on the device: with
 ``found_inf`` the foreach step keeps a copy of each updated tensor until it knows whether to keep
-the update; the native kernel reads ``found_inf`` first.
+the update; the fused kernels read ``found_inf`` first and change nothing, the step counts neither.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
+from . import fused as fused_ops
 from .group_key import BETA1, BETA2, EPS, LR, WEIGHT_DECAY
 from .graphsafe import (
     GraphSafeOptimizer,
@@ -74,38 +79,7 @@ from .graphsafe import (
     wide,
 )
 
-__all__ = ["GraphSafeAdam", "GraphSafeAdamW"]
-
-
-NATIVE_OP = "fusedsched::graphsafe_adam_"
-_native: list[Any] = []  # [the op, or None when fusedsched._C lacks it], filled on first use
-_NATIVE_DTYPES = (torch.float32, torch.float64)
-
-
-def native_op() -> Any:
-    """``torch.ops.fusedsched.graphsafe_adam_`` when ``fusedsched._C`` has its CPU kernel, else None.
-
-    Loaded on first use (``FUSEDSCHED_DISABLE_NATIVE=1`` skips it), with a fake implementation so
-    it traces under ``torch.compile``. The loading itself does not trace: ``GraphSafeAdam``'s
-    constructor loads it, so a step compiled before any eager one finds it loaded.
-    """
-    if not _native:
-        op = None
-        if os.environ.get("FUSEDSCHED_DISABLE_NATIVE", "0") != "1":
-            try:
-                from .. import _C  # noqa: F401  (registers torch.ops.fusedsched.*)
-
-                if torch._C._dispatch_has_kernel_for_dispatch_key(NATIVE_OP, "CPU"):
-                    torch.library.register_fake(NATIVE_OP)(lambda *args: None)
-                    op = torch.ops.fusedsched.graphsafe_adam_.default
-            except (ImportError, RuntimeError):
-                op = None
-        _native.append(op)
-    return _native[0]
-
-
-def _as_tensor(value: float | torch.Tensor) -> torch.Tensor:
-    return value if is_tensor(value) else torch.tensor(value, dtype=torch.float64)
+__all__ = ["GraphSafeAdam", "GraphSafeAdamW", "adam_step"]
 
 
 def _buckets(params: list[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[int]]:
@@ -134,24 +108,11 @@ def adam_step(
     decoupled_weight_decay: bool,
     grad_scale: torch.Tensor | None = None,
     found_inf: torch.Tensor | None = None,
-    native: bool | None = None,
 ) -> None:
-    """One Adam(W) step of torch's capturable foreach algorithm with float-or-tensor hyperparameters.
-
-    ``native`` (None or True): contiguous float32 / float64 CPU parameters go through the native
-    op ``fusedsched::graphsafe_adam_`` (one pass per parameter) where it is built; False: foreach
-    ops only.
-    """
-    op = native_op() if native is not False else None
-    for (device, dtype), idx in _buckets(params).items():
-        if op is not None and device.type == "cpu" and dtype in _NATIVE_DTYPES:
-            lists = [[t[i] for i in idx] for t in (params, grads, exp_avgs, exp_avg_sqs)]
-            lists.append([max_exp_avg_sqs[i] for i in idx] if amsgrad else [])
-            if all(t.is_contiguous() for ts in lists for t in ts):  # the native kernel: one pass
-                hyper = [_as_tensor(v) for v in (lr, beta1, beta2, weight_decay, eps)]
-                op(*lists, [steps[i] for i in idx], *hyper, amsgrad, maximize, decoupled_weight_decay,
-                   on_device(grad_scale, device), on_device(found_inf, device))
-                continue
+    """One Adam(W) step of torch's capturable foreach algorithm with float-or-tensor hyperparameters
+    (the foreach step; the fused one is the op ``fusedsched::graphsafe_adam_``, which
+    ``GraphSafeAdam`` calls)."""
+    for (device, _), idx in _buckets(params).items():
         P = real_views([params[i] for i in idx])
         G = real_views([grads[i] for i in idx])
         M = real_views([exp_avgs[i] for i in idx])
@@ -229,11 +190,13 @@ class GraphSafeAdam(GraphSafeOptimizer):
     and how it compares with torch's); each hyperparameter a float or a 0-dim floating tensor on the
     parameters' device or the CPU (a CPU tensor is copied to the device each step; inside a CUDA
     graph put it on the device). ``foreach`` and ``capturable`` are accepted and have no effect (it
-    is always both); ``fused=True`` and ``differentiable=True`` are refused, as are sparse
-    gradients. ``decoupled_weight_decay=True`` makes it AdamW, as in torch. ``native`` (not one of
-    torch's arguments): None uses the native CPU kernel where it applies, False never, True
-    requires it to be built. Checkpoints load both ways with ``torch.optim.Adam``, its fused one's
-    too (``fusedsched.optimizers.graphsafe``).
+    is always capturable); ``fused``: None (the default) takes the fused step on CUDA where it is
+    built and on the CPU for contiguous float32 / float64 parameters, True requires it for every
+    parameter, False never takes it (``explain()`` says which path each group takes and why);
+    ``differentiable=True`` is refused, as are sparse gradients. ``decoupled_weight_decay=True``
+    makes it AdamW, as in torch. ``native`` (not one of torch's arguments) is the older name of
+    ``fused``. Checkpoints load both ways with ``torch.optim.Adam``, its fused one's too
+    (``fusedsched.optimizers.graphsafe``).
     """
 
     DECOUPLED = False
@@ -245,6 +208,8 @@ class GraphSafeAdam(GraphSafeOptimizer):
         EPS,
     )
     TORCH_OPTIONS = {"foreach": None, "capturable": False, "differentiable": False, "fused": None}
+    FUSED_OP = fused_ops.ADAM_OP
+    ROLES = 6  # params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps
 
     def __init__(
         self,
@@ -263,9 +228,12 @@ class GraphSafeAdam(GraphSafeOptimizer):
         decoupled_weight_decay: bool = False,
         native: bool | None = None,
     ) -> None:
-        if native_op() is None and native:  # loaded here, outside any compiled step
-            raise ValueError(f"{type(self).__name__}: native=True, but fusedsched._C has no graphsafe_adam_ CPU kernel")
-        self.native = native
+        name = type(self).__name__
+        if native is not None and fused is not None and native != fused:
+            raise ValueError(f"{name}: native={native!r} and fused={fused!r} disagree (native is the older name of fused)")
+        fused = fused if fused is not None else native
+        if fused and fused_ops.load() is not None:  # loaded here, outside any compiled step
+            raise ValueError(f"{name}: fused=True, but the fused step is unavailable: {fused_ops.load()}")
         defaults = dict(
             lr=lr,
             betas=tuple(betas) if isinstance(betas, (list, tuple)) else betas,
@@ -277,7 +245,7 @@ class GraphSafeAdam(GraphSafeOptimizer):
             fused=fused,
             decoupled_weight_decay=decoupled_weight_decay or self.DECOUPLED,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused=fused)
 
     def _init_state(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         state = self.state[p]
@@ -286,41 +254,63 @@ class GraphSafeAdam(GraphSafeOptimizer):
             if key not in state:
                 state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """One Adam step for every parameter with a gradient (see the module docstring)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        grad_scale, found_inf = self._amp()
-        for group, params in self._groups_to_step():
-            states = [self.state[p] for p in params]
-            needed = "max_exp_avg_sq" if group["amsgrad"] else "exp_avg"
-            for p, state in zip(params, states):
-                if needed not in state:  # a parameter set in the group by hand, or an old checkpoint
-                    self._init_state(p, group)
-            beta1, beta2 = group["betas"]
-            adam_step(
-                params,
-                [p.grad for p in params],
-                [s["exp_avg"] for s in states],
-                [s["exp_avg_sq"] for s in states],
-                [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
-                [s["step"] for s in states],
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                weight_decay=group["weight_decay"],
-                eps=group["eps"],
-                amsgrad=group["amsgrad"],
-                maximize=group["maximize"],
-                decoupled_weight_decay=group.get("decoupled_weight_decay", self.DECOUPLED),
-                grad_scale=grad_scale,
-                found_inf=found_inf,
-                native=getattr(self, "native", None),  # a pickled copy has no attribute: the default
-            )
-        return loss
+    # -- the step's pieces (GraphSafeOptimizer._step_groups) ---------------------------------
+
+    def _fused_by_default(self, p: torch.Tensor) -> bool:
+        """On CUDA; on the CPU for real float32 and float64 parameters (the half types and complex
+        ones take the foreach step there unless ``fused=True``)."""
+        return p.device.type != "cpu" or p.dtype in (torch.float32, torch.float64)
+
+    def _state_tensors(self, p: torch.Tensor, group: dict[str, Any]) -> list[torch.Tensor]:
+        state = self.state.get(p, {})
+        keys = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+        return [state[k] for k in keys if k in state]
+
+    def _prepare(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        needed = "max_exp_avg_sq" if group["amsgrad"] else "exp_avg"
+        for p in params:
+            if needed not in self.state[p]:  # a parameter set in the group by hand, or an old checkpoint
+                self._init_state(p, group)
+
+    def _decoupled(self, group: dict[str, Any]) -> bool:
+        return group.get("decoupled_weight_decay", self.DECOUPLED)
+
+    def _fused_flags(self, group: dict[str, Any]) -> tuple:
+        return (group["amsgrad"], group["maximize"], self._decoupled(group))
+
+    def _fused_tensors(self, p: torch.Tensor, group: dict[str, Any]) -> list[torch.Tensor]:
+        state = self.state[p]
+        vmax = real_views([state["max_exp_avg_sq"]]) if group["amsgrad"] else [None]
+        return [*real_views([p, p.grad, state["exp_avg"], state["exp_avg_sq"]]), *vmax, state["step"]]
+
+    def _fused_call(self, lists, hyper, group, flags, grad_scale, found_inf) -> None:
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = lists
+        amsgrad, maximize, decoupled = flags
+        fused_ops.op(fused_ops.ADAM_OP)(
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else [], steps, *hyper, group,
+            amsgrad, maximize, decoupled, grad_scale, found_inf)
+
+    def _foreach_step(self, group, params, grad_scale, found_inf) -> None:
+        states = [self.state[p] for p in params]
+        beta1, beta2 = group["betas"]
+        adam_step(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+            [s["step"] for s in states],
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            amsgrad=group["amsgrad"],
+            maximize=group["maximize"],
+            decoupled_weight_decay=self._decoupled(group),
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
 
 
 class GraphSafeAdamW(GraphSafeAdam):

@@ -19,10 +19,20 @@ of a captured CUDA graph and every call of a compiled step without a recompile.
   hyperparameter tensor in place (its memory, which a captured graph or a schedule's view points
   at, stays), and step counts move to the parameters' device as float32. A loaded group's option
   keys become ours (torch's fused checkpoints load; the group runs the graph-safe step).
-- **AMP**: ``_step_supports_amp_scaling``; ``torch.amp.GradScaler`` sets ``grad_scale`` and
-  ``found_inf`` before ``step()``, which divides the gradients by ``grad_scale`` and, where
-  ``found_inf`` is 1, restores every updated tensor with ``torch.where`` (no sync) and takes the
-  step count back, so the step is skipped as torch's fused optimizers skip it.
+- **One step skeleton** (:class:`GraphSafeStep`, which ``FusedAdagrad`` shares): the closure,
+  GradScaler's ``grad_scale`` and ``found_inf`` (``_step_supports_amp_scaling``), the groups with
+  gradients, and a sparse gradient refused with :class:`SparseGradientError` before anything
+  changes.
+- **Two paths** per parameter: the fused step (``fusedsched.optimizers.fused``: one call of the
+  fused op per (device, dtype, flags) bucket, every group's parameters together, each hyperparameter
+  read from a tensor when the kernel runs; a Python float goes into a float64 tensor on the
+  parameters' device that the optimizer owns and fills when the float changes, without a sync) or
+  the foreach step (torch's foreach algorithm on tensor operands). ``fused=None`` (the default) takes
+  the fused step on CUDA where it is built (on the CPU where a subclass says so), ``True`` requires it
+  for every parameter, ``False`` never takes it; :meth:`GraphSafeOptimizer.explain` says which path
+  each group takes and why. GradScaler's ``found_inf`` skips a step on the device: the fused kernels
+  read it first and change nothing; the foreach step restores every updated tensor with
+  ``torch.where`` and takes the step count back.
 """
 
 from __future__ import annotations
@@ -34,10 +44,13 @@ from typing import Any, ClassVar
 import torch
 from torch.optim import Optimizer
 
+from . import fused as fused_ops
 from .group_key import GroupKey
 
 __all__ = [
     "GraphSafeOptimizer",
+    "GraphSafeStep",
+    "SparseGradientError",
     "is_tensor",
     "lerp_",
     "on_device",
@@ -49,8 +62,13 @@ __all__ = [
     "wide",
 ]
 
-#: torch's options that a graph-safe optimizer is not: it always runs its own foreach step.
-_REFUSED = ("fused", "differentiable")
+#: torch's option that a graph-safe optimizer is not: it runs its own step, never differentiable.
+_REFUSED = ("differentiable",)
+
+
+class SparseGradientError(RuntimeError, ValueError):
+    """A graph-safe optimizer (or ``FusedAdagrad``) was given a sparse gradient: the one type they raise
+    for it (a ``RuntimeError`` as torch's optimizers raise, and the ``ValueError`` ``FusedAdagrad`` raised)."""
 
 
 def is_tensor(value: Any) -> bool:
@@ -154,27 +172,94 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-class GraphSafeOptimizer(Optimizer):
-    """The checks, checkpoints and AMP hooks of the graph-safe optimizers (see the module docstring).
+class GraphSafeStep:
+    """The step skeleton of the graph-safe optimizers and ``FusedAdagrad``: ``step(closure)`` runs the
+    closure, takes GradScaler's ``grad_scale`` / ``found_inf``, refuses a sparse gradient (naming the
+    group and the parameter's shape) before anything changes, and hands the groups with gradients,
+    as ``(index, group, params)``, to the subclass's ``_step_groups``."""
 
-    A subclass sets ``FIELDS`` (its per-step hyperparameters), ``TORCH_OPTIONS`` (the option keys of
-    torch's optimizer of the same name with torch's defaults, saved in checkpoints), optionally
-    ``_check_group`` (checks that involve more than one field) and ``_init_state`` (a parameter's
-    state, created when its group is added or loaded).
+    _step_supports_amp_scaling = True  # GradScaler hands grad_scale / found_inf to step()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step for every parameter with a gradient; the closure's loss, or None."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        groups = list(self._groups_to_step())
+        if groups:
+            grad_scale, found_inf = self._amp()
+            self._step_groups(groups, grad_scale, found_inf)
+        return loss
+
+    def _step_groups(self, groups: list[tuple[int, dict[str, Any], list[torch.Tensor]]],
+                     grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _amp(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """GradScaler's ``grad_scale`` and ``found_inf`` for this step (None without a scaler)."""
+        return getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+
+    def _groups_to_step(self) -> Iterator[tuple[int, dict[str, Any], list[torch.Tensor]]]:
+        """Each param group that has parameters with a gradient, with its index and those parameters."""
+        found = []
+        for gi, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if p.grad.is_sparse:
+                    raise SparseGradientError(
+                        f"{type(self).__name__} does not support sparse gradients (param group {gi}, a parameter "
+                        f"of shape {tuple(p.shape)}); use torch.optim.SparseAdam, torch.optim.SGD or "
+                        "torch.optim.Adagrad for sparse gradients"
+                    )
+            if params:
+                found.append((gi, group, params))
+        return iter(found)
+
+
+class _Bucket:
+    """One call of a fused op: the parameters of one (device, dtype, flags) bucket, every group's;
+    per role (the op's tensor lists in order) a list, each group's hyperparameter tensors once."""
+
+    def __init__(self, roles: int) -> None:
+        self.lists: list[list[torch.Tensor]] = [[] for _ in range(roles)]
+        self.hyper: list[list[torch.Tensor]] = []  # per group in this bucket: its tensors, in FIELDS order
+        self.group: list[int] = []  # per parameter: its group's index in ``hyper``
+        self.slots: dict[int, int] = {}  # param group index -> index in ``hyper``
+
+
+class GraphSafeOptimizer(GraphSafeStep, Optimizer):
+    """The checks, checkpoints, paths and AMP hooks of the graph-safe optimizers (see the module docstring).
+
+    A subclass sets ``FIELDS`` (its per-step hyperparameters, in the order its fused op takes them),
+    ``TORCH_OPTIONS`` (the option keys of torch's optimizer of the same name with torch's defaults,
+    saved in checkpoints), ``FUSED_OP`` (its fused op), optionally ``_check_group`` (checks that
+    involve more than one field) and ``_init_state`` (a parameter's state, created when its group is
+    added or loaded), and the step's pieces: ``_prepare`` (state a step needs), ``_state_tensors``
+    (a parameter's state as the fused op takes it), ``_fused_flags`` (a group's flags: one fused
+    call per distinct flags), ``_fused_tensors`` / ``_fused_call`` (its part of the call, the call)
+    and ``_foreach_step`` (the foreach step of one group's parameters).
     """
 
     FIELDS: ClassVar[tuple[GroupKey, ...]] = ()
     TORCH_OPTIONS: ClassVar[dict[str, Any]] = {}
+    FUSED_OP: ClassVar[str] = ""
+    ROLES: ClassVar[int] = 0  # how many tensor lists the fused op takes before the hyperparameters
 
-    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+    def __init__(self, params: Any, defaults: dict[str, Any], *, fused: bool | None = None) -> None:
+        name = type(self).__name__
         for key in _REFUSED:
             if defaults.get(key):
-                raise ValueError(f"{type(self).__name__} runs its own step; {key}=True is not an option")
+                raise ValueError(f"{name} runs its own step; {key}=True is not an option")
+        if fused not in (None, True, False):
+            raise ValueError(f"{name}: fused must be None, True or False, got {fused!r}")
+        self.fused = fused
+        fused_ops.load()  # here, outside any compiled step
         defaults = {**defaults, **self.TORCH_OPTIONS}
         params = [params] if isinstance(params, torch.Tensor) else list(params)  # an iterator: read once, here
         self._check(defaults, _tensors(params), "defaults")
         super().__init__(params, defaults)
-        self._step_supports_amp_scaling = True  # GradScaler hands grad_scale / found_inf to step()
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -188,13 +273,21 @@ class GraphSafeOptimizer(Optimizer):
         for key in () if loaded else _REFUSED:
             if group.get(key):
                 raise ValueError(f"{name} runs its own step; {key}=True is not an option ({where})")
+        fused = getattr(self, "fused", None)
+        if not loaded and group.get("fused") not in (None, fused):
+            raise ValueError(
+                f"{name}: fused is chosen for the whole optimizer when it is built (fused={fused!r}); a param group "
+                f"cannot ask for fused={group['fused']!r} ({where})"
+            )
+        if not loaded and fused:
+            self._check_fused(params, where)
         if "betas" in group and (not isinstance(group["betas"], (list, tuple)) or len(group["betas"]) != 2):
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {group['betas']!r} ({where})")
         devices = {p.device for p in params}
         for field in self.FIELDS:
             value = field.get(group)
             if is_tensor(value):
-                if value.dim() != 0 or not value.is_floating_point():
+                if value.dim() != 0 or value.dtype not in fused_ops.DTYPES:
                     raise ValueError(
                         f"{name}: {field.label} must be a float or a 0-dim floating-point tensor, got a "
                         f"{value.dtype} tensor of shape {tuple(value.shape)} ({where})"
@@ -219,6 +312,17 @@ class GraphSafeOptimizer(Optimizer):
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         """Checks across fields (a subclass's); the fields themselves have passed."""
+
+    def _check_fused(self, params: list[torch.Tensor], where: str) -> None:
+        """With ``fused=True``: every parameter must be one the fused op takes (its state, created
+        with the parameter's layout, then is too)."""
+        for p in params:
+            reason = fused_ops.reason_not_fused(self.FUSED_OP, [p])
+            if reason is not None:
+                raise ValueError(
+                    f"{type(self).__name__}: fused=True, but a parameter of shape {tuple(p.shape)} ({p.dtype} on "
+                    f"{p.device}) cannot take the fused step: {reason} ({where})"
+                )
 
     @staticmethod
     def _value(value: Any) -> float:
@@ -261,8 +365,9 @@ class GraphSafeOptimizer(Optimizer):
                 self._init_state(p, group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "native" in state:  # a pickle of 0.1 (Adam's): native is fused's older name
+            state.setdefault("fused", state.pop("native"))
         super().__setstate__(state)
-        self._step_supports_amp_scaling = True  # not in torch's pickled state
         self._keep_live_tensors()
         self._repair()
 
@@ -316,24 +421,129 @@ class GraphSafeOptimizer(Optimizer):
                         tensor.fill_(loaded)
                     field.set(group, tensor)
 
-    # -- AMP ---------------------------------------------------------------------------------
+    # -- paths -----------------------------------------------------------------------------
 
-    def _amp(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """GradScaler's ``grad_scale`` and ``found_inf`` for this step (None without a scaler)."""
-        return getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+    def _fused_by_default(self, p: torch.Tensor) -> bool:
+        """Whether ``fused=None`` takes the fused step for ``p`` where the op can take it: on CUDA;
+        on the CPU where a subclass says so (never, here: the foreach step is torch's, bit for bit)."""
+        return p.device.type != "cpu"
 
-    def _groups_to_step(self) -> Iterator[tuple[dict[str, Any], list[torch.Tensor]]]:
-        """Each param group that has parameters with a gradient, with those parameters; a sparse
-        gradient is refused, naming the group and the parameter's shape."""
-        for gi, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+    def _state_tensors(self, p: torch.Tensor, group: dict[str, Any]) -> list[torch.Tensor]:
+        """``p``'s state tensors that the fused op reads and writes beside it (a subclass's)."""
+        return []
+
+    def _path(self, p: torch.Tensor, group: dict[str, Any], grad: torch.Tensor | None = None) -> tuple[bool, str]:
+        """Whether ``p`` takes the fused step (with ``grad``, when given), and why (or why not)."""
+        fused = getattr(self, "fused", None)
+        if fused is False:
+            return False, "the foreach step: fused=False"
+        tensors = [p, *self._state_tensors(p, group)] + ([grad] if grad is not None else [])
+        reason = fused_ops.reason_not_fused(self.FUSED_OP, tensors)
+        if reason is not None:
+            return False, f"the foreach step: {reason}"
+        if fused is None and not self._fused_by_default(p):
+            return False, (f"the foreach step, the default for {p.dtype} parameters on the CPU (bit-identical to "
+                           "torch's foreach step); fused=True takes the fused CPU kernel")
+        kernel = "CUDA kernel" if p.device.type == "cuda" else "CPU kernel (the CUDA kernel's twin)"
+        return True, f"the fused {kernel} {self.FUSED_OP}: one pass over each parameter"
+
+    def explain(self) -> list[dict[str, str]]:
+        """Per param group, the path its parameters' steps take and why: ``{"path": "fused" |
+        "foreach" | "fused and foreach", "reason": ...}`` (with several reasons, each with how many
+        parameters it concerns). A step also checks the gradients: a non-contiguous one takes the
+        foreach step."""
+        out = []
+        for group in self.param_groups:
+            reasons: dict[tuple[bool, str], int] = {}
+            for p in group["params"]:
+                path = self._path(p, group)
+                reasons[path] = reasons.get(path, 0) + 1
+            paths = {fused for fused, _ in reasons}
+            name = "fused and foreach" if len(paths) > 1 else ("fused" if True in paths else "foreach")
+            if len(reasons) == 1:
+                reason = next(iter(reasons))[1]
+            else:
+                reason = "; ".join(f"{n} parameter{'s' if n > 1 else ''}: {why}" for (_, why), n in reasons.items())
+            out.append({"path": name if reasons else "foreach", "reason": reason if reasons else "no parameters"})
+        return out
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def _prepare(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """Create the state a step of ``params`` needs where it is missing (a subclass's)."""
+
+    def _fused_flags(self, group: dict[str, Any]) -> tuple:
+        """The fused op's flags for ``group`` (a subclass's): one call per distinct flags."""
+        return ()
+
+    def _fused_tensors(self, p: torch.Tensor, group: dict[str, Any]) -> list[torch.Tensor]:
+        """``p``'s entry in each of the fused op's ``ROLES`` tensor lists (a subclass's)."""
+        raise NotImplementedError
+
+    def _fused_call(self, lists: list[list[torch.Tensor]], hyper: list[list[torch.Tensor]], group: list[int],
+                    flags: tuple, grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None) -> None:
+        """One call of the fused op (a subclass's): its tensor lists, a list per field of ``FIELDS``
+        with one tensor per group, each parameter's group, the flags and the AMP tensors."""
+        raise NotImplementedError
+
+    def _foreach_step(self, group: dict[str, Any], params: list[torch.Tensor], grad_scale: torch.Tensor | None,
+                      found_inf: torch.Tensor | None) -> None:
+        """The foreach step of ``params``, all of ``group`` (a subclass's)."""
+        raise NotImplementedError
+
+    def _hyper_tensor(self, index: int, field: GroupKey, group: dict[str, Any], device: torch.device) -> torch.Tensor:
+        """Param group ``index``'s ``field`` as a tensor on ``device`` for the fused op: a tensor as
+        it is (copied there from the CPU), a float in a float64 tensor the optimizer owns, filled
+        again (one launch, no sync) when the float changes."""
+        value = field.get(group)
+        if is_tensor(value):
+            return on_device(value, device)
+        owned = getattr(self, "_owned", None)
+        if owned is None:
+            owned = self._owned = {}
+        key = (index, field.label, device)
+        entry = owned.get(key)
+        if entry is None:
+            entry = owned[key] = [torch.full((), float(value), dtype=torch.float64, device=device), value]
+        elif entry[1] != value:
+            entry[0].fill_(float(value))
+            entry[1] = value
+        return entry[0]
+
+    def _step_groups(self, groups: list[tuple[int, dict[str, Any], list[torch.Tensor]]],
+                     grad_scale: torch.Tensor | None, found_inf: torch.Tensor | None) -> None:
+        """Every group's parameters that take the fused step in one fused call per (device, dtype,
+        flags), the others in their group's foreach step; with ``fused=True`` a parameter that
+        cannot take the fused step (a non-contiguous gradient) is refused before anything changes."""
+        name, fused = type(self).__name__, getattr(self, "fused", None)
+        plan = []
+        for index, group, params in groups:
+            self._prepare(group, params)
+            taken, left = [], []
             for p in params:
-                if p.grad.is_sparse:
-                    raise RuntimeError(
-                        f"{type(self).__name__} does not support sparse gradients (param group {gi}, a parameter "
-                        f"of shape {tuple(p.shape)}); use torch.optim.SparseAdam or torch.optim.SGD for sparse "
-                        "gradients"
-                    )
-            yield group, params
+                take, reason = self._path(p, group, p.grad)
+                if not take and fused:
+                    raise ValueError(f"{name}: fused=True, but a parameter of shape {tuple(p.shape)} in param group "
+                                     f"{index} cannot take the fused step: {reason}")
+                (taken if take else left).append(p)
+            plan.append((index, group, taken, left))
+        buckets: dict[tuple, _Bucket] = {}
+        for index, group, taken, left in plan:
+            if left:
+                self._foreach_step(group, left, grad_scale, found_inf)
+            for p in taken:
+                key = (p.device, p.dtype, self._fused_flags(group))
+                bucket = buckets.get(key)
+                if bucket is None:
+                    bucket = buckets[key] = _Bucket(self.ROLES)
+                slot = bucket.slots.get(index)
+                if slot is None:
+                    slot = bucket.slots[index] = len(bucket.hyper)
+                    bucket.hyper.append([self._hyper_tensor(index, field, group, p.device) for field in self.FIELDS])
+                for tensors, t in zip(bucket.lists, self._fused_tensors(p, group)):
+                    tensors.append(t)
+                bucket.group.append(slot)
+        for (device, _, flags), bucket in buckets.items():
+            hyper = [list(field) for field in zip(*bucket.hyper)]
+            self._fused_call(bucket.lists, hyper, bucket.group, flags, on_device(grad_scale, device),
+                             on_device(found_inf, device))

@@ -41,6 +41,16 @@ or ours) has started.
 torch's own kernels cannot read these tensors per step: ``torch._fused_sgd_`` takes ``momentum``,
 ``dampening`` and ``weight_decay`` as Python floats, and the foreach path passes them (and ``lr``,
 by ``.item()``) as Python scalars.
+
+The fused step (``fusedsched.optimizers.fused``): the op ``fusedsched::graphsafe_sgd_`` steps
+every parameter of a (device, dtype, flags) bucket, every group's, in one call: one pass over each
+parameter (read p, g and the buffer; write p and the buffer), each group's hyperparameters read from
+their tensors when the kernel runs, the same operations in the same order on the same numbers
+(csrc/graphsafe_math.h), the buffers' start decided per parameter as above (the flags are set after
+the pass; a skipped step sets none). On CUDA (csrc/cuda/graphsafe.cu) it is the default where it
+is built; on the CPU its twin (csrc/graphsafe_sgd.cpp) runs with ``fused=True`` (the default there
+is the foreach step, bit-identical to torch's), within ``rtol=1e-5, atol=1e-7`` of the foreach step
+(torch's CPU ``add(alpha=)`` may fuse a multiply-add, the twin never does; tested).
 """
 
 from __future__ import annotations
@@ -49,10 +59,11 @@ from typing import Any
 
 import torch
 
+from . import fused as fused_ops
 from .group_key import DAMPENING, LR, MOMENTUM, WEIGHT_DECAY
-from .graphsafe import GraphSafeOptimizer, is_tensor, on_device, one_minus, opmath, restore_where, scaled_add
+from .graphsafe import GraphSafeOptimizer, is_tensor, on_device, one_minus, opmath, real_views, restore_where, scaled_add
 
-__all__ = ["GraphSafeSGD"]
+__all__ = ["GraphSafeSGD", "sgd_step"]
 
 
 #: the state key of a parameter's 0-dim bool flag: whether its momentum buffer has started
@@ -168,14 +179,19 @@ class GraphSafeSGD(GraphSafeOptimizer):
 
     The same arguments and defaults as ``torch.optim.SGD`` (see the module docstring for the math
     and how it compares with torch's); each hyperparameter a float or a 0-dim floating tensor on the
-    parameters' device or the CPU. ``foreach`` is accepted and has no effect (it is always foreach);
-    ``fused=True`` and ``differentiable=True`` are refused, as are sparse gradients. Checkpoints load
-    both ways with ``torch.optim.SGD``, its fused one's too (``fusedsched.optimizers.graphsafe``);
-    the state dict holds a ``momentum_buffer`` where torch's would.
+    parameters' device or the CPU. ``foreach`` is accepted and has no effect; ``fused``: None (the
+    default) takes the fused step on CUDA where it is built and the foreach step on the CPU, True
+    requires the fused step for every parameter, False never takes it (``explain()`` says which
+    path each group takes and why); ``differentiable=True`` is refused, as are sparse gradients.
+    Checkpoints load both ways with ``torch.optim.SGD``, its fused one's too
+    (``fusedsched.optimizers.graphsafe``); the state dict holds a ``momentum_buffer`` where torch's
+    would.
     """
 
     FIELDS = (LR, MOMENTUM, DAMPENING, WEIGHT_DECAY)
     TORCH_OPTIONS = {"foreach": None, "differentiable": False, "fused": None}
+    FUSED_OP = fused_ops.SGD_OP
+    ROLES = 4  # params, grads, momentum_buffers, momentum_started
 
     def __init__(
         self,
@@ -191,6 +207,8 @@ class GraphSafeSGD(GraphSafeOptimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
+        if fused and fused_ops.load() is not None:  # loaded here, outside any compiled step
+            raise ValueError(f"GraphSafeSGD: fused=True, but the fused step is unavailable: {fused_ops.load()}")
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -201,7 +219,7 @@ class GraphSafeSGD(GraphSafeOptimizer):
             differentiable=differentiable,
             fused=fused,
         )
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, fused=fused)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         if group["nesterov"] and (self._value(group["momentum"]) <= 0 or self._value(group["dampening"]) != 0):
@@ -241,37 +259,50 @@ class GraphSafeSGD(GraphSafeOptimizer):
                 del states[index]["momentum_buffer"]
         return {**saved, "state": {index: state for index, state in states.items() if state}}
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """One SGD step for every parameter with a gradient (see the module docstring)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        grad_scale, found_inf = self._amp()
-        for group, params in self._groups_to_step():
-            bufs, started = [], []
-            if self._with_momentum(group):
-                for p in params:
-                    if "momentum_buffer" not in self.state.get(p, {}):  # the momentum was a float 0
-                        self._init_state(p, group)
-                bufs = [self.state[p]["momentum_buffer"] for p in params]
-                started = [self.state[p][STARTED] for p in params]
-            sgd_step(
-                params,
-                [p.grad for p in params],
-                bufs,
-                started,
-                lr=group["lr"],
-                momentum=group["momentum"],
-                dampening=group["dampening"],
-                weight_decay=group["weight_decay"],
-                nesterov=group["nesterov"],
-                maximize=group["maximize"],
-                grad_scale=grad_scale,
-                found_inf=found_inf,
-            )
-        return loss
+    # -- the step's pieces (GraphSafeOptimizer._step_groups) ---------------------------------
+
+    def _state_tensors(self, p: torch.Tensor, group: dict[str, Any]) -> list[torch.Tensor]:
+        buffer = self.state.get(p, {}).get("momentum_buffer") if self._with_momentum(group) else None
+        return [] if buffer is None else [buffer]
+
+    def _prepare(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        if self._with_momentum(group):
+            for p in params:
+                if "momentum_buffer" not in self.state.get(p, {}):  # the momentum was a float 0
+                    self._init_state(p, group)
+
+    def _fused_flags(self, group: dict[str, Any]) -> tuple:
+        return (self._with_momentum(group), group["nesterov"], group["maximize"])
+
+    def _fused_tensors(self, p: torch.Tensor, group: dict[str, Any]) -> list[torch.Tensor]:
+        if not self._with_momentum(group):
+            return [*real_views([p, p.grad]), None, None]
+        state = self.state[p]
+        return [*real_views([p, p.grad, state["momentum_buffer"]]), state[STARTED]]
+
+    def _fused_call(self, lists, hyper, group, flags, grad_scale, found_inf) -> None:
+        params, grads, buffers, started = lists
+        with_momentum, nesterov, maximize = flags
+        fused_ops.op(fused_ops.SGD_OP)(
+            params, grads, buffers if with_momentum else [], started if with_momentum else [], *hyper, group,
+            nesterov, maximize, grad_scale, found_inf)
+
+    def _foreach_step(self, group, params, grad_scale, found_inf) -> None:
+        with_momentum = self._with_momentum(group)
+        sgd_step(
+            params,
+            [p.grad for p in params],
+            [self.state[p]["momentum_buffer"] for p in params] if with_momentum else [],
+            [self.state[p][STARTED] for p in params] if with_momentum else [],
+            lr=group["lr"],
+            momentum=group["momentum"],
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            grad_scale=grad_scale,
+            found_inf=found_inf,
+        )
 
 
 def _host_bools(flags: list[torch.Tensor]) -> list[bool]:
