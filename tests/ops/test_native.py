@@ -246,6 +246,7 @@ def test_schema_and_kernels():
     assert hasattr(torch.ops.fusedsched, "advance_")
 
 
+@pytest.mark.precision
 @needs_native
 @pytest.mark.parametrize("num_groups", GROUP_COUNTS)
 def test_cpu_matches_evaluate_table(num_groups):
@@ -294,6 +295,7 @@ def test_cpu_matches_triton_interpreter(num_groups):
     assert_precision_goal(native, triton, steps, f"native CPU vs Triton interpreter, G={num_groups}")
 
 
+@pytest.mark.precision
 @needs_native
 def test_increment_zero_reevaluates_without_advancing():
     pool, index = group_configs(11)
@@ -335,6 +337,7 @@ def test_opcheck(increment):
     torch.library.opcheck(torch.ops.fusedsched.advance_native_.default, (step, table, lrs, increment))
 
 
+@pytest.mark.precision
 @needs_native
 def test_torch_compile_fullgraph():
     step, table, lrs = _sample_args(11)
@@ -416,6 +419,7 @@ def test_eager_launch_dispatches_like_the_op():
     assert int(step) == 9 + 1 + 2 + 1
 
 
+@pytest.mark.precision
 @needs_native
 def test_traceable_launch_is_one_graph_under_torch_compile():
     """What compiled code calls in place of fusedsched._C.launch (which dynamo cannot trace)."""

@@ -12,6 +12,8 @@ from fusedsched.schedule import reference as schedules
 from fusedsched.ops import _native
 from fusedsched.schedule.reference import compute_lr, compute_lr_array, schedule_marks
 
+pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
+
 NATIVE = _native.unavailable_reason(torch.device("cpu")) is None
 
 
