@@ -284,7 +284,8 @@ def test_every_kind_alone_matches_compute_lr():
 def test_cpu_matches_triton_interpreter(num_groups):
     pool, index = group_configs(num_groups, seed=3)
     table = build_table([pool[i] for i in index]).table
-    runs = ((0, 41), (150, 161), (BIG - 1, BIG + 2))
+    # the interpreter takes tenths of a second a launch over a thousand groups: the block edge for a few steps
+    runs = ((0, 41), (150, 161), (BIG - 1, BIG + 2)) if num_groups < 1000 else ((0, 3), (BIG - 1, BIG + 1))
 
     def advance_triton(step, table, lrs, increment):
         torch.ops.fusedsched.advance_.default(step, table, lrs, increment, "triton")
