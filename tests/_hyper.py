@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 SHAPES = [(4, 3), (3,), (2, 2)]
 FIELDS = ("lr", "beta1", "beta2", "weight_decay", "eps", "momentum", "dampening")
@@ -71,3 +72,16 @@ def set_grads(step: int, *lists: list[torch.Tensor], none: tuple[int, ...] = ())
 def assert_identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
     for i, (x, y) in enumerate(zip(a, b)):
         assert torch.equal(x, y), f"parameter {i}: max difference {(x - y).abs().max().item()}"
+
+
+class CountSyncs(TorchDispatchMode):
+    """Counts ``aten::_local_scalar_dense``: every ``.item()``, ``float(t)``, ``bool(t)`` of a tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))

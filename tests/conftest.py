@@ -4,6 +4,7 @@ CI and developers' machines have no GPU; with ``TRITON_INTERPRET=1`` the Triton 
 CPU tensors. Tests that need CUDA carry ``@pytest.mark.cuda`` and skip with a reason without it.
 """
 
+import importlib
 import os
 import warnings
 
@@ -80,3 +81,10 @@ def quiet_user_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         yield
+
+
+@pytest.fixture
+def cpu_capturable(monkeypatch):
+    """torch's capturable Adam asserts a CUDA-like device; its operations run on the CPU as they are."""
+    monkeypatch.setattr(importlib.import_module("torch.optim.adam"), "_get_capturable_supported_devices",
+                        lambda supports_xla=True: ["cpu"])

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import io
 import pickle
@@ -19,20 +18,12 @@ import re
 
 import pytest
 import torch
-from _hyper import Hyper, assert_identical, params, set_grads, twins, values
+from _hyper import CountSyncs, Hyper, assert_identical, params, set_grads, twins, values
 from torch._dynamo.testing import CompileCounterWithBackend
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD
 
 pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
-
-
-@pytest.fixture
-def cpu_capturable(monkeypatch):
-    """torch's capturable Adam asserts a CUDA-like device; its operations run on the CPU as they are."""
-    monkeypatch.setattr(importlib.import_module("torch.optim.adam"), "_get_capturable_supported_devices",
-                        lambda supports_xla=True: ["cpu"])
 
 
 def _ours(name: str, ps, h: Hyper, native: bool | None = False, **options):
@@ -74,19 +65,6 @@ PATH_IDS = ["adam", "adamw", "adam-native", "adamw-native", "sgd"]
 OPTIONS = {"adam": {"amsgrad": True, "maximize": True}, "adamw": {"amsgrad": True}, "sgd": {"nesterov": False}}
 
 
-class _CountSyncs(TorchDispatchMode):
-    """Counts ``aten::_local_scalar_dense``: every ``.item()``, ``float(t)``, ``bool(t)`` of a tensor."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("amp", [False, True], ids=["plain", "grad_scale+found_inf"])
 @pytest.mark.parametrize("name, native", PATHS, ids=PATH_IDS)
 def test_a_step_reads_no_tensor_on_the_host(name, native, amp):
@@ -99,7 +77,7 @@ def test_a_step_reads_no_tensor_on_the_host(name, native, amp):
         if amp:
             opt.grad_scale, opt.found_inf = torch.tensor(4.0), torch.tensor(float(step == 1))
         h.set(values(step, weight_decay=0.01, dampening=0.1))
-        with _CountSyncs() as counter:
+        with CountSyncs() as counter:
             opt.step()
         assert counter.count == 0, f"step {step}: {counter.count} host reads"
 
@@ -109,7 +87,7 @@ def test_the_sync_counter_sees_torch_reading_a_tensor_lr():
     ps = params()
     opt = torch.optim.SGD(ps, lr=torch.tensor(0.1), foreach=True)
     set_grads(0, ps)
-    with _CountSyncs() as counter:
+    with CountSyncs() as counter:
         opt.step()
     assert counter.count >= 1
 
