@@ -10,11 +10,13 @@ import warnings
 
 import pytest
 import torch
+from _interpreter import keep_the_launch_patches
 from _pytest.python import pytest_pyfunc_call as _call_test_function
 from hypothesis import HealthCheck, Phase, settings
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    keep_the_launch_patches()  # the interpreter's helper calls, without re-patching (tests/_interpreter.py)
 
 # Property tests: the same examples on every run and in CI (derandomized, no example database),
 # sized to keep tests/shim/test_properties.py well under a minute on two CPU cores. A longer random

@@ -154,6 +154,67 @@ def test_backends_agree_with_each_other():
         assert ulps.max() <= 1, f"{backend} vs {HOST_BACKENDS[0]}: {ulps.max()} ulp apart"
 
 
+INTERPRETER_SHORTCUT = """
+import os, sys
+os.environ["TRITON_INTERPRET"] = "1"
+sys.path[:0] = [sys.argv[1]]
+import torch
+import triton.language as tl
+from triton.runtime import interpreter
+
+import _interpreter
+from _compare import CONFIGS
+from fusedsched import LearningRate
+from fusedsched.ops import advance_
+from fusedsched.schedule.kinds import build_table
+from fusedsched.schedule.plateau_state import Plateau, plateau_tensor
+
+where = tl.where
+configs = list(CONFIGS) + [LearningRate(plateau={"learning_rate": 0.1, "patience": 0})]
+table = build_table(configs).table
+plateaus = plateau_tensor([None] * len(CONFIGS) + [Plateau(initial=0.1, patience=0)])
+
+
+def launches():
+    step, lrs, state, out = torch.tensor(-1), torch.zeros(len(configs)), plateaus.clone(), []
+    for s, metric in zip((0, 7, 2**40), (1.0, 2.0, 0.5)):
+        step.fill_(s - 1)
+        advance_(step, table, lrs, 1, "triton", plateau=state, metric=torch.tensor(metric))
+        out += [step.clone(), lrs.clone(), state.clone()]
+    assert tl.where is where, "triton.language was left patched"
+    return out
+
+
+why = _interpreter.keep_the_launch_patches()
+if why is not None:
+    print("not replaced:", why)
+    raise SystemExit(0)
+shortcut = launches()  # first: the shortcut patches a fresh interpreter's language modules itself
+interpreter.InterpretedFunction.__call__ = _interpreter.stock_call
+stock = launches()
+print("same" if all(torch.equal(a, b) for a, b in zip(shortcut, stock)) else "different")
+"""
+
+
+def test_the_interpreter_without_re_patching_gives_the_stock_rates():
+    """conftest.py's shortcut (tests/_interpreter.py) against the interpreter's own helper calls, in a
+    fresh interpreter: the same rates, counter and plateau state, bit for bit, over every kind (a
+    product among them) and a plateau, and triton.language left as it was found."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if "triton" not in HOST_BACKENDS:
+        pytest.skip(f"the Triton interpreter does not run here: {unavailable_reason('triton', 'cpu')}")
+    tests = Path(__file__).parent.parent
+    proc = subprocess.run([sys.executable, "-c", INTERPRETER_SHORTCUT, str(tests)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if proc.stdout.startswith("not replaced:"):
+        pytest.skip(f"conftest.py leaves the interpreter's helper calls as they are: {proc.stdout.strip()}")
+    assert proc.stdout.strip() == "same"
+
+
 @pytest.mark.parametrize("backend", HOST_BACKENDS)
 def test_opcheck(backend):
     configs = configs_for(4)
