@@ -39,7 +39,7 @@ settings.load_profile(os.environ.get("FUSEDSCHED_HYPOTHESIS_PROFILE", "ci"))
 # and frees a chunk as soon as the frame at its start returns, so a loop whose calls cross a chunk's
 # start maps and unmaps memory on every call. Under pytest and hypothesis the Triton interpreter's
 # launches sat on such a start in some tests and ran three to six times slower (the property tests
-# of tests/shim/test_properties.py: 280 s, 77 s with this). Every test therefore runs above one
+# of tests/shim/test_properties.py: 280 s, 73 s with this). Every test therefore runs above one
 # frame of _ROOM_SLOTS slots: pushing it always starts a chunk of twice its size, which leaves the
 # test about 256 KiB of frames before the next chunk, whatever the depth pytest calls it at.
 _ROOM_SLOTS = 32768
