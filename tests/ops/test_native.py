@@ -247,6 +247,7 @@ def test_schema_and_kernels():
     assert hasattr(torch.ops.fusedsched, "advance_")
 
 
+@pytest.mark.precision
 @needs_native
 @pytest.mark.parametrize("num_groups", GROUP_COUNTS)
 def test_cpu_matches_evaluate_table(num_groups):
@@ -284,7 +285,8 @@ def test_every_kind_alone_matches_compute_lr():
 def test_cpu_matches_triton_interpreter(num_groups):
     pool, index = group_configs(num_groups, seed=3)
     table = build_table([pool[i] for i in index]).table
-    runs = ((0, 41), (150, 161), (BIG - 1, BIG + 2))
+    # the interpreter takes tenths of a second a launch over a thousand groups: the block edge for a few steps
+    runs = ((0, 41), (150, 161), (BIG - 1, BIG + 2)) if num_groups < 1000 else ((0, 3), (BIG - 1, BIG + 1))
 
     def advance_triton(step, table, lrs, increment):
         torch.ops.fusedsched.advance_.default(step, table, lrs, increment, backend="triton")
@@ -295,6 +297,7 @@ def test_cpu_matches_triton_interpreter(num_groups):
     assert_precision_goal(native, triton, steps, f"native CPU vs Triton interpreter, G={num_groups}")
 
 
+@pytest.mark.precision
 @needs_native
 def test_increment_zero_reevaluates_without_advancing():
     pool, index = group_configs(11)
@@ -336,6 +339,7 @@ def test_opcheck(increment):
     torch.library.opcheck(torch.ops.fusedsched.advance_native_.default, (step, table, lrs, increment))
 
 
+@pytest.mark.precision
 @needs_native
 def test_torch_compile_fullgraph():
     step, table, lrs = _sample_args(11)
@@ -417,6 +421,7 @@ def test_eager_launch_dispatches_like_the_op():
     assert int(step) == 9 + 1 + 2 + 1
 
 
+@pytest.mark.precision
 @needs_native
 def test_traceable_launch_is_one_graph_under_torch_compile():
     """What compiled code calls in place of fusedsched._C.launch (which dynamo cannot trace)."""

@@ -10,6 +10,8 @@ from _compare import CONFIGS
 from fusedsched.schedule.reference import compute_lr, schedule_marks
 from fusedsched.tml.config import LearningRate
 
+pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
+
 
 def constant(c):
     return LearningRate(constant=c)

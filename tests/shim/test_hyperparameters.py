@@ -150,6 +150,7 @@ def _megatron_wd(kind: str, start: float, end: float, incr_steps: int, step: int
     return start + coeff * (end - start)
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 def test_megatron_weight_decay_increment_drives_graphsafe_adamw_as_torch_adamw(kind, cpu_capturable):
     start, end, n = 0.01, 0.1, 20

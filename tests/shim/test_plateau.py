@@ -35,7 +35,9 @@ SETTINGS = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("quiet_user_warnings")
+# torch's arithmetic against a reference (a plateau inside a schedule: evaluate_table): .ci/run repeats it per
+# CPU capability
+pytestmark = [pytest.mark.usefixtures("quiet_user_warnings"), pytest.mark.precision]
 
 
 def metric_walk(seed: int, n: int, nan_every: int = 0) -> list[float]:
@@ -108,11 +110,12 @@ def test_where_a_joined_plateau_is_active():
 @pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("mode", ["host", *CPU_BACKENDS])
 def test_same_rates_as_reduce_lr_on_plateau(settings, mode):
-    n = {"host": 3000, "native": 3000, "reference": 400}.get(mode, 120)  # the Triton interpreter: ~50 ms a step
+    # the Triton interpreter (~50 ms a step): 60 steps, past every settings' reductions, with a NaN every 29
+    n, nan_every = {"host": (3000, 97), "native": (3000, 97), "reference": (400, 97)}.get(mode, (60, 29))
     opt, ref = _torch_pair(settings)
     shim = _shim(settings, device_schedule=mode != "host", backend=None if mode == "host" else mode)
     reductions = 0
-    for m in metric_walk(seed=len(str(settings)), n=n, nan_every=97):
+    for m in metric_walk(seed=len(str(settings)), n=n, nan_every=nan_every):
         before = [g["lr"] for g in opt.param_groups]
         ref.step(m)
         shim.step(m if mode == "host" else torch.tensor(m, dtype=torch.float64))
@@ -217,7 +220,7 @@ def test_from_torch_carries_the_state_over(backend):
     assert ref2.num_bad_epochs or ref2.cooldown_counter or opt2.param_groups[0]["lr"] < 0.1
     shim = from_torch(ref2, backend=backend)
     assert shim.last_epoch == ref.last_epoch
-    for m in metrics[250:350 if backend == "triton" else None]:
+    for m in metrics[250:300 if backend == "triton" else None]:
         ref.step(m)
         shim.step(m)
         assert shim.get_last_lr() == [f32(g["lr"]) for g in opt.param_groups]

@@ -352,6 +352,7 @@ def test_every_backend_within_one_ulp(backend, case):
         assert_lrs_match(lrs, expected_f32(configs, s), f"{backend} step {s}: {configs}")
 
 
+@pytest.mark.precision
 @EXTREME
 @SETTINGS
 @given(configs_and_steps())
