@@ -11,8 +11,8 @@ import pytest
 import torch
 from _compare import BIG_STEPS, CONFIGS, assert_lrs_match, configs_for, expected_f32
 
-from fusedsched.ops import BackendUnavailable, advance_, explain, resolve_backend, unavailable_reason
 from fusedsched import LearningRate
+from fusedsched.ops import BackendUnavailable, advance_, explain, resolve_backend, unavailable_reason
 from fusedsched.schedule.kinds import build_table
 from fusedsched.schedule.reference import schedule_marks
 
@@ -126,8 +126,8 @@ def test_every_kind_beside_its_edges_up_to_max_step(backend):
 
     from test_native import config_pool
 
-    from fusedsched.tml.config import MAX_STEP
     from fusedsched.schedule.reference import schedule_marks
+    from fusedsched.tml.config import MAX_STEP
 
     pool = config_pool(seed=11, size=3 * 13) + list(CONFIGS)
     table = build_table(pool).table
@@ -254,7 +254,7 @@ def test_reference_cpu_sees_a_table_changed_in_place():
     first, second = configs_for(9), list(reversed(configs_for(9)))
     table = build_table(first).table
     step, lrs = torch.tensor(-1), torch.zeros(9, dtype=torch.float32)
-    for s in range(0, 5):
+    for _ in range(0, 5):
         advance_(step, table, lrs, 1, "reference")
     assert_lrs_match(lrs, expected_f32(first, 4))
     table.copy_(build_table(second).table)

@@ -20,15 +20,14 @@ import sys
 import textwrap
 
 import pytest
+from _compare import BIG_STEPS, CONFIGS, RecordOps, configs_for
 from _cuda import capture
 
-from fusedsched.tml.config import LearningRate
 from fusedsched.ops import _native, unavailable_reason
 from fusedsched.schedule.kinds import build_table, compile_schedule
 from fusedsched.schedule.program import evaluate_table
 from fusedsched.schedule.reference import compute_lr
-
-from _compare import BIG_STEPS, CONFIGS, RecordOps, configs_for
+from fusedsched.tml.config import LearningRate
 
 # torch.compile / opcheck's inductor path warns about torch.jit internals; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
@@ -634,8 +633,8 @@ def test_float64_restarts_are_compute_lr_bit_for_bit_up_to_max_step(cycle_steps,
 @needs_native
 def test_float64_every_kind_is_compute_lr_bit_for_bit_at_its_edges_and_far_away():
     """Host mode's float64 path for random configs of every kind, beside each edge, up to 2**53 - 2."""
-    from fusedsched.tml.config import MAX_STEP
     from fusedsched.schedule.reference import schedule_marks
+    from fusedsched.tml.config import MAX_STEP
 
     pool = config_pool(seed=7, size=4 * len(LearningRate.KINDS)) + list(CONFIGS)
     table = build_table(pool).table

@@ -15,20 +15,18 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch._dynamo.testing import CompileCounterWithBackend
-
 from _cuda import NoSyncs, capture
+from torch._dynamo.testing import CompileCounterWithBackend
 
 from fusedsched.ops import advance_, bind, check_advance_args, unavailable_reason
 from fusedsched.schedule.plateau_state import (
     NUM_PLATEAU_COLUMNS,
-    STATE_COLUMNS,
     Plateau,
     PlateauColumn,
     plateau_tensor,
     plateau_update,
 )
-from fusedsched.schedule.program import Segment, Shape, ScheduleTable, chain, lane_function, num_factors
+from fusedsched.schedule.program import ScheduleTable, Segment, Shape, chain, lane_function, num_factors
 
 pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
 
@@ -181,7 +179,7 @@ def _metric(value: float, dtype: torch.dtype, shape=()) -> torch.Tensor:
 def _events(rng: np.random.Generator, steps: int, quiet: float = 0.15):
     """(increment, metric or None, skipped) per step: mostly advancing steps with a metric."""
     last = 1.0
-    for i in range(steps):
+    for _ in range(steps):
         r = rng.random()
         if r < quiet:
             yield (int(rng.integers(0, 2)), None, False)  # no metric

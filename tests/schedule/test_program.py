@@ -8,9 +8,18 @@ import torch
 from _compare import BIG_STEPS, CONFIGS, assert_lrs_match, expected_f32
 
 from fusedsched import LearningRate, compute_lr
-from fusedsched.schedule.kinds import build_table, compile_schedule
 from fusedsched.ops import _native
-from fusedsched.schedule.program import NUM_COLUMNS, PYFLOAT, SCALAR, Column, Segment, Shape, evaluate_table, shape_values
+from fusedsched.schedule.kinds import build_table, compile_schedule
+from fusedsched.schedule.program import (
+    NUM_COLUMNS,
+    PYFLOAT,
+    SCALAR,
+    Column,
+    Segment,
+    Shape,
+    evaluate_table,
+    shape_values,
+)
 
 pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
 

@@ -4,8 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
-from _compare import CONFIGS
 
 from fusedsched.schedule.reference import compute_lr, schedule_marks
 from fusedsched.tml.config import LearningRate

@@ -16,15 +16,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.optim.lr_scheduler import ReduceLROnPlateau
-
 from _compare import f32
 from _cuda import NoSyncs, capture
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from fusedsched import LearningRate, LRShim, ScheduleChangedWarning, compute_lr, from_torch
-from fusedsched.schedule.kinds import compile_plateau
 from fusedsched.ops import unavailable_reason
-from fusedsched.schedule.plateau_state import Plateau, plateau_update
+from fusedsched.schedule.kinds import compile_plateau
+from fusedsched.schedule.plateau_state import plateau_update
 
 CPU_BACKENDS = [b for b in ("native", "reference", "triton") if unavailable_reason(b, "cpu") is None]
 SETTINGS = [
@@ -138,7 +137,7 @@ def test_metric_as_float32_tensor_python_float_and_keyword(mode):
     for i, m in enumerate(metric_walk(seed=3, n=60 if mode == "triton" else 200)):
         m32 = torch.tensor(m, dtype=torch.float32)
         ref.step(m32)  # torch reads float(m32): the float32 value
-        [lambda: shim.step(m32), lambda: shim.step(metrics=m32), lambda: shim.step(float(m32))][i % 3]()
+        [lambda m=m32: shim.step(m), lambda m=m32: shim.step(metrics=m), lambda m=m32: shim.step(float(m))][i % 3]()
         want = [g["lr"] for g in opt.param_groups]
         assert shim.get_last_lr() == (want if mode == "host" else [f32(x) for x in want])
 
