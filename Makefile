@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 BENCH_JSON ?=
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test lint demo bench clean
 
 setup: $(TEST_STAMP)
 
@@ -40,6 +40,10 @@ $(TEST_STAMP): $(STAMP) requirements-trainers.txt requirements-stacks.txt requir
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q tests
+
+# ruff's rules are pyproject.toml's [tool.ruff]; .ci/run runs this after the tests.
+lint: $(TEST_STAMP)
+	$(PY) -m ruff check src tests benchmarks scripts setup.py
 
 demo: $(STAMP)
 	$(PY) -m fusedsched demo

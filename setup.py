@@ -68,7 +68,7 @@ def _native_build() -> dict:
         extra_compile_args={"cxx": ["-O3", "-ffp-contract=off", "-fno-math-errno"], "nvcc": ["-O3", "-fmad=false"]},
         # Find libtorch even when fusedsched._C is imported before torch: next to an installed
         # torch, or (editable installs) the torch this was built against.
-        extra_link_args=[f"-Wl,-rpath,$ORIGIN/../torch/lib", f"-Wl,-rpath,{torch_lib}"],
+        extra_link_args=["-Wl,-rpath,$ORIGIN/../torch/lib", f"-Wl,-rpath,{torch_lib}"],
         optional=not REQUIRED,  # setuptools: a failed optional extension is not copied in place
     )
     make = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension

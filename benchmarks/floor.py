@@ -22,13 +22,14 @@ native backend within 1.5x of the empty op). Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import torch
 from torch.utils.cpp_extension import load_inline
 
-from fusedsched.tools import bench
 from fusedsched.schedule.kinds import build_table
+from fusedsched.tools import bench
 
 EMPTY_OP = r"""
 #include <torch/library.h>
@@ -64,8 +65,9 @@ def candidates(empty) -> dict[str, callable]:
         step, lrs = torch.tensor(bench.START_STEP), torch.zeros(1)
         if regime == "active":
             native = torch.ops.fusedsched.advance_native_.default
-            out["empty op"] = lambda: empty(step, table, lrs, 1)
-            out["advance_native_"] = lambda: native(step, table, lrs, 1)
+            # bound now: the loop rebinds step, table and lrs for the next regime
+            out["empty op"] = functools.partial(empty, step, table, lrs, 1)
+            out["advance_native_"] = functools.partial(native, step, table, lrs, 1)
         names = [bench.fused_name("native"), bench.fused_name("reference"), bench.LAMBDA_FLOAT]
         cands = bench.scheduler_candidates(schedules, "cpu", names=names, start=bench.START_STEP)
         for name, label in zip(names, ["LRShim.step() native", "LRShim.step() reference", "LambdaLR float"]):

@@ -34,8 +34,8 @@ from unittest import mock
 import torch
 
 from fusedsched import GraphSafeAdamW, LRShim
-from fusedsched.shim import contract, hyperparameters
 from fusedsched.ops import bind
+from fusedsched.shim import contract, hyperparameters
 from fusedsched.tools import bench
 
 KEYS = ("weight_decay", "beta1", "beta2", "eps")

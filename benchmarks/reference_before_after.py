@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from fusedsched.tools import bench
 from fusedsched.ops import advance as advance_module
 from fusedsched.ops import advance_op
+from fusedsched.tools import bench
 
 OLD, NEW, NATIVE = "reference before", "reference after", "native"
 NAMES = {bench.fused_name("native"): NATIVE, bench.fused_name("reference"): NEW, bench.LAMBDA_FLOAT: bench.LAMBDA_FLOAT}

@@ -95,9 +95,9 @@ def sweep(device: str, groups: int, steps: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from _compare import CONFIGS, configs_for  # every schedule kind, kept current by the tests
 
-    from fusedsched.tools.bench import stamp
     from fusedsched.ops import BACKENDS, unavailable_reason
     from fusedsched.schedule.kinds import build_table
+    from fusedsched.tools.bench import stamp
 
     device = torch.device(device)
     configs = configs_for(groups)

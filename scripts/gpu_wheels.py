@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")
 # Optional test needs the evidence run does without: torchrec's tests import it only where it exists.
-NOT_NEEDED_THERE = {"torchrec"}
+NOT_NEEDED_THERE = {"torchrec", "ruff"}  # ruff lints in CI; the GPU run tests and measures
 # The GPU machines' Python packages (image 'cuda'), as KINDS.md of the device tool lists them (2026-11-17).
 GPU_MACHINE = set("""
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi

@@ -89,3 +89,5 @@ def set_grads(step: int, *lists: list[torch.Tensor], none: tuple[int, ...] = ())
 def assert_identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
     for i, (x, y) in enumerate(zip(a, b)):
         assert torch.equal(x, y), f"parameter {i}: max difference {(x - y).abs().max().item()}"
+
+

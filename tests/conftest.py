@@ -10,10 +10,13 @@ import warnings
 
 import pytest
 import torch
+from _interpreter import keep_the_launch_patches
+from _pytest.python import pytest_pyfunc_call as _call_test_function
 from hypothesis import HealthCheck, Phase, settings
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    keep_the_launch_patches()  # the interpreter's helper calls, without re-patching (tests/_interpreter.py)
 
 # Property tests: the same examples on every run and in CI (derandomized, no example database),
 # sized to keep tests/shim/test_properties.py well under a minute on two CPU cores. A longer random
@@ -30,6 +33,38 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("ci"), max_examples=500, derandomize=False)
 settings.load_profile(os.environ.get("FUSEDSCHED_HYPOTHESIS_PROFILE", "ci"))
+
+
+# Room on the frame stack. CPython (3.11 and later) keeps Python frames in chunks of at least 16 KiB
+# and frees a chunk as soon as the frame at its start returns, so a loop whose calls cross a chunk's
+# start maps and unmaps memory on every call. Under pytest and hypothesis the Triton interpreter's
+# launches sat on such a start in some tests and ran three to six times slower (the property tests
+# of tests/shim/test_properties.py: 280 s, 73 s with this). Every test therefore runs above one
+# frame of _ROOM_SLOTS slots: pushing it always starts a chunk of twice its size, which leaves the
+# test about 256 KiB of frames before the next chunk, whatever the depth pytest calls it at.
+_ROOM_SLOTS = 32768
+
+
+def _caller_with_room():
+    names = " = ".join(f"_{i}" for i in range(_ROOM_SLOTS))
+    source = (
+        "def call_with_room(call):\n"
+        "    if False:  # never runs: the names only reserve the frame's slots\n"
+        f"        {names} = None\n"
+        "    return call()\n"
+    )
+    namespace: dict = {}
+    exec(compile(source, "<conftest: call_with_room>", "exec"), namespace)
+    return namespace["call_with_room"]
+
+
+call_with_room = _caller_with_room()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """pytest's own call of the test function, above the frame that gives it room."""
+    return call_with_room(lambda: _call_test_function(pyfuncitem))
 
 
 def pytest_collection_modifyitems(config, items):

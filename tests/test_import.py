@@ -66,9 +66,24 @@ KIND_MODELS = [
 
 def test_every_kind_model_and_learning_rate_are_exported_from_kinds():
     from fusedsched import (  # the statement users write
-        CosineAnnealing, CosineWithRestarts, Cyclic, ExponentialDecay, InverseSqrt, Join, LearningRate,
-        LinearRampToConstant, LinearRampToCosine, LogWarmup, Offset, OneCycle, PiecewiseConstant, PolynomialDecay,
-        Product, ReduceOnPlateau, TanhDecay, WarmupStableDecay,
+        CosineAnnealing,
+        CosineWithRestarts,
+        Cyclic,
+        ExponentialDecay,
+        InverseSqrt,
+        Join,
+        LearningRate,
+        LinearRampToConstant,
+        LinearRampToCosine,
+        LogWarmup,
+        Offset,
+        OneCycle,
+        PiecewiseConstant,
+        PolynomialDecay,
+        Product,
+        ReduceOnPlateau,
+        TanhDecay,
+        WarmupStableDecay,
     )
 
     imported = [PiecewiseConstant, LinearRampToConstant, LinearRampToCosine, ExponentialDecay, PolynomialDecay,

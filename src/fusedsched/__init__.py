@@ -104,10 +104,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from .optimizers.adagrad import FusedAdagrad
-    from .optimizers.adam import GraphSafeAdam, GraphSafeAdamW
-    from .shim.binding import GroupBindingError
-    from .convert.torch import from_torch
     from .convert.deepspeed import (
         DeepSpeedShim,
         deepspeed_config_to_hyperparameters,
@@ -117,24 +113,11 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     )
     from .convert.megatron import MegatronShim, from_megatron
     from .convert.timm import TimmShim, from_timm
-    from .tml.config import (
-        AdagradConfig,
-        AdamConfig,
-        EmbeddingOptimizerConfig,
-        GroupSchedules,
-        HyperparameterSchedules,
-        MultiTaskLearningRates,
-        Multipliers,
-        OptimizerConfig,
-        RecapAdamConfig,
-        RecapMultiTaskLearningRates,
-        RecapOptimizerConfig,
-        SgdConfig,
-        dump_config,
-        load_config,
-        read_config_file,
-        validate_optimizer_config,
-    )
+    from .convert.torch import from_torch
+    from .ops.host import compute_lr_array
+    from .optimizers.adagrad import FusedAdagrad
+    from .optimizers.adam import GraphSafeAdam, GraphSafeAdamW
+    from .optimizers.sgd import GraphSafeSGD
     from .schedule.kinds import (
         CosineAnnealing,
         CosineWithRestarts,
@@ -155,6 +138,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         TanhDecay,
         WarmupStableDecay,
     )
+    from .schedule.reference import compute_lr
+    from .shim.binding import GroupBindingError
+    from .shim.scheduler import LRShim, ScheduleChangedWarning
     from .tml.builders import (
         ALL_PARAMS,
         build_multi_task_optimizer,
@@ -164,8 +150,22 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         recap_param_groups,
         schedules_by_group,
     )
+    from .tml.config import (
+        AdagradConfig,
+        AdamConfig,
+        EmbeddingOptimizerConfig,
+        GroupSchedules,
+        HyperparameterSchedules,
+        Multipliers,
+        MultiTaskLearningRates,
+        OptimizerConfig,
+        RecapAdamConfig,
+        RecapMultiTaskLearningRates,
+        RecapOptimizerConfig,
+        SgdConfig,
+        dump_config,
+        load_config,
+        read_config_file,
+        validate_optimizer_config,
+    )
     from .tools.plotting import plot_schedules
-    from .ops.host import compute_lr_array
-    from .schedule.reference import compute_lr
-    from .shim.scheduler import LRShim, ScheduleChangedWarning
-    from .optimizers.sgd import GraphSafeSGD

@@ -17,7 +17,7 @@ from _peers import optimizer, ulps32
 from torch.optim import lr_scheduler as tls
 from transformers import optimization as hf
 
-from fusedsched import GraphSafeSGD, LRShim, LearningRate, compute_lr, from_torch
+from fusedsched import GraphSafeSGD, LearningRate, LRShim, compute_lr, from_torch
 from fusedsched.convert.torch import SUPPORTED, ConversionWarning, learning_rates_from_torch
 from fusedsched.ops import unavailable_reason
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 from _peers import timm_scheduler, ulps32
 
-from fusedsched import GraphSafeAdamW, LRShim, LearningRate, compute_lr
+from fusedsched import GraphSafeAdamW, LearningRate, LRShim, compute_lr
 from fusedsched.convert import (
     DeepSpeedShim,
     MegatronShim,

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 import fusedsched
-from fusedsched import LearningRate, LRShim
+from fusedsched import LRShim
 
 
 def objects() -> dict:

@@ -14,6 +14,8 @@ from fusedsched.schedule.kinds import build_table
 from fusedsched.schedule.reference import compute_lr, schedule_marks
 from fusedsched.tml.config import LearningRate
 
+pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
+
 NATIVE = _native.unavailable_reason(torch.device("cpu")) is None
 
 

@@ -24,6 +24,8 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD
 
+pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
+
 
 def _ours(name: str, ps, h: Hyper, native: bool | None = False, **options):
     """Ours; the foreach step by default (bit-identical to torch's); ``native`` is ``fused``: None

@@ -16,9 +16,9 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from _peers import assert_rates_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from _peers import assert_rates_match
 from torch.optim import lr_scheduler as tls
 
 from fusedsched import LearningRate, compute_lr, load_config

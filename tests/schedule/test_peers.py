@@ -18,12 +18,12 @@ from _peers import (
     timm_cosine,
     torch_rates,
 )
+from torch.optim import lr_scheduler as tls
 from transformers import optimization as hf
 
 from fusedsched import LearningRate, compute_lr
-from fusedsched.tml.config import MAX_STEP
 from fusedsched.schedule.kinds.cosine import restart_cycle
-from torch.optim import lr_scheduler as tls
+from fusedsched.tml.config import MAX_STEP
 
 
 def ours(cfg: LearningRate, steps) -> np.ndarray:

@@ -5,12 +5,23 @@ import math
 import numpy as np
 import pytest
 import torch
-from _compare import BIG_STEPS, CONFIGS
+from _compare import BIG_STEPS, CONFIGS, assert_lrs_match, expected_f32
 
 from fusedsched import LearningRate, compute_lr
-from fusedsched.schedule.kinds import build_table, compile_schedule
 from fusedsched.ops import _native
-from fusedsched.schedule.program import NUM_COLUMNS, PYFLOAT, SCALAR, Column, Segment, Shape, evaluate_table, shape_values
+from fusedsched.schedule.kinds import build_table, compile_schedule
+from fusedsched.schedule.program import (
+    NUM_COLUMNS,
+    PYFLOAT,
+    SCALAR,
+    Column,
+    Segment,
+    Shape,
+    evaluate_table,
+    shape_values,
+)
+
+pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
 
 STEPS = list(range(0, 260)) + BIG_STEPS
 
@@ -242,19 +253,34 @@ def test_exponential_decay_becomes_constant_once_bounded(rate, end, staircase):
     c = int(last.start)
     assert compute_lr(cfg, c - 1) != end and compute_lr(cfg, c) == end
     table = build_table([cfg]).table
-    steps = list(range(c - 3, c + 3)) + [10**9]
-    assert [_host_lrs(table, s)[0] for s in steps] == [compute_lr(cfg, s) for s in steps]
+    decaying, bounded = list(range(c - 3, c)), list(range(c, c + 3)) + [10**9]
+    # from c on the constant itself; before it torch's pow, which may differ from the C library's
+    # in the last bit (docs/precision.md)
+    assert [_host_lrs(table, s)[0] for s in bounded] == [compute_lr(cfg, s) for s in bounded] == [end] * len(bounded)
+    np.testing.assert_allclose([_host_lrs(table, s)[0] for s in decaying], [compute_lr(cfg, s) for s in decaying],
+                               rtol=1e-15, atol=0)
 
 
 def test_the_device_path_of_evaluate_table_agrees_with_the_cpu_path():
     # on CUDA evaluate_table multiplies every active segment (no sync); on CPU it picks plain
-    # schedules' segments first: both must give the same rates
+    # schedules' segments first. The two lay the values out differently, and torch's vectorized
+    # cos / pow round a value by where it sits in the tensor (AVX2: 0.95**21 differs in its last
+    # bit): each path is held to the precision goal (docs/precision.md), and the two paths agree
+    # in float64 as closely as either agrees with compute_lr
     from fusedsched.schedule.program import _product_of_active
 
     table = build_table(CONFIGS).table
-    for s in STEPS[::7]:
-        s = torch.tensor(float(s), dtype=torch.float64)
-        np.testing.assert_array_equal(_product_of_active(table, s).numpy(), evaluate_table(table, s).numpy())
+    steps = STEPS[::7]
+    off_by_one = 0
+    for s in steps:
+        want = np.array([compute_lr(c, s) for c in CONFIGS])
+        at = torch.tensor(float(s), dtype=torch.float64)
+        every_active, picked = _product_of_active(table, at).numpy(), evaluate_table(table, at).numpy()
+        for got, path in ((every_active, "every active segment"), (picked, "plain segments picked")):
+            off_by_one += assert_lrs_match(got, expected_f32(CONFIGS, s), f"{path}, step {s}")
+        np.testing.assert_allclose(every_active, picked, rtol=1e-15, atol=8 * np.finfo(np.float64).eps * np.abs(want).max(),
+                                   err_msg=f"step {s}")
+    assert off_by_one <= 1e-4 * 2 * len(CONFIGS) * len(steps), f"{off_by_one} rates 1 ulp off float32(compute_lr)"
 
 
 # --- tables from programs, and one program over a vector of steps ---------------------------------

@@ -16,16 +16,15 @@ import random
 import numpy as np
 import pytest
 import torch
-from torch._dynamo.testing import CompileCounterWithBackend
-
 from _compare import RecordOps, f32
 from _cuda import NoSyncs, capture
+from torch._dynamo.testing import CompileCounterWithBackend
 
 from fusedsched import LearningRate, LRShim, compute_lr
+from fusedsched.ops import advance_, check_advance_args, unavailable_reason
 from fusedsched.optimizers.adagrad import FusedAdagrad
 from fusedsched.schedule.fields import MAX_STEP
 from fusedsched.schedule.kinds import build_table
-from fusedsched.ops import advance_, check_advance_args, unavailable_reason
 
 CPU_BACKENDS = [b for b in ("native", "reference", "triton") if unavailable_reason(b, "cpu") is None]
 WARMUP_DECAY = LearningRate(

@@ -267,7 +267,7 @@ def test_every_rank_matches_a_single_process_run(rank_results, scenario):
             assert torch.equal(value, first["params"][name]), f"rank {rank}: {name} differs from rank 0"
     assert first["params"].keys() == single["params"].keys()
     for name, value in first["params"].items():
-        torch.testing.assert_close(value, single["params"][name], rtol=RTOL, atol=ATOL, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(value, single["params"][name], rtol=RTOL, atol=ATOL, msg=lambda m, name=name: f"{name}: {m}")
     assert not torch.equal(first["params"]["head.weight"], _build(wrapper, mode, seed=0)[1].head.weight), (
         "the parameters never moved"
     )

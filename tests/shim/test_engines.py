@@ -17,10 +17,10 @@ from _compare import CONFIGS, assert_lrs_match, expected_f32
 
 from fusedsched import LRShim, compute_lr, ops
 from fusedsched.shim.binding import GroupBinding
-from fusedsched.tml.config import MAX_STEP
 from fusedsched.shim.device_engine import DeviceEngine
 from fusedsched.shim.engine import Engine, Lag
 from fusedsched.shim.host_engine import HostEngine
+from fusedsched.tml.config import MAX_STEP
 
 NATIVE = ops.unavailable_reason("native", "cpu") is None
 BACKENDS = [b for b in ops.BACKENDS if ops.unavailable_reason(b, "cpu") is None]

@@ -12,12 +12,11 @@
 import numpy as np
 import pytest
 import torch
+from _compare import assert_lrs_match, configs_for
+from _cuda import NoSyncs, capture
 
 from fusedsched import LearningRate, LRShim, OptimizerConfig, build_optimizer, compute_lr
 from fusedsched.ops import BACKENDS, unavailable_reason
-
-from _compare import assert_lrs_match, configs_for
-from _cuda import NoSyncs, capture
 
 pytestmark = pytest.mark.cuda
 

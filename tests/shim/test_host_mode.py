@@ -13,10 +13,9 @@ import pytest
 import torch
 from _compare import BIG_STEPS, CONFIGS
 
-from fusedsched import LRShim, compute_lr
-from fusedsched.shim import scheduler as scheduler_module
-from fusedsched import ops
+from fusedsched import LRShim, compute_lr, ops
 from fusedsched.ops import unavailable_reason
+from fusedsched.shim import scheduler as scheduler_module
 
 NATIVE = unavailable_reason("native", "cpu") is None
 FAR_STEPS = BIG_STEPS + [2**53 - 3, 2**53 - 2, 2**53 - 1, 2**53, 2**53 + 1, 2**62 + 7, 2**63 - 1]

@@ -23,14 +23,13 @@ import pytest
 import torch
 from _compare import CONFIGS, CPU_BACKENDS, CountSyncs, assert_lrs_match
 from torch._dynamo.testing import CompileCounterWithBackend
-
 from torch.optim import lr_scheduler as tls
 
 from fusedsched import GraphSafeAdam, GraphSafeAdamW, GraphSafeSGD, LearningRate, LRShim, compute_lr, from_torch
-from fusedsched.shim import hyperparameters as hyperparameters_module
-from fusedsched.shim.graphs import capture
 from fusedsched.shim import contract as contract_module
+from fusedsched.shim import hyperparameters as hyperparameters_module
 from fusedsched.shim.checkpoint import ScheduleChangedWarning
+from fusedsched.shim.graphs import capture
 
 STEPS = 30
 MODES = ["host", *CPU_BACKENDS]
@@ -150,6 +149,7 @@ def _megatron_wd(kind: str, start: float, end: float, incr_steps: int, step: int
     return start + coeff * (end - start)
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 def test_megatron_weight_decay_increment_drives_graphsafe_adamw_as_torch_adamw(kind, cpu_capturable):
     start, end, n = 0.01, 0.1, 20
@@ -325,7 +325,7 @@ def test_device_mode_refuses_optimizers_that_read_hyperparameters_by_value(facto
     opt = factory(_params(1))
     key = "momentum" if isinstance(opt, torch.optim.SGD) else "beta1"
     before = copy.deepcopy(opt.param_groups)
-    with pytest.raises(ValueError, match=f"reads it by value.*GraphSafeAdamW"):
+    with pytest.raises(ValueError, match="reads it by value.*GraphSafeAdamW"):
         LRShim(opt, {"a": LR}, device_schedule=True, hyperparameters={"a": {key: WD}})
     assert repr(opt.param_groups) == repr(before)
     LRShim(opt, {"a": LR}, device_schedule=True)  # lr alone stays as it was

@@ -16,15 +16,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.optim.lr_scheduler import ReduceLROnPlateau
-
 from _compare import f32
 from _cuda import NoSyncs, capture
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from fusedsched import LearningRate, LRShim, ScheduleChangedWarning, compute_lr, from_torch
-from fusedsched.schedule.kinds import compile_plateau
 from fusedsched.ops import unavailable_reason
-from fusedsched.schedule.plateau_state import Plateau, plateau_update
+from fusedsched.schedule.kinds import compile_plateau
+from fusedsched.schedule.plateau_state import plateau_update
 
 CPU_BACKENDS = [b for b in ("native", "reference", "triton") if unavailable_reason(b, "cpu") is None]
 SETTINGS = [
@@ -35,7 +34,9 @@ SETTINGS = [
 ]
 
 
-pytestmark = pytest.mark.usefixtures("quiet_user_warnings")
+# torch's arithmetic against a reference (a plateau inside a schedule: evaluate_table): .ci/run repeats it per
+# CPU capability
+pytestmark = [pytest.mark.usefixtures("quiet_user_warnings"), pytest.mark.precision]
 
 
 def metric_walk(seed: int, n: int, nan_every: int = 0) -> list[float]:
@@ -108,11 +109,12 @@ def test_where_a_joined_plateau_is_active():
 @pytest.mark.parametrize("settings", SETTINGS)
 @pytest.mark.parametrize("mode", ["host", *CPU_BACKENDS])
 def test_same_rates_as_reduce_lr_on_plateau(settings, mode):
-    n = {"host": 3000, "native": 3000, "reference": 400}.get(mode, 120)  # the Triton interpreter: ~50 ms a step
+    # the Triton interpreter (~50 ms a step): 60 steps, past every settings' reductions, with a NaN every 29
+    n, nan_every = {"host": (3000, 97), "native": (3000, 97), "reference": (400, 97)}.get(mode, (60, 29))
     opt, ref = _torch_pair(settings)
     shim = _shim(settings, device_schedule=mode != "host", backend=None if mode == "host" else mode)
     reductions = 0
-    for m in metric_walk(seed=len(str(settings)), n=n, nan_every=97):
+    for m in metric_walk(seed=len(str(settings)), n=n, nan_every=nan_every):
         before = [g["lr"] for g in opt.param_groups]
         ref.step(m)
         shim.step(m if mode == "host" else torch.tensor(m, dtype=torch.float64))
@@ -135,7 +137,7 @@ def test_metric_as_float32_tensor_python_float_and_keyword(mode):
     for i, m in enumerate(metric_walk(seed=3, n=60 if mode == "triton" else 200)):
         m32 = torch.tensor(m, dtype=torch.float32)
         ref.step(m32)  # torch reads float(m32): the float32 value
-        [lambda: shim.step(m32), lambda: shim.step(metrics=m32), lambda: shim.step(float(m32))][i % 3]()
+        [lambda m=m32: shim.step(m), lambda m=m32: shim.step(metrics=m), lambda m=m32: shim.step(float(m))][i % 3]()
         want = [g["lr"] for g in opt.param_groups]
         assert shim.get_last_lr() == (want if mode == "host" else [f32(x) for x in want])
 
@@ -217,7 +219,7 @@ def test_from_torch_carries_the_state_over(backend):
     assert ref2.num_bad_epochs or ref2.cooldown_counter or opt2.param_groups[0]["lr"] < 0.1
     shim = from_torch(ref2, backend=backend)
     assert shim.last_epoch == ref.last_epoch
-    for m in metrics[250:350 if backend == "triton" else None]:
+    for m in metrics[250:300 if backend == "triton" else None]:
         ref.step(m)
         shim.step(m)
         assert shim.get_last_lr() == [f32(g["lr"]) for g in opt.param_groups]

@@ -42,14 +42,14 @@ import torch
 from _compare import assert_lrs_match, expected_f32
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import KIND_STRATEGIES, NEW_KIND_STRATEGIES, ints_in, interesting_steps, learning_rates
+from strategies import KIND_STRATEGIES, NEW_KIND_STRATEGIES, interesting_steps, ints_in, learning_rates
 
 from fusedsched import LearningRate, LRShim, compute_lr, compute_lr_array
-from fusedsched.tml.config import MAX_STEP, dump_config, load_config
-from fusedsched.schedule.kinds import build_table
 from fusedsched.ops import BACKENDS, _native, advance_, unavailable_reason
+from fusedsched.schedule.kinds import build_table
 from fusedsched.schedule.program import evaluate_table
 from fusedsched.schedule.reference import schedule_marks
+from fusedsched.tml.config import MAX_STEP, dump_config, load_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # rates beyond float32
 
@@ -352,6 +352,7 @@ def test_every_backend_within_one_ulp(backend, case):
         assert_lrs_match(lrs, expected_f32(configs, s), f"{backend} step {s}: {configs}")
 
 
+@pytest.mark.precision
 @EXTREME
 @SETTINGS
 @given(configs_and_steps())

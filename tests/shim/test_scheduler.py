@@ -459,9 +459,9 @@ def test_host_mode_has_no_device_tensors():
     shim = LRShim(_sgd(1), {"g": EDGE_CONFIGS["ramp"]})
     assert not shim.device_schedule
     with pytest.raises(RuntimeError, match="device mode"):
-        shim.lr_tensor
+        _ = shim.lr_tensor
     with pytest.raises(RuntimeError, match="device mode"):
-        shim.step_tensor
+        _ = shim.step_tensor
 
 
 def test_tensor_lrs_pick_device_mode_by_default():

@@ -21,8 +21,8 @@ import torch
 from torch.optim.lr_scheduler import ChainedScheduler, ExponentialLR, LambdaLR, SequentialLR
 
 from fusedsched import FusedAdagrad, GroupBindingError, LearningRate, LRShim, ScheduleChangedWarning, compute_lr
-from fusedsched.tml.config import MAX_STEP
 from fusedsched.ops import advance_, unavailable_reason
+from fusedsched.tml.config import MAX_STEP
 
 MODES = ["host", "device"]
 RAMP = LearningRate(linear_ramp_to_constant={"learning_rate": 0.1, "num_ramp_steps": 7})

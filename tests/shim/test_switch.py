@@ -297,7 +297,7 @@ PLATEAU = LearningRate(join={"schedules": [
 @pytest.mark.parametrize("device", [False, True], ids=["host", "device"])
 def test_a_plateau_that_started_is_cut_and_keeps_its_state(device):
     shim = make({"a": PLATEAU}, device, spare=2)
-    for s in range(1, 10):
+    for _ in range(1, 10):
         shim.optimizer.step()
         shim.step(1.0)  # the same metric: no improvement, the rate halves after patience
     reduced = shim.plateau_states()[("a", "lr")]
@@ -307,7 +307,7 @@ def test_a_plateau_that_started_is_cut_and_keeps_its_state(device):
         shim.switch({"a": {"constant": "current"}})
     shim.switch({"a": {"constant": 0.02}}, at=12)
     assert shim.plateau_states()[("a", "lr")] == reduced
-    for s in (10, 11):
+    for _ in (10, 11):
         shim.optimizer.step()
         shim.step(1.0)
     assert shim.plateau_states()[("a", "lr")] != reduced  # still active before 12

@@ -237,7 +237,7 @@ def test_device_mode_training_matches_a_plain_optimizer_fed_by_hand(name, schedu
     moved = max((a - b).abs().max().item() for a, b in zip(reference.parameters(), start.parameters()))
     assert moved > 1e-2, "the reference run barely trained: the comparison would prove nothing"
     for (pname, got), want in zip(model.named_parameters(), reference.parameters()):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name} {pname}: {m}")
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=lambda m, pname=pname: f"{name} {pname}: {m}")
 
 
 @pytest.mark.parametrize("name", list(HYPER))

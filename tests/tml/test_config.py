@@ -656,7 +656,8 @@ def test_defaults_of_the_new_kinds():
     r = CosineWithRestarts(**RESTARTS)
     assert (r.final_learning_rate, r.num_ramp_steps, r.cycle_mult, r.cycle_decay) == (0.0, 0, 1, 1.0)
     o = OneCycle(**ONE)
-    assert (o.pct_start, o.anneal_strategy, o.div_factor, o.final_div_factor, o.three_phase) == (0.3, "cos", 25.0, 1e4, False)
+    assert (o.pct_start, o.anneal_strategy, o.three_phase) == (0.3, "cos", False)
+    assert (o.initial, o.minimum) == (o.max_learning_rate / 25.0, o.max_learning_rate / 25.0 / 1e4)  # the factors' defaults
     assert InverseSqrt(**INV).resolved_timescale == 10
     assert InverseSqrt(learning_rate=0.1, num_ramp_steps=0).resolved_timescale == 10_000
     assert InverseSqrt(**INV, timescale=7).resolved_timescale == 7

@@ -33,8 +33,8 @@ from fusedsched import (
     load_config,
     read_config_file,
 )
-from fusedsched.tml.config import AdamConfig, SgdConfig
 from fusedsched.shim.hyperparameters import KEYS
+from fusedsched.tml.config import AdamConfig, SgdConfig
 
 MULTI_TASK_YAML = """
 optimizer:

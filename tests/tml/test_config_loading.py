@@ -21,7 +21,15 @@ import yaml
 
 import fusedsched
 from fusedsched.schedule import errors
-from fusedsched.tml.config import LearningRate, OptimizerConfig, limits, load_config, loading, parse_config_text, read_config_file
+from fusedsched.tml.config import (
+    LearningRate,
+    OptimizerConfig,
+    limits,
+    load_config,
+    loading,
+    parse_config_text,
+    read_config_file,
+)
 
 EXAMPLES = Path(fusedsched.__file__).parent / "examples"
 MAX_BYTES, MAX_DEPTH, MAX_VALUES = limits.MAX_CONFIG_BYTES, limits.MAX_CONFIG_DEPTH, limits.MAX_CONFIG_VALUES

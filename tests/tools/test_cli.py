@@ -17,10 +17,9 @@ import torch
 import yaml
 
 import fusedsched
-from fusedsched import LearningRate, LRShim, compute_lr
-from fusedsched.tools.cli import load_schedules, main
-from fusedsched import GraphSafeAdamW, load_config
+from fusedsched import GraphSafeAdamW, LearningRate, LRShim, compute_lr, load_config
 from fusedsched.tools import bench, demo
+from fusedsched.tools.cli import load_schedules, main
 
 EXAMPLE = bench.example_config_path()
 DEMO = demo.config_path()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fusedsched import LearningRate, compute_lr, plot_schedules
+from fusedsched.schedule.reference import schedule_marks
 from fusedsched.tools.plotting import (
     MAX_PLOT_STEPS,
     SAMPLE_POINTS,
@@ -20,7 +21,6 @@ from fusedsched.tools.plotting import (
     save_figure,
     schedule_table,
 )
-from fusedsched.schedule.reference import schedule_marks
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")  # before pyplot: no window from the tests that use it

@@ -50,13 +50,13 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler as tls
 
-from .builders import Config, constant, join, offset, product
-from .common import as_float, float32_ulps, group_names, learning_rate
 from ..optimizers import GRAPH_SAFE
 from ..optimizers.graphsafe import GraphSafeOptimizer
 from ..schedule.kinds import LearningRate
-from ..shim.scheduler import LRShim
 from ..schedule.reference import compute_lr
+from ..shim.scheduler import LRShim
+from .builders import Config, constant, join, offset, product
+from .common import as_float, float32_ulps, group_names, learning_rate
 
 __all__ = ["SUPPORTED", "ConversionWarning", "from_torch", "learning_rates_from_torch"]
 

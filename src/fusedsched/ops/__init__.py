@@ -9,7 +9,16 @@
 """
 
 from ._reference import clock
-from .backends import AUTO_ORDER, BACKENDS, Backend, BackendUnavailable, advance_op, explain, resolve_backend, unavailable_reason
+from .backends import (
+    AUTO_ORDER,
+    BACKENDS,
+    Backend,
+    BackendUnavailable,
+    advance_op,
+    explain,
+    resolve_backend,
+    unavailable_reason,
+)
 from .host import compute_lr_array, host_evaluator
 from .launcher import Launcher, advance_, bind
 from .schema import (

@@ -37,6 +37,7 @@ else:
             f"FUSEDSCHED_BUILD_NATIVE=1 pip install --no-build-isolation -e . ; to silence this "
             f"warning, set {SKIP_ENV}=1.",
             RuntimeWarning,
+            stacklevel=2,
         )
 
 

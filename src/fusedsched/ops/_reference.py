@@ -42,8 +42,17 @@ import numpy as np
 import torch
 
 from ..schedule.plateau_state import STATE_COLUMNS, PlateauColumn, plateau_step
-from ..schedule.program import (NUMPY, PYFLOAT, SCALAR, Column, Shape, active_plateaus, evaluate_table, lane_function,
-                       shape_values)
+from ..schedule.program import (
+    NUMPY,
+    PYFLOAT,
+    SCALAR,
+    Column,
+    Shape,
+    active_plateaus,
+    evaluate_table,
+    lane_function,
+    shape_values,
+)
 
 _CODES = {float(shape) for shape in Shape if shape not in (Shape.CONSTANT, Shape.PLATEAU)}  # PLATEAU: V0 here
 SCALAR_LANES = 8  # a shape on at most this many lanes is evaluated lane by lane (Python floats): measured

@@ -15,7 +15,7 @@ not skipped); every group is then evaluated at the new step into ``lrs``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -75,19 +75,10 @@ def check_inputs(inputs: OpInputs) -> None:
         check_previous_scale(previous_scale, skip, step.device)
 
 
-def check_advance_args(
-    step: torch.Tensor,
-    table: torch.Tensor,
-    lrs: torch.Tensor,
-    increment: int,
-    amount: torch.Tensor | None = None,
-    skip: torch.Tensor | None = None,
-    plateau: torch.Tensor | None = None,
-    metric: torch.Tensor | None = None,
-    previous_scale: torch.Tensor | None = None,
-) -> None:
-    """:func:`check_inputs` with the inputs given one by one (as to :func:`fusedsched.ops.advance_`)."""
-    check_inputs(OpInputs(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale))
+def check_advance_args(*inputs: Any, **named: Any) -> None:
+    """:func:`check_inputs` with the inputs given one by one, as to :func:`fusedsched.ops.advance_`
+    (``OpInputs``' arguments, positionally or by name)."""
+    check_inputs(OpInputs(*inputs, **named))
 
 
 def _got(value: object) -> str:

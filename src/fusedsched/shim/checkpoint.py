@@ -14,18 +14,18 @@ e.g. ``join.schedules[1].product.schedules[0].exponential_decay.decay_rate``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pydantic
 
-from .hyperparameters import validate_hyperparameters, validate_multipliers
 from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
+from .hyperparameters import validate_hyperparameters, validate_multipliers
 
 __all__ = [
     "MAX_EPOCH",

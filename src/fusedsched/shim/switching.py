@@ -35,8 +35,15 @@ import pydantic
 from ..schedule.fields import MAX_STEP, Rate
 from ..schedule.kinds import Join, LearningRate, PlateauRow, compile_plateau, plateaus
 from ..schedule.reference import compute_lr
-from .checkpoint import (Switch, check_schedule_policy, check_step, parse_switches, saved_schedules, state_mapping,
-                         validate_lr_dict)
+from .checkpoint import (
+    Switch,
+    check_schedule_policy,
+    check_step,
+    parse_switches,
+    saved_schedules,
+    state_mapping,
+    validate_lr_dict,
+)
 from .engine import Engine, plateau_rows
 from .hyperparameters import KEYS, Rows, rows, scaled, validate_hyperparameters
 

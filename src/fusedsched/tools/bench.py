@@ -37,12 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..tml.config import load_config
-from ..schedule.kinds import LearningRate
 from ..ops import BACKENDS, resolve_backend, unavailable_reason
 from ..ops.backends import AUTO_ORDER
+from ..schedule.kinds import LearningRate
 from ..schedule.reference import compute_lr, prepare_lr, schedule_marks
 from ..shim.scheduler import LRShim
+from ..tml.config import load_config
 from .models import mlp, regression_batches
 
 __all__ = [

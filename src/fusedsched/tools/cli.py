@@ -33,7 +33,13 @@ import numpy as np
 import pydantic
 import torch
 
-from . import plotting
+from ..ops import BACKENDS, BackendUnavailable
+from ..ops.backends import BACKEND_ENV
+from ..schedule.errors import NOT_INDENTED, causes_first, one_line, repr_start
+from ..schedule.kinds import LearningRate
+from ..shim.checkpoint import check_step, parse_switches, saved_schedules, state_mapping
+from ..shim.hyperparameters import KEYS, scaled
+from ..tml.builders import BACKBONE, schedules_by_group
 from ..tml.config import (
     AdamConfig,
     MultiTaskLearningRates,
@@ -42,14 +48,7 @@ from ..tml.config import (
     read_config_file,
     validate_optimizer_config,
 )
-from ..schedule.errors import NOT_INDENTED, causes_first, one_line, repr_start
-from ..shim.checkpoint import check_step, parse_switches, saved_schedules, state_mapping
-from ..shim.hyperparameters import KEYS, scaled
-from ..schedule.kinds import LearningRate
-from ..ops import BACKENDS, BackendUnavailable
-from ..ops.backends import BACKEND_ENV
-from ..tml.builders import BACKBONE, schedules_by_group
-from . import bench, demo
+from . import bench, demo, plotting
 
 __all__ = ["CliError", "SavedState", "load_schedules", "load_state", "main"]
 

@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import plotting
-from ..tml.config import LearningRate, OptimizerConfig, RecapOptimizerConfig
 from ..shim.hyperparameters import scaled
-from ..tml.builders import build_optimizer, sanitize
 from ..shim.scheduler import LRShim
-from . import bench
+from ..tml.builders import build_optimizer, sanitize
+from ..tml.config import LearningRate, OptimizerConfig, RecapOptimizerConfig
+from . import bench, plotting
 from .models import MultiTaskModel, multi_task_batches
 
 __all__ = ["DemoRun", "build", "config_path", "figure", "report", "train"]

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..ops.host import compute_lr_array
 from ..schedule.fields import MAX_STEP
 from ..schedule.kinds import LearningRate
-from ..ops.host import compute_lr_array
 from ..schedule.reference import schedule_marks
 
 if TYPE_CHECKING:

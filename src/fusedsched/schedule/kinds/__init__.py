@@ -29,8 +29,8 @@ compile to the shapes of :mod:`fusedsched.schedule.program`, which every backend
 from ._row import Kind
 from .compiler import PlateauRow, build_table, compile_plateau, compile_schedule, with_plateau_value
 from .compose import Join, LearningRate, Offset, Product, kind_row, plateaus, schedule_bounds
-from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
+from .cyclic import Cyclic
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .plateau import ReduceOnPlateau
 from .tanh import TanhDecay

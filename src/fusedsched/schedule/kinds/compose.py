@@ -11,11 +11,11 @@ from typing import ClassVar
 
 import pydantic
 
-from ..fields import Count, ConfigModel, Rate, StepInt, exactly_one
+from ..fields import ConfigModel, Count, Rate, StepInt, exactly_one
 from ..program import Segment, shifted
 from ._row import Kind, Range, fold, fold_ranges, sorted_marks, union, widened
-from .cyclic import Cyclic
 from .cosine import CosineAnnealing, CosineWithRestarts, OneCycle, WarmupStableDecay
+from .cyclic import Cyclic
 from .decay import ExponentialDecay, InverseSqrt, PolynomialDecay
 from .plateau import ReduceOnPlateau
 from .tanh import TanhDecay

@@ -15,7 +15,6 @@ from typing import Any, ClassVar, Literal
 import pydantic
 
 from ...schedule.fields import MAX_STEP, Beta, ConfigModel, Rate, StepInt, exactly_one
-from ...shim.hyperparameters import KEYS, range_refusal, scaled
 from ...schedule.kinds import (
     CosineAnnealing,
     CosineWithRestarts,
@@ -31,6 +30,7 @@ from ...schedule.kinds import (
     Product,
     WarmupStableDecay,
 )
+from ...shim.hyperparameters import KEYS, range_refusal, scaled
 
 # The schedule kinds live in fusedsched.schedule.kinds and the field types in fusedsched.schedule.fields; they are
 # re-exported here, where a tml config's models have always been imported from.
