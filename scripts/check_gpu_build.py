@@ -201,8 +201,8 @@ def record_triton_launches():
     from triton.runtime.jit import JITFunction
 
     from fusedsched import LRShim
-    from fusedsched.tools.bench import cycled_schedules
     from fusedsched.ops import _triton
+    from fusedsched.tools.bench import cycled_schedules
 
     kernels = {name: obj for name, obj in vars(_triton).items() if isinstance(obj, JITFunction)}
     if not kernels:

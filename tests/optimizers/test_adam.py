@@ -9,14 +9,13 @@ bfloat16 within the documented bound.
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from _hyper import Hyper, assert_identical, params, set_grads, spread, twins, values
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fusedsched.optimizers import SparseGradientError
 from fusedsched import GraphSafeAdam, GraphSafeAdamW
+from fusedsched.optimizers import SparseGradientError
 from fusedsched.optimizers import fused as fused_ops
 
 pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability

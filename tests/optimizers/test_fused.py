@@ -98,7 +98,7 @@ class _Run:
         gen = torch.Generator().manual_seed(layout["seed"])
         dtype = layout["dtype"]
         self.groups = []
-        for g, spec in enumerate(layout["groups"]):
+        for spec in layout["groups"]:
             ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)) for s in spec["shapes"]]
             tensors = {k: torch.zeros((), dtype=d) for k, d in spec["kinds"].items() if d != "float"}
             self.groups.append((ps, tensors, spec))
@@ -236,7 +236,7 @@ def test_half_types_as_torch_fused_kernels_compute_them(kind, torch_cls, options
     theirs = (_Float32Math(qs, torch_cls, lr=0.01, **options) if "sgd" in kind
               else torch_cls(qs, lr=0.01, fused=True, **options))
     assert {e["path"] for e in ours.explain()} == {"fused"}
-    for step in range(30):
+    for _ in range(30):
         g = [torch.randn(p.shape, generator=gen).to(dtype) for p in ps]
         for group, opt in ((ps, ours), (qs, theirs), (rs, foreach)):
             for p, grad in zip(group, g):
@@ -452,7 +452,7 @@ def test_the_step_skeleton_runs_the_closure_for_every_optimizer():
         p = torch.nn.Parameter(torch.ones(3))
         opt = make([p])
 
-        def closure():
+        def closure(opt=opt, p=p):
             opt.zero_grad()
             loss = (p * p).sum()
             loss.backward()

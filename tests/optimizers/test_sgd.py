@@ -10,8 +10,8 @@ import pytest
 import torch
 from _hyper import Hyper, assert_identical, params, set_grads, spread, twins, values
 
-from fusedsched.optimizers import SparseGradientError
 from fusedsched import GraphSafeSGD
+from fusedsched.optimizers import SparseGradientError
 
 pytestmark = pytest.mark.precision  # torch's arithmetic against a reference: .ci/run repeats it per CPU capability
 

@@ -65,7 +65,6 @@ from typing import Any
 import torch
 
 from . import fused as fused_ops
-from .group_key import BETA1, BETA2, EPS, LR, WEIGHT_DECAY
 from .graphsafe import (
     GraphSafeOptimizer,
     is_tensor,
@@ -78,6 +77,7 @@ from .graphsafe import (
     scaled_add,
     wide,
 )
+from .group_key import BETA1, BETA2, EPS, LR, WEIGHT_DECAY
 
 __all__ = ["GraphSafeAdam", "GraphSafeAdamW", "adam_step"]
 

@@ -60,8 +60,17 @@ from typing import Any
 import torch
 
 from . import fused as fused_ops
+from .graphsafe import (
+    GraphSafeOptimizer,
+    is_tensor,
+    on_device,
+    one_minus,
+    opmath,
+    real_views,
+    restore_where,
+    scaled_add,
+)
 from .group_key import DAMPENING, LR, MOMENTUM, WEIGHT_DECAY
-from .graphsafe import GraphSafeOptimizer, is_tensor, on_device, one_minus, opmath, real_views, restore_where, scaled_add
 
 __all__ = ["GraphSafeSGD", "sgd_step"]
 

@@ -37,7 +37,11 @@ from torch.optim import Optimizer
 from ..optimizers import GRAPH_SAFE
 from ..optimizers.adagrad import FusedAdagrad
 from ..optimizers.adam import GraphSafeAdam
+from ..optimizers.sgd import GraphSafeSGD
+from ..schedule.kinds import LearningRate
+from ..schedule.reference import compute_lr
 from ..shim.binding import leaves
+from ..shim.scheduler import LRShim
 from .config import (
     ALL_PARAMS,
     BACKBONE,
@@ -48,10 +52,6 @@ from .config import (
     RecapOptimizerConfig,
     validate_optimizer_config,
 )
-from ..schedule.kinds import LearningRate
-from ..shim.scheduler import LRShim
-from ..schedule.reference import compute_lr
-from ..optimizers.sgd import GraphSafeSGD
 
 #: recap's SGD group for parameters whose name contains ``embedding_bags``.
 DENSE_EBC = "dense_ebc"
