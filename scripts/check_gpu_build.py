@@ -4,7 +4,9 @@
 native (csrc/): built out of tree (``build/gpu-check/``, never over the CPU build in src/) by the
 CUDA build of torch in ``--cuda-python``, with nvcc from ``--cuda-home`` and
 ``TORCH_CUDA_ARCH_LIST=--archs``. The extension must load there with a CUDA kernel registered for
-``fusedsched::advance_native_`` (no GPU is needed for that) and hold machine code for every arch.
+``fusedsched::advance_native_`` and the fused graph-safe steps ``fusedsched::graphsafe_adam_`` and
+``fusedsched::graphsafe_sgd_`` (no GPU is needed for that) and hold machine code for every arch,
+each of those kernels in it.
 
 triton (``fusedsched.ops._triton``): every launch of a ``@triton.jit`` kernel of that module is
 recorded, not run, on the production path: an ``LRShim`` in device mode with the ``triton``
@@ -38,7 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OP_NAME = "fusedsched::advance_native_"
-OP_NAMES = (OP_NAME, "fusedsched::advance_native_.clock")  # the plain step and its amount / skip overload
+OP_NAMES = (OP_NAME, "fusedsched::advance_native_.clock",  # the plain step and its amount / skip overload
+            "fusedsched::graphsafe_adam_", "fusedsched::graphsafe_sgd_")  # the fused graph-safe steps
+#: The kernels whose machine code the CUDA build must hold, by the name cuobjdump shows (a substring).
+SASS_KERNELS = ("advance", "adam_kernel", "sgd_kernel")
 TABLE_GROUPS = 1025
 PTX_FMA = re.compile(r"^\s*(?:@!?%\w+\s+)?(fma\.[\w.]+)", re.MULTILINE)
 SASS_DFMA = re.compile(r"\bDFMA\b")
@@ -183,9 +188,11 @@ def check_native_sass(cuda_home: Path, library: Path, archs: list[int]):
         raise CheckFailed(f"no machine code for {', '.join(f'sm_{a}' for a in missing) or '?'} in {library.name} "
                           f"(cuobjdump --list-elf: {_tail(listing.stdout + listing.stderr, 5) or 'nothing'})")
     sass = _run([str(cuobjdump), "--dump-sass", str(library)]).stdout
-    kernels = sorted(set(re.findall(r"Function : (\S*advance\S*)", sass)))
-    if not kernels:
-        raise CheckFailed(f"no advance kernel in the SASS of {library.name}")
+    kernels = sorted(set(re.findall(r"Function : (\S+)", sass)))
+    absent = [name for name in SASS_KERNELS if not any(name in k for k in kernels)]
+    if absent:
+        raise CheckFailed(f"no {', '.join(absent)} kernel in the SASS of {library.name} (it holds {', '.join(kernels) or 'none'})")
+    kernels = [k for k in kernels if any(name in k for name in SASS_KERNELS)]
     return f"SASS for {', '.join(f'sm_{a}' for a in found)} holds {', '.join(kernels)} ({cuobjdump})", None
 
 
