@@ -152,7 +152,7 @@ LAYERS = {
     "tml": [{"config"}, {"builders"}],
     "convert": [{"common", "builders"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],
     "integrations": [{"huggingface", "lightning"}],
-    "tools": [{"models", "plotting"}, {"bench"}, {"demo"}, {"cli"}],
+    "tools": [{"models", "plotting", "traffic"}, {"bench"}, {"demo"}, {"cli"}],
 }
 TOP, BOTTOM = {"", "__main__"}, {"_aliases"}
 
