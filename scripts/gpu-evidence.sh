@@ -9,9 +9,10 @@
 #    a temporary site dir, and builds fusedsched._C in place against this machine's torch
 #    (FUSEDSCHED_BUILD_NATIVE=1, for this GPU's arch).
 # 3. Runs, most important first, each stage under what is left of the time budget (default 420 s,
-#    so the whole run ends inside 8 minutes): pytest -m cuda tests; the precision sweep
-#    (scripts/gpu_precision_sweep.py); python -m fusedsched bench; GraphSafeAdamW against torch's
-#    fused AdamW (benchmarks/graphsafe_adamw.py, its table in run.log); the clock's paths
+#    so the whole run ends inside 8 minutes): pytest -m cuda tests; the graph-safe AdamW and SGD
+#    steps, fused and foreach, eager, compiled and in a CUDA graph, against torch's fused ones at 1M
+#    and 100M parameters (benchmarks/graphsafe_step.py, its table in run.log); the precision sweep
+#    (scripts/gpu_precision_sweep.py); python -m fusedsched bench; the clock's paths
 #    (benchmarks/clock_paths.py, its table in run.log); the demo on CUDA; pytest benchmarks/.
 # 4. Writes summary.md (scripts/gpu_evidence_report.py) and prints its headline.
 #
@@ -158,9 +159,9 @@ stage env 60 "$PYTHON" scripts/gpu_evidence_report.py env --json "$OUT_DIR/env.j
 # 3. The evidence, most important first.
 stage cuda-tests 200 "$PYTHON" -m pytest -m cuda tests -q -rA -p no:cacheprovider \
     --continue-on-collection-errors --junitxml="$OUT_DIR/cuda-tests.xml"
+stage optimizers 150 "$PYTHON" benchmarks/graphsafe_step.py --device cuda --sizes 1e6 1e8 --rounds 5
 stage precision 120 "$PYTHON" scripts/gpu_precision_sweep.py --device cuda --json "$OUT_DIR/precision.json"
 stage bench 150 "$PYTHON" -m fusedsched bench --device cuda --json "$OUT_DIR/bench.json"
-stage optimizers 60 "$PYTHON" benchmarks/graphsafe_adamw.py --device cuda --rounds 5
 stage clock 45 "$PYTHON" benchmarks/clock_paths.py --device cuda --rounds 5 --calls 2000
 stage demo 90 "$PYTHON" -m fusedsched demo --device cuda --quiet -o "$OUT_DIR/demo.png"
 stage benchmarks 150 "$PYTHON" -m pytest benchmarks/ -q -p no:cacheprovider --benchmark-json="$OUT_DIR/benchmarks.json" \

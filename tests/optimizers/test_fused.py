@@ -93,14 +93,15 @@ def _values(kind: str, step: int, g: int, flags: dict) -> dict[str, float]:
 class _Run:
     """One optimizer over a layout's parameters, its hyperparameters set in place each step."""
 
-    def __init__(self, kind: str, layout: dict, fused: bool | None, cls=None) -> None:
-        self.kind, self.layout = kind, layout
+    def __init__(self, kind: str, layout: dict, fused: bool | None, cls=None, device: str = "cpu") -> None:
+        self.kind, self.layout, self.device = kind, layout, torch.device(device)
         gen = torch.Generator().manual_seed(layout["seed"])
         dtype = layout["dtype"]
         self.groups = []
         for spec in layout["groups"]:
-            ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dtype)) for s in spec["shapes"]]
-            tensors = {k: torch.zeros((), dtype=d) for k, d in spec["kinds"].items() if d != "float"}
+            ps = [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(device, dtype))
+                  for s in spec["shapes"]]
+            tensors = {k: torch.zeros((), dtype=d, device=device) for k, d in spec["kinds"].items() if d != "float"}
             self.groups.append((ps, tensors, spec))
         param_groups = [{"params": ps, **self._hyper(0, g)} for g, (ps, _, _) in enumerate(self.groups)]
         for group, (_, _, spec) in zip(param_groups, self.groups):
@@ -134,18 +135,18 @@ class _Run:
             group.update(self._hyper(step, g))
         gen = torch.Generator().manual_seed(1000 + step)
         for p in self.params():
-            p.grad = (torch.randn(p.shape, generator=gen, dtype=torch.float64) * 4).to(p.dtype)
+            p.grad = (torch.randn(p.shape, generator=gen, dtype=torch.float64) * 4).to(p.device, p.dtype)
         if step in self.layout["skips"] or step % 3 == 0:
-            self.opt.grad_scale = torch.tensor(4.0)
-            self.opt.found_inf = torch.tensor(float(step in self.layout["skips"]))
+            self.opt.grad_scale = torch.tensor(4.0, device=self.device)
+            self.opt.found_inf = torch.tensor(float(step in self.layout["skips"]), device=self.device)
         self.opt.step()
         for attr in ("grad_scale", "found_inf"):
             if hasattr(self.opt, attr):
                 delattr(self.opt, attr)
 
 
-def _train(kind: str, layout: dict, fused: bool | None, steps: int = STEPS, cls=None) -> _Run:
-    run = _Run(kind, layout, fused, cls)
+def _train(kind: str, layout: dict, fused: bool | None, steps: int = STEPS, cls=None, device: str = "cpu") -> _Run:
+    run = _Run(kind, layout, fused, cls, device)
     for step in range(steps):
         run.step(step)
     return run
@@ -160,12 +161,12 @@ def _state_pairs(a: _Run, b: _Run):
 
 def _assert_within_the_twin_bound(fused: _Run, foreach: _Run) -> None:
     for p, q, sa, sb in _state_pairs(fused, foreach):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(p.cpu(), q.cpu(), rtol=1e-5, atol=1e-7)
         for key, value in sa.items():
             if key in ("step", "momentum_started"):
-                assert torch.equal(value, sb[key]), key
+                assert torch.equal(value.cpu(), sb[key].cpu()), key
             else:
-                torch.testing.assert_close(value, sb[key], rtol=1e-5, atol=1e-7, msg=key)
+                torch.testing.assert_close(value.cpu(), sb[key].cpu(), rtol=1e-5, atol=1e-7, msg=key)
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -188,6 +189,19 @@ def test_sgd_twin_within_its_bound_of_the_foreach_step_over_random_layouts(seed)
     _assert_within_the_twin_bound(fused, foreach)
     state_of = {k: v for k, v in foreach.opt.state_dict()["state"].items()}
     assert set(fused.opt.state_dict()["state"]) == set(state_of)  # the same buffers have started
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("kind", ["adam", "sgd"])
+def test_the_cuda_kernel_within_the_twin_bound_of_its_cpu_twin_and_of_the_cuda_foreach_step(kind, seed):
+    """The CUDA kernel, the default on CUDA, against the CPU twin (the same math, another compiler) and
+    against the foreach step on CUDA, over the random layouts above (hyperparameter tensors on CUDA)."""
+    layout = _layout(seed, kind, dtypes=(torch.float32, torch.float64, torch.complex64))
+    cuda = _train(kind, layout, None, device="cuda")
+    assert {e["path"] for e in cuda.opt.explain()} == {"fused"}
+    _assert_within_the_twin_bound(cuda, _train(kind, layout, True))
+    _assert_within_the_twin_bound(cuda, _train(kind, layout, False, device="cuda"))
 
 
 class _Float32Math:
@@ -213,6 +227,7 @@ class _Float32Math:
                     value.copy_(value.to(p.dtype))  # the state as the half type holds it
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("kind, torch_cls, options", [
     ("adamw", torch.optim.AdamW, {"weight_decay": 0.1}),
@@ -220,24 +235,25 @@ class _Float32Math:
     ("sgd", torch.optim.SGD, {"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
     ("sgd-nesterov", torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
 ])
-def test_half_types_as_torch_fused_kernels_compute_them(kind, torch_cls, options, dtype):
-    """bfloat16 / float16 parameters and state, the math in float32: the twin against torch's fused
-    CPU kernel given the same values as floats (SGD: torch's step in float32, rounded back, see
+def test_half_types_as_torch_fused_kernels_compute_them(kind, torch_cls, options, dtype, device):
+    """bfloat16 / float16 parameters and state, the math in float32: the twin (on CUDA the kernel)
+    against torch's fused kernel on the same device given the same values as floats (SGD: torch's step in float32, rounded back, see
     ``_Float32Math``), within rtol 2**-6 and 2**-6 of the largest parameter after 30 steps (one
     rounding to the half type apart at most per step); bfloat16 against our foreach step (each op
     rounded to bfloat16) within 2**-4 of the largest parameter."""
     gen = torch.Generator().manual_seed(5)
-    ps = [torch.nn.Parameter(torch.randn(s, generator=gen).to(dtype)) for s in ((64, 33), (17,))]
+    ps = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device, dtype)) for s in ((64, 33), (17,))]
     qs, rs = ([torch.nn.Parameter(p.detach().clone()) for p in ps] for _ in range(2))
     ours_cls = {"adamw": GraphSafeAdamW, "adam-amsgrad": GraphSafeAdam}.get(kind, GraphSafeSGD)
-    tensors = {k: torch.tensor(float(v)) for k, v in options.items() if not isinstance(v, bool)}
-    ours = ours_cls(ps, lr=torch.tensor(0.01), fused=True, **{**options, **tensors})
-    foreach = ours_cls(rs, lr=torch.tensor(0.01), fused=False, **{**options, **tensors})
+    tensors = {k: torch.tensor(float(v), device=device) for k, v in options.items() if not isinstance(v, bool)}
+    lr = torch.tensor(0.01, device=device)
+    ours = ours_cls(ps, lr=lr, fused=True, **{**options, **tensors})
+    foreach = ours_cls(rs, lr=lr, fused=False, **{**options, **tensors})
     theirs = (_Float32Math(qs, torch_cls, lr=0.01, **options) if "sgd" in kind
               else torch_cls(qs, lr=0.01, fused=True, **options))
     assert {e["path"] for e in ours.explain()} == {"fused"}
     for _ in range(30):
-        g = [torch.randn(p.shape, generator=gen).to(dtype) for p in ps]
+        g = [torch.randn(p.shape, generator=gen).to(device, dtype) for p in ps]
         for group, opt in ((ps, ours), (qs, theirs), (rs, foreach)):
             for p, grad in zip(group, g):
                 p.grad = grad.clone()
