@@ -11,13 +11,18 @@
 #include <cstdint>
 #include <optional>
 
-#ifndef FUSEDSCHED_HOST_DEVICE
-#ifdef __CUDACC__
-#define FUSEDSCHED_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FUSEDSCHED_HOST_DEVICE inline
-#endif
-#endif
+#include "host_device.h"
+
+// Runs __VA_ARGS__ with NAME a constexpr bool equal to cond: a runtime flag made a template argument
+// (the CPU kernels' loops are compiled once per combination of their flags).
+#define FUSEDSCHED_BOOL(cond, NAME, ...) \
+  if (cond) {                            \
+    constexpr bool NAME = true;          \
+    __VA_ARGS__                          \
+  } else {                               \
+    constexpr bool NAME = false;         \
+    __VA_ARGS__                          \
+  }
 
 namespace fusedsched {
 namespace graphsafe {

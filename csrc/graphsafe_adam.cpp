@@ -54,15 +54,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void adam_loop(
   }
 }
 
-#define FUSEDSCHED_BOOL(cond, NAME, ...) \
-  if (cond) {                            \
-    constexpr bool NAME = true;          \
-    __VA_ARGS__                          \
-  } else {                               \
-    constexpr bool NAME = false;         \
-    __VA_ARGS__                          \
-  }
-
 template <typename T, typename M>
 void adam_tensor(
     T* param, const T* grad, T* exp_avg, T* exp_avg_sq, T* max_exp_avg_sq, int64_t n, const AdamNumbers<M>& h,

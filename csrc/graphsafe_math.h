@@ -15,13 +15,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifndef FUSEDSCHED_HOST_DEVICE
-#ifdef __CUDACC__
-#define FUSEDSCHED_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FUSEDSCHED_HOST_DEVICE inline
-#endif
-#endif
+#include "host_device.h"
 
 namespace fusedsched {
 namespace graphsafe {

@@ -44,15 +44,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void sgd_loop(
   }
 }
 
-#define FUSEDSCHED_BOOL(cond, NAME, ...) \
-  if (cond) {                            \
-    constexpr bool NAME = true;          \
-    __VA_ARGS__                          \
-  } else {                               \
-    constexpr bool NAME = false;         \
-    __VA_ARGS__                          \
-  }
-
 template <typename T, typename M>
 void sgd_tensor(T* param, const T* grad, T* buffer, int64_t n, const SgdNumbers<M>& h, bool scaled, bool maximize,
                 bool moves, bool started, bool nesterov) {

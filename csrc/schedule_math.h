@@ -18,11 +18,7 @@
 #include <cmath>
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define FUSEDSCHED_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FUSEDSCHED_HOST_DEVICE inline
-#endif
+#include "host_device.h"
 
 namespace fusedsched {
 
