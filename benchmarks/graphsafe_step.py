@@ -1,7 +1,7 @@
 """The graph-safe optimizer steps against torch's fused ones, side by side in one run (CPU or CUDA).
 
-Per algorithm (AdamW; SGD with momentum 0.9) and size (the parameters of 10 groups of equal
-tensors, float32, gradients fixed), candidates alternated round-robin
+Per algorithm (AdamW; SGD with momentum 0.9) and size (the parameters of ``--groups`` groups, 10 by
+default, of one equal tensor each, float32, gradients fixed), candidates alternated round-robin
 (:func:`fusedsched.tools.bench.alternate`), each owning its parameters and state, each call one
 ``optimizer.step()``:
 
@@ -42,10 +42,10 @@ TARGETS = {"cpu": 1.25, "cuda": 1.05}  # graph-safe fused (tensor hyperparameter
 DEFAULT_SIZES = {"cpu": [1e6], "cuda": [1e6, 1e7, 1e8]}
 
 
-def _params(total: int, device: torch.device) -> list[torch.nn.Parameter]:
-    size = max(1, total // GROUPS)
+def _params(total: int, groups: int, device: torch.device) -> list[torch.nn.Parameter]:
+    size = max(1, total // groups)
     gen = torch.Generator(device=device).manual_seed(0)
-    ps = [torch.nn.Parameter(torch.randn(size, generator=gen, device=device)) for _ in range(GROUPS)]
+    ps = [torch.nn.Parameter(torch.randn(size, generator=gen, device=device)) for _ in range(groups)]
     for p in ps:
         p.grad = torch.randn(size, generator=gen, device=device) * 1e-2
     return ps
@@ -88,7 +88,7 @@ def _builders(algorithm: str, device: torch.device) -> dict[str, Callable[[list[
     }
 
 
-def _steps(algorithm: str, total: int, device: torch.device, graphs: bool) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
+def _steps(algorithm: str, total: int, groups: int, device: torch.device, graphs: bool) -> tuple[dict[str, Callable[[], object]], dict[str, str]]:
     """``(name -> one step, name -> why a candidate is absent)``."""
     steps, failed = {}, {}
     for name, build in _builders(algorithm, device).items():
@@ -99,7 +99,7 @@ def _steps(algorithm: str, total: int, device: torch.device, graphs: bool) -> tu
             variants += [(f"{v} graph", True) for v, _ in list(variants) if graphs]
         for label, captured in variants:
             try:
-                opt = build(_params(total, device))
+                opt = build(_params(total, groups, device))
                 step = torch.compile(opt.step) if label.startswith("compiled") else opt.step
                 if captured:
                     from fusedsched.shim.graphs import capture
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=sorted(TARGETS))
     parser.add_argument("--sizes", type=float, nargs="+", help="parameters per candidate (default: 1e6 on CPU, "
                         "1e6 1e7 1e8 on CUDA)")
+    parser.add_argument("--groups", type=int, default=GROUPS, help=f"param groups, one tensor each (default {GROUPS})")
     parser.add_argument("--algorithms", nargs="+", default=["AdamW", "SGD"], choices=["AdamW", "SGD"])
     parser.add_argument("--no-graphs", action="store_true", help="CUDA: leave out the captured candidates")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -132,8 +133,8 @@ def main() -> None:
     results: dict[str, dict] = {}
     for algorithm in args.algorithms:
         for total in [int(s) for s in (args.sizes or DEFAULT_SIZES[device.type])]:
-            label = f"{algorithm}, {total:,} parameters in {GROUPS} groups"
-            steps, failed = _steps(algorithm, total, device, not args.no_graphs)
+            label = f"{algorithm}, {total:,} parameters in {args.groups:,} groups"
+            steps, failed = _steps(algorithm, total, args.groups, device, not args.no_graphs)
             timings = bench.alternate(steps, device, rounds=args.rounds, target_s=0.05) if "torch fused" in steps else {}
             results[label] = {"failed": failed}
             print(f"{label}:")
