@@ -351,6 +351,17 @@ def test_copies_and_pickles_keep_training():
         assert all(twin.state[p]["step"].item() == 3 for p in twin_ps)
 
 
+@pytest.mark.parametrize("fused", [None, True, False])
+def test_copies_and_pickles_keep_the_path(fused):
+    """``fused`` is part of a copy and a pickle: ``explain()`` and the step take the same path."""
+    opt = GraphSafeAdamW(params(), lr=torch.tensor(0.01), fused=fused)
+    for twin in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert twin.fused is fused
+        assert twin.explain() == opt.explain()
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # a load keeps the optimizer's own choice
+    assert opt.fused is fused
+
+
 BAD = [
     ("adam", {"lr": -0.1}, "lr must be finite and >= 0, got -0.1"),
     ("adam", {"lr": torch.tensor(-1.0)}, "lr must be finite and >= 0, got tensor(-1.0"),

@@ -364,6 +364,10 @@ class GraphSafeOptimizer(GraphSafeStep, Optimizer):
             for p in group["params"]:
                 self._init_state(p, group)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """torch's state and the ``fused`` choice (a pickle or a deep copy keeps the path)."""
+        return {**super().__getstate__(), "fused": getattr(self, "fused", None)}
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "native" in state:  # a pickle of 0.1 (Adam's): native is fused's older name
             state.setdefault("fused", state.pop("native"))
@@ -442,8 +446,8 @@ class GraphSafeOptimizer(GraphSafeStep, Optimizer):
         if reason is not None:
             return False, f"the foreach step: {reason}"
         if fused is None and not self._fused_by_default(p):
-            return False, (f"the foreach step, the default for {p.dtype} parameters on the CPU (bit-identical to "
-                           "torch's foreach step); fused=True takes the fused CPU kernel")
+            return False, (f"the foreach step, the default for {p.dtype} parameters on the CPU; fused=True takes "
+                           "the fused CPU kernel")
         kernel = "CUDA kernel" if p.device.type == "cuda" else "CPU kernel (the CUDA kernel's twin)"
         return True, f"the fused {kernel} {self.FUSED_OP}: one pass over each parameter"
 
