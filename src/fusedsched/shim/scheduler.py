@@ -200,7 +200,8 @@ class LRShim(ScheduleViews, LRScheduler):
         by nothing. Every argument is checked before anything changes (docs/semantics.md, "Steps").
         """
         engine = self._engine
-        epoch, metrics = step_arguments(args, epoch, metrics, bool(engine.plateau_rows))
+        if args or epoch is not None or metrics is not None:  # not the plain step(): its path stays short
+            epoch, metrics = step_arguments(args, epoch, metrics, bool(engine.plateau_rows))
         if metrics is not None:
             self._step_by(amount, engine.metric_arg(metrics))
         elif amount is not None:
