@@ -94,6 +94,20 @@ __device__ __forceinline__ bool skipped(const Amp& amp) {
   return amp.found_inf != nullptr && load_scalar(amp.found_inf, amp.inf_code) != 0;
 }
 
+// This block's chunk: its tensor's slot, where the chunk starts in the tensor, how many elements.
+struct Block {
+  int tensor;
+  int64_t start, n;
+};
+
+template <int Depth, int Hypers>
+__device__ __forceinline__ Block block_of(const Chunks<Depth, Hypers>& c) {
+  const int tensor = c.block_tensor[blockIdx.x];
+  const int64_t start = static_cast<int64_t>(c.block_chunk[blockIdx.x]) * kChunk;
+  const int64_t left = c.numel[tensor] - start;
+  return {tensor, start, left < kChunk ? left : kChunk};
+}
+
 template <int Depth, int Hypers>
 __device__ __forceinline__ double hyper_of(const Chunks<Depth, Hypers>& c, int which, int tensor) {
   return load_scalar(c.hyper[which][tensor], c.code[which][tensor]);
@@ -159,10 +173,9 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<T>) adam_kernel(const AdamChunks chunks, const Amp amp, const AdamFlags flags) {
   using M = at::opmath_type<T>;
   if (skipped(amp)) return;
-  const int tensor = chunks.block_tensor[blockIdx.x];
-  const int64_t start = static_cast<int64_t>(chunks.block_chunk[blockIdx.x]) * kChunk;
-  const int64_t left = chunks.numel[tensor] - start;
-  const int64_t n = left < kChunk ? left : kChunk;
+  const Block block = block_of(chunks);
+  const int tensor = block.tensor;
+  const int64_t start = block.start, n = block.n;
   const double lr = hyper_of(chunks, 0, tensor), beta1 = hyper_of(chunks, 1, tensor);
   const double beta2 = hyper_of(chunks, 2, tensor);
   const bool scaled = amp.grad_scale != nullptr;
@@ -209,10 +222,9 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads, kMinBlocks<T>) sgd_kernel(const SgdChunks chunks, const Amp amp, const SgdFlags flags) {
   using M = at::opmath_type<T>;
   if (skipped(amp)) return;
-  const int tensor = chunks.block_tensor[blockIdx.x];
-  const int64_t start = static_cast<int64_t>(chunks.block_chunk[blockIdx.x]) * kChunk;
-  const int64_t left = chunks.numel[tensor] - start;
-  const int64_t n = left < kChunk ? left : kChunk;
+  const Block block = block_of(chunks);
+  const int tensor = block.tensor;
+  const int64_t start = block.start, n = block.n;
   const bool scaled = amp.grad_scale != nullptr;
   const graphsafe::SgdNumbers<M> h = graphsafe::sgd_numbers<M>(
       hyper_of(chunks, 0, tensor), hyper_of(chunks, 1, tensor), hyper_of(chunks, 2, tensor),
