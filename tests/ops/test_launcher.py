@@ -113,3 +113,18 @@ def test_bind_checks_the_bound_tensors_and_names_them():
         bind("reference", step, table, lrs, plateau=torch.zeros(2))
     with pytest.raises(ValueError, match="backend must be one of 'native', 'triton', 'reference'; got 'auto'"):
         bind("auto", step, table, lrs)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_a_fixed_launch_of_a_scale_reads_it_and_the_previous_scale_at_each_call(backend):
+    """``fixed(scale=s)``: the GradScaler path without the keyword call; ``s`` is read when it runs."""
+    previous, scale = torch.tensor(1024.0), torch.tensor([512.0])
+    launcher, step, lrs = _bound(backend, previous_scale=previous)
+    on_scale = launcher.fixed(scale=scale)
+    on_scale()  # backed off: skipped
+    assert step.item() == 16 and previous.item() == 512.0
+    on_scale()  # kept: applied
+    scale.fill_(1024.0)
+    on_scale()  # grown: applied
+    assert step.item() == 18 and previous.item() == 1024.0
+    assert_lrs_match(lrs, expected_f32(CONFIGS, 18))

@@ -59,10 +59,15 @@ class Launcher:
         self.traced = _keywords(record.traceable, *self._bound)
 
     def fixed(self, increment: int = 1, *, amount: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-              metric: torch.Tensor | None = None) -> Callable[[], None]:
-        """A launch of these inputs that takes no argument (a ``functools.partial`` of the eager launch)."""
-        step, table, lrs, plateau, _ = self._bound
-        inputs = list(OpInputs(step, table, lrs, increment, amount, skip, plateau, metric))
+              scale: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> Callable[[], None]:
+        """A launch of these inputs that takes no argument (a ``functools.partial`` of the eager launch);
+        ``scale`` (a GradScaler's, in place of ``skip``) is compared with the bound ``previous_scale``."""
+        step, table, lrs, plateau, previous_scale = self._bound
+        if scale is not None:
+            skip = scale
+        else:
+            previous_scale = None
+        inputs = list(OpInputs(step, table, lrs, increment, amount, skip, plateau, metric, previous_scale))
         while inputs[-1] is None:  # the shortest call: a native launch without optional inputs is the plain op
             inputs.pop()
         return functools.partial(self._eager, *inputs)

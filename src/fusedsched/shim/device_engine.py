@@ -185,9 +185,10 @@ class DeviceEngine:
     def _select_step(self) -> None:
         """:attr:`advance`: the plain step unless a skip signal or recent-rate copies need more. A skip
         signal alone takes one launch with its inputs (a ``found_inf`` tensor: fixed; a GradScaler's
-        scale: read each step, it appears at the scaler's first ``scale()``); recent-rate copies go
+        scale: it appears at the scaler's first ``scale()``, fixed while it is the same tensor); recent-rate copies go
         through :meth:`advance_by`."""
         flag = None if self.skip is None else self.skip.constant_flag()
+        self._scale_seen = self._scale_launch = None  # the GradScaler's launch, made at its first scale
         if self._recent is not None:
             self.advance = self._advance_one
         elif self.skip is None:
@@ -213,7 +214,9 @@ class DeviceEngine:
             self.launcher.advance()
             self.step += 1
             return
-        self.launcher.advance(scale=scale)
+        if scale is not self._scale_seen:  # the scaler keeps one scale tensor, updated in place
+            self._scale_seen, self._scale_launch = scale, self.launcher.fixed(scale=scale)
+        self._scale_launch()
         self._unknown_distance = True
 
     def _advance_one(self) -> None:
@@ -392,7 +395,7 @@ class DeviceEngine:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for rebuilt in ("launcher", "advance", "_launch", "_reads_amount"):  # for this process, in __setstate__
+        for rebuilt in ("launcher", "advance", "_launch", "_scale_launch", "_scale_seen", "_reads_amount"):  # rebuilt
             state.pop(rebuilt, None)
         state["_recent"] = None  # the copy starts without recent-rate copies (events do not pickle)
         state["_checked_amount"] = None
