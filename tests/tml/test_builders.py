@@ -80,6 +80,34 @@ def test_build_optimizer_sgd_returns_sgd_and_lrshim():
     assert _group_lrs(optimizer) == [0.1]
 
 
+def test_spare_segments_give_a_built_scheduler_room_to_switch():
+    """``spare_segments`` reaches the LRShim: a new rate from step 3 on (a second segment), which the
+    table of a constant schedule alone has no room for."""
+    config = OptimizerConfig(sgd={"lr": 0.1}, learning_rate={"constant": 0.1})
+    cooldown = {"constant": 0.02}
+    for models in (lambda: build_optimizer(_model(), config, device_schedule=True, spare_segments=1),
+                   lambda: build_multi_task_optimizer(
+                       _Recap(), config, _rates(dict.fromkeys(("is_clicked", "is_replied", "is_favorited"),
+                                                              LearningRate(constant=0.1)), LearningRate(constant=0.1)),
+                       device_schedule=True, spare_segments=1)):
+        optimizer, scheduler = models()
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step()
+        scheduler.switch(dict.fromkeys(scheduler.lr_dict, cooldown))
+        for _ in range(2):
+            optimizer.step()
+            scheduler.step()
+        assert scheduler.last_epoch == 5 and scheduler.get_last_lr() == pytest.approx([0.02] * len(optimizer.param_groups))
+    _, no_room = build_optimizer(_model(), config, device_schedule=True)
+    for _ in range(3):
+        no_room.step()
+    with pytest.raises(ValueError, match="build the LRShim with spare_segments=1 or more"):
+        no_room.switch({ALL_PARAMS: cooldown})
+    with pytest.raises(ValueError, match=r"^spare_segments must be >= 0, got -1$"):
+        build_optimizer(_model(), config, device_schedule=True, spare_segments=-1)
+
+
 @pytest.mark.parametrize("name", list(HYPER))
 def test_get_optimizer_class_is_the_chosen_one(name):
     assert get_optimizer_class(OptimizerConfig(**{name: HYPER[name]})) is TORCH_CLASS[name]

@@ -224,6 +224,7 @@ def _build(
     device_schedule: bool | None,
     backend: str | None,
     combined: bool,
+    spare_segments: int = 0,
     fused: Any = None,
     hyperparameters: dict[str, dict[str, LearningRate]] | None = None,
     multipliers: dict[str, dict[str, float]] | None = None,
@@ -251,7 +252,7 @@ def _build(
         optimizer = _torch_optimizer(groups, device_schedule, device)
     scheduler = LRShim(
         optimizer, lr_dict, device_schedule=device_schedule, backend=backend, device=device,
-        hyperparameters=hyperparameters, multipliers=multipliers,
+        hyperparameters=hyperparameters, multipliers=multipliers, spare_segments=spare_segments,
     )
     if fused is not None:
         fused.zero_grad()  # sets nothing but each kernel's rate: the first backward reads step 0's
@@ -302,6 +303,7 @@ def build_optimizer(
     device_schedule: bool | None = None,
     backend: str | None = None,
     combined: bool = False,
+    spare_segments: int = 0,
 ) -> tuple[Optimizer, LRShim]:
     """The optimizer and its ``LRShim`` for either of tml's optimizer schemas.
 
@@ -320,6 +322,7 @@ def build_optimizer(
             ``EmbeddingOptimizerConfig`` (its ``learning_rate``) or a ``LearningRate``.
         device_schedule: device mode (tensor lrs, graph-safe optimizers); default True on CUDA.
         backend: the ``advance_`` backend for device mode.
+        spare_segments: device mode's room for :meth:`LRShim.switch` (see ``LRShim``); 0 by default.
         combined: recap's layout, a torchrec ``CombinedOptimizer`` with one ``KeyedOptimizerWrapper``
             per group (state keyed by parameter name); needs torchrec.
     """
@@ -329,6 +332,7 @@ def build_optimizer(
         return build_multi_task_optimizer(
             model, optimizer_config, emb_optimizer_config=emb_optimizer_config,
             device_schedule=device_schedule, backend=backend, combined=combined,
+            spare_segments=spare_segments,
         )
     if isinstance(optimizer_config, RecapOptimizerConfig):
         # As recap: every parameter in one group; the embedding schedule drives a sharded model's
@@ -351,7 +355,8 @@ def build_optimizer(
         if fused is not None:
             _name_fused_groups(fused, fused_names)
             lr_dict.update(dict.fromkeys(fused_names, embedding))
-        return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined, fused=fused)
+        return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined,
+                      spare_segments=spare_segments, fused=fused)
     _no_embedding_config(emb_optimizer_config)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
@@ -359,7 +364,7 @@ def build_optimizer(
     lr_dict = schedules_by_group(optimizer_config)
     groups = _core_groups(optimizer_config, {ALL_PARAMS: params})
     return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined,
-                  **_scheduled_hyperparameters(optimizer_config, lr_dict))
+                  spare_segments=spare_segments, **_scheduled_hyperparameters(optimizer_config, lr_dict))
 
 
 def _scheduled_hyperparameters(optimizer_config: OptimizerConfig, lr_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -407,6 +412,7 @@ def build_multi_task_optimizer(
     device_schedule: bool | None = None,
     backend: str | None = None,
     combined: bool = False,
+    spare_segments: int = 0,
 ) -> tuple[Optimizer, LRShim]:
     """One param group per tower (task) plus ``backbone``, each with its own schedule.
 
@@ -460,7 +466,7 @@ def build_multi_task_optimizer(
         lr_dict = {**rates.tower_learning_rates, BACKBONE: rates.backbone_learning_rate}
         return _build(_core_groups(optimizer_config, groups), lr_dict,
                       device_schedule=device_schedule, backend=backend, combined=combined,
-                      **_scheduled_hyperparameters(optimizer_config, lr_dict))
+                      spare_segments=spare_segments, **_scheduled_hyperparameters(optimizer_config, lr_dict))
 
     embedding = _embedding_schedule(emb_optimizer_config)
     fused, fused_names = _checked_fused_optimizer(model, embedding, combined)
@@ -511,7 +517,8 @@ def build_multi_task_optimizer(
     if fused is not None:
         _name_fused_groups(fused, fused_names)
         lr_dict.update(dict.fromkeys(fused_names, embedding))
-    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined, fused=fused)
+    return _build(groups, lr_dict, device_schedule=device_schedule, backend=backend, combined=combined,
+                  spare_segments=spare_segments, fused=fused)
 
 
 def _checked_fused_optimizer(
