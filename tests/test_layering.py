@@ -150,7 +150,7 @@ LAYERS = {
     "shim": [{"skipping", "hyperparameters", "recent_rates"}, {"binding", "checkpoint"}, {"engine"},
              {"host_engine", "device_engine", "switching"}, {"contract", "views"}, {"scheduler"}, {"graphs"}],
     "tml": [{"config"}, {"builders"}],
-    "convert": [{"common", "builders"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],
+    "convert": [{"common", "builders"}, {"functions"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],
     "integrations": [{"huggingface", "lightning"}],
     "tools": [{"models", "plotting", "traffic"}, {"bench"}, {"demo"}, {"cli"}],
 }

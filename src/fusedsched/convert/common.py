@@ -6,7 +6,8 @@
   converters compare a source scheduler's rate with its conversion's this way: at most 1);
 - :func:`group_names`: the names the converted ``LRShim`` gives the optimizer's param groups;
 - :func:`as_float`: a source's number (a float, or a one-element tensor) as a Python float;
-- :func:`whole_number`: a source's step count as an int, or a ``ValueError`` naming the setting.
+- :func:`whole_number`: a source's step count as an int, or a ``ValueError`` naming the setting;
+- :class:`ConversionWarning`: a converted schedule gives, at some step, a rate the source does not.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ import torch
 
 from ..schedule.kinds import LearningRate
 
-__all__ = ["as_float", "float32_ulps", "group_names", "learning_rate", "whole_number"]
+__all__ = ["ConversionWarning", "as_float", "float32_ulps", "group_names", "learning_rate", "whole_number"]
+
+
+class ConversionWarning(UserWarning):
+    """A converted schedule gives, at some step, a rate the stock scheduler does not."""
 
 
 def learning_rate(config: dict[str, Any], what: str) -> LearningRate:
