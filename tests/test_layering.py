@@ -149,7 +149,7 @@ LAYERS = {
     "optimizers": [{"group_key", "fused"}, {"graphsafe"}, {"adam", "sgd", "adagrad"}],
     "shim": [{"skipping", "hyperparameters", "recent_rates"}, {"binding", "checkpoint"}, {"engine"},
              {"host_engine", "device_engine", "switching"}, {"contract", "views"}, {"scheduler"}, {"graphs"}],
-    "tml": [{"config"}, {"builders"}],
+    "tml": [{"config"}, {"grouping"}, {"builders"}],
     "convert": [{"common", "builders"}, {"functions"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],
     "integrations": [{"huggingface", "lightning"}],
     "tools": [{"models", "plotting", "traffic"}, {"bench"}, {"demo"}, {"cli"}],

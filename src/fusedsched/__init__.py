@@ -65,8 +65,8 @@ _EXPORTS = {
     "build_multi_task_optimizer": "tml.builders",
     "build_optimizer": "tml.builders",
     "get_optimizer_class": "tml.builders",
-    "multi_task_param_groups": "tml.builders",
-    "recap_param_groups": "tml.builders",
+    "multi_task_param_groups": "tml.grouping",
+    "recap_param_groups": "tml.grouping",
     "schedules_by_group": "tml.builders",
     "plot_schedules": "tools.plotting",  # imports matplotlib only when called
     "from_torch": "convert.torch",
@@ -146,8 +146,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         build_multi_task_optimizer,
         build_optimizer,
         get_optimizer_class,
-        multi_task_param_groups,
-        recap_param_groups,
         schedules_by_group,
     )
     from .tml.config import (
@@ -168,4 +166,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         read_config_file,
         validate_optimizer_config,
     )
+    from .tml.grouping import multi_task_param_groups, recap_param_groups
     from .tools.plotting import plot_schedules

@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from ..shim.hyperparameters import scaled
 from ..shim.scheduler import LRShim
-from ..tml.builders import build_optimizer, sanitize
+from ..tml.builders import build_optimizer
 from ..tml.config import LearningRate, OptimizerConfig, RecapOptimizerConfig
+from ..tml.grouping import sanitize
 from . import bench, plotting
 from .models import MultiTaskModel, multi_task_batches
 
