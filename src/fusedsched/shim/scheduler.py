@@ -21,14 +21,12 @@ import torch
 from torch.optim.lr_scheduler import EPOCH_DEPRECATION_WARNING, LRScheduler
 
 from ..schedule.kinds import LearningRate
-from ..schedule.reference import compute_lr
 from .binding import GroupBindingError
 from .checkpoint import MAX_EPOCH, ScheduleChangedWarning, Switch, check_step, parse_state_dict, scheduler_state
 from .contract import check_arguments, step_arguments, warn_if_optimizer_step_skipped
 from .device_engine import DeviceEngine
 from .engine import Engine, Lag
 from .host_engine import HOST_NATIVE_MIN_GROUPS, HOST_NATIVE_MIN_ROWS, HostEngine
-from .hyperparameters import scaled
 from .switching import Replacement, Schedules, planned, replacement, resumed
 from .views import ScheduleViews
 
@@ -267,28 +265,7 @@ class LRShim(ScheduleViews, LRScheduler):
         else:
             self._jump(epoch, "epoch", counted=False)
 
-    # --- the LRScheduler contract -------------------------------------------------------------
-
-    def get_lr(self) -> list[float]:
-        if not self._get_lr_called_within_step:
-            warnings.warn("To get the last learning rate computed by the scheduler, please use `get_last_lr()`.",
-                          UserWarning, stacklevel=2)
-        return self._get_closed_form_lr()
-
-    def _get_closed_form_lr(self) -> list[float]:
-        step = self.last_epoch
-        return [compute_lr(scaled(cfg, self.multipliers.get(name, {}).get("lr", 1.0)), step)
-                for name, cfg in self.lr_dict.items()]
-
-    def get_last_lr(self) -> list[float]:
-        """Every group's current rate as floats. In device mode: one device-to-host copy (a sync)."""
-        self._binding.verify()
-        return self._engine.floats()
-
-    def get_recent_lr(self) -> list[float]:
-        """Every group's rate after a recent step, read without a host sync: for logging (on CUDA,
-        possibly a step behind; docs/trainers.md)."""
-        return self._engine.recent_rates()[1]
+    # --- the LRScheduler contract (get_lr and the rates: ScheduleViews) --------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python data only; loads with ``weights_only=True`` (docs/checkpoints.md)."""

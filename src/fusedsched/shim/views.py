@@ -1,5 +1,6 @@
-"""What an ``LRShim`` shows beyond torch's ``LRScheduler`` contract: its device tensors, its
-scheduled hyperparameters' values and rows, its plateaus' states, its skip signal.
+"""What an ``LRShim`` shows: the ``LRScheduler`` contract's rates (``get_lr``, ``get_last_lr``) and,
+beyond it, its recent rates, device tensors, scheduled hyperparameters' values and rows, its
+plateaus' states, its skip signal.
 
 :class:`ScheduleViews` is ``LRShim``'s base: it reads the scheduler's engine (``_engine``) and rows
 (``_rows``, :class:`~fusedsched.shim.hyperparameters.Rows`) and changes nothing but the plateaus.
@@ -7,15 +8,17 @@ scheduled hyperparameters' values and rows, its plateaus' states, its skip signa
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from ..schedule.reference import compute_lr
 from .binding import GroupBinding
 from .checkpoint import checked_plateau_state
 from .engine import Engine
-from .hyperparameters import Rows
+from .hyperparameters import Rows, scaled
 
 __all__ = ["ScheduleViews"]
 
@@ -27,6 +30,29 @@ class ScheduleViews:
     _rows: Rows
     _binding: GroupBinding
     _catch_up: Any  #: LRShim's: takes the step from a counter that moved unseen
+    lr_dict: dict[str, Any]  #: LRShim's: ``{group: LearningRate}``
+    multipliers: dict[str, dict[str, float]]  #: LRShim's: ``{group: {key: m}}``
+
+    def get_lr(self) -> list[float]:
+        if not self._get_lr_called_within_step:
+            warnings.warn("To get the last learning rate computed by the scheduler, please use `get_last_lr()`.",
+                          UserWarning, stacklevel=2)
+        return self._get_closed_form_lr()
+
+    def _get_closed_form_lr(self) -> list[float]:
+        step = self.last_epoch
+        return [compute_lr(scaled(cfg, self.multipliers.get(name, {}).get("lr", 1.0)), step)
+                for name, cfg in self.lr_dict.items()]
+
+    def get_last_lr(self) -> list[float]:
+        """Every group's current rate as floats. In device mode: one device-to-host copy (a sync)."""
+        self._binding.verify()
+        return self._engine.floats()
+
+    def get_recent_lr(self) -> list[float]:
+        """Every group's rate after a recent step, read without a host sync: for logging (on CUDA,
+        possibly a step behind; docs/trainers.md)."""
+        return self._engine.recent_rates()[1]
 
     @property
     def device_schedule(self) -> bool:
