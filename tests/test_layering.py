@@ -152,7 +152,7 @@ LAYERS = {
     "tml": [{"config"}, {"grouping"}, {"builders"}],
     "convert": [{"common", "builders"}, {"functions"}, {"torch", "stack_shim"}, {"timm", "deepspeed", "megatron"}],
     "integrations": [{"huggingface", "lightning"}],
-    "tools": [{"models", "plotting", "traffic"}, {"bench"}, {"demo"}, {"cli"}],
+    "tools": [{"models", "plotting", "traffic", "timing"}, {"bench"}, {"demo"}, {"cli"}],
 }
 TOP, BOTTOM = {"", "__main__"}, {"_aliases"}
 
